@@ -1,0 +1,5 @@
+export * from './errors.js';
+export * from './clock.js';
+export * from './logger.js';
+export * from './net.js';
+export * from './types.js';
