@@ -1,1 +1,3 @@
-export {};
+export * from './candidates.js';
+export * from './timing.js';
+export * from './machine.js';
