@@ -1,1 +1,3 @@
-export {};
+export * from './codec.js';
+export * from './config.js';
+export * from './ip.js';
