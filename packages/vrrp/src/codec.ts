@@ -40,6 +40,7 @@ export const DROP_REASONS = [
   'bad-ip-header',
   'other-vrid',
   'advert-interval-mismatch',
+  'own-advert',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

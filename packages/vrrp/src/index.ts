@@ -1,3 +1,4 @@
 export * from './codec.js';
 export * from './config.js';
 export * from './ip.js';
+export * from './machine.js';
