@@ -41,6 +41,7 @@ export const DROP_REASONS = [
   'other-vrid',
   'advert-interval-mismatch',
   'own-advert',
+  'not-a-peer',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

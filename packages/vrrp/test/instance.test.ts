@@ -1,0 +1,198 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock, MemoryLogger } from '@coord/core';
+import {
+  createVrrpInstance,
+  decode,
+  encode,
+  loadVrrpConfig,
+  masterDownIntervalMs,
+  type Received,
+  type VrrpConfig,
+  type VrrpPacket,
+  type VrrpTransport,
+} from '../src/index.js';
+
+/** An in-memory transport that records what was sent and lets the test inject datagrams. */
+function fakeTransport(destinations: string[] = ['224.0.0.18']) {
+  const sent: { dstAddr: string; payload: Buffer }[] = [];
+  const log: string[] = [];
+  let handler: ((r: Received) => void) | undefined;
+  let failSends = false;
+  const transport: VrrpTransport = {
+    destinations,
+    send(dstAddr, payload) {
+      if (failSends) return Promise.reject(new Error('ENETUNREACH'));
+      sent.push({ dstAddr, payload });
+      log.push(`send ${payload[2]}`);
+      return Promise.resolve();
+    },
+    onReceive(h) {
+      handler = h;
+    },
+    close() {},
+  };
+  return {
+    transport,
+    sent,
+    log,
+    deliver: (r: Received) => handler?.(r),
+    failSends: (v: boolean) => (failSends = v),
+  };
+}
+
+const flush = () => new Promise<void>((r) => setImmediate(r));
+
+function setup(overrides: Partial<Parameters<typeof loadVrrpConfig>[0]> = {}, destinations?: string[]) {
+  const config = loadVrrpConfig({
+    vrid: 51,
+    priority: 100,
+    addresses: ['10.0.0.50'],
+    primaryAddress: '10.0.0.2',
+    ...overrides,
+  });
+  const clock = new FakeClock();
+  const net = fakeTransport(
+    destinations ?? (config.unicastPeers.length ? [...config.unicastPeers] : undefined),
+  );
+  const logger = new MemoryLogger();
+  const vipLog = net.log;
+  const vips = {
+    claim: () => (vipLog.push('claim'), Promise.resolve()),
+    release: () => (vipLog.push('release'), Promise.resolve()),
+  };
+  const transitions: string[] = [];
+  const instance = createVrrpInstance({
+    config,
+    transport: net.transport,
+    vips,
+    clock,
+    logger,
+    onTransition: (t) => transitions.push(`${t.from}>${t.to}:${t.reason}`),
+  });
+  return { config, clock, net, logger, instance, transitions };
+}
+
+function datagram(config: VrrpConfig, packet: VrrpPacket, srcAddr: string, dstAddr = '224.0.0.18'): Received {
+  return {
+    ok: true,
+    datagram: { payload: encode(packet, { family: 4, srcAddr, dstAddr }), srcAddr, dstAddr, ttl: 255 },
+  };
+}
+const v3 = (priority: number): VrrpPacket => ({
+  version: 3,
+  vrid: 51,
+  priority,
+  maxAdvertIntervalCs: 100,
+  addresses: ['10.0.0.50'],
+});
+
+describe('createVrrpInstance', () => {
+  it('becomes Master after Master_Down_Interval, claims the VIPs and advertises every interval', async () => {
+    const { clock, net, instance, transitions, config } = setup();
+    instance.start();
+    expect(instance.state()).toBe('backup');
+    clock.advance(masterDownIntervalMs(3, 100, 100) - 1);
+    expect(instance.state()).toBe('backup');
+    clock.advance(1);
+    await flush();
+    expect(instance.state()).toBe('master');
+    expect(net.log).toEqual(['send 100', 'claim']);
+    clock.advance(3000);
+    await flush();
+    expect(net.sent).toHaveLength(4);
+    const last = net.sent.at(-1);
+    expect(
+      last && decode(last.payload, { family: 4, srcAddr: '10.0.0.2', dstAddr: '224.0.0.18', ttl: 255 }),
+    ).toEqual({
+      ok: true,
+      packet: { ...v3(100), addresses: config.addresses },
+    });
+    expect(transitions).toEqual(['initialize>backup:startup', 'backup>master:master-down-timer']);
+  });
+
+  it('yields to a higher priority advert (releases), and stop() sends nothing from Backup', async () => {
+    const { clock, net, instance, config } = setup();
+    instance.start();
+    clock.advance(4000);
+    net.deliver(datagram(config, v3(200), '10.0.0.3'));
+    await flush();
+    expect(instance.state()).toBe('backup');
+    expect(net.log).toEqual(['send 100', 'claim', 'release']);
+    await instance.stop();
+    expect(net.log).toHaveLength(3);
+    expect(instance.state()).toBe('initialize');
+  });
+
+  it('stop() from Master sends priority 0 before releasing the VIPs', async () => {
+    const { clock, net, instance } = setup({ priority: 255 });
+    instance.start();
+    expect(instance.state()).toBe('master');
+    clock.advance(1000);
+    await instance.stop();
+    expect(net.log).toEqual(['send 255', 'claim', 'send 255', 'send 0', 'release']);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('counts malformed, foreign and unauthenticated datagrams without changing state', async () => {
+    const { clock, net, instance, config } = setup({ version: 2, authPass: 'pw' });
+    instance.start();
+    const v2 = (priority: number, password: string): VrrpPacket => ({
+      version: 2,
+      vrid: 51,
+      priority,
+      advertIntervalSec: 1,
+      auth: { type: 'simple', password },
+      addresses: ['10.0.0.50'],
+    });
+    net.deliver({ ok: false, reason: 'bad-ip-header' });
+    net.deliver({
+      ok: true,
+      datagram: { payload: Buffer.from('garbage'), srcAddr: '10.0.0.3', dstAddr: '224.0.0.18', ttl: 255 },
+    });
+    net.deliver(datagram(config, v2(200, 'wrong'), '10.0.0.3'));
+    net.deliver(datagram(config, { ...v2(200, 'pw'), vrid: 52 }, '10.0.0.3'));
+    const bad = datagram(config, v2(200, 'pw'), '10.0.0.3');
+    if (bad.ok) net.deliver({ ok: true, datagram: { ...bad.datagram, ttl: 64 } });
+    clock.advance(masterDownIntervalMs(2, 100, 100));
+    await flush();
+    expect(instance.state()).toBe('master');
+    expect(instance.counters().dropped).toEqual({
+      'bad-ip-header': 1,
+      'too-short': 1,
+      'auth-failed': 1,
+      'other-vrid': 1,
+      'bad-ttl': 1,
+    });
+    // A good advert with the password is obeyed.
+    net.deliver(datagram(config, v2(200, 'pw'), '10.0.0.3'));
+    expect(instance.state()).toBe('backup');
+    expect(instance.counters().advertsReceived).toBe(2);
+  });
+
+  it('unicast: sends to every peer (checksum per destination) and ignores non-peers', async () => {
+    const { clock, net, instance, config } = setup({ unicastPeers: ['10.0.0.3', '10.0.0.4'], priority: 255 });
+    instance.start();
+    await flush();
+    expect(net.sent.map((s) => s.dstAddr)).toEqual(['10.0.0.3', '10.0.0.4']);
+    for (const s of net.sent) {
+      expect(decode(s.payload, { family: 4, srcAddr: '10.0.0.2', dstAddr: s.dstAddr, ttl: 255 }).ok).toBe(
+        true,
+      );
+    }
+    net.deliver(datagram(config, v3(255), '10.0.0.9', '10.0.0.2'));
+    expect(instance.counters().dropped).toEqual({ 'not-a-peer': 1 });
+    clock.advance(1);
+  });
+
+  it('a failing send or VIP call is logged and counted, never thrown', async () => {
+    const { clock, net, instance, logger } = setup({ priority: 255 });
+    net.failSends(true);
+    instance.start();
+    clock.advance(2000);
+    await flush();
+    expect(instance.state()).toBe('master');
+    expect(instance.counters().sendErrors).toBe(3);
+    expect(logger.records.some((r) => r.message === 'vrrp advert not sent')).toBe(true);
+    await instance.stop();
+  });
+});
