@@ -1,1 +1,23 @@
-export {};
+/**
+ * @coord/vip — VIP ownership on the host: add/refresh/remove/list addresses over rtnetlink (with kernel
+ * lifetimes as a dead-man switch), announce ownership by gratuitous ARP / unsolicited NA, and watch links.
+ */
+export type { AddressLifetime, HostAddress, VipPort } from './types.js';
+export { FOREVER, FOREVER_LIFETIME } from './types.js';
+export { createNetlinkVipPort, normalizeLifetime } from './netlink-port.js';
+export type { NetlinkVipPortOptions } from './netlink-port.js';
+export { createAnnouncer, announcementFrames } from './announcer.js';
+export type { Announcer, AnnounceResult, AnnouncerOptions, DetachedSpawn } from './announcer.js';
+export { watchLinks } from './links.js';
+export type { LinkEvent, WatchLinksOptions } from './links.js';
+export { loadPacketAddon } from './addon.js';
+export type { PacketAddon } from './addon.js';
+export {
+  buildGratuitousArp,
+  buildUnsolicitedNa,
+  internetChecksum,
+  ipv6PseudoHeader,
+  formatMac,
+} from './frames.js';
+export type { GarpForm } from './frames.js';
+export { netlinkErrno, toCoordError } from './errors.js';

@@ -1,0 +1,168 @@
+/**
+ * Runs inside a lab network namespace (`ip netns exec NS node --conditions=source --import tsx driver.ts`)
+ * and executes @coord/vip operations sent as JSON lines on stdin, answering one JSON line each on stdout.
+ * One long-lived process per namespace keeps lab tests fast (no Node start-up per operation) and lets
+ * timings be taken where the work happens.
+ */
+import { createInterface } from 'node:readline';
+import { isCoordError, parseCidr } from '@coord/core';
+import type { Vip } from '@coord/core';
+import {
+  announcementFrames,
+  buildGratuitousArp,
+  createAnnouncer,
+  createNetlinkVipPort,
+  loadPacketAddon,
+  watchLinks,
+} from '../../src/index.js';
+import type { AddressLifetime, LinkEvent } from '../../src/index.js';
+
+export type Command =
+  | { op: 'add'; iface: string; cidr: string; lifetime?: AddressLifetime }
+  | { op: 'refresh'; iface: string; cidr: string; lifetime: AddressLifetime }
+  | { op: 'remove'; iface: string; cidr: string }
+  | { op: 'list'; iface: string }
+  | { op: 'announce'; iface: string; cidr: string }
+  | { op: 'garp'; iface: string; cidr: string; form: 'request' | 'reply' }
+  | { op: 'expiry'; iface: string; cidr: string; validSec: number; refreshAfterMs?: number }
+  | { op: 'bench'; iface: string; cidr: string; n: number }
+  | { op: 'watch' }
+  | { op: 'events' };
+
+const port = createNetlinkVipPort();
+const announcer = createAnnouncer();
+const linkEvents: LinkEvent[] = [];
+
+function vipOf(cidr: string): Vip {
+  const p = parseCidr(cidr);
+  if (!p.ok) throw new Error(p.reason);
+  return p.vip;
+}
+
+async function until(cond: () => Promise<boolean>, deadlineMs: number): Promise<boolean> {
+  const end = performance.now() + deadlineMs;
+  while (performance.now() < end) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return false;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+async function run(cmd: Command): Promise<unknown> {
+  switch (cmd.op) {
+    case 'add':
+      return port.add(cmd.iface, vipOf(cmd.cidr), cmd.lifetime);
+    case 'refresh':
+      return port.refresh(cmd.iface, vipOf(cmd.cidr), cmd.lifetime);
+    case 'remove':
+      return port.remove(cmd.iface, vipOf(cmd.cidr));
+    case 'list':
+      return port.list(cmd.iface);
+    case 'announce': {
+      const t0 = performance.now();
+      const r = announcer.announce(cmd.iface, vipOf(cmd.cidr));
+      return { ...r, ms: performance.now() - t0 };
+    }
+    case 'garp': {
+      // One form only, so a test can prove each form is accepted on its own.
+      const loaded = loadPacketAddon();
+      if (!loaded.ok) throw new Error(loaded.reason);
+      const a = loaded.addon;
+      const fd = a.open(a.ifindex(cmd.iface));
+      try {
+        a.send(fd, buildGratuitousArp(a.hwaddr(cmd.iface), vipOf(cmd.cidr).address, cmd.form));
+      } finally {
+        a.close(fd);
+      }
+      return 'sent';
+    }
+    case 'expiry': {
+      // Add with a short lifetime, optionally refresh once, and time when the kernel removes it.
+      const vip = vipOf(cmd.cidr);
+      const present = async (): Promise<boolean> =>
+        (await port.list(cmd.iface)).some((a) => a.address === vip.address);
+      const lifetime = { validSec: cmd.validSec, preferredSec: cmd.validSec };
+      await port.remove(cmd.iface, vip);
+      const t0 = performance.now();
+      await port.add(cmd.iface, vip, lifetime);
+      let tRefresh: number | undefined;
+      if (cmd.refreshAfterMs !== undefined) {
+        await new Promise((r) => setTimeout(r, cmd.refreshAfterMs));
+        if (!(await present())) throw new Error('expired before the refresh');
+        tRefresh = performance.now();
+        await port.refresh(cmd.iface, vip, lifetime);
+      }
+      const gone = await until(async () => !(await present()), cmd.validSec * 1000 + 3000);
+      const t1 = performance.now();
+      return {
+        gone,
+        afterAddMs: t1 - t0,
+        afterRefreshMs: tRefresh === undefined ? undefined : t1 - tRefresh,
+      };
+    }
+    case 'bench': {
+      const vip = vipOf(cmd.cidr);
+      const adds: number[] = [];
+      const removes: number[] = [];
+      const announces: number[] = [];
+      await port.remove(cmd.iface, vip);
+      for (let i = 0; i < cmd.n; i++) {
+        let t = performance.now();
+        await port.add(cmd.iface, vip, { validSec: 30, preferredSec: 30 });
+        adds.push(performance.now() - t);
+        t = performance.now();
+        announcer.announce(cmd.iface, vip);
+        announces.push(performance.now() - t);
+        t = performance.now();
+        await port.remove(cmd.iface, vip);
+        removes.push(performance.now() - t);
+      }
+      const frames = announcementFrames(Buffer.alloc(6), vip).length;
+      return {
+        frames,
+        addMedianMs: median(adds.slice(1)),
+        addFirstMs: adds[0],
+        removeMedianMs: median(removes.slice(1)),
+        announceMedianMs: median(announces.slice(1)),
+        announceMaxMs: Math.max(...announces.slice(1)),
+        announceFirstMs: announces[0],
+      };
+    }
+    case 'watch':
+      watchLinks((e) => linkEvents.push(e));
+      return 'watching';
+    case 'events':
+      return linkEvents;
+  }
+}
+
+const rl = createInterface({ input: process.stdin });
+rl.on('line', (line) => {
+  const { id, ...cmd } = JSON.parse(line) as Command & { id: number };
+  run(cmd).then(
+    (result) => process.stdout.write(`${JSON.stringify({ id, ok: true, result })}\n`),
+    (e: unknown) =>
+      process.stdout.write(
+        `${JSON.stringify({
+          id,
+          ok: false,
+          error: {
+            message: e instanceof Error ? e.message : String(e),
+            code: isCoordError(e) ? e.code : undefined,
+            hint: isCoordError(e) ? e.hint : undefined,
+          },
+        })}\n`,
+      ),
+  );
+});
+rl.on('close', () => {
+  port.close();
+  announcer.close();
+  process.exit(0);
+});
+process.stdout.write(`${JSON.stringify({ id: 0, ok: true, result: 'ready' })}\n`);
