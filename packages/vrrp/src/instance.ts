@@ -111,14 +111,27 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
     }
   };
 
+  /**
+   * Platform timers may fire a fraction of a millisecond before the monotonic deadline (they count whole
+   * milliseconds); the machine ignores a timer that is not due, so re-arm for the rest instead of losing it.
+   */
+  const armTimer = (at: number): void => {
+    if (timer !== undefined) clock.clearTimeout(timer);
+    timer = clock.setTimeout(
+      () => {
+        timer = undefined;
+        const now = clock.now();
+        if (now < at) armTimer(at);
+        else dispatch({ type: 'timer', now });
+      },
+      Math.ceil(at - clock.now()),
+    );
+  };
+
   const perform = (effect: VrrpEffect): void => {
     switch (effect.type) {
       case 'arm-timer':
-        if (timer !== undefined) clock.clearTimeout(timer);
-        timer = clock.setTimeout(() => {
-          timer = undefined;
-          dispatch({ type: 'timer', now: clock.now() });
-        }, effect.at - clock.now());
+        armTimer(effect.at);
         return;
       case 'cancel-timer':
         if (timer !== undefined) clock.clearTimeout(timer);

@@ -91,9 +91,9 @@ describe('createVrrpInstance', () => {
     const { clock, net, instance, transitions, config } = setup();
     instance.start();
     expect(instance.state()).toBe('backup');
-    clock.advance(masterDownIntervalMs(3, 100, 100) - 1);
+    clock.advance(Math.ceil(masterDownIntervalMs(3, 100, 100)) - 1);
     expect(instance.state()).toBe('backup');
-    clock.advance(1);
+    clock.advance(1); // timers are armed in whole milliseconds, rounded up
     await flush();
     expect(instance.state()).toBe('master');
     expect(net.log).toEqual(['send 100', 'claim']);
@@ -153,7 +153,7 @@ describe('createVrrpInstance', () => {
     net.deliver(datagram(config, { ...v2(200, 'pw'), vrid: 52 }, '10.0.0.3'));
     const bad = datagram(config, v2(200, 'pw'), '10.0.0.3');
     if (bad.ok) net.deliver({ ok: true, datagram: { ...bad.datagram, ttl: 64 } });
-    clock.advance(masterDownIntervalMs(2, 100, 100));
+    clock.advance(Math.ceil(masterDownIntervalMs(2, 100, 100)));
     await flush();
     expect(instance.state()).toBe('master');
     expect(instance.counters().dropped).toEqual({
@@ -194,5 +194,33 @@ describe('createVrrpInstance', () => {
     expect(instance.counters().sendErrors).toBe(3);
     expect(logger.records.some((r) => r.message === 'vrrp advert not sent')).toBe(true);
     await instance.stop();
+  });
+});
+
+describe('timer that fires early', () => {
+  it('is re-armed, not lost (a 0.4 ms early wake-up once silenced a Master: only 2 adverts were ever sent)', async () => {
+    const config = loadVrrpConfig({
+      vrid: 1,
+      priority: 255,
+      addresses: ['10.0.0.50'],
+      primaryAddress: '10.0.0.2',
+    });
+    const base = new FakeClock();
+    // A clock whose timers fire 0.4 ms before their deadline, like Node's whole-millisecond timers can.
+    const early = Object.assign(Object.create(base) as FakeClock, {
+      setTimeout: (fn: () => void, ms: number) => base.setTimeout(fn, Math.max(0, ms - 0.4)),
+    });
+    const net = fakeTransport();
+    const instance = createVrrpInstance({
+      config,
+      transport: net.transport,
+      vips: { claim: () => Promise.resolve(), release: () => Promise.resolve() },
+      clock: early,
+      logger: new MemoryLogger(),
+    });
+    instance.start();
+    base.advance(10_000);
+    await flush();
+    expect(net.sent.length).toBeGreaterThanOrEqual(10);
   });
 });
