@@ -1,1 +1,3 @@
-export {};
+export * from './group.js';
+export * from './lane.js';
+export * from './node.js';

@@ -1,1 +1,125 @@
-export async function main(_argv: string[]): Promise<number> { return 0; }
+import yargs, { type Argv } from 'yargs';
+import { CoordError, errorMessage, isCoordError } from '@coord/core';
+import { runJoin } from './join.js';
+import { formatClusterStatus, readClusterStatus } from './status.js';
+import { VERSION } from './version.js';
+
+const EXAMPLE_JOIN =
+  'coord join --etcd http://10.0.0.2:2379 --cluster prod --node lb1 --interface eth0 --vip 10.0.0.50/24 --priority 150';
+
+function withEtcd<T>(y: Argv<T>) {
+  return y
+    .option('etcd', {
+      type: 'string',
+      array: true,
+      describe: 'etcd endpoints, comma-separated or repeated (http://HOST:2379)',
+    })
+    .option('cluster', { type: 'string', describe: 'cluster name: the key prefix /coord/NAME/ in etcd' });
+}
+
+/** Print an error the operator can act on; return its exit status. */
+function report(e: unknown): number {
+  if (isCoordError(e)) {
+    process.stderr.write(`coord: ${e.message}\n`);
+    const issues = (e.details?.issues ?? []) as { path: string; message: string; hint?: string }[];
+    for (const i of issues.slice(1)) process.stderr.write(`coord: ${i.path}: ${i.message}\n`);
+    if (e.hint !== undefined) process.stderr.write(`hint: ${e.hint}\n`);
+    return e.exitCode;
+  }
+  process.stderr.write(`coord: unexpected error: ${errorMessage(e)}\n`);
+  if (e instanceof Error && e.stack !== undefined) process.stderr.write(`${e.stack}\n`);
+  return 70;
+}
+
+/** The `coord` command line. Returns the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const cli = yargs(argv)
+    .scriptName('coord')
+    .env('COORD')
+    .version(VERSION)
+    .strict()
+    .recommendCommands()
+    .demandCommand(1, 'name a command: coord join | coord status (see coord --help)')
+    .usage(
+      'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
+    )
+    .epilogue('Every flag can also be set as a COORD_* environment variable (e.g. COORD_ETCD, COORD_NODE).')
+    .command(
+      'join',
+      'join the cluster: elect a holder per VIP group through etcd leases and hold the VIP while elected',
+      (y) =>
+        withEtcd(y)
+          .option('config', { type: 'string', describe: 'YAML config file (flags override it)' })
+          .option('node', { type: 'string', describe: 'this node’s name (unique in the cluster)' })
+          .option('interface', { type: 'string', describe: 'interface that carries the VIPs' })
+          .option('vip', {
+            type: 'string',
+            array: true,
+            describe: 'virtual IP as ADDRESS/PREFIX (repeatable)',
+          })
+          .option('group', {
+            type: 'string',
+            describe: 'name of the VIP group the flags define [default: "default"]',
+          })
+          .option('priority', {
+            type: 'number',
+            describe: 'election priority 1-254, highest holds [default: 100]',
+          })
+          .option('ttl', {
+            type: 'number',
+            describe: 'lease TTL in whole seconds; bounds crash failover [default: 1]',
+          })
+          .option('preempt', {
+            type: 'boolean',
+            describe:
+              'take the VIP from a lower-priority holder (--no-preempt keeps the current holder) [default: true]',
+          })
+          .option('preempt-delay', {
+            type: 'number',
+            describe: 'seconds to be up before preempting [default: 0]',
+          })
+          .option('log-level', {
+            type: 'string',
+            choices: ['error', 'warn', 'info', 'debug'],
+            describe: 'log level [default: info]',
+          })
+          .example(EXAMPLE_JOIN, 'join cluster "prod" as lb1 holding 10.0.0.50 when elected'),
+      async (a) => {
+        code = await runJoin(a);
+      },
+    )
+    .command(
+      'status',
+      'show members, holders, epochs and where each VIP actually is',
+      (y) =>
+        withEtcd(y)
+          .option('json', { type: 'boolean', default: false, describe: 'print JSON for machines' })
+          .example('coord status --etcd http://10.0.0.2:2379 --cluster prod', 'who holds what'),
+      async (a) => {
+        if (a.etcd === undefined || a.cluster === undefined) {
+          throw new CoordError('ERR_COORD_USAGE', 'status needs --etcd and --cluster', {
+            hint: 'e.g. coord status --etcd http://10.0.0.2:2379 --cluster prod',
+          });
+        }
+        const s = await readClusterStatus(a.etcd, a.cluster);
+        process.stdout.write(a.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatClusterStatus(s)}\n`);
+      },
+    )
+    .fail((msg, err, y) => {
+      if (err !== undefined && err !== null) throw err;
+      throw new CoordError('ERR_COORD_USAGE', msg, {
+        hint: `see ${y.help !== undefined ? 'coord --help' : 'the help'}`,
+      });
+    })
+    .help()
+    .alias('h', 'help')
+    .alias('V', 'version')
+    .wrap(Math.min(110, process.stdout.columns ?? 110));
+  try {
+    await cli.parseAsync();
+  } catch (e) {
+    return report(e);
+  }
+  return code;
+}

@@ -3,3 +3,4 @@ export * from './clock.js';
 export * from './logger.js';
 export * from './net.js';
 export * from './types.js';
+export * from './config.js';

@@ -67,7 +67,7 @@ export function bytesToIp(bytes: Uint8Array): string {
   // Longest run of two or more zero groups becomes "::" (first one wins a tie).
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;

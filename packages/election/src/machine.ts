@@ -46,6 +46,8 @@ export interface GroupState {
   readonly session: Session | null;
   /** The leader key as last observed in etcd (null = vacant). */
   readonly leader: LeaderRecord | null;
+  /** False until the leader key has been observed once: nobody campaigns on a guess. */
+  readonly leaderKnown: boolean;
   /** Whether the last vacancy followed a clean release (no stale VIP can exist). */
   readonly vacancyClean: boolean;
   readonly vacantSince: number | null;
@@ -98,6 +100,7 @@ export function initialState(): GroupState {
     role: 'follower',
     session: null,
     leader: null,
+    leaderKnown: false,
     vacancyClean: false,
     vacantSince: null,
     members: [],
@@ -182,14 +185,12 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       return { ...next, session: null };
     }
     case 'leader-observed': {
-      const vacantSince =
-        e.leader === null ? (s.leader === null && s.vacantSince !== null ? s.vacantSince : e.now) : null;
-      let next: GroupState = {
-        ...s,
-        leader: e.leader,
-        vacancyClean: e.leader === null ? e.clean : s.vacancyClean,
-        vacantSince,
-      };
+      // Whether a vacancy is clean is decided when it begins; later observations of the same vacancy (say, the old
+      // holder's member key expiring) must not overwrite it.
+      const sameVacancy = e.leader === null && s.leaderKnown && s.leader === null && s.vacantSince !== null;
+      const vacantSince = e.leader === null ? (sameVacancy ? s.vacantSince : e.now) : null;
+      const vacancyClean = e.leader === null ? (sameVacancy ? s.vacancyClean : e.clean) : s.vacancyClean;
+      let next: GroupState = { ...s, leader: e.leader, leaderKnown: true, vacancyClean, vacantSince };
       if (s.role === 'leader' && (e.leader === null || e.leader.epoch !== s.epoch)) {
         next = dropLeadership(
           next,
@@ -287,7 +288,7 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
     if (pre !== undefined) effects.push({ type: 'arm-timer', at: pre.dueAt });
     return next;
   }
-  if (s.role === 'follower' && s.leader === null && s.session !== null) {
+  if (s.role === 'follower' && s.leaderKnown && s.leader === null && s.session !== null) {
     const vacantSince = s.vacantSince ?? now;
     const best = bestCandidate(s.members);
     const isBest = best !== undefined && best.node === config.self.node;

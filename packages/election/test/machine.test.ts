@@ -124,6 +124,21 @@ describe('election machine', () => {
     });
   });
 
+  it('a clean vacancy stays clean when later views of it carry no release marker', () => {
+    // Regression: the old holder's lease revoke (after its resign) produced a second "vacant" observation that
+    // turned the clean handover into a guarded one (+0.3 s on every graceful stop).
+    const { state, effects } = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 0, leader: { node: 'lb2', epoch: 5, leaseId: 'L2' }, clean: false },
+      { type: 'leader-observed', now: 10, leader: null, clean: true },
+      { type: 'leader-observed', now: 11, leader: null, clean: false },
+      { type: 'campaign-result', now: 12, won: true, epoch: 8 },
+    ]);
+    expect(state.claimAt).toBe(12);
+    expect(types(effects)).toContain('campaign');
+  });
+
   it('waits out the takeover guard after an unclean vacancy (the old holder may have crashed)', () => {
     const { state, effects } = elected(false);
     expect(state.role).toBe('leader');

@@ -1,1 +1,5 @@
-export {};
+export * from './client.js';
+export * from './keys.js';
+export * from './session.js';
+export * from './store.js';
+export * from './view.js';

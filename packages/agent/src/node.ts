@@ -1,0 +1,349 @@
+import { errorMessage, formatCidr, type Clock, type Logger, type NodeConfig } from '@coord/core';
+import { defaultTiming, keepaliveIntervalMs, type Candidate, type LeaderRecord } from '@coord/election';
+import {
+  clusterKeys,
+  createEtcdClient,
+  ElectionStore,
+  EtcdSession,
+  parseJson,
+  PrefixView,
+  type ClusterKeys,
+  type EtcdClient,
+  type Entry,
+  type MemberRecord,
+} from '@coord/etcd';
+import type { Announcer, VipPort } from '@coord/vip';
+import { GroupRunner, type GroupFact } from './group.js';
+
+export interface NodeDeps {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly vipPort: VipPort;
+  readonly announcer: Announcer;
+  readonly version: string;
+  /** Built from the config's endpoints unless given (tests). */
+  readonly client?: EtcdClient;
+  readonly onFact?: (fact: GroupFact) => void;
+  /** How often the interface is compared with the desired state. */
+  readonly reconcileMs?: number;
+}
+
+/** What `coord status` shows about one node; also written to etcd under `status/<node>`. */
+export interface NodeStatus {
+  readonly node: string;
+  readonly session: { leaseId: string | null; ttlMs: number };
+  readonly groups: readonly {
+    name: string;
+    role: string;
+    epoch: number | null;
+    leader: { node: string; epoch: number } | null;
+    vips: readonly string[];
+    vipsPresent: readonly string[];
+  }[];
+  readonly etcd: { connected: boolean; revision: number; staleMs: number };
+  readonly at: number;
+}
+
+/**
+ * One coord node in etcd mode: one session (lease) shared by all its groups, one view of the cluster prefix, one
+ * runner per VIP group, and a reconcile loop over the interface.
+ */
+export class CoordNode {
+  private readonly client: EtcdClient;
+  private readonly keys: ClusterKeys;
+  private readonly store: ElectionStore;
+  private readonly session: EtcdSession;
+  private readonly view: PrefixView;
+  private readonly groups: GroupRunner[];
+  private readonly log: Logger;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private statusTimer: NodeJS.Timeout | null = null;
+  private readonly lastLeaderEpoch = new Map<string, number>();
+  private present = new Map<string, Set<string>>();
+  private stopped = false;
+
+  constructor(
+    private readonly config: NodeConfig,
+    private readonly deps: NodeDeps,
+  ) {
+    const cluster = config.cluster ?? 'default';
+    this.log = deps.logger.child({ node: config.node, cluster });
+    this.client = deps.client ?? createEtcdClient({ endpoints: config.etcd });
+    this.keys = clusterKeys(cluster);
+    this.store = new ElectionStore(this.client, this.keys);
+    this.groups = config.groups.map(
+      (g) =>
+        new GroupRunner({
+          settings: g,
+          node: config.node,
+          vipPort: deps.vipPort,
+          announcer: deps.announcer,
+          clock: deps.clock,
+          logger: this.log,
+          vacancyFallbackMs: config.ttlSec * 1000 + 1000,
+          ...(deps.onFact === undefined ? {} : { onFact: deps.onFact }),
+          etcd: {
+            campaign: (group) => this.campaign(group),
+            resign: (group, epoch) => this.store.resign(group, epoch, config.node),
+            keepaliveNow: () => this.session.keepaliveNow(),
+            restartSession: (reason) => this.session.restart(reason),
+          },
+        }),
+    );
+    this.session = new EtcdSession({
+      client: this.client,
+      ttlSec: config.ttlSec,
+      clock: deps.clock,
+      logger: this.log,
+      intervalMs: (ttlMs) => keepaliveIntervalMs(defaultTiming(ttlMs)),
+      events: {
+        up: (e) => {
+          for (const g of this.groups) {
+            g.dispatch({
+              type: 'session-up',
+              now: e.now,
+              leaseId: e.leaseId,
+              timing: defaultTiming(e.ttlMs),
+              sentAt: e.sentAt,
+            });
+          }
+          this.registerMember(e.leaseId);
+        },
+        acked: (e) => {
+          for (const g of this.groups)
+            g.dispatch({ type: 'session-acked', now: e.now, leaseId: e.leaseId, sentAt: e.sentAt });
+        },
+        lost: (e) => {
+          for (const g of this.groups) g.dispatch({ type: 'session-lost', now: e.now, reason: e.reason });
+        },
+      },
+    });
+    this.view = new PrefixView({
+      client: this.client,
+      prefix: this.keys.prefix,
+      clock: deps.clock,
+      logger: this.log,
+      onChange: (change, view) => this.onView(change.deletes, view),
+    });
+  }
+
+  /** Clean start: remove VIPs an earlier run left behind, read the cluster, then join the election. */
+  async start(): Promise<void> {
+    await this.removeStaleVips();
+    await this.view.start();
+    this.session.start();
+    const reconcileMs = this.deps.reconcileMs ?? 500;
+    this.reconcileTimer = setInterval(() => void this.reconcile(), reconcileMs);
+    this.statusTimer = setInterval(() => void this.publishStatus(), 2000);
+    this.log.info('node started', {
+      groups: this.config.groups.map((g) => ({
+        name: g.name,
+        iface: g.interface,
+        vips: g.vips.map(formatCidr),
+        priority: g.priority,
+      })),
+      ttlSec: this.config.ttlSec,
+    });
+  }
+
+  /** Graceful stop: every group removes its VIP, then releases leadership; then the lease is revoked. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.reconcileTimer !== null) clearInterval(this.reconcileTimer);
+    if (this.statusTimer !== null) clearInterval(this.statusTimer);
+    for (const g of this.groups) g.dispatch({ type: 'stop', now: this.deps.clock.now() });
+    await Promise.race([
+      Promise.all(this.groups.map((g) => g.settle())),
+      new Promise((r) => setTimeout(r, 2000)),
+    ]);
+    for (const g of this.groups) g.stopTimers();
+    await this.session.close(true);
+    await this.view.close();
+    this.client.close();
+    this.log.info('node stopped');
+  }
+
+  status(): NodeStatus {
+    const health = this.view.health;
+    return {
+      node: this.config.node,
+      session: { leaseId: this.session.currentLeaseId, ttlMs: this.session.grantedTtlMs },
+      groups: this.groups.map((g) => {
+        const s = g.current;
+        const settings = this.config.groups.find((x) => x.name === g.name);
+        const present = this.present.get(settings?.interface ?? '') ?? new Set<string>();
+        return {
+          name: g.name,
+          role: s.role,
+          epoch: s.epoch,
+          leader: s.leader === null ? null : { node: s.leader.node, epoch: s.leader.epoch },
+          vips: settings?.vips.map(formatCidr) ?? [],
+          vipsPresent: (settings?.vips ?? []).filter((v) => present.has(v.address)).map(formatCidr),
+        };
+      }),
+      etcd: {
+        connected: health.connected,
+        revision: health.revision,
+        staleMs: Math.round(this.deps.clock.now() - health.lastHeardAt),
+      },
+      at: this.deps.clock.wallNow(),
+    };
+  }
+
+  private async campaign(group: string): Promise<{ won: true; epoch: number } | { won: false }> {
+    const leaseId = this.session.currentLeaseId;
+    if (leaseId === null) return { won: false };
+    return this.store.campaign(group, leaseId, { node: this.config.node, leaseId });
+  }
+
+  private registerMember(leaseId: string): void {
+    const record: MemberRecord = {
+      node: this.config.node,
+      interface: this.config.groups[0]?.interface ?? '',
+      version: this.deps.version,
+      startedAt: this.deps.clock.wallNow(),
+      groups: Object.fromEntries(
+        this.config.groups.map((g) => [
+          g.name,
+          {
+            priority: g.priority,
+            preempt: g.preempt,
+            preemptDelayMs: g.preemptDelayMs,
+            vips: g.vips.map(formatCidr),
+          },
+        ]),
+      ),
+    };
+    this.store.putMember(leaseId, record).catch((e: unknown) => {
+      this.log.warn('member registration failed', { error: errorMessage(e) });
+      setTimeout(() => {
+        if (!this.stopped && this.session.currentLeaseId === leaseId) this.registerMember(leaseId);
+      }, 200);
+    });
+  }
+
+  private onView(deletes: readonly Entry[], view: ReadonlyMap<string, Entry>): void {
+    const now = this.deps.clock.now();
+    const members = readMembers(view, this.keys, this.log);
+    for (const g of this.groups) {
+      const candidates: Candidate[] = [];
+      for (const m of members) {
+        const mg = m.groups[g.name];
+        if (mg !== undefined)
+          candidates.push({
+            node: m.node,
+            priority: mg.priority,
+            preempt: mg.preempt,
+            preemptDelayMs: mg.preemptDelayMs,
+          });
+      }
+      g.dispatch({ type: 'members-observed', now, members: candidates });
+      const leader = readLeader(view.get(this.keys.leader(g.name)));
+      const before = this.lastLeaderEpoch.get(g.name);
+      let clean = false;
+      if (leader === null) {
+        const deleted = deletes.find((d) => d.key === this.keys.leader(g.name));
+        const epoch = deleted?.createRevision ?? before;
+        const released = view.get(this.keys.released(g.name));
+        const rel = released === undefined ? undefined : parseJson(released.value);
+        clean = epoch !== undefined && rel?.ok === true && (rel.value as { epoch?: unknown }).epoch === epoch;
+        this.lastLeaderEpoch.delete(g.name);
+      } else {
+        this.lastLeaderEpoch.set(g.name, leader.epoch);
+      }
+      g.dispatch({ type: 'leader-observed', now, leader, clean });
+    }
+  }
+
+  private async removeStaleVips(): Promise<void> {
+    for (const g of this.config.groups) {
+      for (const vip of g.vips) {
+        const r = await this.deps.vipPort.remove(g.interface, vip);
+        if (r === 'removed')
+          this.log.warn('stale vip removed at start', { vip: formatCidr(vip), iface: g.interface });
+      }
+    }
+  }
+
+  private async reconcile(): Promise<void> {
+    if (this.stopped) return;
+    const ifaces = new Set(this.config.groups.map((g) => g.interface));
+    const present = new Map<string, Set<string>>();
+    for (const iface of ifaces) {
+      try {
+        present.set(iface, new Set((await this.deps.vipPort.list(iface)).map((a) => a.address)));
+      } catch (e) {
+        this.log.warn('interface listing failed', { iface, error: errorMessage(e) });
+        return;
+      }
+    }
+    this.present = present;
+    if (this.stopped) return;
+    for (const g of this.groups) {
+      const settings = this.config.groups.find((x) => x.name === g.name);
+      if (settings !== undefined) g.reconcile(present.get(settings.interface) ?? new Set());
+    }
+  }
+
+  private async publishStatus(): Promise<void> {
+    const leaseId = this.session.currentLeaseId;
+    if (leaseId === null || this.stopped) return;
+    try {
+      await this.store.putStatus(leaseId, this.config.node, this.status());
+    } catch (e) {
+      this.log.debug('status publish failed', { error: errorMessage(e) });
+    }
+  }
+}
+
+function readMembers(view: ReadonlyMap<string, Entry>, keys: ClusterKeys, log: Logger): MemberRecord[] {
+  const out: MemberRecord[] = [];
+  for (const [key, entry] of view) {
+    if (!key.startsWith(keys.members)) continue;
+    const r = parseJson(entry.value);
+    const m = r.ok ? asMember(r.value) : undefined;
+    if (m === undefined) {
+      log.warn('ignoring malformed member record', { key });
+      continue;
+    }
+    out.push(m);
+  }
+  return out;
+}
+
+function asMember(v: unknown): MemberRecord | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  if (typeof o.node !== 'string' || typeof o.groups !== 'object' || o.groups === null) return undefined;
+  const groups: MemberRecord['groups'] = {};
+  for (const [name, g] of Object.entries(o.groups as Record<string, unknown>)) {
+    if (typeof g !== 'object' || g === null) return undefined;
+    const x = g as Record<string, unknown>;
+    if (typeof x.priority !== 'number' || !Number.isInteger(x.priority) || x.priority < 0 || x.priority > 255)
+      return undefined;
+    (groups as Record<string, unknown>)[name] = {
+      priority: x.priority,
+      preempt: x.preempt !== false,
+      preemptDelayMs: typeof x.preemptDelayMs === 'number' && x.preemptDelayMs >= 0 ? x.preemptDelayMs : 0,
+      vips: Array.isArray(x.vips) ? x.vips.filter((s): s is string => typeof s === 'string') : [],
+    };
+  }
+  return {
+    node: o.node,
+    groups,
+    interface: typeof o.interface === 'string' ? o.interface : '',
+    version: typeof o.version === 'string' ? o.version : '',
+    startedAt: typeof o.startedAt === 'number' ? o.startedAt : 0,
+  };
+}
+
+function readLeader(entry: Entry | undefined): LeaderRecord | null {
+  if (entry === undefined) return null;
+  const r = parseJson(entry.value);
+  const node =
+    r.ok && typeof r.value === 'object' && r.value !== null
+      ? (r.value as { node?: unknown }).node
+      : undefined;
+  return { node: typeof node === 'string' ? node : '?', epoch: entry.createRevision, leaseId: entry.lease };
+}

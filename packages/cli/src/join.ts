@@ -1,0 +1,91 @@
+import { CoordError, readConfigFile, requireNodeConfig, systemClock, type NodeConfig } from '@coord/core';
+import { CoordNode } from '@coord/agent';
+import { parseEndpoints } from '@coord/etcd';
+import { createAnnouncer, createNetlinkVipPort } from '@coord/vip';
+import { createLogger } from './logging.js';
+import { VERSION } from './version.js';
+
+/** The flags of `coord join`, as yargs hands them over (undefined = not given). */
+export interface JoinArgs {
+  config?: string | undefined;
+  etcd?: string[] | undefined;
+  cluster?: string | undefined;
+  node?: string | undefined;
+  interface?: string | undefined;
+  vip?: string[] | undefined;
+  priority?: number | undefined;
+  ttl?: number | undefined;
+  preempt?: boolean | undefined;
+  preemptDelay?: number | undefined;
+  logLevel?: string | undefined;
+  group?: string | undefined;
+}
+
+/**
+ * Merge the YAML file (if any) and the flags into raw config input: flags win. Group-level flags (--interface,
+ * --vip) define one group; --priority, --preempt and --preempt-delay apply to every group.
+ */
+export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
+  const raw: Record<string, unknown> = args.config === undefined ? {} : await readConfigFile(args.config);
+  if (args.etcd !== undefined) raw.etcd = parseEndpoints(args.etcd);
+  else if (Array.isArray(raw.etcd)) raw.etcd = parseEndpoints(raw.etcd.map(String));
+  if (args.cluster !== undefined) raw.cluster = args.cluster;
+  if (args.node !== undefined) raw.node = args.node;
+  if (args.ttl !== undefined) raw.ttl = args.ttl;
+  if (args.logLevel !== undefined) raw.logLevel = args.logLevel;
+  if (args.interface !== undefined || args.vip !== undefined) {
+    const group: Record<string, unknown> = { name: args.group ?? 'default' };
+    if (args.interface !== undefined) group.interface = args.interface;
+    if (args.vip !== undefined) group.vips = args.vip;
+    raw.groups = [group];
+  }
+  if (Array.isArray(raw.groups)) {
+    raw.groups = raw.groups.map((g: unknown) => {
+      if (typeof g !== 'object' || g === null) return g;
+      const out: Record<string, unknown> = { ...(g as Record<string, unknown>) };
+      if (args.priority !== undefined) out.priority = args.priority;
+      if (args.preempt !== undefined) out.preempt = args.preempt;
+      if (args.preemptDelay !== undefined) out.preemptDelay = args.preemptDelay;
+      return out;
+    });
+  } else if (raw.groups === undefined) {
+    throw new CoordError('ERR_COORD_CONFIG', 'no VIP group configured', {
+      hint: 'pass --interface IF --vip CIDR, or --config FILE with a "groups:" list',
+    });
+  }
+  return requireNodeConfig(raw, args.config ?? 'flags');
+}
+
+/** `coord join`: run in the foreground until SIGTERM/SIGINT. */
+export async function runJoin(args: JoinArgs): Promise<number> {
+  const config = await buildJoinConfig(args);
+  const logger = createLogger(config.logLevel);
+  if (process.getuid?.() !== 0) {
+    logger.warn('not running as root: adding VIPs needs CAP_NET_ADMIN and announcing needs CAP_NET_RAW');
+  }
+  const clock = systemClock();
+  const vipPort = createNetlinkVipPort({ logger });
+  const announcer = createAnnouncer({ logger });
+  const node = new CoordNode(config, { clock, logger, vipPort, announcer, version: VERSION });
+  let stopping: Promise<void> | null = null;
+  const done = new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      if (stopping !== null) return;
+      logger.info('stopping', { signal });
+      stopping = node.stop().then(
+        () => resolve(0),
+        (e: unknown) => {
+          logger.error('stop failed', { error: e instanceof Error ? e.message : String(e) });
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await node.start();
+  const code = await done;
+  vipPort.close();
+  announcer.close();
+  return code;
+}

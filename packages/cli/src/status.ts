@@ -1,0 +1,123 @@
+import { clusterKeys, createEtcdClient, parseEndpoints, parseJson, readPrefix } from '@coord/etcd';
+import type { NodeStatus } from '@coord/agent';
+
+export interface ClusterStatus {
+  readonly cluster: string;
+  readonly revision: number;
+  readonly members: {
+    node: string;
+    alive: true;
+    groups: Record<string, { priority: number; preempt: boolean }>;
+    lastSeenMsAgo: number | null;
+    version: string;
+  }[];
+  readonly groups: {
+    name: string;
+    holder: string | null;
+    epoch: number | null;
+    vips: string[];
+    /** Where each VIP actually is, as the nodes report their interfaces. */
+    vipLocations: Record<string, string[]>;
+  }[];
+}
+
+/** Read the cluster's state from etcd: members (alive = their lease-bound key exists), holders, VIP locations. */
+export async function readClusterStatus(endpoints: string[], cluster: string): Promise<ClusterStatus> {
+  const client = createEtcdClient({ endpoints: parseEndpoints(endpoints), callTimeoutMs: 3000 });
+  try {
+    const keys = clusterKeys(cluster);
+    const { revision, entries } = await readPrefix(client, keys.prefix);
+    const statuses = new Map<string, NodeStatus>();
+    const members: ClusterStatus['members'] = [];
+    const groupNames = new Set<string>();
+    const groupVips = new Map<string, Set<string>>();
+    for (const [key, value] of entries) {
+      const parsed = parseJson(value);
+      if (!parsed.ok || typeof parsed.value !== 'object' || parsed.value === null) continue;
+      if (key.startsWith(keys.statuses))
+        statuses.set(key.slice(keys.statuses.length), parsed.value as NodeStatus);
+    }
+    const now = Date.now();
+    for (const [key, value] of entries) {
+      if (!key.startsWith(keys.members)) continue;
+      const parsed = parseJson(value);
+      if (!parsed.ok || typeof parsed.value !== 'object' || parsed.value === null) continue;
+      const m = parsed.value as {
+        node?: string;
+        version?: string;
+        groups?: Record<string, { priority: number; preempt: boolean; vips?: string[] }>;
+      };
+      const node = typeof m.node === 'string' ? m.node : key.slice(keys.members.length);
+      const groups: Record<string, { priority: number; preempt: boolean }> = {};
+      for (const [g, v] of Object.entries(m.groups ?? {})) {
+        groups[g] = { priority: v.priority, preempt: v.preempt };
+        groupNames.add(g);
+        const set = groupVips.get(g) ?? new Set<string>();
+        for (const vip of v.vips ?? []) set.add(vip);
+        groupVips.set(g, set);
+      }
+      const st = statuses.get(node);
+      members.push({
+        node,
+        alive: true,
+        groups,
+        lastSeenMsAgo: st === undefined ? null : Math.max(0, now - st.at),
+        version: m.version ?? '',
+      });
+    }
+    for (const key of entries.keys()) {
+      const m = /^groups\/([^/]+)\/leader$/.exec(key.slice(keys.prefix.length));
+      if (m?.[1] !== undefined) groupNames.add(m[1]);
+    }
+    const groups: ClusterStatus['groups'] = [...groupNames].sort().map((name) => {
+      const leader = entries.get(keys.leader(name));
+      const lv = leader === undefined ? undefined : parseJson(leader);
+      const holder =
+        lv?.ok === true && typeof (lv.value as { node?: unknown }).node === 'string'
+          ? (lv.value as { node: string }).node
+          : null;
+      const vips = [...(groupVips.get(name) ?? [])].sort();
+      const vipLocations: Record<string, string[]> = {};
+      for (const vip of vips) vipLocations[vip] = [];
+      for (const [node, st] of statuses) {
+        for (const g of st.groups ?? []) {
+          if (g.name !== name) continue;
+          for (const vip of g.vipsPresent ?? []) (vipLocations[vip] ??= []).push(node);
+        }
+      }
+      return { name, holder, epoch: leader?.createRevision ?? null, vips, vipLocations };
+    });
+    members.sort((a, b) => a.node.localeCompare(b.node));
+    return { cluster, revision, members, groups };
+  } finally {
+    client.close();
+  }
+}
+
+/** Human-readable status. */
+export function formatClusterStatus(s: ClusterStatus): string {
+  const lines: string[] = [`cluster ${s.cluster} (etcd revision ${s.revision})`, '', 'MEMBERS'];
+  if (s.members.length === 0) lines.push('  (none alive)');
+  for (const m of s.members) {
+    const prio = Object.entries(m.groups)
+      .map(([g, v]) => `${g}:${v.priority}${v.preempt ? '' : ' no-preempt'}`)
+      .join(', ');
+    const seen =
+      m.lastSeenMsAgo === null ? 'no status yet' : `last seen ${(m.lastSeenMsAgo / 1000).toFixed(1)} s ago`;
+    lines.push(`  ${m.node.padEnd(16)} alive  priority ${prio.padEnd(20)} ${seen}`);
+  }
+  lines.push('', 'GROUPS');
+  if (s.groups.length === 0) lines.push('  (none)');
+  for (const g of s.groups) {
+    lines.push(
+      `  ${g.name.padEnd(16)} holder ${g.holder ?? '(none)'}${g.epoch === null ? '' : `  epoch ${g.epoch}`}`,
+    );
+    for (const vip of g.vips) {
+      const at = g.vipLocations[vip] ?? [];
+      const where = at.length === 0 ? 'on no interface' : `on ${at.join(', ')}`;
+      const warn = at.length > 1 ? '  ← MORE THAN ONE HOLDER' : '';
+      lines.push(`    ${vip.padEnd(22)} ${where}${warn}`);
+    }
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,32 @@
+/**
+ * The etcd key layout of one coord cluster. Everything lives under `/coord/<cluster>/`, so one etcd can serve many
+ * clusters and an operator can read it with `etcdctl get --prefix /coord/<cluster>/`.
+ */
+export interface ClusterKeys {
+  readonly prefix: string;
+  member(node: string): string;
+  readonly members: string;
+  leader(group: string): string;
+  released(group: string): string;
+  readonly groups: string;
+  service(name: string): string;
+  readonly services: string;
+  status(node: string): string;
+  readonly statuses: string;
+}
+
+export function clusterKeys(cluster: string): ClusterKeys {
+  const prefix = `/coord/${cluster}/`;
+  return {
+    prefix,
+    members: `${prefix}members/`,
+    member: (node) => `${prefix}members/${node}`,
+    groups: `${prefix}groups/`,
+    leader: (group) => `${prefix}groups/${group}/leader`,
+    released: (group) => `${prefix}groups/${group}/released`,
+    services: `${prefix}services/`,
+    service: (name) => `${prefix}services/${name}`,
+    statuses: `${prefix}status/`,
+    status: (node) => `${prefix}status/${node}`,
+  };
+}

@@ -1,0 +1,127 @@
+import type { Etcd3 } from 'etcd3';
+import { etcdError } from './client.js';
+import type { ClusterKeys } from './keys.js';
+
+/** What a node publishes about itself under `members/<node>`, bound to its session lease. */
+export interface MemberRecord {
+  readonly node: string;
+  readonly groups: Readonly<
+    Record<string, { priority: number; preempt: boolean; preemptDelayMs: number; vips: readonly string[] }>
+  >;
+  readonly interface: string;
+  readonly version: string;
+  /** Wall-clock ms, for display only. */
+  readonly startedAt: number;
+}
+
+/** The value of a group's leader key. Its create revision is the epoch. */
+export interface LeaderValue {
+  readonly node: string;
+  readonly leaseId: string;
+}
+
+export interface ReleasedValue {
+  readonly node: string;
+  readonly epoch: number;
+}
+
+/**
+ * The etcd writes of the election. Each is one transaction whose comparison makes it safe to race: the leader key
+ * is only created if absent, and only deleted by the holder of that epoch.
+ */
+export class ElectionStore {
+  constructor(
+    private readonly client: Etcd3,
+    readonly keys: ClusterKeys,
+  ) {}
+
+  async putMember(leaseId: string, record: MemberRecord): Promise<void> {
+    try {
+      await this.client
+        .put(this.keys.member(record.node))
+        .value(JSON.stringify(record))
+        .lease(leaseId)
+        .exec();
+    } catch (e) {
+      throw etcdError('member registration', e);
+    }
+  }
+
+  /** Publish this node's status (bound to its lease, so it disappears with the node). */
+  async putStatus(leaseId: string, node: string, status: unknown): Promise<void> {
+    try {
+      await this.client.put(this.keys.status(node)).value(JSON.stringify(status)).lease(leaseId).exec();
+    } catch (e) {
+      throw etcdError('status publish', e);
+    }
+  }
+
+  /** Create the leader key with our lease if nobody holds it. Returns the epoch on success. */
+  async campaign(
+    group: string,
+    leaseId: string,
+    value: LeaderValue,
+  ): Promise<{ won: true; epoch: number } | { won: false }> {
+    const key = this.keys.leader(group);
+    try {
+      const res = await this.client
+        .if(key, 'Create', '==', 0)
+        .then(this.client.put(key).value(JSON.stringify(value)).lease(leaseId))
+        .commit();
+      return res.succeeded ? { won: true, epoch: Number(res.header.revision) } : { won: false };
+    } catch (e) {
+      throw etcdError('campaign', e);
+    }
+  }
+
+  /**
+   * Release the group held at `epoch`: mark the release clean (so the next holder need not wait for a stale VIP to
+   * expire) and delete the leader key, in one transaction that only applies if the epoch is still ours.
+   */
+  async resign(group: string, epoch: number, node: string): Promise<boolean> {
+    const key = this.keys.leader(group);
+    const released: ReleasedValue = { node, epoch };
+    try {
+      const res = await this.client
+        .if(key, 'Create', '==', epoch)
+        .then(
+          this.client.put(this.keys.released(group)).value(JSON.stringify(released)),
+          this.client.delete().key(key),
+        )
+        .commit();
+      return res.succeeded;
+    } catch (e) {
+      throw etcdError('resign', e);
+    }
+  }
+}
+
+/** Parse JSON from etcd defensively: anyone with etcd access can write anything. */
+export function parseJson(
+  value: Buffer,
+  maxBytes = 64 * 1024,
+): { ok: true; value: unknown } | { ok: false; reason: string } {
+  if (value.length > maxBytes)
+    return { ok: false, reason: `value of ${value.length} bytes exceeds ${maxBytes}` };
+  try {
+    return { ok: true, value: JSON.parse(value.toString('utf8')) as unknown };
+  } catch (e) {
+    return { ok: false, reason: `not JSON: ${e instanceof Error ? e.message : String(e)}` };
+  }
+}
+
+/** Read every key under a prefix once (for `coord status` and other one-shot commands). */
+export async function readPrefix(
+  client: Etcd3,
+  prefix: string,
+): Promise<{ revision: number; entries: Map<string, Buffer & { createRevision?: number }> }> {
+  try {
+    const res = await client.getAll().prefix(prefix).exec();
+    const entries = new Map<string, Buffer & { createRevision?: number }>();
+    for (const kv of res.kvs)
+      entries.set(kv.key.toString(), Object.assign(kv.value, { createRevision: Number(kv.create_revision) }));
+    return { revision: Number(res.header.revision), entries };
+  } catch (e) {
+    throw etcdError(`reading ${prefix}`, e);
+  }
+}
