@@ -1,0 +1,379 @@
+/**
+ * @coord/vip against a real kernel: two network namespaces joined by a veth pair. The code under test runs in
+ * namespace A (packages/vip/test/lab/driver.ts, one long-lived process answering JSON lines); namespace B is the
+ * neighbour that must learn who owns the VIP. Nothing here touches the root namespace's addresses.
+ */
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import type { ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DRIVER = fileURLToPath(new URL('../packages/vip/test/lab/driver.ts', import.meta.url));
+const SUFFIX = randomBytes(3).toString('hex');
+const NS_A = `vipA-${SUFFIX}`;
+const NS_B = `vipB-${SUFFIX}`;
+const IF_A = 'va';
+const IF_B = 'vb';
+const BOGUS_MAC = '02:00:00:00:00:99';
+const CMD_TIMEOUT = { timeout: 10_000 };
+/** The driver exits when its stdin closes; its stderr goes to the test output. */
+const DRIVER_OPTIONS = {
+  cwd: ROOT,
+  stdin: 'pipe',
+  stdout: 'pipe',
+  stderr: 'inherit',
+  reject: false,
+} as const;
+
+const created: string[] = [];
+let driver: Driver | undefined;
+let macA = '';
+
+async function sh(file: string, args: string[]): Promise<string> {
+  return (await execa(file, args, CMD_TIMEOUT)).stdout;
+}
+const inNs = (ns: string, file: string, args: string[]): Promise<string> =>
+  sh('ip', ['netns', 'exec', ns, file, ...args]);
+
+/** Poll `probe` until it returns a value other than undefined, or fail at the deadline. */
+async function poll<T>(what: string, deadlineMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+interface Reply {
+  id: number;
+  ok: boolean;
+  result?: unknown;
+  error?: { message: string; code?: string; hint?: string };
+}
+
+/** The process in namespace A that runs @coord/vip; request() sends one JSON command and awaits its answer. */
+class Driver {
+  private next = 1;
+  private readonly waiting = new Map<number, (r: Reply) => void>();
+  readonly ready: Promise<void>;
+
+  constructor(readonly proc: ResultPromise<typeof DRIVER_OPTIONS>) {
+    let resolveReady: () => void = () => {};
+    this.ready = new Promise((r) => (resolveReady = r));
+    const rl = createInterface({ input: proc.stdout });
+    rl.on('line', (line) => {
+      const reply = JSON.parse(line) as Reply;
+      if (reply.id === 0) resolveReady();
+      this.waiting.get(reply.id)?.(reply);
+      this.waiting.delete(reply.id);
+    });
+  }
+
+  request(cmd: Record<string, unknown>, timeoutMs = 10_000): Promise<Reply> {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`driver did not answer ${JSON.stringify(cmd)}`)),
+        timeoutMs,
+      );
+      this.waiting.set(id, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      this.proc.stdin.write(`${JSON.stringify({ id, ...cmd })}\n`);
+    });
+  }
+
+  /** The result of a command that must succeed. */
+  async ok(cmd: Record<string, unknown>, timeoutMs?: number): Promise<unknown> {
+    const r = await this.request(cmd, timeoutMs);
+    if (!r.ok) throw new Error(`${JSON.stringify(cmd)} failed: ${r.error?.message}`);
+    return r.result;
+  }
+}
+
+function d(): Driver {
+  if (driver === undefined) throw new Error('driver not started');
+  return driver;
+}
+
+interface IpAddr {
+  local: string;
+  prefixlen: number;
+  valid_life_time?: number;
+  tentative?: boolean;
+}
+
+/** Addresses on A's veth as ip(8) sees them: an observer independent of the code under test. */
+async function ipAddrs(): Promise<IpAddr[]> {
+  const out = JSON.parse(await sh('ip', ['-n', NS_A, '-j', 'addr', 'show', 'dev', IF_A])) as {
+    addr_info: IpAddr[];
+  }[];
+  return out[0]?.addr_info ?? [];
+}
+
+/** B's neighbour-table MAC for `ip`, or undefined. */
+async function neighMac(ip: string): Promise<string | undefined> {
+  const out = JSON.parse(await sh('ip', ['-n', NS_B, '-j', 'neigh', 'show', ip, 'dev', IF_B])) as {
+    lladdr?: string;
+  }[];
+  return out[0]?.lladdr;
+}
+
+/** Start tcpdump in B, wait until it listens, run `act`, and return the lines of `count` captured packets. */
+async function capture(filter: string[], count: number, act: () => Promise<unknown>): Promise<string[]> {
+  const td = execa(
+    'ip',
+    ['netns', 'exec', NS_B, 'tcpdump', '-i', IF_B, '-c', String(count), '-nn', '-e', '-vv', '-l', ...filter],
+    {
+      timeout: 10_000,
+      reject: false,
+    },
+  );
+  let listening = false;
+  td.stderr.on('data', (chunk: Buffer) => {
+    if (chunk.toString().includes('listening on')) listening = true;
+  });
+  await poll('tcpdump to listen', 5000, () => Promise.resolve(listening ? true : undefined));
+  await act();
+  const r = await td;
+  expect(r.exitCode, r.stderr).toBe(0);
+  return r.stdout.split('\n').filter((l) => l.trim() !== '');
+}
+
+beforeAll(async () => {
+  for (const ns of [NS_A, NS_B]) {
+    await sh('ip', ['netns', 'add', ns]);
+    created.push(ns);
+    await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    // No DAD: addresses are usable at once, and nothing waits a second for it.
+    await inNs(ns, 'sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+  }
+  await sh('ip', ['-n', NS_A, 'link', 'add', IF_A, 'type', 'veth', 'peer', 'name', IF_B, 'netns', NS_B]);
+  await sh('ip', ['-n', NS_A, 'addr', 'add', '192.0.2.1/24', 'dev', IF_A]);
+  await sh('ip', ['-n', NS_B, 'addr', 'add', '192.0.2.2/24', 'dev', IF_B]);
+  await sh('ip', ['-n', NS_A, 'addr', 'add', '2001:db8::1/64', 'dev', IF_A, 'nodad']);
+  await sh('ip', ['-n', NS_B, 'addr', 'add', '2001:db8::2/64', 'dev', IF_B, 'nodad']);
+  await sh('ip', ['-n', NS_A, 'link', 'set', IF_A, 'up']);
+  await sh('ip', ['-n', NS_B, 'link', 'set', IF_B, 'up']);
+  macA =
+    (JSON.parse(await sh('ip', ['-n', NS_A, '-j', 'link', 'show', IF_A])) as { address: string }[])[0]
+      ?.address ?? '';
+  expect(macA).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+
+  const proc = execa(
+    'ip',
+    ['netns', 'exec', NS_A, 'node', '--conditions=source', '--import', 'tsx', DRIVER],
+    DRIVER_OPTIONS,
+  );
+  driver = new Driver(proc);
+  await Promise.race([
+    driver.ready,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('driver did not start')), 20_000)),
+  ]);
+});
+
+afterAll(async () => {
+  if (driver !== undefined) {
+    driver.proc.stdin.end(); // the driver exits when its stdin closes
+    const pid = driver.proc.pid;
+    const exited = await Promise.race([
+      driver.proc.then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 3000)),
+    ]);
+    if (exited !== true && pid !== undefined) process.kill(pid, 'SIGKILL');
+  }
+  for (const ns of created) await execa('ip', ['netns', 'del', ns], { reject: false, timeout: 10_000 });
+});
+
+describe('netlink VIP port in a namespace', () => {
+  it('adds, lists, re-adds, refreshes and removes an IPv4 VIP; ip(8) agrees at each step', async () => {
+    const vip = '192.0.2.100/32';
+    expect(
+      await d().ok({ op: 'add', iface: IF_A, cidr: vip, lifetime: { validSec: 30, preferredSec: 30 } }),
+    ).toBe('added');
+    let seen = (await ipAddrs()).find((a) => a.local === '192.0.2.100');
+    expect(seen?.prefixlen).toBe(32);
+    expect(seen?.valid_life_time).toBeLessThanOrEqual(30);
+
+    const listed = (await d().ok({ op: 'list', iface: IF_A })) as { address: string; validSec?: number }[];
+    expect(listed.find((a) => a.address === '192.0.2.100')).toMatchObject({ prefix: 32, family: 4 });
+    expect(listed.map((a) => a.address)).toContain('192.0.2.1');
+
+    // Already there → 'present', and the lifetime is the one asked for now.
+    expect(
+      await d().ok({ op: 'add', iface: IF_A, cidr: vip, lifetime: { validSec: 600, preferredSec: 600 } }),
+    ).toBe('present');
+    seen = (await ipAddrs()).find((a) => a.local === '192.0.2.100');
+    expect(seen?.valid_life_time).toBeGreaterThan(30);
+
+    await d().ok({ op: 'refresh', iface: IF_A, cidr: vip, lifetime: { validSec: 10, preferredSec: 10 } });
+    seen = (await ipAddrs()).find((a) => a.local === '192.0.2.100');
+    expect(seen?.valid_life_time).toBeLessThanOrEqual(10);
+
+    expect(await d().ok({ op: 'remove', iface: IF_A, cidr: vip })).toBe('removed');
+    expect((await ipAddrs()).some((a) => a.local === '192.0.2.100')).toBe(false);
+    expect(await d().ok({ op: 'remove', iface: IF_A, cidr: vip })).toBe('absent');
+    // The interface's own address was never touched.
+    expect((await ipAddrs()).some((a) => a.local === '192.0.2.1')).toBe(true);
+  });
+
+  it('adds an IPv6 VIP usable at once (no DAD, not tentative) and removes it', async () => {
+    await inNs(NS_A, 'sysctl', ['-qw', `net.ipv6.conf.${IF_A}.accept_dad=1`]); // the VIP must not rely on the lab's setting
+    const vip = '2001:db8::100/128';
+    expect(await d().ok({ op: 'add', iface: IF_A, cidr: vip })).toBe('added');
+    const seen = (await ipAddrs()).find((a) => a.local === '2001:db8::100');
+    expect(seen).toBeDefined();
+    expect(seen?.tentative).toBeUndefined();
+    expect(await d().ok({ op: 'remove', iface: IF_A, cidr: vip })).toBe('removed');
+    expect(await d().ok({ op: 'remove', iface: IF_A, cidr: vip })).toBe('absent');
+  });
+
+  it('fails with ERR_COORD_NETLINK and a hint naming a missing interface', async () => {
+    const r = await d().request({ op: 'add', iface: 'nope0', cidr: '192.0.2.100/32' });
+    expect(r.ok).toBe(false);
+    expect(r.error?.code).toBe('ERR_COORD_NETLINK');
+    expect(r.error?.hint).toContain('"nope0"');
+  });
+
+  it('lets the kernel remove a VIP whose lifetime ran out, and a refresh restarts the clock', async () => {
+    const once = (await d().ok(
+      { op: 'expiry', iface: IF_A, cidr: '192.0.2.101/32', validSec: 1 },
+      15_000,
+    )) as {
+      gone: boolean;
+      afterAddMs: number;
+    };
+    expect(once.gone).toBe(true);
+    expect(once.afterAddMs).toBeGreaterThanOrEqual(900);
+    expect(once.afterAddMs).toBeLessThan(2500);
+
+    const refreshed = (await d().ok(
+      { op: 'expiry', iface: IF_A, cidr: '192.0.2.101/32', validSec: 2, refreshAfterMs: 1000 },
+      15_000,
+    )) as { gone: boolean; afterAddMs: number; afterRefreshMs: number };
+    expect(refreshed.gone).toBe(true);
+    // Without the refresh it would have gone ~2 s after the add; with it, ~2 s after the refresh.
+    expect(refreshed.afterRefreshMs).toBeGreaterThanOrEqual(1900);
+    expect(refreshed.afterAddMs).toBeGreaterThanOrEqual(2800);
+    expect(refreshed.afterRefreshMs).toBeLessThan(3500);
+  });
+});
+
+describe('announcements seen by the neighbour namespace', () => {
+  it('puts a GARP request and a GARP reply on the wire, both broadcast from our MAC', async () => {
+    await d().ok({ op: 'add', iface: IF_A, cidr: '192.0.2.110/32' });
+    const lines = await capture(['arp'], 2, async () => {
+      const r = (await d().ok({ op: 'announce', iface: IF_A, cidr: '192.0.2.110/32' })) as {
+        via: string;
+        mac: string;
+      };
+      expect(r).toMatchObject({ ok: true, via: 'packet', frames: 2, mac: macA });
+    });
+    expect(lines).toHaveLength(2);
+    for (const l of lines) expect(l).toContain(`${macA} > ff:ff:ff:ff:ff:ff`);
+    expect(lines[0]).toContain('Request who-has 192.0.2.110 tell 192.0.2.110');
+    expect(lines[1]).toContain(`Reply 192.0.2.110 is-at ${macA}`);
+  });
+
+  // Linux only lets a gratuitous ARP override an entry updated within `locktime` (1 s) when it recognises it
+  // as gratuitous (arp_is_garp); for the reply form that needs target MAC = sender MAC. Each form must do it
+  // on its own, because some devices honour only one of them (kube-vip #80).
+  for (const form of ['request', 'reply'] as const) {
+    it(`updates an existing neighbour entry with the ${form} form alone`, async () => {
+      await sh('ip', [
+        '-n',
+        NS_B,
+        'neigh',
+        'replace',
+        '192.0.2.110',
+        'lladdr',
+        BOGUS_MAC,
+        'dev',
+        IF_B,
+        'nud',
+        'stale',
+      ]);
+      expect(await neighMac('192.0.2.110')).toBe(BOGUS_MAC);
+      await d().ok({ op: 'garp', iface: IF_A, cidr: '192.0.2.110/32', form });
+      await poll(`B to learn ${macA} from a GARP ${form}`, 2000, async () =>
+        (await neighMac('192.0.2.110')) === macA ? true : undefined,
+      );
+    });
+  }
+
+  it('creates a neighbour entry in a peer with arp_accept=1 that never talked to the VIP', async () => {
+    await inNs(NS_B, 'sysctl', ['-qw', `net.ipv4.conf.${IF_B}.arp_accept=1`]);
+    await d().ok({ op: 'add', iface: IF_A, cidr: '192.0.2.111/32' });
+    expect(await neighMac('192.0.2.111')).toBeUndefined();
+    await d().ok({ op: 'announce', iface: IF_A, cidr: '192.0.2.111/32' });
+    await poll('B to create an entry for 192.0.2.111', 2000, async () =>
+      (await neighMac('192.0.2.111')) === macA ? true : undefined,
+    );
+  });
+
+  it('sends an unsolicited NA (override, hop limit 255, valid checksum) that updates the neighbour', async () => {
+    await d().ok({ op: 'add', iface: IF_A, cidr: '2001:db8::110/128' });
+    await sh('ip', [
+      '-n',
+      NS_B,
+      'neigh',
+      'replace',
+      '2001:db8::110',
+      'lladdr',
+      BOGUS_MAC,
+      'dev',
+      IF_B,
+      'nud',
+      'stale',
+    ]);
+    const lines = await capture(['icmp6 and ip6[40] == 136'], 1, async () => {
+      expect(await d().ok({ op: 'announce', iface: IF_A, cidr: '2001:db8::110/128' })).toMatchObject({
+        ok: true,
+        frames: 1,
+      });
+    });
+    const text = lines.join('\n');
+    expect(text).toContain(`${macA} > 33:33:00:00:00:01`);
+    expect(text).toContain('hlim 255');
+    expect(text).toContain('2001:db8::110 > ff02::1');
+    expect(text).toContain('neighbor advertisement, length 32, tgt is 2001:db8::110');
+    expect(text).toContain('Flags [override]');
+    expect(text).toContain(`link-address option (2), length 8 (1): ${macA}`); // type 2 = target LLA (tcpdump says "destination")
+    expect(text).toContain('icmp6 sum ok');
+    // The kernel drops an NA with a bad checksum or hop limit, so this is the end-to-end proof.
+    await poll(`B to learn ${macA} for 2001:db8::110`, 2000, async () =>
+      (await neighMac('2001:db8::110')) === macA ? true : undefined,
+    );
+  });
+});
+
+describe('link watcher', () => {
+  it('reports the current state, then a link going down and up', async () => {
+    await d().ok({ op: 'watch' });
+    const events = async (): Promise<{ iface: string; up: boolean; carrier: boolean }[]> =>
+      (await d().ok({ op: 'events' })) as { iface: string; up: boolean; carrier: boolean }[];
+    await poll('the initial state of va', 2000, async () =>
+      (await events()).find((e) => e.iface === IF_A && e.up && e.carrier),
+    );
+    const before = (await events()).length;
+    await sh('ip', ['-n', NS_B, 'link', 'set', IF_B, 'down']); // the peer going away drops our carrier
+    await poll('carrier loss on va', 2000, async () =>
+      (await events()).slice(before).find((e) => e.iface === IF_A && e.up && !e.carrier),
+    );
+    await sh('ip', ['-n', NS_A, 'link', 'set', IF_A, 'down']);
+    await poll('va down', 2000, async () =>
+      (await events()).slice(before).find((e) => e.iface === IF_A && !e.up),
+    );
+    await sh('ip', ['-n', NS_B, 'link', 'set', IF_B, 'up']);
+    await sh('ip', ['-n', NS_A, 'link', 'set', IF_A, 'up']);
+    await poll('va up with carrier again', 2000, async () =>
+      (await events()).slice(before).find((e) => e.iface === IF_A && e.up && e.carrier),
+    );
+  });
+});
