@@ -1,0 +1,102 @@
+/**
+ * Runs the real `coord` binary (built dist) inside lab hosts. Tests, the demo and the benchmarks share this so
+ * they exercise exactly what an operator runs.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Lab, LabHost, LabProcess } from './lab/index.js';
+import { waitFor } from './lab/index.js';
+
+export const COORD_BIN = fileURLToPath(new URL('../packages/cli/bin/coord.js', import.meta.url));
+const COORD_DIST = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
+
+export interface JoinOptions {
+  cluster: string;
+  vips: string[];
+  priority?: number;
+  preempt?: boolean;
+  preemptDelaySec?: number;
+  ttlSec?: number;
+  extraArgs?: string[];
+  logLevel?: 'error' | 'warn' | 'info' | 'debug';
+}
+
+/** Fail loudly (never skip) when the CLI has not been built. */
+export function assertBuilt(): void {
+  if (!existsSync(COORD_DIST)) {
+    throw new Error(`coord is not built (${COORD_DIST} missing): run \`pnpm build\` first`);
+  }
+}
+
+export function joinArgs(lab: Lab, host: LabHost, o: JoinOptions): string[] {
+  const args = [
+    COORD_BIN,
+    'join',
+    '--etcd',
+    lab.etcd.endpoints.join(','),
+    '--cluster',
+    o.cluster,
+    '--node',
+    host.name,
+    '--interface',
+    host.iface,
+    '--priority',
+    String(o.priority ?? 100),
+    '--ttl',
+    String(o.ttlSec ?? 1),
+    '--log-level',
+    o.logLevel ?? 'info',
+  ];
+  for (const v of o.vips) args.push('--vip', v);
+  if (o.preempt === false) args.push('--no-preempt');
+  if (o.preemptDelaySec !== undefined) args.push('--preempt-delay', String(o.preemptDelaySec));
+  return [...args, ...(o.extraArgs ?? [])];
+}
+
+/** Start `coord join` in `host`. */
+export function startCoord(lab: Lab, host: LabHost, o: JoinOptions): LabProcess {
+  assertBuilt();
+  return lab.spawn(host, process.execPath, joinArgs(lab, host, o), { name: `coord-${o.cluster}` });
+}
+
+/** The hosts whose interface holds `address` right now. */
+export async function holdersOf(
+  lab: Lab,
+  address: string,
+  hosts: readonly LabHost[] = lab.hosts,
+): Promise<string[]> {
+  const out: string[] = [];
+  for (const h of hosts) if ((await lab.addresses(h)).includes(address)) out.push(h.name);
+  return out;
+}
+
+/** Wait until exactly one host holds `address`; return its name. */
+export function waitForSingleHolder(
+  lab: Lab,
+  address: string,
+  opts: { timeoutMs?: number; not?: string } = {},
+): Promise<string> {
+  return waitFor(
+    `a single holder of ${address}${opts.not === undefined ? '' : ` other than ${opts.not}`}`,
+    async () => {
+      const h = await holdersOf(lab, address);
+      return h.length === 1 && h[0] !== opts.not ? h[0] : undefined;
+    },
+    { timeoutMs: opts.timeoutMs ?? 10_000, intervalMs: 20 },
+  );
+}
+
+/** Each log line of a coord node, parsed (coord logs JSON lines when not on a terminal). */
+export async function coordLog(proc: LabProcess): Promise<Record<string, unknown>[]> {
+  const text = await proc.output();
+  const out: Record<string, unknown>[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a partial last line
+    }
+  }
+  return out;
+}
