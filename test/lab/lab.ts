@@ -600,7 +600,9 @@ export class LabFaults {
     if (lossPct < 0 || lossPct > 100) throw new RangeError('lossPct must be 0..100');
     if (delayMs !== 0) throw new Error('netem delay is not available yet');
     const set = this.etcdSet();
-    const rules = lossPct > 0 ? `ip daddr ${set} numgen random mod 100 < ${Math.round(lossPct)} drop;` : '';
+    const pct = Math.round(lossPct);
+    const drop = pct >= 100 ? 'counter drop' : `numgen random mod 100 < ${pct} counter drop`;
+    const rules = pct > 0 ? `ip daddr ${set} ${drop};` : '';
     await this.nft(
       host,
       'coordlab_netem',

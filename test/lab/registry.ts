@@ -100,7 +100,11 @@ export function listNamespaces(): string[] {
 /** Kill (SIGKILL, by PID) everything running inside `ns`, then delete it. Synchronous: usable in exit hooks. */
 export function destroyNamespaceSync(ns: string): void {
   try {
-    const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: 5000 });
+    const pids = execFileSync('ip', ['netns', 'pids', ns], {
+      encoding: 'utf8',
+      timeout: 5000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     for (const p of pids.split('\n').filter((x) => /^\d+$/.test(x))) {
       try {
         process.kill(Number(p), 'SIGKILL');

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Everything CI checks: set-up, lint (ESLint + Prettier), whole-repo typecheck, unit and lab tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+pnpm lint
+pnpm typecheck
+pnpm test

@@ -1,0 +1,218 @@
+/**
+ * The lab proves itself before anything is proven in it: every fault must do exactly what it says, and every
+ * observer must see exactly what happened, or a passing coord test means nothing.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { doubleReplyProbes, Lab, macsSeen, waitFor, type LabHost } from './lab/index.js';
+
+let lab: Lab;
+let h1: LabHost;
+let h2: LabHost;
+let h3: LabHost;
+
+function namespacesNow(): string[] {
+  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n !== '');
+}
+
+const addVip = (host: LabHost, vip: string) =>
+  lab.exec(host, 'ip', ['addr', 'add', `${vip}/32`, 'dev', 'eth0']);
+const delVip = (host: LabHost, vip: string) =>
+  lab.exec(host, 'ip', ['addr', 'del', `${vip}/32`, 'dev', 'eth0']);
+
+beforeAll(async () => {
+  const t0 = performance.now();
+  lab = await Lab.create({ name: 'selftest', hosts: 3, etcdMembers: 3 });
+  const ms = Math.round(performance.now() - t0);
+  console.log(`lab ${lab.prefix} (${lab.subnet.base}/24, 3 hosts, 3 etcd members) up in ${ms} ms`);
+  [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
+  expect(ms).toBeLessThan(15_000);
+});
+
+afterAll(async () => {
+  await lab.destroy();
+});
+
+describe('lab topology', () => {
+  it('gives every lab its own prefix, subnet and namespaces with one eth0 each', async () => {
+    expect(lab.prefix).toMatch(/^coordlab-selftest-[0-9a-f]{6}$/);
+    expect(lab.subnet.base).toMatch(/^10\.(2[0-4]\d|250)\.\d+\.0$/);
+    const present = new Set(namespacesNow());
+    for (const ns of lab.namespaces) expect(present.has(ns)).toBe(true);
+    expect(await lab.addresses(h1)).toContain(h1.ip);
+    expect(lab.freeAddress(3)).toBe(lab.subnet.base.replace(/\.0$/, '.203'));
+    const sysctl = await lab.exec(h2, 'sysctl', [
+      '-n',
+      'net.ipv4.ip_nonlocal_bind',
+      'net.ipv4.conf.eth0.arp_accept',
+    ]);
+    expect(sysctl.stdout.split('\n')).toEqual(['1', '1']);
+    // Nothing of the lab lives in the root namespace.
+    const rootLinks = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' });
+    expect(rootLinks).not.toContain('p-h1');
+  });
+
+  it('runs a healthy etcd cluster reachable from every host', async () => {
+    await lab.etcdctl(h1, ['put', 'lab/selftest', 'hello']);
+    const got = await lab.etcdctl(h3, ['get', 'lab/selftest', '--print-value-only']);
+    expect(got.stdout).toBe('hello');
+    expect(lab.etcd.endpoints).toHaveLength(3);
+    expect(await lab.faults.etcdLeaderIndex()).toBeTypeOf('number');
+  });
+});
+
+describe('observers', () => {
+  it('the sampler sees an address added and removed by hand, on the right host, in order', async () => {
+    const vip = lab.freeAddress(1);
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    const tAdd = Date.now();
+    await addVip(h2, vip);
+    await waitFor('sampler sees h2', () => lab.addresses(h2).then((a) => a.includes(vip)));
+    await new Promise((r) => setTimeout(r, 100));
+    await delVip(h2, vip);
+    const tDel = Date.now();
+    await new Promise((r) => setTimeout(r, 60));
+    const tl = await sampler.stop();
+    expect(tl.initial).toEqual([]);
+    expect(tl.events.map((e) => `${e.host}:${e.op}`)).toEqual(['h2:add', 'h2:del']);
+    expect(tl.events[0]?.t).toBeGreaterThanOrEqual(tAdd);
+    expect(tl.events[1]?.t).toBeLessThanOrEqual(tDel + 50);
+    expect(tl.samples.some((s) => s.holders.join() === 'h2')).toBe(true);
+    expect(tl.samples.at(-1)?.holders).toEqual([]);
+  });
+
+  it('the ARP prober records the holder MAC, and two MACs when two hosts hold the address', async () => {
+    const vip = lab.freeAddress(2);
+    await addVip(h1, vip);
+    const arp = await lab.arpProber(vip, { intervalMs: 10 });
+    await waitFor('a reply from h1', () => arp.snapshot().some((r) => r.mac === h1.mac));
+    const tBoth = Date.now();
+    await addVip(h3, vip);
+    await waitFor('a reply from h3', () => arp.snapshot().some((r) => r.mac === h3.mac));
+    await new Promise((r) => setTimeout(r, 100));
+    const tl = await arp.stop();
+    await delVip(h1, vip);
+    await delVip(h3, vip);
+    expect(macsSeen(tl, { to: tBoth })).toEqual([h1.mac]);
+    expect(macsSeen(tl, { from: tBoth })).toEqual([h1.mac, h3.mac].sort());
+    // The same broadcast probe answered by both hosts: the signature of a split brain on the wire.
+    expect(doubleReplyProbes(tl).length).toBeGreaterThan(3);
+    expect(tl.sent).toBeGreaterThan(10);
+    expect(await lab.clientNeighbourMac(vip)).toMatch(/^02:c0:/);
+  });
+
+  it('the ICMP prober sees replies every interval while someone holds the address', async () => {
+    const vip = lab.freeAddress(3);
+    await addVip(h2, vip);
+    const icmp = await lab.icmpProber(vip, { intervalMs: 10 });
+    await waitFor('50 ping replies', () => icmp.snapshot().length >= 50, { timeoutMs: 5000 });
+    const tl = await icmp.stop();
+    await delVip(h2, vip);
+    const span = (tl.replies.at(-1)?.t ?? 0) - (tl.replies[0]?.t ?? 0);
+    expect(span / tl.replies.length).toBeLessThan(20);
+    expect(Math.abs((tl.replies[0]?.t ?? 0) - Date.now())).toBeLessThan(10_000);
+  });
+});
+
+describe('faults', () => {
+  it('link down stops the host answering ARP; link up restores it', async () => {
+    const vip = lab.freeAddress(4);
+    await addVip(h1, vip);
+    const arp = await lab.arpProber(vip, { intervalMs: 10 });
+    await waitFor('a reply from h1', () => arp.snapshot().length > 0);
+    await lab.faults.linkDown(h1);
+    const tDown = Date.now();
+    await new Promise((r) => setTimeout(r, 300));
+    await lab.faults.linkUp(h1);
+    const tUp = Date.now();
+    await waitFor('replies after link up', () => arp.snapshot().some((r) => r.t > tUp), { timeoutMs: 5000 });
+    const tl = await arp.stop();
+    await delVip(h1, vip);
+    expect(tl.replies.filter((r) => r.t > tDown + 20 && r.t < tUp)).toEqual([]);
+  });
+
+  it('cutting a host from etcd makes its etcdctl time out while the LAN still works', async () => {
+    await lab.faults.cutFromEtcd(h2);
+    try {
+      const t0 = Date.now();
+      const r = await lab.etcdctl(h2, ['get', 'lab/selftest'], { reject: false });
+      expect(r.exitCode).not.toBe(0);
+      expect(`${r.stderr}`).toMatch(/deadline|timeout|context/i);
+      expect(Date.now() - t0).toBeGreaterThan(900);
+      await lab.exec(h2, 'ping', ['-c', '1', '-W', '1', h3.ip]);
+      // Other hosts are unaffected.
+      expect((await lab.etcdctl(h3, ['get', 'lab/selftest', '--print-value-only'])).stdout).toBe('hello');
+    } finally {
+      await lab.faults.healEtcd(h2);
+    }
+    expect((await lab.etcdctl(h2, ['get', 'lab/selftest', '--print-value-only'])).stdout).toBe('hello');
+    await lab.faults.healEtcd(h2); // idempotent
+  });
+
+  it('netem loss towards etcd loses etcd traffic only, and clears', async () => {
+    await lab.faults.netem(h3, { lossPct: 100 });
+    try {
+      const r = await lab.etcdctl(h3, ['get', 'lab/selftest'], { reject: false });
+      expect(r.exitCode).not.toBe(0);
+      await lab.exec(h3, 'ping', ['-c', '1', '-W', '1', h1.ip]);
+    } finally {
+      await lab.faults.clearNetem(h3);
+    }
+    expect((await lab.etcdctl(h3, ['get', 'lab/selftest', '--print-value-only'])).stdout).toBe('hello');
+    await lab.faults.netem(h3, { lossPct: 50 });
+    try {
+      const etcdIp = lab.etcd.members[0]?.ip ?? '';
+      const r = await lab.exec(h3, 'ping', ['-q', '-c', '60', '-i', '0.005', '-W', '1', etcdIp], {
+        reject: false,
+      });
+      const received = Number(/(\d+) received/.exec(r.stdout)?.[1]);
+      expect(received).toBeGreaterThan(5);
+      expect(received).toBeLessThan(55);
+      const lan = await lab.exec(h3, 'ping', ['-q', '-c', '60', '-i', '0.005', '-W', '1', h1.ip]);
+      expect(lan.stdout).toContain(' 0% packet loss');
+    } finally {
+      await lab.faults.clearNetem(h3);
+    }
+  });
+
+  it('killing the etcd raft leader keeps a 3-member cluster writable; the member comes back', async () => {
+    const leader = await waitFor('an etcd leader', () => lab.faults.etcdLeaderIndex());
+    await lab.faults.killEtcdMember(leader);
+    expect(lab.etcd.members[leader]?.process?.running).toBe(false);
+    await waitFor(
+      'a write after the leader died',
+      async () => (await lab.etcdctl(h1, ['put', 'lab/after-kill', 'ok'], { reject: false })).exitCode === 0,
+      { timeoutMs: 10_000, intervalMs: 100 },
+    );
+    const next = await waitFor('a new leader', () => lab.faults.etcdLeaderIndex());
+    expect(next).not.toBe(leader);
+    await lab.faults.restartEtcdMember(leader);
+    expect(lab.etcd.members[leader]?.process?.running).toBe(true);
+    expect((await lab.etcdctl(h2, ['get', 'lab/after-kill', '--print-value-only'])).stdout).toBe('ok');
+  });
+});
+
+describe('teardown', () => {
+  it('leaves no namespace, process or record behind, and is idempotent', async () => {
+    const other = await Lab.create({ name: 'teardown', hosts: 1 });
+    const h = other.hosts[0] as LabHost;
+    const sleeper = other.spawn(h, 'sleep', ['300']);
+    const etcdPid = other.etcd.members[0]?.process?.pid ?? -1;
+    const sampler = await other.sampler(other.freeAddress(1));
+    void sampler; // never stopped on purpose: destroy must clean it up
+    expect(namespacesNow().filter((n) => n.startsWith(other.prefix))).toHaveLength(4);
+    await other.destroy();
+    await other.destroy();
+    expect(namespacesNow().filter((n) => n.startsWith(other.prefix))).toEqual([]);
+    expect(existsSync(`/proc/${sleeper.pid}`)).toBe(false);
+    expect(existsSync(`/proc/${etcdPid}`)).toBe(false);
+    expect(existsSync(`/run/coord-lab/${other.prefix}.owner`)).toBe(false);
+    expect(() => other.spawn(h, 'true')).toThrow(/destroyed/);
+    // The shared lab is untouched by the other lab's teardown.
+    expect(namespacesNow()).toContain(h1.ns);
+  });
+});
