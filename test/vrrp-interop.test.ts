@@ -1,0 +1,247 @@
+/**
+ * VRRP wire compatibility with a real keepalived 2.2.7: coord's runner and keepalived on two hosts (network
+ * namespaces) of one bridge, each side as Master and as Backup, v2 (with auth_pass) and v3, multicast and
+ * unicast, crash and graceful failover both ways, preemption and no-preempt. The VIP holder is read from the
+ * interfaces themselves. keepalived must never log "invalid" or "mismatch" about coord's adverts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createVrrpLab,
+  keepalivedConfig,
+  run,
+  waitFor,
+  type CoordProcess,
+  type VrrpLab,
+} from './fixtures/vrrp/netlab.js';
+
+let lab: VrrpLab;
+const figures: string[] = [];
+const keepalivedLogs: string[] = [];
+
+beforeAll(async () => {
+  lab = await createVrrpLab();
+});
+afterAll(async () => {
+  await lab?.close();
+  if (figures.length > 0) console.log(`VRRP interop failover figures:\n  ${figures.join('\n  ')}`);
+});
+
+/** Wait until exactly `ns` holds the VIP; returns the elapsed ms since `t0`. */
+async function soleHolder(ns: string, withinMs: number, t0 = performance.now()): Promise<number> {
+  await waitFor(`${ns} as the only VIP holder`, async () => (await lab.vipHolders()).join() === ns, withinMs);
+  return performance.now() - t0;
+}
+
+/** The VIP stays on `ns` alone for `ms` (sampled every 50 ms): no flapping, never two holders. */
+async function holdsSteadily(ns: string, ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    expect(await lab.vipHolders()).toEqual([ns]);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** What a restarting agent does first (LESSONS.md): a killed holder left its VIP behind. */
+async function removeStaleVip(ns: string): Promise<void> {
+  await run('ip', ['-n', ns, 'addr', 'flush', 'dev', 'eth0', 'to', `${lab.vip}/32`]);
+}
+
+function lastCounters(c: CoordProcess): Record<string, unknown> {
+  const f = c
+    .facts()
+    .filter((x) => x.fact === 'counters')
+    .at(-1);
+  return (f?.counters ?? {}) as Record<string, unknown>;
+}
+
+function complaints(log: string): string[] {
+  return log.split('\n').filter((l) => /invalid|mismatch/i.test(l));
+}
+
+describe('coord VRRP ⇄ keepalived 2.2.7', () => {
+  it('v3 multicast, advert 0.1 s: preemption, graceful and crash failover in both directions', async () => {
+    const { h1, h2 } = lab;
+    const ka = (priority: number) =>
+      lab.startKeepalived(
+        h2,
+        keepalivedConfig({ version: 3, vrid: 61, priority, advertInt: 0.1, vip: lab.vip }),
+      );
+    const coord = (priority: number) => lab.startCoord(h1, { vrid: 61, priority, advertInt: 0.1 });
+
+    let k = await ka(100);
+    await soleHolder(h2.ns, 5000);
+    // A higher-priority coord preempts keepalived, and keepalived accepts it as Master.
+    let c = await coord(150);
+    await soleHolder(h1.ns, 3000);
+    await waitFor('keepalived BACKUP', () => k.lastState() === 'BACKUP', 2000);
+    await holdsSteadily(h1.ns, 1000);
+
+    let t0 = performance.now();
+    let stopped = c.stop();
+    figures.push(`v3 0.1 s graceful coord→keepalived: ${(await soleHolder(h2.ns, 2000, t0)).toFixed(0)} ms`);
+    await stopped;
+
+    c = await coord(150);
+    await soleHolder(h1.ns, 3000);
+    t0 = performance.now();
+    await c.kill9();
+    await waitFor('keepalived MASTER', () => k.lastState() === 'MASTER', 3000);
+    figures.push(
+      `v3 0.1 s crash coord→keepalived: ${(performance.now() - t0).toFixed(0)} ms (keepalived MASTER)`,
+    );
+    await removeStaleVip(h1.ns);
+    await soleHolder(h2.ns, 2000);
+
+    // A lower-priority coord stays Backup and decodes every keepalived advert.
+    c = await coord(50);
+    await holdsSteadily(h2.ns, 1200);
+    expect(c.lastState()).toBe('backup');
+    expect(lastCounters(c)).toMatchObject({ dropped: {}, advertsSent: 0 });
+    expect(lastCounters(c).advertsReceived).toBeGreaterThan(5);
+
+    t0 = performance.now();
+    const killed = k.kill9();
+    await waitFor('coord master', () => c.lastState() === 'master', 3000);
+    const crashMs = performance.now() - t0;
+    figures.push(`v3 0.1 s crash keepalived→coord: ${crashMs.toFixed(0)} ms (coord master)`);
+    // A crash sends no priority 0: coord waited Master_Down_Interval (0.38 s) less the time since the last advert.
+    expect(crashMs).toBeGreaterThan(250);
+    await killed;
+    await removeStaleVip(h2.ns);
+    await soleHolder(h1.ns, 2000);
+    keepalivedLogs.push(k.log());
+
+    // keepalived (100, preempt) takes the VIP back from coord (50); then resigns gracefully.
+    k = await ka(100);
+    await soleHolder(h2.ns, 3000);
+    await waitFor('coord backup', () => c.lastState() === 'backup', 2000);
+    t0 = performance.now();
+    stopped = k.stop(); // keepalived takes ~1 s to exit after its priority-0 advert: do not count that
+    figures.push(`v3 0.1 s graceful keepalived→coord: ${(await soleHolder(h1.ns, 2000, t0)).toFixed(0)} ms`);
+    await stopped;
+    await c.stop();
+    keepalivedLogs.push(k.log());
+    expect(complaints(k.log())).toEqual([]);
+  });
+
+  it('no-preempt: a higher-priority coord stays Backup behind a keepalived Master', async () => {
+    const { h1, h2 } = lab;
+    const k = await lab.startKeepalived(
+      h2,
+      keepalivedConfig({ version: 3, vrid: 62, priority: 100, advertInt: 0.1, vip: lab.vip }),
+    );
+    await soleHolder(h2.ns, 5000);
+    const c = await lab.startCoord(h1, { vrid: 62, priority: 200, advertInt: 0.1, preempt: false });
+    await holdsSteadily(h2.ns, 1500);
+    expect(c.lastState()).toBe('backup');
+    // …and takes over when keepalived leaves.
+    await k.stop();
+    await soleHolder(h1.ns, 2000);
+    await c.stop();
+    await waitFor('VIP released', async () => (await lab.vipHolders()).length === 0, 2000);
+    keepalivedLogs.push(k.log());
+    expect(complaints(k.log())).toEqual([]);
+  });
+
+  it('v2 multicast with auth_pass, advert 1 s: keepalived accepts coord as Master and vice versa', async () => {
+    const { h1, h2 } = lab;
+    const ka = (priority: number) =>
+      lab.startKeepalived(
+        h2,
+        keepalivedConfig({
+          version: 2,
+          vrid: 63,
+          priority,
+          advertInt: 1,
+          vip: lab.vip,
+          authPass: 'coord-pw',
+        }),
+      );
+    let c = await lab.startCoord(h1, {
+      vrid: 63,
+      priority: 200,
+      version: 2,
+      advertInt: 1,
+      authPass: 'coord-pw',
+    });
+    await soleHolder(h1.ns, 6000);
+    const k = await ka(100);
+    // Longer than keepalived's Master_Down_Interval (3 × 1 s + 0.61 s): had it rejected coord's adverts,
+    // it would have claimed the VIP by now.
+    await holdsSteadily(h1.ns, 4200);
+    expect(k.lastState()).toBe('BACKUP');
+
+    let t0 = performance.now();
+    const stopped = c.stop();
+    figures.push(`v2 1 s graceful coord→keepalived: ${(await soleHolder(h2.ns, 3000, t0)).toFixed(0)} ms`);
+    await stopped;
+
+    c = await lab.startCoord(h1, { vrid: 63, priority: 50, version: 2, advertInt: 1, authPass: 'coord-pw' });
+    await waitFor(
+      'coord decoded keepalived adverts',
+      () => Number(lastCounters(c).advertsReceived) >= 1,
+      3000,
+    );
+    expect(lastCounters(c)).toMatchObject({ dropped: {} });
+    expect(c.lastState()).toBe('backup');
+
+    t0 = performance.now();
+    await k.kill9();
+    await waitFor('coord master', () => c.lastState() === 'master', 6000);
+    figures.push(`v2 1 s crash keepalived→coord: ${(performance.now() - t0).toFixed(0)} ms (coord master)`);
+    await removeStaleVip(h2.ns);
+    await soleHolder(h1.ns, 2000);
+    await c.stop();
+    keepalivedLogs.push(k.log());
+    expect(complaints(k.log())).toEqual([]);
+  });
+
+  it('v3 unicast, advert 0.1 s: preemption, crash and graceful failover', async () => {
+    const { h1, h2 } = lab;
+    const k = await lab.startKeepalived(
+      h2,
+      keepalivedConfig({
+        version: 3,
+        vrid: 64,
+        priority: 100,
+        advertInt: 0.1,
+        vip: lab.vip,
+        unicast: { src: h2.address, peer: h1.address },
+      }),
+    );
+    await soleHolder(h2.ns, 5000);
+    const coord = (priority: number) =>
+      lab.startCoord(h1, { vrid: 64, priority, advertInt: 0.1, unicastPeers: [h2.address] });
+    let c = await coord(150);
+    await soleHolder(h1.ns, 3000);
+    await waitFor('keepalived BACKUP', () => k.lastState() === 'BACKUP', 2000);
+    await holdsSteadily(h1.ns, 800);
+
+    let t0 = performance.now();
+    await c.kill9();
+    await waitFor('keepalived MASTER', () => k.lastState() === 'MASTER', 3000);
+    figures.push(
+      `v3 unicast crash coord→keepalived: ${(performance.now() - t0).toFixed(0)} ms (keepalived MASTER)`,
+    );
+    await removeStaleVip(h1.ns);
+
+    c = await coord(50);
+    await holdsSteadily(h2.ns, 1200);
+    expect(c.lastState()).toBe('backup');
+    expect(lastCounters(c)).toMatchObject({ dropped: {} });
+    t0 = performance.now();
+    const stopped = k.stop();
+    figures.push(
+      `v3 unicast graceful keepalived→coord: ${(await soleHolder(h1.ns, 2000, t0)).toFixed(0)} ms`,
+    );
+    await stopped;
+    await c.stop();
+    keepalivedLogs.push(k.log());
+    expect(complaints(k.log())).toEqual([]);
+  });
+
+  it('keepalived logged no invalid/mismatch line in any run', () => {
+    expect(keepalivedLogs.length).toBeGreaterThanOrEqual(4);
+    expect(keepalivedLogs.flatMap(complaints)).toEqual([]);
+  });
+});
