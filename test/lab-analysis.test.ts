@@ -1,0 +1,151 @@
+/** The pure half of the lab: address plan, line parsers and timeline analysis, table-driven. */
+import { describe, expect, it } from 'vitest';
+import {
+  doubleHolderMs,
+  doubleHolderSamples,
+  doubleReplyProbes,
+  failoverGap,
+  firstHeldAfter,
+  holderAt,
+  holderIntervals,
+  icmpLongestGap,
+  macsSeen,
+  type ArpTimeline,
+  type Timeline,
+} from './lab/analysis.js';
+import {
+  addressIn,
+  macFor,
+  makePrefix,
+  parseAddressEvent,
+  parsePingLine,
+  prefixOfNamespace,
+  randomSubnet,
+} from './lab/plan.js';
+
+const tl: Timeline = {
+  vip: '10.1.1.200',
+  intervalMs: 20,
+  start: 1000,
+  end: 2000,
+  initial: ['h1'],
+  samples: [
+    { t: 1000, holders: ['h1'] },
+    { t: 1400, holders: ['h1', 'h2'] },
+    { t: 1600, holders: ['h2'] },
+  ],
+  events: [
+    { t: 1300, host: 'h2', op: 'add' },
+    { t: 1500, host: 'h1', op: 'del' },
+  ],
+};
+
+const arp = (replies: [number, string, number][]): ArpTimeline => ({
+  vip: '10.1.1.200',
+  intervalMs: 10,
+  start: 0,
+  end: 10_000,
+  sent: 100,
+  replies: replies.map(([t, mac, seq]) => ({ t, mac, seq, kind: 'reply' })),
+  garps: [],
+});
+
+describe('plan', () => {
+  it('draws subnets from 10.200-10.250 and derives addresses and MACs', () => {
+    expect(randomSubnet(() => 0)).toEqual({ base: '10.200.0.0', prefix: 24 });
+    expect(randomSubnet(() => 0.9999).base).toBe('10.250.255.0');
+    const s = { base: '10.201.7.0', prefix: 24 } as const;
+    expect(addressIn(s, 11)).toBe('10.201.7.11');
+    expect(() => addressIn(s, 255)).toThrow(RangeError);
+    expect(macFor(s, 11)).toBe('02:c0:c9:07:00:0b');
+  });
+
+  it('makes prefixes that sweep can recognise, and nothing else', () => {
+    const p = makePrefix('Fail Over!', () => 0.5);
+    expect(p).toBe('coordlab-failover-7fffff');
+    expect(prefixOfNamespace(`${p}-h1`)).toBe(p);
+    expect(prefixOfNamespace(`${makePrefix(undefined, () => 0)}-sw`)).toBe('coordlab-000000');
+    for (const foreign of ['hapx-exp20878', 'coordlab', 'coordlabx-abcdef-h1', 'vrrp-abc-h1']) {
+      expect(prefixOfNamespace(foreign)).toBeUndefined();
+    }
+  });
+
+  it.each([
+    ['3: eth0    inet 10.1.1.200/32 scope global eth0\\       valid_lft forever', 'add', 'eth0', 32],
+    ['Deleted 3: eth0    inet 10.1.1.200/24 scope global secondary eth0', 'del', 'eth0', 24],
+    ['4: lo    inet 10.1.1.200/32 scope global lo', 'add', 'lo', 32],
+  ])('parses ip monitor line %#', (line, op, iface, plen) => {
+    expect(parseAddressEvent(line)).toEqual({ op, iface, address: '10.1.1.200', prefixLength: plen });
+  });
+
+  it('ignores monitor lines that are not address events', () => {
+    expect(parseAddressEvent('3: eth0: <BROADCAST,MULTICAST,UP> mtu 1500')).toBeUndefined();
+    expect(parseAddressEvent('')).toBeUndefined();
+  });
+
+  it('parses ping -D -O lines with the ping process timestamp', () => {
+    expect(
+      parsePingLine('[1795619800.738205] 64 bytes from 10.1.1.2: icmp_seq=7 ttl=64 time=0.137 ms'),
+    ).toEqual({
+      kind: 'reply',
+      t: 1795619800738.205,
+      seq: 7,
+      rttMs: 0.137,
+    });
+    expect(parsePingLine('[1795619801.000000] no answer yet for icmp_seq=9')).toEqual({
+      kind: 'missing',
+      t: 1795619801000,
+      seq: 9,
+    });
+    expect(parsePingLine('PING 10.1.1.2 (10.1.1.2) 56(84) bytes of data.')).toBeUndefined();
+  });
+});
+
+describe('timeline analysis', () => {
+  it('finds double holders in samples and, exactly, in events', () => {
+    expect(doubleHolderSamples(tl)).toEqual([{ t: 1400, holders: ['h1', 'h2'] }]);
+    expect(doubleHolderMs(tl)).toBe(200);
+    expect(doubleHolderMs({ ...tl, initial: ['h1', 'h3'], events: [] })).toBe(1000);
+  });
+
+  it('replays holders at any time and lists holding intervals', () => {
+    expect(holderAt(tl, 1299)).toEqual(['h1']);
+    expect(holderAt(tl, 1300)).toEqual(['h1', 'h2']);
+    expect(holderAt(tl, 1999)).toEqual(['h2']);
+    expect(holderIntervals(tl)).toEqual([
+      { host: 'h1', from: 1000, to: 1500 },
+      { host: 'h2', from: 1300, to: 2000 },
+    ]);
+    expect(firstHeldAfter(tl, 1100, 'h2')).toBe(1300);
+    expect(firstHeldAfter(tl, 1600, 'h2')).toBe(1600);
+    expect(firstHeldAfter(tl, 1100, 'h3')).toBeUndefined();
+  });
+
+  it('measures the ARP failover gap and counts old replies after the new holder answered', () => {
+    const a = arp([
+      [100, 'aa', 1],
+      [110, 'aa', 2],
+      [900, 'bb', 80],
+      [905, 'aa', 80],
+      [910, 'bb', 81],
+    ]);
+    expect(failoverGap(a, { after: 105, fromMac: 'AA', toMac: 'bb' })).toEqual({
+      lastOld: 110,
+      firstNew: 900,
+      gapMs: 790,
+      oldAfterNew: 1,
+    });
+    expect(doubleReplyProbes(a)).toEqual([{ seq: 80, t: 900, macs: ['aa', 'bb'] }]);
+    expect(macsSeen(a, { to: 500 })).toEqual(['aa']);
+    expect(
+      failoverGap(arp([[100, 'aa', 1]]), { after: 0, fromMac: 'aa', toMac: 'bb' }).gapMs,
+    ).toBeUndefined();
+  });
+
+  it('finds the longest ICMP silence', () => {
+    const replies = [0, 10, 20, 520, 530].map((t, i) => ({ t, seq: i + 1, rttMs: 0.1 }));
+    const icmp = { vip: 'x', intervalMs: 10, start: 0, end: 600, replies, missing: [] };
+    expect(icmpLongestGap(icmp)).toEqual({ lastBefore: 20, firstAfter: 520, gapMs: 500 });
+    expect(icmpLongestGap(icmp, { after: 500 })).toEqual({ lastBefore: 520, firstAfter: 530, gapMs: 10 });
+  });
+});

@@ -1,0 +1,53 @@
+/**
+ * The shipped deployment files are part of the product: the example config must load with the real schema,
+ * the unit must pass systemd's own verifier, and the sysctl drop-in must say what HAProxy needs.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readConfigFile, validateNodeConfig } from '@coord/core';
+import { describe, expect, it } from 'vitest';
+
+const deploy = (f: string): string => fileURLToPath(new URL(`../deploy/${f}`, import.meta.url));
+
+describe('deploy/', () => {
+  it('coord.example.yaml is a valid node config with one group and its VIPs', async () => {
+    const raw = await readConfigFile(deploy('coord.example.yaml'));
+    const r = validateNodeConfig(raw);
+    if (!r.ok) throw new Error(JSON.stringify(r.issues));
+    expect(r.config.etcd).toHaveLength(3);
+    expect(r.config.groups[0]?.interface).toBe('eth0');
+    expect(r.config.groups[0]?.vips).toHaveLength(2);
+    expect(r.config.ttlSec).toBe(1);
+  });
+
+  it('99-coord.conf enables non-local bind and nothing else', () => {
+    const lines = readFileSync(deploy('99-coord.conf'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('#'));
+    expect(lines).toEqual(['net.ipv4.ip_nonlocal_bind = 1']);
+  });
+
+  it('coord.service passes systemd-analyze verify and keeps the capabilities coord needs', () => {
+    const unit = readFileSync(deploy('coord.service'), 'utf8');
+    expect(unit).toMatch(/^ExecStart=\S+ join --config \/etc\/coord\/coord\.yaml$/m);
+    expect(unit).toMatch(/^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+    expect(unit).toMatch(/^Restart=on-failure$/m);
+    expect(unit).toMatch(/^After=network-online\.target haproxy\.service$/m);
+    const caps = /^CapabilityBoundingSet=(.*)$/m.exec(unit)?.[1]?.split(' ') ?? [];
+    expect(caps).toEqual(expect.arrayContaining(['CAP_NET_ADMIN', 'CAP_NET_RAW']));
+    expect(unit).not.toMatch(/^MemoryDenyWriteExecute=yes/m); // breaks V8
+    // The binary is not installed here: verify a copy whose ExecStart points at one that exists.
+    const dir = mkdtempSync(join(tmpdir(), 'coord-unit-'));
+    try {
+      const copy = join(dir, 'coord.service');
+      writeFileSync(copy, unit.replace(/^ExecStart=\S+/m, `ExecStart=${process.execPath}`));
+      const out = execFileSync('systemd-analyze', ['verify', copy], { encoding: 'utf8', stdio: 'pipe' });
+      expect(out.trim()).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
