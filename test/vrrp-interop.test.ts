@@ -5,6 +5,7 @@
  * interfaces themselves. keepalived must never log "invalid" or "mismatch" about coord's adverts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encode, internetChecksum, type VrrpPacket } from '@coord/vrrp';
 import {
   createVrrpLab,
   keepalivedConfig,
@@ -238,6 +239,76 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     await c.stop();
     keepalivedLogs.push(k.log());
     expect(complaints(k.log())).toEqual([]);
+  });
+
+  it('malformed adverts on the wire are dropped and counted by reason; the Master stays Master', async () => {
+    const { h1, h2 } = lab;
+    const c = await lab.startCoord(h1, { vrid: 65, priority: 200, advertInt: 0.1 });
+    await soleHolder(h1.ns, 3000);
+    const wire = { family: 4, srcAddr: h2.address, dstAddr: '224.0.0.18' } as const;
+    // Each would make coord yield if it were accepted: priority 254 beats 200.
+    const winner: VrrpPacket = {
+      version: 3,
+      vrid: 65,
+      priority: 254,
+      maxAdvertIntervalCs: 10,
+      addresses: [lab.vip],
+    };
+    const good = encode(winner, wire);
+    /** `good` with one change and a fixed checksum, so that only the intended check trips. */
+    const mutated = (change: (b: Buffer) => void): string => {
+      const b = Buffer.from(good);
+      change(b);
+      b.writeUInt16BE(0, 6);
+      const pseudo = Buffer.concat([
+        Buffer.from(h2.address.split('.').map(Number)),
+        Buffer.from([224, 0, 0, 18, 0, 112, 0, b.length]),
+      ]);
+      b.writeUInt16BE(internetChecksum([pseudo, b]), 6);
+      return b.toString('hex');
+    };
+    const packets = [
+      { hex: good.toString('hex'), ttl: 64 }, // bad-ttl
+      { hex: Buffer.from(good.map((x, i) => (i === good.length - 1 ? x ^ 1 : x))).toString('hex'), ttl: 255 }, // bad-checksum
+      { hex: mutated((b) => (b[0] = 0x41)), ttl: 255 }, // bad-version
+      { hex: mutated((b) => (b[0] = 0x32)), ttl: 255 }, // bad-type
+      { hex: mutated((b) => (b[3] = 3)), ttl: 255 }, // length-mismatch
+      { hex: good.subarray(0, 6).toString('hex'), ttl: 255 }, // too-short
+      { hex: encode({ ...winner, vrid: 66 }, wire).toString('hex'), ttl: 255 }, // other-vrid
+      {
+        hex: encode(
+          {
+            version: 2,
+            vrid: 65,
+            priority: 254,
+            advertIntervalSec: 1,
+            auth: { type: 'none' },
+            addresses: [lab.vip],
+          },
+          wire,
+        ).toString('hex'),
+        ttl: 255,
+      }, // version-mismatch
+      { hex: 'ff'.repeat(300), ttl: 255 }, // garbage: bad-version
+    ];
+    await lab.inject(h2, packets);
+    await waitFor('drops counted', () => Object.keys(lastCounters(c).dropped ?? {}).length >= 7, 3000);
+    expect(lastCounters(c).dropped).toEqual({
+      'bad-ttl': 1,
+      'bad-checksum': 1,
+      'bad-version': 2,
+      'bad-type': 1,
+      'length-mismatch': 1,
+      'too-short': 1,
+      'other-vrid': 1,
+      'version-mismatch': 1,
+    });
+    expect(c.lastState()).toBe('master');
+    await holdsSteadily(h1.ns, 300);
+    // The same advert, well-formed, is obeyed: the drops above were for the right reasons.
+    await lab.inject(h2, [{ hex: good.toString('hex'), ttl: 255 }]);
+    await waitFor('coord yields to the valid advert', () => c.lastState() === 'backup', 2000);
+    await c.stop();
   });
 
   it('keepalived logged no invalid/mismatch line in any run', () => {
