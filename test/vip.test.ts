@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildUnsolicitedNa } from '@coord/vip';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DRIVER = fileURLToPath(new URL('../packages/vip/test/lab/driver.ts', import.meta.url));
@@ -241,28 +242,31 @@ describe('netlink VIP port in a namespace', () => {
     expect(r.error?.hint).toContain('"nope0"');
   });
 
-  it('lets the kernel remove a VIP whose lifetime ran out, and a refresh restarts the clock', async () => {
-    const once = (await d().ok(
-      { op: 'expiry', iface: IF_A, cidr: '192.0.2.101/32', validSec: 1 },
-      15_000,
-    )) as {
-      gone: boolean;
-      afterAddMs: number;
-    };
-    expect(once.gone).toBe(true);
-    expect(once.afterAddMs).toBeGreaterThanOrEqual(900);
-    expect(once.afterAddMs).toBeLessThan(2500);
+  for (const cidr of ['192.0.2.101/32', '2001:db8::101/128']) {
+    it(`lets the kernel remove ${cidr} when its lifetime runs out, and a refresh restarts the clock`, async () => {
+      const once = (await d().ok({ op: 'expiry', iface: IF_A, cidr, validSec: 1 }, 15_000)) as {
+        gone: boolean;
+        afterAddMs: number;
+      };
+      expect(once.gone).toBe(true);
+      expect(once.afterAddMs).toBeGreaterThanOrEqual(900);
+      expect(once.afterAddMs).toBeLessThan(2500);
 
-    const refreshed = (await d().ok(
-      { op: 'expiry', iface: IF_A, cidr: '192.0.2.101/32', validSec: 2, refreshAfterMs: 1000 },
-      15_000,
-    )) as { gone: boolean; afterAddMs: number; afterRefreshMs: number };
-    expect(refreshed.gone).toBe(true);
-    // Without the refresh it would have gone ~2 s after the add; with it, ~2 s after the refresh.
-    expect(refreshed.afterRefreshMs).toBeGreaterThanOrEqual(1900);
-    expect(refreshed.afterAddMs).toBeGreaterThanOrEqual(2800);
-    expect(refreshed.afterRefreshMs).toBeLessThan(3500);
-  });
+      const refreshed = (await d().ok(
+        { op: 'expiry', iface: IF_A, cidr, validSec: 2, refreshAfterMs: 1000 },
+        15_000,
+      )) as {
+        gone: boolean;
+        afterAddMs: number;
+        afterRefreshMs: number;
+      };
+      expect(refreshed.gone).toBe(true);
+      // Without the refresh it would have gone ~2 s after the add; with it, ~2 s after the refresh.
+      expect(refreshed.afterRefreshMs).toBeGreaterThanOrEqual(1900);
+      expect(refreshed.afterAddMs).toBeGreaterThanOrEqual(2800);
+      expect(refreshed.afterRefreshMs).toBeLessThan(3500);
+    });
+  }
 });
 
 describe('announcements seen by the neighbour namespace', () => {
@@ -350,6 +354,61 @@ describe('announcements seen by the neighbour namespace', () => {
     await poll(`B to learn ${macA} for 2001:db8::110`, 2000, async () =>
       (await neighMac('2001:db8::110')) === macA ? true : undefined,
     );
+  });
+});
+
+describe('what the neighbour must reject, and the arping fallback', () => {
+  // Proves the NA test above is not vacuous: the peer kernel really checks the checksum and the hop limit
+  // (RFC 4861 §7.1.2). Each bad NA is followed by a good NA for another target on the same wire; once the
+  // good one has been applied, the bad one has been processed too, so no fixed sleep is needed.
+  const corruptions: [string, (f: Buffer) => void][] = [
+    ['a wrong checksum', (f) => (f[56] = (f[56] ?? 0) ^ 0xff)],
+    ['hop limit 254', (f) => (f[21] = 254)],
+  ];
+  for (const [what, corrupt] of corruptions) {
+    it(`drops an NA with ${what}`, async () => {
+      const mac = Buffer.from(macA.replaceAll(':', ''), 'hex');
+      const [bad, good] = ['2001:db8::120', '2001:db8::121'];
+      for (const ip of [bad, good]) {
+        await sh('ip', [
+          '-n',
+          NS_B,
+          'neigh',
+          'replace',
+          ip,
+          'lladdr',
+          BOGUS_MAC,
+          'dev',
+          IF_B,
+          'nud',
+          'stale',
+        ]);
+      }
+      const badFrame = buildUnsolicitedNa(mac, bad);
+      corrupt(badFrame);
+      await d().ok({ op: 'frame', iface: IF_A, hex: badFrame.toString('hex') });
+      await d().ok({ op: 'frame', iface: IF_A, hex: buildUnsolicitedNa(mac, good).toString('hex') });
+      await poll('the good NA to be applied', 2000, async () =>
+        (await neighMac(good)) === macA ? true : undefined,
+      );
+      expect(await neighMac(bad)).toBe(BOGUS_MAC);
+    });
+  }
+
+  it('falls back to arping without waiting for it, and both GARP forms still reach the wire', async () => {
+    await d().ok({ op: 'add', iface: IF_A, cidr: '192.0.2.130/32' });
+    const lines = await capture(['arp and host 192.0.2.130'], 2, async () => {
+      const r = (await d().ok({ op: 'announceFallback', iface: IF_A, cidr: '192.0.2.130/32' })) as {
+        ok: boolean;
+        via: string;
+        ms: number;
+      };
+      expect(r).toMatchObject({ ok: true, via: 'arping' });
+      expect(r.ms).toBeLessThan(100); // spawning only; arping itself runs ~1 s
+    });
+    const text = lines.join('\n');
+    expect(text).toContain('Request who-has 192.0.2.130');
+    expect(text).toContain(`Reply 192.0.2.130 is-at ${macA}`);
   });
 });
 

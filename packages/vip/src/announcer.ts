@@ -70,6 +70,7 @@ export function createAnnouncer(opts: AnnouncerOptions = {}): Announcer {
   }
   const sockets = new Map<string, { ifindex: number; fd: number }>();
   let warnedNoNa = false;
+  const lastFailure = new Map<string, string>();
 
   function drop(iface: string): void {
     const s = sockets.get(iface);
@@ -118,11 +119,16 @@ export function createAnnouncer(opts: AnnouncerOptions = {}): Announcer {
     announce(iface, vip) {
       if (addon === undefined) return viaArping(iface, vip);
       try {
-        return viaPacket(addon, iface, vip);
+        const result = viaPacket(addon, iface, vip);
+        if (lastFailure.delete(iface)) log.info('announce recovered', { iface, vip: formatCidr(vip) });
+        return result;
       } catch (e) {
         drop(iface); // a stale socket (interface gone and back) must not fail every later announce
-        const reason = `${errorMessage(e)}`;
-        log.warn('announce failed', { iface, vip: formatCidr(vip), reason });
+        const reason = errorMessage(e);
+        // The agent re-announces on a tick: log a failure when it starts or changes, not on every tick.
+        if (lastFailure.get(iface) !== reason)
+          log.warn('announce failed', { iface, vip: formatCidr(vip), reason });
+        lastFailure.set(iface, reason);
         return { ok: false, reason };
       }
     },

@@ -84,6 +84,18 @@ describe('createAnnouncer with the packet sender', () => {
     expect(addon.closed).toEqual([10]);
     expect(log.records.filter((r) => r.message === 'announce failed')).toHaveLength(2);
   });
+
+  it('logs a repeating failure once and its recovery once', () => {
+    const addon = fakeAddon();
+    const log = new MemoryLogger();
+    const a = createAnnouncer({ addon, logger: log });
+    addon.indexOf.delete('eth0');
+    for (let i = 0; i < 5; i++) expect(a.announce('eth0', vip4).ok).toBe(false);
+    addon.indexOf.set('eth0', 4);
+    expect(a.announce('eth0', vip4).ok).toBe(true);
+    expect(a.announce('eth0', vip4).ok).toBe(true);
+    expect(log.records.map((r) => r.message)).toEqual(['announce failed', 'announce recovered']);
+  });
 });
 
 describe('createAnnouncer fallback', () => {
