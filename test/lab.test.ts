@@ -179,6 +179,39 @@ describe('faults', () => {
     }
   });
 
+  it('netem delay slows the host requests to etcd by the delay; etcd->host and the LAN stay fast', async () => {
+    const timedGet = async (): Promise<number> => {
+      const t0 = performance.now();
+      await lab.etcdctl(h1, ['get', 'lab/selftest']);
+      return performance.now() - t0;
+    };
+    const base = await timedGet();
+    // A watch opened before the delay: events flowing etcd -> h1 are not delayed (netem-like, egress only).
+    const watch = lab.spawn(h1, 'etcdctl', [
+      '--endpoints',
+      lab.etcd.endpoints.join(','),
+      'watch',
+      'lab/delay',
+    ]);
+    await new Promise((r) => setTimeout(r, 300));
+    await lab.faults.netem(h1, { delayMs: 250 });
+    try {
+      const slow = await timedGet();
+      expect(slow).toBeGreaterThan(base + 200);
+      const ping = await lab.exec(h1, 'ping', ['-c', '3', '-i', '0.01', h2.ip]);
+      expect(Number(/= [\d.]+\/([\d.]+)\//.exec(ping.stdout)?.[1])).toBeLessThan(50);
+      // A write from another host reaches h1's existing watch without delay (the delay is h1 -> etcd only)...
+      const tPut = Date.now();
+      await lab.etcdctl(h2, ['put', 'lab/delay', 'x']);
+      await waitFor('the watch event', async () => (await watch.output()).includes('lab/delay'));
+      expect(Date.now() - tPut).toBeLessThan(250);
+    } finally {
+      await watch.stop();
+      await lab.faults.clearNetem(h1);
+    }
+    expect(await timedGet()).toBeLessThan(base + 150);
+  });
+
   it('killing the etcd raft leader keeps a 3-member cluster writable; the member comes back', async () => {
     const leader = await waitFor('an etcd leader', () => lab.faults.etcdLeaderIndex());
     await lab.faults.killEtcdMember(leader);

@@ -83,6 +83,7 @@ export interface LabKeepalived extends LabProcess {
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const DELAY_PROXY = fileURLToPath(new URL('./bin/delay-proxy.py', import.meta.url));
 /** Where logs and per-lab files live (gitignored). */
 export const LAB_RUN_ROOT = process.env['COORD_LAB_DIR'] ?? join(REPO_ROOT, '.lab');
 
@@ -161,6 +162,7 @@ export class Lab {
   private readonly switchNs: string;
   private readonly processes = new Set<LabProcess>();
   private readonly observerPids = new Set<number>();
+  private readonly delayProxies = new Map<string, LabProcess>();
   private destroyed: Promise<void> | undefined;
   private seq = 0;
 
@@ -227,6 +229,7 @@ export class Lab {
     try {
       await lab.build();
       await lab.startEtcd();
+      await lab.startDelayProxies();
     } catch (err) {
       await lab.destroy();
       throw err;
@@ -295,7 +298,7 @@ export class Lab {
       '--data-dir',
       m.dataDir,
       '--listen-client-urls',
-      m.clientUrl,
+      `${m.clientUrl},http://${m.ip}:${PLAN.etcdDirectPort}`,
       '--advertise-client-urls',
       m.clientUrl,
       '--listen-peer-urls',
@@ -315,6 +318,58 @@ export class Lab {
       '--logger',
       'zap',
     ];
+  }
+
+  /**
+   * Put a delay proxy between each host and etcd (this kernel has no netem): nft redirects the host's own
+   * connections to etcd:2379 to a local proxy that forwards to etcd's direct port. At 0 ms it only copies bytes.
+   */
+  private async startDelayProxies(): Promise<void> {
+    await Promise.all(
+      this.hosts.map(async (h) => {
+        const control = this.delayControlFile(h);
+        writeFileSync(control, '0\n');
+        const routes = this.etcd.members.map(
+          (m) => `${PLAN.proxyBasePort + m.index}=${m.ip}:${PLAN.etcdDirectPort}`,
+        );
+        const proxy = this.spawn(h, '/usr/bin/python3', ['-u', DELAY_PROXY, control, ...routes], {
+          name: 'etcd-delay-proxy',
+          logFile: join(this.runDir, `${h.name}-etcd-delay-proxy.log`),
+        });
+        this.delayProxies.set(h.name, proxy);
+        await waitFor(`delay proxy in ${h.name}`, async () => {
+          if (!proxy.running) throw new Error(`delay proxy in ${h.name} exited: ${await proxy.output()}`);
+          return (await proxy.output()).includes('ready');
+        });
+        const redirects = this.etcd.members
+          .map(
+            (m) =>
+              `ip daddr ${m.ip} tcp dport ${PLAN.etcdClientPort} redirect to :${PLAN.proxyBasePort + m.index};`,
+          )
+          .join(' ');
+        await this.exec(h, 'nft', ['-f', '-'], {
+          input: `table ip coordlab_proxy {\n  chain out { type nat hook output priority -100; policy accept; ${redirects} }\n}\n`,
+        });
+      }),
+    );
+  }
+
+  private delayControlFile(h: LabHost): string {
+    return join(this.runDir, `${h.name}-etcd-delay`);
+  }
+
+  /** @internal Set the one-way delay towards etcd for `host` and wait until its proxy applied it. */
+  async setEtcdDelay(host: LabHost, delayMs: number): Promise<void> {
+    const proxy = this.delayProxies.get(host.name);
+    if (proxy === undefined) throw new Error(`no etcd delay proxy in ${host.name}`);
+    writeFileSync(this.delayControlFile(host), `${Math.round(delayMs)}\n`);
+    const want = `{"msg":"delay set","delayMs":${Math.round(delayMs)}}`;
+    const before = (await proxy.output()).split(want).length;
+    proxy.signal('SIGHUP');
+    await waitFor(
+      `delay ${delayMs} ms applied in ${host.name}`,
+      async () => (await proxy.output()).split(want).length > before,
+    );
   }
 
   private startMember(m: EtcdMember): void {
@@ -595,14 +650,22 @@ export class LabFaults {
     await this.nft(host, 'coordlab_cut', undefined);
   }
 
-  /** Degrade `host`'s traffic towards etcd only: random loss of outgoing packets (and delay, see below). */
+  /**
+   * Degrade `host`'s traffic towards etcd only (the LAN is untouched), like `tc netem` on that path:
+   * `lossPct` drops that share of outgoing packets to etcd at random (nft numgen); `delayMs` holds every byte
+   * the host sends to etcd's client port that long (the per-host delay proxy), so round trips grow by it.
+   * Applies to established connections too. Replaces any earlier setting.
+   */
   async netem(host: LabHost, { delayMs = 0, lossPct = 0 }: NetemOptions): Promise<void> {
     if (lossPct < 0 || lossPct > 100) throw new RangeError('lossPct must be 0..100');
-    if (delayMs !== 0) throw new Error('netem delay is not available yet');
+    if (delayMs < 0) throw new RangeError('delayMs must be >= 0');
+    await this.lab.setEtcdDelay(host, delayMs);
     const set = this.etcdSet();
     const pct = Math.round(lossPct);
     const drop = pct >= 100 ? 'counter drop' : `numgen random mod 100 < ${pct} counter drop`;
-    const rules = pct > 0 ? `ip daddr ${set} ${drop};` : '';
+    // The proxy's own upstream hop (direct port) is exempt, so a packet is never dropped twice.
+    const rules =
+      pct > 0 ? `ip daddr ${set} tcp dport ${PLAN.etcdDirectPort} accept; ip daddr ${set} ${drop};` : '';
     await this.nft(
       host,
       'coordlab_netem',
@@ -614,6 +677,7 @@ export class LabFaults {
 
   async clearNetem(host: LabHost): Promise<void> {
     await this.nft(host, 'coordlab_netem', undefined);
+    await this.lab.setEtcdDelay(host, 0);
   }
 
   /** SIGKILL one etcd member (index into `lab.etcd.members`). */

@@ -22,6 +22,10 @@ export const PLAN = {
   firstEtcd: 241,
   etcdClientPort: 2379,
   etcdPeerPort: 2380,
+  /** etcd's second client port: only the per-host delay proxy uses it, so nft never redirects it. */
+  etcdDirectPort: 2479,
+  /** The delay proxy in each host listens on 127.0.0.1:(proxyBasePort + member index). */
+  proxyBasePort: 23790,
 } as const;
 
 /** Draw a random /24 inside 10.200.0.0–10.250.255.0 (the range reserved for labs). */
