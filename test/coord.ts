@@ -86,6 +86,15 @@ export function waitForSingleHolder(
   );
 }
 
+/** Wait until `name` is the only holder of `address`. */
+export function waitForHolder(lab: Lab, address: string, name: string, timeoutMs = 10_000): Promise<true> {
+  return waitFor(
+    `${name} to be the only holder of ${address}`,
+    async () => ((await holdersOf(lab, address)).join() === name ? true : undefined),
+    { timeoutMs, intervalMs: 20 },
+  );
+}
+
 /** Each log line of a coord node, parsed (coord logs JSON lines when not on a terminal). */
 export async function coordLog(proc: LabProcess): Promise<Record<string, unknown>[]> {
   const text = await proc.output();

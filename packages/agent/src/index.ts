@@ -1,3 +1,4 @@
 export * from './group.js';
 export * from './lane.js';
 export * from './node.js';
+export * from './vrrp-node.js';

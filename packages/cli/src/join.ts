@@ -1,5 +1,6 @@
+import { hostname } from 'node:os';
 import { CoordError, readConfigFile, requireNodeConfig, systemClock, type NodeConfig } from '@coord/core';
-import { CoordNode } from '@coord/agent';
+import { CoordNode, VrrpNode } from '@coord/agent';
 import { parseEndpoints } from '@coord/etcd';
 import { createAnnouncer, createNetlinkVipPort } from '@coord/vip';
 import { createLogger } from './logging.js';
@@ -19,6 +20,12 @@ export interface JoinArgs {
   preemptDelay?: number | undefined;
   logLevel?: string | undefined;
   group?: string | undefined;
+  mode?: string | undefined;
+  vrid?: number | undefined;
+  advertInt?: number | undefined;
+  vrrpVersion?: number | undefined;
+  unicastPeer?: string[] | undefined;
+  authPass?: string | undefined;
 }
 
 /**
@@ -31,8 +38,11 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
   else if (Array.isArray(raw.etcd)) raw.etcd = parseEndpoints(raw.etcd.map(String));
   if (args.cluster !== undefined) raw.cluster = args.cluster;
   if (args.node !== undefined) raw.node = args.node;
+  // The node name defaults to the host name (its first label), as keepalived's router_id does.
+  raw.node ??= hostname().split('.')[0];
   if (args.ttl !== undefined) raw.ttl = args.ttl;
   if (args.logLevel !== undefined) raw.logLevel = args.logLevel;
+  if (args.mode !== undefined) raw.mode = args.mode;
   if (args.interface !== undefined || args.vip !== undefined) {
     const group: Record<string, unknown> = { name: args.group ?? 'default' };
     if (args.interface !== undefined) group.interface = args.interface;
@@ -46,6 +56,11 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
       if (args.priority !== undefined) out.priority = args.priority;
       if (args.preempt !== undefined) out.preempt = args.preempt;
       if (args.preemptDelay !== undefined) out.preemptDelay = args.preemptDelay;
+      if (args.vrid !== undefined) out.vrid = args.vrid;
+      if (args.advertInt !== undefined) out.advertInt = args.advertInt;
+      if (args.vrrpVersion !== undefined) out.vrrpVersion = args.vrrpVersion;
+      if (args.unicastPeer !== undefined) out.unicastPeers = args.unicastPeer;
+      if (args.authPass !== undefined) out.authPass = args.authPass;
       return out;
     });
   } else if (raw.groups === undefined) {
@@ -66,7 +81,10 @@ export async function runJoin(args: JoinArgs): Promise<number> {
   const clock = systemClock();
   const vipPort = createNetlinkVipPort({ logger });
   const announcer = createAnnouncer({ logger });
-  const node = new CoordNode(config, { clock, logger, vipPort, announcer, version: VERSION });
+  const node =
+    config.mode === 'vrrp'
+      ? new VrrpNode(config, { clock, logger, vipPort, announcer })
+      : new CoordNode(config, { clock, logger, vipPort, announcer, version: VERSION });
   let stopping: Promise<void> | null = null;
   const done = new Promise<number>((resolve) => {
     const stop = (signal: string) => {

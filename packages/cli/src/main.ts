@@ -51,7 +51,10 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         withEtcd(y)
           .option('config', { type: 'string', describe: 'YAML config file (flags override it)' })
-          .option('node', { type: 'string', describe: 'this node’s name (unique in the cluster)' })
+          .option('node', {
+            type: 'string',
+            describe: 'this node’s name, unique in the cluster [default: the host name]',
+          })
           .option('interface', { type: 'string', describe: 'interface that carries the VIPs' })
           .option('vip', {
             type: 'string',
@@ -79,12 +82,43 @@ export async function main(argv: string[]): Promise<number> {
             type: 'number',
             describe: 'seconds to be up before preempting [default: 0]',
           })
+          .option('mode', {
+            type: 'string',
+            choices: ['etcd', 'vrrp'],
+            describe: 'etcd: lease election (default); vrrp: speak VRRP with keepalived peers',
+          })
+          .option('vrid', {
+            type: 'number',
+            describe: 'VRRP mode: virtual router id 1-255 (as on the keepalived peers)',
+          })
+          .option('advert-int', {
+            type: 'number',
+            describe: 'VRRP mode: advert interval in seconds [default: 1]',
+          })
+          .option('vrrp-version', {
+            type: 'number',
+            choices: [2, 3],
+            describe: 'VRRP mode: protocol version [default: 3]',
+          })
+          .option('unicast-peer', {
+            type: 'string',
+            array: true,
+            describe: 'VRRP mode: send adverts to these peers instead of multicast',
+          })
+          .option('auth-pass', {
+            type: 'string',
+            describe: 'VRRP mode, v2 only: simple password (at most 8 bytes)',
+          })
           .option('log-level', {
             type: 'string',
             choices: ['error', 'warn', 'info', 'debug'],
             describe: 'log level [default: info]',
           })
-          .example(EXAMPLE_JOIN, 'join cluster "prod" as lb1 holding 10.0.0.50 when elected'),
+          .example(EXAMPLE_JOIN, 'join cluster "prod" as lb1 holding 10.0.0.50 when elected')
+          .example(
+            'coord join --mode vrrp --interface eth0 --vrid 51 --vip 10.0.0.50/24 --priority 100',
+            'take part in a keepalived cluster (VRRPv3, advert 1 s)',
+          ),
       async (a) => {
         code = await runJoin(a);
       },

@@ -43,9 +43,22 @@ const groupSchema = z
     priority: z
       .number()
       .int('priority must be a whole number')
-      .min(1, 'priority must be 1-254')
-      .max(254, 'priority must be 1-254')
+      .min(1, 'priority must be 1-254 (1-255 in VRRP mode)')
+      .max(255, 'priority must be 1-254 (1-255 in VRRP mode)')
       .default(100),
+    /** VRRP mode: the virtual router id shared with the keepalived peers. */
+    vrid: z
+      .number()
+      .int('vrid must be a whole number')
+      .min(1, 'vrid must be 1-255')
+      .max(255, 'vrid must be 1-255')
+      .optional(),
+    /** VRRP mode: advertisement interval in seconds (v2: whole seconds). */
+    advertInt: seconds('advertInt', 0.01, 255).default(1),
+    vrrpVersion: z.union([z.literal(2), z.literal(3)], { error: 'vrrpVersion must be 2 or 3' }).default(3),
+    unicastPeers: z.array(z.string()).default([]),
+    /** VRRPv2 simple password (at most 8 bytes); never logged. */
+    authPass: z.string().optional(),
     preempt: z.boolean().default(true),
     preemptDelay: seconds('preemptDelay', 0, 3600).default(0),
     announce: z
@@ -79,6 +92,15 @@ export const nodeConfigSchema = z
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
 
+/** VRRP-mode settings of a group (validated in depth by @coord/vrrp once the interface address is known). */
+export interface GroupVrrpSettings {
+  readonly vrid: number;
+  readonly advertIntSec: number;
+  readonly version: 2 | 3;
+  readonly unicastPeers: readonly string[];
+  readonly authPass: string | undefined;
+}
+
 export interface GroupSettings {
   readonly name: string;
   readonly interface: string;
@@ -87,6 +109,8 @@ export interface GroupSettings {
   readonly preempt: boolean;
   readonly preemptDelayMs: number;
   readonly announce: { readonly count: number; readonly intervalMs: number; readonly refreshMs: number };
+  /** Present in VRRP mode only. */
+  readonly vrrp: GroupVrrpSettings | undefined;
 }
 
 export interface NodeConfig {
@@ -149,10 +173,36 @@ export function validateNodeConfig(
   }
   const seenVip = new Map<string, string>();
   const seenGroup = new Set<string>();
+  const seenVrid = new Map<string, string>();
   const groups: GroupSettings[] = c.groups.map((g, gi) => {
     if (seenGroup.has(g.name))
       issues.push({ path: `groups[${gi}].name`, message: `group "${g.name}" is configured twice` });
     seenGroup.add(g.name);
+    if (c.mode === 'etcd' && g.priority > 254) {
+      issues.push({
+        path: `groups[${gi}].priority`,
+        message: 'priority 255 means "address owner" and exists only in VRRP mode',
+        hint: 'use 1-254',
+      });
+    }
+    if (c.mode === 'vrrp' && g.vrid === undefined) {
+      issues.push({
+        path: `groups[${gi}].vrid`,
+        message: 'VRRP mode needs a virtual router id',
+        hint: 'pass --vrid 1-255 (the same as the keepalived peers)',
+      });
+    }
+    if (c.mode === 'vrrp' && g.vrid !== undefined) {
+      const key = `${g.interface}/${g.vrid}`;
+      const prior = seenVrid.get(key);
+      if (prior !== undefined)
+        issues.push({
+          path: `groups[${gi}].vrid`,
+          message: `vrid ${g.vrid} on ${g.interface} is also used by group "${prior}"`,
+          hint: 'each VRRP group on an interface needs its own vrid',
+        });
+      seenVrid.set(key, g.name);
+    }
     const vips = g.vips.map((text, vi) => {
       const r = parseCidr(text);
       if (!r.ok) throw new Error('unreachable: validated above');
@@ -182,6 +232,16 @@ export function validateNodeConfig(
         intervalMs: Math.round(g.announce.interval * 1000),
         refreshMs: Math.round(g.announce.refresh * 1000),
       },
+      vrrp:
+        c.mode === 'vrrp' && g.vrid !== undefined
+          ? {
+              vrid: g.vrid,
+              advertIntSec: g.advertInt,
+              version: g.vrrpVersion,
+              unicastPeers: g.unicastPeers,
+              authPass: g.authPass,
+            }
+          : undefined,
     };
   });
   if (issues.length > 0) return { ok: false, issues };

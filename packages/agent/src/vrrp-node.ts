@@ -1,0 +1,187 @@
+import {
+  CoordError,
+  formatCidr,
+  type Clock,
+  type GroupSettings,
+  type Logger,
+  type NodeConfig,
+} from '@coord/core';
+import type { Announcer, VipPort } from '@coord/vip';
+import {
+  createRawVrrpTransport,
+  createVrrpInstance,
+  loadVrrpConfig,
+  type VrrpCounters,
+  type VrrpInstance,
+  type VrrpTransition,
+  type VrrpTransport,
+} from '@coord/vrrp';
+
+export interface VrrpNodeDeps {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly vipPort: VipPort;
+  readonly announcer: Announcer;
+  readonly onTransition?: (group: string, t: VrrpTransition) => void;
+}
+
+export interface VrrpGroupStatus {
+  readonly name: string;
+  readonly vrid: number;
+  readonly state: string;
+  readonly priority: number;
+  readonly vips: readonly string[];
+  readonly counters: VrrpCounters;
+}
+
+interface Running {
+  readonly settings: GroupSettings;
+  readonly instance: VrrpInstance;
+  readonly transport: VrrpTransport;
+  readonly priority: number;
+  announceTimer: ReturnType<typeof setTimeout> | null;
+}
+
+/**
+ * A coord node in VRRP mode: one RFC 5798 instance per group, speaking keepalived's wire format, claiming VIPs
+ * exactly as the etcd mode does (netlink add + gratuitous ARP burst and refresh).
+ */
+export class VrrpNode {
+  private readonly running: Running[] = [];
+  private readonly log: Logger;
+
+  constructor(
+    private readonly config: NodeConfig,
+    private readonly deps: VrrpNodeDeps,
+  ) {
+    this.log = deps.logger.child({ node: config.node, mode: 'vrrp' });
+  }
+
+  async start(): Promise<void> {
+    for (const g of this.config.groups) {
+      for (const vip of g.vips) {
+        if ((await this.deps.vipPort.remove(g.interface, vip)) === 'removed') {
+          this.log.warn('stale vip removed at start', { vip: formatCidr(vip), iface: g.interface });
+        }
+      }
+    }
+    for (const g of this.config.groups) this.running.push(await this.startGroup(g));
+  }
+
+  async stop(): Promise<void> {
+    for (const r of this.running) {
+      if (r.announceTimer !== null) clearTimeout(r.announceTimer);
+      r.announceTimer = null;
+      await r.instance.stop();
+      r.transport.close();
+    }
+    this.log.info('node stopped');
+  }
+
+  status(): VrrpGroupStatus[] {
+    return this.running.map((r) => ({
+      name: r.settings.name,
+      vrid: r.settings.vrrp?.vrid ?? 0,
+      state: r.instance.state(),
+      priority: r.priority,
+      vips: r.settings.vips.map(formatCidr),
+      counters: r.instance.counters(),
+    }));
+  }
+
+  private async primaryAddress(g: GroupSettings): Promise<string> {
+    const vipSet = new Set(g.vips.map((v) => v.address));
+    const addrs = await this.deps.vipPort.list(g.interface);
+    const primary = addrs.find((a) => a.family === 4 && !vipSet.has(a.address));
+    if (primary === undefined) {
+      throw new CoordError(
+        'ERR_COORD_CONFIG',
+        `interface ${g.interface} has no IPv4 address of its own for VRRP adverts`,
+        {
+          hint: `give ${g.interface} a primary address (VRRP adverts are sourced from it)`,
+        },
+      );
+    }
+    return primary.address;
+  }
+
+  private async startGroup(g: GroupSettings): Promise<Running> {
+    const v = g.vrrp;
+    if (v === undefined)
+      throw new CoordError('ERR_COORD_CONFIG', `group ${g.name} has no VRRP settings`, {
+        hint: 'pass --vrid',
+      });
+    const primary = await this.primaryAddress(g);
+    const config = loadVrrpConfig({
+      vrid: v.vrid,
+      priority: g.priority,
+      advertInt: v.advertIntSec,
+      version: v.version,
+      addresses: g.vips.map((x) => x.address),
+      primaryAddress: primary,
+      unicastPeers: v.unicastPeers,
+      ...(v.authPass === undefined ? {} : { authPass: v.authPass }),
+      preempt: g.preempt,
+    });
+    const log = this.log.child({ group: g.name, vrid: v.vrid });
+    const transport = createRawVrrpTransport({
+      interfaceAddress: primary,
+      unicastPeers: config.unicastPeers,
+      interfaceName: g.interface,
+      logger: log,
+    });
+    const running: Running = {
+      settings: g,
+      transport,
+      priority: g.priority,
+      announceTimer: null,
+      instance: createVrrpInstance({
+        config,
+        transport,
+        clock: this.deps.clock,
+        logger: log,
+        vips: {
+          claim: async () => {
+            for (const vip of g.vips) await this.deps.vipPort.add(g.interface, vip);
+            log.info('vip claimed', { vips: g.vips.map(formatCidr), iface: g.interface });
+            this.announce(running, log);
+          },
+          release: async () => {
+            if (running.announceTimer !== null) clearTimeout(running.announceTimer);
+            running.announceTimer = null;
+            for (const vip of g.vips) await this.deps.vipPort.remove(g.interface, vip);
+            log.info('vip released', { vips: g.vips.map(formatCidr), iface: g.interface });
+          },
+        },
+        onTransition: (t) => this.deps.onTransition?.(g.name, t),
+      }),
+    };
+    running.instance.start();
+    log.info('vrrp instance started', {
+      primary,
+      version: config.version,
+      advertIntervalCs: config.advertIntervalCs,
+      priority: config.priority,
+    });
+    return running;
+  }
+
+  /** GARP burst then periodic refresh while Master, as in the etcd mode. */
+  private announce(r: Running, log: Logger): void {
+    if (r.announceTimer !== null) clearTimeout(r.announceTimer);
+    const { count, intervalMs, refreshMs } = r.settings.announce;
+    let sent = 0;
+    const tick = () => {
+      r.announceTimer = null;
+      if (r.instance.state() !== 'master') return;
+      for (const vip of r.settings.vips) {
+        const res = this.deps.announcer.announce(r.settings.interface, vip);
+        if (!res.ok) log.warn('announce failed', { vip: formatCidr(vip), reason: res.reason });
+      }
+      sent++;
+      const next = sent < count ? intervalMs : refreshMs;
+      if (next > 0) r.announceTimer = setTimeout(tick, next);
+    };
+    tick();
+  }
+}

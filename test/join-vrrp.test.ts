@@ -1,0 +1,90 @@
+/**
+ * `coord join --mode vrrp` as an operator runs it, next to a real keepalived 2.2.7: the CLI path (flags, netlink
+ * claim, GARP) on top of the VRRP codec and state machine that test/vrrp-interop.test.ts proves on the wire.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, type LabHost, type LabProcess } from './lab/index.js';
+import { assertBuilt, COORD_BIN, waitForHolder } from './coord.js';
+
+let lab: Lab;
+let vip: string;
+
+beforeAll(async () => {
+  assertBuilt();
+  lab = await Lab.create({ hosts: 2, name: 'jvrrp' });
+  vip = lab.freeAddress(3);
+});
+
+afterAll(async () => {
+  await lab?.destroy();
+});
+
+function coordVrrp(host: LabHost, priority: number): LabProcess {
+  return lab.spawn(
+    host,
+    process.execPath,
+    [
+      COORD_BIN,
+      'join',
+      '--mode',
+      'vrrp',
+      '--node',
+      host.name,
+      '--interface',
+      'eth0',
+      '--vrid',
+      '71',
+      '--vip',
+      `${vip}/${lab.subnet.prefix}`,
+      '--priority',
+      String(priority),
+      '--advert-int',
+      '0.1',
+    ],
+    { name: 'coord-vrrp' },
+  );
+}
+
+function keepalivedConf(priority: number): string {
+  return [
+    'global_defs {\n  vrrp_version 3\n}',
+    'vrrp_instance VI {',
+    '  state BACKUP',
+    '  interface eth0',
+    '  virtual_router_id 71',
+    `  priority ${priority}`,
+    '  advert_int 0.1',
+    `  virtual_ipaddress {\n    ${vip}/${lab.subnet.prefix}\n  }`,
+    '}',
+    '',
+  ].join('\n');
+}
+
+describe('coord join --mode vrrp with a keepalived peer', () => {
+  it('is Master over a lower-priority keepalived, hands over on SIGTERM, and preempts back', async () => {
+    const [h1, h2] = lab.hosts as [LabHost, LabHost];
+    const keepalived = lab.startKeepalived(h2, keepalivedConf(100));
+    let coord = coordVrrp(h1, 150);
+    try {
+      await waitForHolder(lab, vip, 'h1', 5000);
+      const sampler = await lab.sampler(vip, { intervalMs: 20 });
+      const exit = await coord.stop(5000);
+      expect(exit.code).toBe(0);
+      // keepalived hears priority 0 and takes over after Skew_Time, well under a second.
+      const t0 = Date.now();
+      await waitForHolder(lab, vip, 'h2', 2000);
+      expect(Date.now() - t0).toBeLessThan(1000);
+      coord = coordVrrp(h1, 150);
+      await waitForHolder(lab, vip, 'h1', 5000);
+      const timeline = await sampler.stop();
+      expect(timeline.samples.filter((s) => s.holders.length > 1)).toEqual([]);
+      const log = await keepalived.output();
+      expect(log).not.toMatch(/invalid|mismatch|bad/i);
+      expect(log).toMatch(/Entering MASTER STATE/);
+      expect(await coord.output()).toMatch(/"vip claimed"/);
+    } finally {
+      await coord.stop(3000);
+      await keepalived.stop(3000);
+    }
+  });
+});
