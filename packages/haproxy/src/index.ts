@@ -1,1 +1,9 @@
-export {};
+export * from './model.js';
+export * from './keys.js';
+export * from './render.js';
+export * from './files.js';
+export * from './master.js';
+export * from './supervisor.js';
+export * from './debounce.js';
+export * from './driver.js';
+export * from './sysctl.js';

@@ -1,0 +1,266 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CoordError, errorMessage, type Clock, type Logger } from '@coord/core';
+import { DEFAULT_DEBOUNCE, Debouncer, type DebounceConfig } from './debounce.js';
+import { installConfig, readFileOrUndefined, restoreLastGood, validateConfig } from './files.js';
+import { checkServiceSet, type Service } from './model.js';
+import { configHash, render, validateGlobals, type RenderGlobals } from './render.js';
+import { attachMaster, reloadMaster, startMaster, stopMaster, type MasterPaths } from './supervisor.js';
+
+/**
+ * The HAProxy side of "services in etcd → traffic": render, check, swap, reload, confirm, roll back. The etcd
+ * watch calls `apply` with the whole desired service set on every change; bursts are debounced and an unchanged
+ * config causes no reload.
+ */
+
+export type ApplyOutcome = 'applied' | 'unchanged' | 'invalid' | 'reload-failed' | 'rolled-back';
+
+export interface ApplyResult {
+  result: ApplyOutcome;
+  /** Hash of the config that was (or would have been) applied. */
+  hash: string;
+  error?: string;
+  /** From the debounced run's start to the confirmed reload. */
+  durationMs: number;
+}
+
+/** Where a service set came from, for logs (e.g. the etcd revision it was read at). */
+export interface ApplyMeta {
+  revision?: number;
+  reason?: string;
+}
+
+export interface DriverStatus {
+  running: boolean;
+  masterPid: number | undefined;
+  /** Hash of the config HAProxy is running. */
+  hash: string | undefined;
+  pending: boolean;
+  reloads: number;
+  last: ApplyResult | undefined;
+  lastError: string | undefined;
+}
+
+export interface HaproxyDriverOptions {
+  configPath: string;
+  /** Node-local base config file (never from etcd), inserted into every render. */
+  basePath?: string;
+  haproxyBin: string;
+  /** Master socket, pidfile, HAProxy's log and the applied-hash record live here. */
+  runDir: string;
+  logger: Logger;
+  clock: Clock;
+  globals?: RenderGlobals;
+  debounce?: DebounceConfig;
+  /** Bound on `haproxy -c`, start and reload confirmation. */
+  timeoutMs?: number;
+}
+
+export interface HaproxyDriver {
+  apply(services: readonly Service[], meta?: ApplyMeta): Promise<ApplyResult>;
+  status(): DriverStatus;
+  /** Stop the driver (timers, pending applies). HAProxy keeps running so traffic survives a coord restart. */
+  stop(): Promise<void>;
+  /** Stop HAProxy itself (soft stop). For uninstall and tests, not for a coord restart. */
+  stopHaproxy(options?: { hard?: boolean }): Promise<boolean>;
+}
+
+interface Pending {
+  services: readonly Service[];
+  meta: ApplyMeta;
+  waiters: ((r: ApplyResult) => void)[];
+}
+
+export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDriver {
+  const globals: RenderGlobals = {
+    statsSocket: join(options.runDir, 'stats.sock'),
+    ...(options.globals ?? {}),
+  };
+  const globalErrors = validateGlobals(globals);
+  if (globalErrors.length > 0) {
+    throw new CoordError('ERR_COORD_CONFIG', 'invalid HAProxy globals', {
+      hint: 'fix the haproxy section of the node config',
+      details: { errors: globalErrors },
+    });
+  }
+  const { clock } = options;
+  const log = options.logger.child({ component: 'haproxy' });
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const paths: MasterPaths = {
+    haproxyBin: options.haproxyBin,
+    configPath: options.configPath,
+    masterSocket: join(options.runDir, 'master.sock'),
+    pidFile: join(options.runDir, 'haproxy.pid'),
+    logFile: join(options.runDir, 'haproxy.log'),
+  };
+  const hashFile = join(options.runDir, 'applied.sha256');
+
+  let pending: Pending | undefined;
+  let running: Promise<void> | undefined;
+  let stopped = false;
+  let masterPid: number | undefined;
+  let appliedHash: string | undefined;
+  let attached = false;
+  let reloads = 0;
+  let last: ApplyResult | undefined;
+  let lastError: string | undefined;
+
+  const debouncer = new Debouncer(clock, options.debounce ?? DEFAULT_DEBOUNCE, () => {
+    kick();
+  });
+
+  /** Re-attach to a master a previous coord process started; trust its recorded hash only if the file matches. */
+  async function ensureAttached(): Promise<void> {
+    if (attached) return;
+    await mkdir(options.runDir, { recursive: true });
+    const a = await attachMaster(paths);
+    if (a.ok) {
+      masterPid = a.pid;
+      const onDisk = await readFileOrUndefined(paths.configPath);
+      const recorded = (await readFileOrUndefined(hashFile))?.trim();
+      appliedHash = onDisk !== undefined && recorded === configHash(onDisk) ? recorded : undefined;
+      log.info('haproxy master re-attached', { pid: a.pid, hash: appliedHash });
+    }
+    attached = true;
+  }
+
+  async function masterAlive(): Promise<boolean> {
+    const a = await attachMaster(paths);
+    masterPid = a.ok ? a.pid : undefined;
+    return a.ok;
+  }
+
+  async function runOnce(services: readonly Service[], meta: ApplyMeta): Promise<ApplyResult> {
+    const started = clock.now();
+    const done = (result: ApplyOutcome, hash: string, error?: string): ApplyResult =>
+      error === undefined
+        ? { result, hash, durationMs: clock.now() - started }
+        : { result, hash, error, durationMs: clock.now() - started };
+
+    await ensureAttached();
+    const setErrors = checkServiceSet(services);
+    let base: string | undefined;
+    if (options.basePath !== undefined) {
+      base = await readFileOrUndefined(options.basePath);
+      if (base === undefined) return done('invalid', '', `base config ${options.basePath} is missing`);
+    }
+    const text = render({ services, globals, ...(base === undefined ? {} : { base }) });
+    const hash = configHash(text);
+    if (setErrors.length > 0)
+      return done('invalid', hash, setErrors.map((e) => `${e.path}: ${e.message}`).join('; '));
+
+    const up = await masterAlive();
+    if (up && hash === appliedHash) return done('unchanged', hash);
+
+    const check = await validateConfig(text, {
+      haproxyBin: options.haproxyBin,
+      stageDir: options.runDir,
+      timeoutMs,
+    });
+    if (!check.ok) return done('invalid', hash, check.error);
+
+    await installConfig(paths.configPath, text);
+    if (!up) {
+      const s = await startMaster(paths, { clock, logger: log, timeoutMs });
+      if (!s.ok) {
+        await restoreLastGood(paths.configPath);
+        return done('reload-failed', hash, s.error);
+      }
+      masterPid = s.pid;
+    } else {
+      const r = await reloadMaster(paths, { clock, timeoutMs });
+      if (!r.ok) {
+        // The new file passed `haproxy -c` but the reload failed (a bind error, say): put the last good file back
+        // and reload it so the next reload (e.g. an old worker dying) cannot pick up the bad one.
+        const restored = await restoreLastGood(paths.configPath);
+        const back =
+          restored === undefined
+            ? { ok: false as const, error: 'no last-good config' }
+            : await reloadMaster(paths, { clock, timeoutMs });
+        log.error('haproxy reload failed', {
+          hash,
+          revision: meta.revision,
+          error: r.error,
+          rolledBack: back.ok,
+        });
+        return done(back.ok ? 'rolled-back' : 'reload-failed', hash, r.error);
+      }
+    }
+    reloads++;
+    appliedHash = hash;
+    await writeFile(hashFile, `${hash}\n`);
+    return done('applied', hash);
+  }
+
+  function kick(): void {
+    if (running !== undefined || pending === undefined || stopped) return;
+    const job = pending;
+    pending = undefined;
+    running = (async () => {
+      let result: ApplyResult;
+      try {
+        result = await runOnce(job.services, job.meta);
+      } catch (e) {
+        result = { result: 'reload-failed', hash: '', error: errorMessage(e), durationMs: 0 };
+      }
+      last = result;
+      if (result.error !== undefined) lastError = result.error;
+      if (result.result === 'applied') lastError = undefined;
+      const fields = {
+        result: result.result,
+        hash: result.hash.slice(0, 12),
+        revision: job.meta.revision,
+        durationMs: Math.round(result.durationMs),
+      };
+      if (result.result === 'applied' || result.result === 'unchanged')
+        log.info('haproxy config applied', fields);
+      else log.error('haproxy config not applied', { ...fields, error: result.error });
+      for (const w of job.waiters) w(result);
+    })().finally(() => {
+      running = undefined;
+      // Changes that arrived during the run were debounced already; if they are due, run them now.
+      if (pending !== undefined && !debouncer.pending) kick();
+    });
+  }
+
+  return {
+    apply(services, meta = {}) {
+      if (stopped) return Promise.reject(new CoordError('ERR_COORD_INTERNAL', 'haproxy driver is stopped'));
+      return new Promise<ApplyResult>((resolve) => {
+        const waiters = pending?.waiters ?? [];
+        waiters.push(resolve);
+        pending = { services: [...services], meta, waiters };
+        debouncer.poke();
+      });
+    },
+    status() {
+      return {
+        running: masterPid !== undefined,
+        masterPid,
+        hash: appliedHash,
+        pending: pending !== undefined,
+        reloads,
+        last,
+        lastError,
+      };
+    },
+    async stop() {
+      stopped = true;
+      debouncer.cancel();
+      await running;
+      const left = pending;
+      pending = undefined;
+      for (const w of left?.waiters ?? [])
+        w({ result: 'invalid', hash: '', error: 'driver stopped before apply', durationMs: 0 });
+    },
+    async stopHaproxy(o = {}) {
+      const ok = await stopMaster(paths, {
+        clock,
+        timeoutMs,
+        ...(o.hard === undefined ? {} : { hard: o.hard }),
+      });
+      if (ok) masterPid = undefined;
+      return ok;
+    },
+  };
+}

@@ -1,0 +1,120 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  configHash,
+  parseService,
+  render,
+  validateGlobals,
+  type Service,
+  type ServiceInput,
+} from '../src/index.js';
+
+const fixtures = join(import.meta.dirname, 'fixtures');
+
+function svc(input: ServiceInput): Service {
+  const r = parseService(input);
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.service;
+}
+
+const services: Service[] = [
+  svc({
+    name: 'web',
+    binds: [
+      { address: '10.0.0.50', port: 80 },
+      { address: '2001:db8::50', port: 80 },
+    ],
+    maxconn: 2000,
+    servers: [
+      { name: 'web2', address: '10.0.1.2', port: 8080, weight: 50 },
+      { name: 'web1', address: '10.0.1.1', port: 8080 },
+      { name: 'spare', address: 'spare.example.com', port: 8080, backup: true },
+      { name: 'old', address: '2001:db8::99', port: 8080, disabled: true, weight: 0 },
+    ],
+  }),
+  svc({
+    name: 'db',
+    binds: [{ address: '10.0.0.51', port: 5432 }],
+    mode: 'tcp',
+    balance: 'leastconn',
+    check: false,
+    servers: [{ name: 'pg1', address: '10.0.2.1', port: 5432 }],
+  }),
+];
+
+const base =
+  'frontend stats\n  bind 127.0.0.1:8404\n  http-request return status 200 content-type text/plain string ok\n';
+
+describe('render', () => {
+  // Goldens: `vitest run -u` rewrites them; review the diff like code.
+  it('matches the golden file (services sorted, defaults from LESSONS.md)', async () => {
+    await expect(render({ services })).toMatchFileSnapshot(join(fixtures, 'two-services.cfg'));
+  });
+
+  it('matches the golden file with a base config and explicit globals', async () => {
+    const text = render({
+      services,
+      base,
+      globals: {
+        hardStopAfter: '5s',
+        mworkerMaxReloads: 5,
+        statsSocket: '/run/coord/stats.sock',
+        timeouts: { client: '1m' },
+      },
+    });
+    await expect(text).toMatchFileSnapshot(join(fixtures, 'with-base.cfg'));
+  });
+
+  it('is deterministic: order of services, binds and servers does not change the bytes or the hash', () => {
+    const shuffled = [...services]
+      .reverse()
+      .map((s) => ({ ...s, servers: [...s.servers].reverse(), binds: [...s.binds].reverse() }));
+    expect(render({ services: shuffled })).toBe(render({ services }));
+    expect(configHash(render({ services: shuffled }))).toBe(configHash(render({ services })));
+  });
+
+  it('changes the hash when anything that matters changes', () => {
+    const h = configHash(render({ services }));
+    const [web, db] = services as [Service, Service];
+    const heavier = {
+      ...web,
+      servers: web.servers.map((s) => (s.name === 'web1' ? { ...s, weight: 2 } : s)),
+    };
+    expect(configHash(render({ services: [heavier, db] }))).not.toBe(h);
+    expect(configHash(render({ services, base }))).not.toBe(h);
+    expect(configHash(render({ services: [db] }))).not.toBe(h);
+    expect(configHash(render({ services }))).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('renders configs `haproxy -c` accepts, including an empty service set with a stats socket', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'coord-render-'));
+    const ipOnly = services.map((s) => ({ ...s, servers: s.servers.filter((x) => x.name !== 'spare') }));
+    try {
+      const cases = [
+        render({ services: [], globals: { statsSocket: join(dir, 'stats.sock') } }),
+        render({ services: ipOnly, base }),
+      ];
+      cases.forEach((text, i) => {
+        writeFileSync(join(dir, `${i}.cfg`), text);
+        execFileSync('haproxy', ['-c', '-q', '-f', join(dir, `${i}.cfg`)], {
+          timeout: 10_000,
+          stdio: 'pipe',
+        });
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    [{ hardStopAfter: '30s\n  daemon' }, 'hardStopAfter'],
+    [{ mworkerMaxReloads: 0 }, 'mworkerMaxReloads'],
+    [{ statsSocket: '/run/x.sock level admin' }, 'statsSocket'],
+    [{ timeouts: { client: '5 s' } }, 'timeouts.client'],
+  ])('refuses hostile node-local globals %j', (g, path) => {
+    expect(validateGlobals(g).map((e) => e.path)).toEqual([path]);
+  });
+});
