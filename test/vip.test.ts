@@ -220,6 +220,10 @@ describe('netlink VIP port in a namespace', () => {
     expect(await d().ok({ op: 'remove', iface: IF_A, cidr: vip })).toBe('removed');
     expect((await ipAddrs()).some((a) => a.local === '192.0.2.100')).toBe(false);
     expect(await d().ok({ op: 'remove', iface: IF_A, cidr: vip })).toBe('absent');
+    // Documented: like the kernel, a refresh of a VIP that has gone (expired) puts it back.
+    await d().ok({ op: 'refresh', iface: IF_A, cidr: vip, lifetime: { validSec: 10, preferredSec: 10 } });
+    expect((await ipAddrs()).some((a) => a.local === '192.0.2.100')).toBe(true);
+    expect(await d().ok({ op: 'remove', iface: IF_A, cidr: vip })).toBe('removed');
     // The interface's own address was never touched.
     expect((await ipAddrs()).some((a) => a.local === '192.0.2.1')).toBe(true);
   });
