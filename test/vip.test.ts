@@ -408,7 +408,7 @@ describe('what the neighbour must reject, and the arping fallback', () => {
         ms: number;
       };
       expect(r).toMatchObject({ ok: true, via: 'arping' });
-      expect(r.ms).toBeLessThan(100); // spawning only; arping itself runs ~1 s
+      expect(r.ms).toBeLessThan(300); // spawning only (4-10 ms measured); arping itself runs ~1 s
     });
     const text = lines.join('\n');
     expect(text).toContain('Request who-has 192.0.2.130');
