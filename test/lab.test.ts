@@ -3,9 +3,15 @@
  * observer must see exactly what happened, or a passing coord test means nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { doubleReplyProbes, Lab, macsSeen, waitFor, type LabHost } from './lab/index.js';
+import { execa } from 'execa';
+import { doubleReplyProbes, Lab, macsSeen, sweepStale, waitFor, type LabHost } from './lab/index.js';
+
+const HOLD_LAB = fileURLToPath(new URL('./lab/bin/hold-lab.ts', import.meta.url));
 
 let lab: Lab;
 let h1: LabHost;
@@ -229,6 +235,55 @@ describe('faults', () => {
   });
 });
 
+describe('daemons', () => {
+  it('keepalived runs in a host with its own files, takes the VIP, and kill9 kills parent and VRRP child', async () => {
+    const vip = lab.freeAddress(5);
+    const sampler = await lab.sampler(vip);
+    const ka = lab.startKeepalived(
+      h3,
+      `global_defs {\n  router_id ${h3.name}\n  vrrp_version 3\n}\n` +
+        `vrrp_instance VI_LAB {\n  state BACKUP\n  interface eth0\n  virtual_router_id 77\n  priority 100\n` +
+        `  advert_int 0.1\n  virtual_ipaddress {\n    ${vip}/32 dev eth0\n  }\n}\n`,
+    );
+    await waitFor('keepalived holds the VIP', () => lab.addresses(h3).then((a) => a.includes(vip)), {
+      timeoutMs: 10_000,
+    });
+    const child = Number(readFileSync(ka.vrrpPidFile, 'utf8').trim());
+    expect(child).toBeGreaterThan(0);
+    ka.kill9();
+    await ka.exited;
+    await waitFor('VRRP child gone', () => !existsSync(`/proc/${child}`), { timeoutMs: 3000 });
+    const tl = await sampler.stop();
+    expect(tl.events.filter((e) => e.op === 'add').map((e) => e.host)).toEqual(['h3']);
+    // A killed holder leaves the VIP behind (LESSONS.md): the lab shows it, the test cleans it.
+    expect(await lab.addresses(h3)).toContain(vip);
+    await delVip(h3, vip);
+  });
+
+  it('haproxy runs master-worker with a pid file and a master socket in the run dir', async () => {
+    const cfg = join(lab.runDir, 'selftest-haproxy.cfg');
+    const vip = lab.freeAddress(6);
+    writeFileSync(
+      cfg,
+      `global\n  log stderr format raw local0\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n` +
+        `  timeout server 5s\nfrontend fe\n  bind ${vip}:8080\n  http-request return status 200 content-type text/plain string ok\n`,
+    );
+    const hp = lab.startHaproxy(h2, cfg);
+    await waitFor('haproxy pid file', () => existsSync(hp.pidFile) && existsSync(hp.masterSocket));
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = connect(hp.masterSocket, () => sock.end('show proc\n'));
+      let out = '';
+      sock.on('data', (d: Buffer) => (out += d.toString()));
+      sock.on('end', () => resolve(out));
+      sock.on('error', reject);
+    });
+    expect(reply).toMatch(/master/);
+    expect(reply).toMatch(/worker/);
+    const exit = await hp.stop(3000);
+    expect(exit.code === 0 || exit.signal === 'SIGTERM').toBe(true);
+  });
+});
+
 describe('teardown', () => {
   it('leaves no namespace, process or record behind, and is idempotent', async () => {
     const other = await Lab.create({ name: 'teardown', hosts: 1 });
@@ -248,4 +303,33 @@ describe('teardown', () => {
     // The shared lab is untouched by the other lab's teardown.
     expect(namespacesNow()).toContain(h1.ns);
   });
+
+  it.each(['SIGTERM', 'SIGKILL'] as const)(
+    'an owner ended by %s leaves nothing behind (exit hooks, else the next sweep)',
+    async (sig) => {
+      const holder = execa(process.execPath, ['--import', 'tsx', HOLD_LAB], {
+        reject: false,
+        stdin: 'ignore',
+      });
+      let line = '';
+      holder.stdout?.on('data', (d: Buffer) => (line += d.toString()));
+      const { prefix, pid } = await waitFor(
+        'the holder lab',
+        () => (line.includes('\n') ? (JSON.parse(line) as { prefix: string; pid: number }) : undefined),
+        { timeoutMs: 20_000 },
+      );
+      expect(namespacesNow().filter((n) => n.startsWith(`${prefix}-`))).toHaveLength(4);
+      process.kill(pid, sig);
+      await holder;
+      if (sig === 'SIGKILL') {
+        // Nothing ran in the owner: its namespaces stay until someone sweeps (every Lab.create does, first;
+        // another lab starting concurrently may already have done it).
+        sweepStale();
+      }
+      expect(namespacesNow().filter((n) => n.startsWith(`${prefix}-`))).toEqual([]);
+      expect(existsSync(`/run/coord-lab/${prefix}.owner`)).toBe(false);
+      const inside = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+      expect(inside).not.toContain(prefix);
+    },
+  );
 });
