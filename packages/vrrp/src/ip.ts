@@ -30,3 +30,29 @@ export function parseIpv4(datagram: Uint8Array): Ipv4Datagram | undefined {
     payload: buf.subarray(ihl, total),
   };
 }
+
+export interface Ipv6Datagram {
+  readonly srcAddr: string;
+  readonly dstAddr: string;
+  readonly hopLimit: number;
+  readonly nextHeader: number;
+  readonly payload: Buffer;
+}
+
+/**
+ * Split an IPv6 datagram (fixed header only; extension headers are reported as `nextHeader`), or `undefined`.
+ * For captures and tests: an AF_INET6 raw socket never hands the header to user space.
+ */
+export function parseIpv6(datagram: Uint8Array): Ipv6Datagram | undefined {
+  const buf = Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength);
+  if (buf.length < 40 || (buf[0] ?? 0) >> 4 !== 6) return undefined;
+  const length = buf.readUInt16BE(4);
+  if (40 + length > buf.length) return undefined;
+  return {
+    nextHeader: buf[6] ?? 0,
+    hopLimit: buf[7] ?? 0,
+    srcAddr: bytesToIp(buf.subarray(8, 24)),
+    dstAddr: bytesToIp(buf.subarray(24, 40)),
+    payload: buf.subarray(40, 40 + length),
+  };
+}

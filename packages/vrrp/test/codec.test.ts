@@ -6,6 +6,7 @@ import {
   encode,
   internetChecksum,
   parseIpv4,
+  parseIpv6,
   type DecodeOptions,
   type VrrpPacket,
 } from '../src/index.js';
@@ -14,6 +15,7 @@ interface Fixture {
   name: string;
   family: 4 | 6;
   ip?: string;
+  ip6?: string;
   payload?: string;
   srcAddr?: string;
   dstAddr?: string;
@@ -35,6 +37,15 @@ function golden(name: string): { payload: Buffer; opts: DecodeOptions } {
     return {
       payload: ip.payload,
       opts: { family: 4, srcAddr: ip.srcAddr, dstAddr: ip.dstAddr, ttl: ip.ttl },
+    };
+  }
+  if (f.ip6 !== undefined) {
+    const ip = parseIpv6(Buffer.from(f.ip6, 'hex'));
+    if (ip === undefined) throw new Error(`fixture ${name} has no IPv6 header`);
+    expect(ip.nextHeader).toBe(112);
+    return {
+      payload: ip.payload,
+      opts: { family: 6, srcAddr: ip.srcAddr, dstAddr: ip.dstAddr, ttl: ip.hopLimit },
     };
   }
   return {
@@ -69,6 +80,13 @@ const expected: Record<string, VrrpPacket> = {
     addresses: ['10.201.0.70'],
   },
   'v3-unicast': { version: 3, vrid: 54, priority: 110, maxAdvertIntervalCs: 50, addresses: ['10.201.0.80'] },
+  'v3-ipv6': {
+    version: 3,
+    vrid: 55,
+    priority: 130,
+    maxAdvertIntervalCs: 100,
+    addresses: ['2001:db8:201::100', 'fe80::55'],
+  },
 };
 
 describe('golden keepalived packets', () => {
