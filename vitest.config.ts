@@ -10,7 +10,7 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'unit', include: ['packages/*/test/**/*.test.ts'] },
+        test: { name: 'unit', include: ['packages/*/test/**/*.test.ts'], sequence: { groupOrder: 0 } },
       },
       {
         extends: true,
@@ -23,6 +23,8 @@ export default defineConfig({
           hookTimeout: 120_000,
           maxWorkers: 2,
           fileParallelism: true,
+          // Projects with different worker counts must run in separate groups: unit first, then the lab.
+          sequence: { groupOrder: 1 },
         },
       },
     ],
