@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import type { Clock, Logger } from '@coord/core';
 import { execa } from 'execa';
+import { summarizeHaproxyOutput } from './files.js';
 import { judgeReload, showProc, socketCommand, type ShowProc } from './master.js';
 
 /**
@@ -81,39 +82,32 @@ export async function startMaster(
 ): Promise<MasterResult> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const from = await sizeOf(paths.logFile);
-  {
-    const args = [
-      '-W',
-      '-D',
-      '-S',
-      `${paths.masterSocket},mode,600`,
-      '-f',
-      paths.configPath,
-      '-p',
-      paths.pidFile,
-    ];
-    const r = await execa(paths.haproxyBin, args, {
-      reject: false,
-      timeout: timeoutMs,
-      detached: true,
-      cleanup: false,
-      stdin: 'ignore',
-      stdout: { file: paths.logFile, append: true },
-      stderr: { file: paths.logFile, append: true },
-    });
-    if (r.exitCode !== 0) {
-      return {
-        ok: false,
-        error: (await logTail(paths.logFile, from)) || `haproxy exited with ${String(r.exitCode)}`,
-      };
-    }
-  }
+  const args = ['-W', '-S', `${paths.masterSocket},mode,600`, '-f', paths.configPath, '-p', paths.pidFile];
+  // Not `-D`: a daemonized master closes stderr, and then a failed reload leaves no reason anywhere. Instead the
+  // master runs in its own session (detached, not killed with us, not waited for) with stdout/stderr appended to
+  // the log file, where each reload's ALERT lines land. No execa timeout: this is the long-running service.
+  const child = execa(paths.haproxyBin, args, {
+    reject: false,
+    detached: true,
+    cleanup: false,
+    stdin: 'ignore',
+    stdout: { file: paths.logFile, append: true },
+    stderr: { file: paths.logFile, append: true },
+  });
+  child.unref();
+  let exited: number | undefined;
+  void child.then((r) => {
+    exited = r.exitCode ?? -1;
+  });
   const deadline = options.clock.now() + timeoutMs;
   for (;;) {
     const a = await attachMaster(paths);
     if (a.ok && a.proc.workers.some((w) => w.reloads === 0)) {
       options.logger.info('haproxy master started', { pid: a.pid });
       return a;
+    }
+    if (exited !== undefined) {
+      return { ok: false, error: (await logTail(paths.logFile, from)) || `haproxy exited with ${exited}` };
     }
     if (options.clock.now() > deadline)
       return {
@@ -152,8 +146,11 @@ export async function reloadMaster(
       const verdict = judgeReload(before.proc, after.proc);
       if (verdict === 'succeeded') return { ok: true, proc: after.proc };
       if (verdict === 'failed') {
-        const why = await logTail(paths.logFile, from);
-        return { ok: false, error: why === '' ? 'haproxy reported a failed reload' : why };
+        return {
+          ok: false,
+          error:
+            summarizeHaproxyOutput(await logTail(paths.logFile, from)) || 'haproxy reported a failed reload',
+        };
       }
     }
     if (options.clock.now() > deadline)

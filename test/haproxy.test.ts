@@ -1,0 +1,244 @@
+/**
+ * HAProxy driven by the driver, for real: HAProxy 2.6 runs inside a network namespace this test creates (through
+ * a one-line wrapper around `ip netns exec`), the driver runs here and talks to HAProxy's master socket, which is a
+ * unix path and so reachable from any namespace. Clients run inside the namespace too. Nothing is bound or sent
+ * in the root namespace.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryLogger, systemClock } from '@coord/core';
+import {
+  createHaproxyDriver,
+  parseService,
+  showProc,
+  type HaproxyDriver,
+  type HaproxyDriverOptions,
+  type Service,
+  type ServiceInput,
+} from '@coord/haproxy';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const NS = `hapx-${randomBytes(3).toString('hex')}`;
+const LOAD = join(import.meta.dirname, '../packages/haproxy/test/lab/http-load.ts');
+const ROOT = join(import.meta.dirname, '..');
+const clock = systemClock();
+let dir: string;
+let options: HaproxyDriverOptions;
+let driver: HaproxyDriver;
+
+interface LoadResult {
+  ok: number;
+  failed: number;
+  errors: Record<string, number>;
+  bodies: Record<string, number>;
+}
+
+function svc(input: ServiceInput): Service {
+  const r = parseService(input);
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.service;
+}
+
+/** The service under test; `weight` lets a test make a real change (a new hash → a reload). */
+function web(weight = 1, extra: Partial<ServiceInput> = {}): Service {
+  return svc({
+    name: 'web',
+    binds: [{ address: '127.0.0.1', port: 8080 }],
+    servers: [{ name: 'origin', address: '127.0.0.1', port: 9000, weight }],
+    ...extra,
+  });
+}
+
+function nsExec(args: string[], timeout = 15_000) {
+  return execa('ip', ['netns', 'exec', NS, ...args], { timeout, cwd: ROOT });
+}
+
+async function get(count = 1): Promise<LoadResult> {
+  const r = await execa(
+    'ip',
+    [
+      'netns',
+      'exec',
+      NS,
+      process.execPath,
+      '--import',
+      'tsx',
+      LOAD,
+      'http://127.0.0.1:8080/',
+      '1',
+      '--count',
+      String(count),
+    ],
+    {
+      timeout: 15_000,
+      cwd: ROOT,
+    },
+  );
+  return JSON.parse(r.stdout) as LoadResult;
+}
+
+async function pollUntil<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = clock.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (clock.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'coord-hapx-'));
+  await execa('ip', ['netns', 'add', NS], { timeout: 5000 });
+  await execa('ip', ['-n', NS, 'link', 'set', 'lo', 'up'], { timeout: 5000 });
+  // The rollback test needs a bind that `haproxy -c` accepts but the reload cannot do.
+  await nsExec(['sysctl', '-q', '-w', 'net.ipv4.ip_nonlocal_bind=0']);
+  const wrapper = join(dir, 'haproxy-in-ns');
+  await writeFile(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} haproxy "$@"\n`);
+  await chmod(wrapper, 0o755);
+  // The node-local base: an origin server inside HAProxy itself, so the lab needs no other process.
+  await writeFile(
+    join(dir, 'base.cfg'),
+    'frontend origin\n  mode http\n  timeout client 30s\n  bind 127.0.0.1:9000\n  option idle-close-on-response\n  http-request return status 200 content-type text/plain string ok\n',
+  );
+  options = {
+    configPath: join(dir, 'etc', 'haproxy.cfg'),
+    basePath: join(dir, 'base.cfg'),
+    haproxyBin: wrapper,
+    runDir: join(dir, 'run'),
+    logger: new MemoryLogger(),
+    clock,
+    globals: { hardStopAfter: '30s', mworkerMaxReloads: 100 },
+    debounce: { quietMs: 20, maxWaitMs: 200 },
+  };
+  driver = createHaproxyDriver(options);
+});
+
+afterAll(async () => {
+  await driver?.stop();
+  await driver?.stopHaproxy({ hard: true }).catch(() => false);
+  // Anything still running in our namespace was started by this file: end it by PID.
+  const pids = await execa('ip', ['netns', 'pids', NS], { timeout: 5000, reject: false });
+  for (const pid of pids.stdout.split('\n').filter((p) => /^\d+$/.test(p))) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await execa('ip', ['netns', 'del', NS], { timeout: 5000, reject: false });
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+});
+
+describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
+  it('starts HAProxy on the first apply and serves; the same model again is unchanged', async () => {
+    const first = await driver.apply([web()], { revision: 1 });
+    expect(first.result, first.error).toBe('applied');
+    expect(driver.status()).toMatchObject({ running: true, hash: first.hash });
+    expect(await get(3)).toMatchObject({ ok: 3, failed: 0 });
+    const again = await driver.apply([web()], { revision: 2 });
+    expect(again).toMatchObject({ result: 'unchanged', hash: first.hash });
+  });
+
+  it('refuses a config haproxy -c rejects and leaves the running one untouched', async () => {
+    const before = await readFile(options.configPath, 'utf8');
+    const pid = driver.status().masterPid;
+    // Field validation accepts the hostname; HAProxy cannot resolve it (no DNS in the namespace).
+    const bad = web(1, { servers: [{ name: 'origin', address: 'no-such-host.invalid', port: 9000 }] });
+    const r = await driver.apply([bad], { revision: 3 });
+    expect(r.result).toBe('invalid');
+    expect(r.error).toMatch(/no-such-host\.invalid/);
+    expect(await readFile(options.configPath, 'utf8')).toBe(before);
+    expect(driver.status()).toMatchObject({ masterPid: pid, lastError: r.error });
+    expect(await get(2)).toMatchObject({ ok: 2, failed: 0 });
+  });
+
+  it('rolls back a config that passes haproxy -c but cannot be loaded (non-local bind)', async () => {
+    const before = await readFile(options.configPath, 'utf8');
+    const pid = driver.status().masterPid;
+    const hash = driver.status().hash;
+    const unbindable = web(1, {
+      binds: [
+        { address: '127.0.0.1', port: 8080 },
+        { address: '192.0.2.10', port: 80 },
+      ],
+    });
+    const r = await driver.apply([unbindable], { revision: 4 });
+    expect(r.result, r.error).toBe('rolled-back');
+    expect(r.error).toMatch(/192\.0\.2\.10/);
+    expect(await readFile(options.configPath, 'utf8')).toBe(before);
+    expect(driver.status()).toMatchObject({ masterPid: pid, hash });
+    expect(await get(2)).toMatchObject({ ok: 2, failed: 0 });
+  });
+
+  it('a restarted driver re-attaches to the running master instead of restarting it', async () => {
+    const pid = driver.status().masterPid;
+    await driver.stop();
+    driver = createHaproxyDriver(options);
+    expect((await driver.apply([web()], { revision: 5 })).result).toBe('unchanged');
+    expect(driver.status().masterPid).toBe(pid);
+    const changed = await driver.apply([web(2)], { revision: 6 });
+    expect(changed.result).toBe('applied');
+    expect(driver.status().masterPid).toBe(pid);
+    expect(await get(2)).toMatchObject({ ok: 2, failed: 0 });
+  });
+
+  it('debounces a burst of 500 changes into a few reloads, ending at the last one', async () => {
+    const reloadsBefore = driver.status().reloads;
+    const results: Promise<unknown>[] = [];
+    for (let i = 0; i < 500; i++) {
+      results.push(driver.apply([web(3 + (i % 200))], { revision: 100 + i }));
+      if (i % 25 === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    await Promise.all(results);
+    const reloads = driver.status().reloads - reloadsBefore;
+    expect(reloads).toBeGreaterThanOrEqual(1);
+    expect(reloads).toBeLessThanOrEqual(5);
+    expect(await readFile(options.configPath, 'utf8')).toContain(`weight ${3 + (499 % 200)}`);
+  });
+
+  it('reloads 50 times under keep-alive load with 0 failed requests and bounded old workers', async () => {
+    const load: ResultPromise = execa(
+      'ip',
+      ['netns', 'exec', NS, process.execPath, '--import', 'tsx', LOAD, 'http://127.0.0.1:8080/', '8'],
+      {
+        timeout: 60_000,
+        cwd: ROOT,
+        stdin: 'pipe',
+      },
+    );
+    // Let the clients open their keep-alive connections first.
+    await new Promise((r) => setTimeout(r, 300));
+    const durations: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const r = await driver.apply([web(i % 2 === 0 ? 10 : 11)], { revision: 1000 + i });
+      expect(r.result, r.error).toBe('applied');
+      durations.push(r.durationMs);
+    }
+    load.stdin?.end();
+    const out = JSON.parse((await load).stdout as string) as LoadResult;
+    durations.sort((a, b) => a - b);
+    const figures = {
+      reloads: 50,
+      p50: Math.round(percentile(durations, 50)),
+      p99: Math.round(percentile(durations, 99)),
+      ...out,
+    };
+    console.log('haproxy reload figures', JSON.stringify(figures));
+    expect(out.ok).toBeGreaterThan(100);
+    expect(out.failed, JSON.stringify(out.errors)).toBe(0);
+    // Old workers exit once their idle keep-alive connections close: none left after a short while.
+    const sock = join(options.runDir, 'master.sock');
+    await pollUntil('old workers to exit', async () => {
+      const p = await showProc(sock);
+      return p.ok && p.proc.workers.every((w) => w.reloads === 0) ? true : undefined;
+    });
+  });
+});
