@@ -3,6 +3,7 @@
  * they exercise exactly what an operator runs.
  */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Lab, LabHost, LabProcess } from './lab/index.js';
 import { waitFor } from './lab/index.js';
@@ -28,6 +29,11 @@ export function assertBuilt(): void {
   }
 }
 
+/** Where a lab node's control socket lives (namespaces share the filesystem). */
+export function controlSocketFor(lab: Lab, host: LabHost, cluster: string): string {
+  return join(lab.runDir, `${host.name}-${cluster}.sock`);
+}
+
 export function joinArgs(lab: Lab, host: LabHost, o: JoinOptions): string[] {
   const args = [
     COORD_BIN,
@@ -46,6 +52,9 @@ export function joinArgs(lab: Lab, host: LabHost, o: JoinOptions): string[] {
     String(o.ttlSec ?? 1),
     '--log-level',
     o.logLevel ?? 'info',
+    // Hosts share one filesystem: each node gets its own control socket.
+    '--control-socket',
+    controlSocketFor(lab, host, o.cluster),
   ];
   for (const v of o.vips) args.push('--vip', v);
   if (o.preempt === false) args.push('--no-preempt');

@@ -40,6 +40,8 @@ function coordVrrp(host: LabHost, priority: number): LabProcess {
       String(priority),
       '--advert-int',
       '0.1',
+      '--control-socket',
+      `${lab.runDir}/${host.name}-vrrp.sock`,
     ],
     { name: 'coord-vrrp' },
   );
@@ -66,7 +68,8 @@ describe('coord join --mode vrrp with a keepalived peer', () => {
     const keepalived = lab.startKeepalived(h2, keepalivedConf(100));
     let coord = coordVrrp(h1, 150);
     try {
-      await waitForHolder(lab, vip, 'h1', 5000);
+      // Generous: node's start-up is slow on a loaded 2-core machine.
+      await waitForHolder(lab, vip, 'h1', 15_000);
       const sampler = await lab.sampler(vip, { intervalMs: 20 });
       const exit = await coord.stop(5000);
       expect(exit.code).toBe(0);
@@ -75,7 +78,7 @@ describe('coord join --mode vrrp with a keepalived peer', () => {
       await waitForHolder(lab, vip, 'h2', 2000);
       expect(Date.now() - t0).toBeLessThan(1000);
       coord = coordVrrp(h1, 150);
-      await waitForHolder(lab, vip, 'h1', 5000);
+      await waitForHolder(lab, vip, 'h1', 15_000);
       const timeline = await sampler.stop();
       expect(timeline.samples.filter((s) => s.holders.length > 1)).toEqual([]);
       const log = await keepalived.output();

@@ -29,7 +29,8 @@ export interface GroupEtcdPort {
 /** Past-tense facts a group reports (logged, counted, and later given to notify hooks). */
 export type GroupFact =
   | { type: 'transitioned'; group: string; from: Role; to: Role; reason: string; epoch: number | null }
-  | { type: 'vipClaimed'; group: string; epoch: number; at: number }
+  /** `sinceVacancyMs`: from noticing the group vacant to the VIP on our interface (null when not a takeover). */
+  | { type: 'vipClaimed'; group: string; epoch: number; at: number; sinceVacancyMs: number | null }
   | { type: 'vipReleased'; group: string; reason: string; at: number }
   | { type: 'announced'; group: string; frames: number };
 
@@ -51,7 +52,8 @@ export interface GroupRunnerOptions {
  */
 export class GroupRunner {
   private state: GroupState = initialState();
-  private readonly config: GroupConfig;
+  private config: GroupConfig;
+  private vacancyStartedAt: number | null = null;
   private readonly lane: Lane;
   private timer: { handle: TimerHandle; at: number } | null = null;
   private announceTimer: TimerHandle | null = null;
@@ -75,6 +77,16 @@ export class GroupRunner {
 
   get name(): string {
     return this.opts.settings.name;
+  }
+
+  /** This node's own claim (priority, preemption) changed: a config reload or a health check. */
+  updateSelf(self: GroupConfig['self']): void {
+    this.config = { ...this.config, self };
+    this.dispatch({ type: 'tick', now: this.opts.clock.now() });
+  }
+
+  get self(): GroupConfig['self'] {
+    return this.config.self;
   }
 
   dispatch(event: GroupEvent): void {
@@ -120,6 +132,8 @@ export class GroupRunner {
     const iface = this.opts.settings.interface;
     switch (e.type) {
       case 'transition':
+        if (e.to === 'campaigning') this.vacancyStartedAt = this.state.vacantSince;
+        if (e.to === 'follower') this.vacancyStartedAt = null;
         this.log.info('transition', { from: e.from, to: e.to, reason: e.reason, epoch: e.epoch });
         this.opts.onFact?.({
           type: 'transitioned',
@@ -190,7 +204,16 @@ export class GroupRunner {
             epoch,
             lifetimeSec,
           });
-          this.opts.onFact?.({ type: 'vipClaimed', group: this.name, epoch, at: clock.now() });
+          const at = clock.now();
+          const since = this.vacancyStartedAt;
+          this.vacancyStartedAt = null;
+          this.opts.onFact?.({
+            type: 'vipClaimed',
+            group: this.name,
+            epoch,
+            at,
+            sinceVacancyMs: since === null ? null : at - since,
+          });
         });
         return;
       }

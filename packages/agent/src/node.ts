@@ -14,6 +14,7 @@ import {
 } from '@coord/etcd';
 import type { Announcer, VipPort } from '@coord/vip';
 import { GroupRunner, type GroupFact } from './group.js';
+import type { Metrics } from './metrics.js';
 
 export interface NodeDeps {
   readonly clock: Clock;
@@ -24,6 +25,7 @@ export interface NodeDeps {
   /** Built from the config's endpoints unless given (tests). */
   readonly client?: EtcdClient;
   readonly onFact?: (fact: GroupFact) => void;
+  readonly metrics?: Metrics;
   /** How often the interface is compared with the desired state. */
   readonly reconcileMs?: number;
 }
@@ -61,11 +63,15 @@ export class CoordNode {
   private readonly lastLeaderEpoch = new Map<string, number>();
   private present = new Map<string, Set<string>>();
   private stopped = false;
+  private config: NodeConfig;
+  /** Priority each group publishes after health checks (0 = fault), by group name. */
+  private readonly effective = new Map<string, number>();
 
   constructor(
-    private readonly config: NodeConfig,
+    config: NodeConfig,
     private readonly deps: NodeDeps,
   ) {
+    this.config = config;
     const cluster = config.cluster ?? 'default';
     this.log = deps.logger.child({ node: config.node, cluster });
     this.client = deps.client ?? createEtcdClient({ endpoints: config.etcd });
@@ -81,7 +87,7 @@ export class CoordNode {
           clock: deps.clock,
           logger: this.log,
           vacancyFallbackMs: config.ttlSec * 1000 + 1000,
-          ...(deps.onFact === undefined ? {} : { onFact: deps.onFact }),
+          onFact: (fact) => this.onFact(fact),
           etcd: {
             campaign: (group) => this.campaign(group),
             resign: (group, epoch) => this.store.resign(group, epoch, config.node),
@@ -191,6 +197,89 @@ export class CoordNode {
     };
   }
 
+  /**
+   * Apply a re-read config without a restart: priorities and preemption change live (re-published, so the
+   * election re-evaluates); anything that changes what is held (groups, VIPs, interfaces, etcd, TTL) needs one.
+   */
+  applyConfig(next: NodeConfig): { applied: string[]; restartRequired: string[] } {
+    const applied: string[] = [];
+    const restartRequired: string[] = [];
+    const cur = this.config;
+    if (next.node !== cur.node) restartRequired.push('node');
+    if (next.cluster !== cur.cluster) restartRequired.push('cluster');
+    if (next.ttlSec !== cur.ttlSec) restartRequired.push('ttl');
+    if (next.mode !== cur.mode) restartRequired.push('mode');
+    if (next.etcd.join() !== cur.etcd.join()) restartRequired.push('etcd');
+    const names = (c: NodeConfig) =>
+      c.groups.map((g) => `${g.name}:${g.interface}:${g.vips.map(formatCidr).join('+')}`).join(',');
+    if (names(next) !== names(cur)) restartRequired.push('groups (names, interfaces or VIPs)');
+    if (restartRequired.length > 0) return { applied, restartRequired };
+    for (const g of next.groups) {
+      const before = cur.groups.find((x) => x.name === g.name);
+      if (before === undefined) continue;
+      if (
+        before.priority !== g.priority ||
+        before.preempt !== g.preempt ||
+        before.preemptDelayMs !== g.preemptDelayMs
+      ) {
+        applied.push(
+          `groups.${g.name}: priority ${g.priority}, preempt ${g.preempt}, preemptDelay ${g.preemptDelayMs} ms`,
+        );
+      }
+    }
+    this.config = next;
+    for (const g of next.groups) this.refreshSelf(g.name);
+    const lease = this.session.currentLeaseId;
+    if (applied.length > 0 && lease !== null) this.registerMember(lease);
+    this.log.info('config reloaded', { applied, restartRequired });
+    return { applied, restartRequired };
+  }
+
+  /** A health verdict for one group: the priority to publish (0 = fault: leave the election). */
+  setEffectivePriority(group: string, priority: number): void {
+    if (this.effective.get(group) === priority) return;
+    this.effective.set(group, priority);
+    this.deps.metrics?.effectivePriority.set({ group }, priority);
+    this.refreshSelf(group);
+    const lease = this.session.currentLeaseId;
+    if (lease !== null) this.registerMember(lease);
+  }
+
+  private refreshSelf(group: string): void {
+    const g = this.config.groups.find((x) => x.name === group);
+    const runner = this.groups.find((x) => x.name === group);
+    if (g === undefined || runner === undefined) return;
+    runner.updateSelf({
+      node: this.config.node,
+      priority: this.effective.get(group) ?? g.priority,
+      preempt: g.preempt,
+      preemptDelayMs: g.preemptDelayMs,
+    });
+  }
+
+  private onFact(fact: GroupFact): void {
+    const m = this.deps.metrics;
+    if (m !== undefined) {
+      switch (fact.type) {
+        case 'transitioned':
+          m.setRole(fact.group, fact.to);
+          m.transitions.inc({ group: fact.group, to: fact.to });
+          m.epoch.set({ group: fact.group }, fact.to === 'leader' ? (fact.epoch ?? 0) : 0);
+          break;
+        case 'vipClaimed':
+          if (fact.sinceVacancyMs !== null)
+            m.lastFailover.set({ group: fact.group }, fact.sinceVacancyMs / 1000);
+          break;
+        case 'announced':
+          m.announcements.inc({ group: fact.group }, fact.frames);
+          break;
+        case 'vipReleased':
+          break;
+      }
+    }
+    this.deps.onFact?.(fact);
+  }
+
   private async campaign(group: string): Promise<{ won: true; epoch: number } | { won: false }> {
     const leaseId = this.session.currentLeaseId;
     if (leaseId === null) return { won: false };
@@ -287,6 +376,9 @@ export class CoordNode {
   }
 
   private async publishStatus(): Promise<void> {
+    const health = this.view.health;
+    this.deps.metrics?.etcdConnected.set(health.connected ? 1 : 0);
+    this.deps.metrics?.etcdStaleness.set(Math.max(0, this.deps.clock.now() - health.lastHeardAt) / 1000);
     const leaseId = this.session.currentLeaseId;
     if (leaseId === null || this.stopped) return;
     try {

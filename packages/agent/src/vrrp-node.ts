@@ -7,6 +7,7 @@ import {
   type NodeConfig,
 } from '@coord/core';
 import type { Announcer, VipPort } from '@coord/vip';
+import type { Metrics } from './metrics.js';
 import {
   createRawVrrpTransport,
   createVrrpInstance,
@@ -23,6 +24,7 @@ export interface VrrpNodeDeps {
   readonly vipPort: VipPort;
   readonly announcer: Announcer;
   readonly onTransition?: (group: string, t: VrrpTransition) => void;
+  readonly metrics?: Metrics;
 }
 
 export interface VrrpGroupStatus {
@@ -49,6 +51,7 @@ interface Running {
 export class VrrpNode {
   private readonly running: Running[] = [];
   private readonly log: Logger;
+  private metricsTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(
     private readonly config: NodeConfig,
@@ -66,9 +69,14 @@ export class VrrpNode {
       }
     }
     for (const g of this.config.groups) this.running.push(await this.startGroup(g));
+    if (this.deps.metrics !== undefined) {
+      this.metricsTimer = setInterval(() => this.updateMetrics(), 1000);
+      this.metricsTimer.unref();
+    }
   }
 
   async stop(): Promise<void> {
+    if (this.metricsTimer !== null) clearInterval(this.metricsTimer);
     for (const r of this.running) {
       if (r.announceTimer !== null) clearTimeout(r.announceTimer);
       r.announceTimer = null;
@@ -78,7 +86,14 @@ export class VrrpNode {
     this.log.info('node stopped');
   }
 
+  /** VRRP settings are part of the wire contract with the peers: any change needs a restart. */
+  applyConfig(next: NodeConfig): { applied: string[]; restartRequired: string[] } {
+    const same = JSON.stringify(next) === JSON.stringify(this.config);
+    return { applied: [], restartRequired: same ? [] : ['VRRP settings (restart coord to apply)'] };
+  }
+
   status(): VrrpGroupStatus[] {
+    this.updateMetrics();
     return this.running.map((r) => ({
       name: r.settings.name,
       vrid: r.settings.vrrp?.vrid ?? 0,
@@ -87,6 +102,17 @@ export class VrrpNode {
       vips: r.settings.vips.map(formatCidr),
       counters: r.instance.counters(),
     }));
+  }
+
+  private updateMetrics(): void {
+    const m = this.deps.metrics;
+    if (m === undefined) return;
+    for (const r of this.running) {
+      m.setRole(r.settings.name, r.instance.state());
+      for (const [reason, n] of Object.entries(r.instance.counters().dropped)) {
+        m.vrrpDropped.set({ group: r.settings.name, reason }, n ?? 0);
+      }
+    }
   }
 
   private async primaryAddress(g: GroupSettings): Promise<string> {
@@ -153,7 +179,11 @@ export class VrrpNode {
             log.info('vip released', { vips: g.vips.map(formatCidr), iface: g.interface });
           },
         },
-        onTransition: (t) => this.deps.onTransition?.(g.name, t),
+        onTransition: (t) => {
+          this.deps.metrics?.transitions.inc({ group: g.name, to: t.to });
+          this.updateMetrics();
+          this.deps.onTransition?.(g.name, t);
+        },
       }),
     };
     running.instance.start();

@@ -1,6 +1,15 @@
+import { rmSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { hostname } from 'node:os';
 import { CoordError, readConfigFile, requireNodeConfig, systemClock, type NodeConfig } from '@coord/core';
-import { CoordNode, VrrpNode } from '@coord/agent';
+import {
+  CoordNode,
+  DEFAULT_CONTROL_SOCKET,
+  Metrics,
+  serveMetrics,
+  startControlServer,
+  VrrpNode,
+} from '@coord/agent';
 import { parseEndpoints } from '@coord/etcd';
 import { createAnnouncer, createNetlinkVipPort } from '@coord/vip';
 import { createLogger } from './logging.js';
@@ -71,20 +80,54 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
   return requireNodeConfig(raw, args.config ?? 'flags');
 }
 
-/** `coord join`: run in the foreground until SIGTERM/SIGINT. */
-export async function runJoin(args: JoinArgs): Promise<number> {
+/** Flags of `coord join` that are about the process, not the cluster (not in the YAML schema). */
+export interface JoinRuntimeArgs {
+  metrics?: string | undefined;
+  controlSocket?: string | undefined;
+}
+
+/** `coord join`: run in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the config file. */
+export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number> {
   const config = await buildJoinConfig(args);
   const logger = createLogger(config.logLevel);
   if (process.getuid?.() !== 0) {
     logger.warn('not running as root: adding VIPs needs CAP_NET_ADMIN and announcing needs CAP_NET_RAW');
   }
   const clock = systemClock();
+  const metrics = new Metrics();
   const vipPort = createNetlinkVipPort({ logger });
   const announcer = createAnnouncer({ logger });
   const node =
     config.mode === 'vrrp'
-      ? new VrrpNode(config, { clock, logger, vipPort, announcer })
-      : new CoordNode(config, { clock, logger, vipPort, announcer, version: VERSION });
+      ? new VrrpNode(config, { clock, logger, vipPort, announcer, metrics })
+      : new CoordNode(config, { clock, logger, vipPort, announcer, version: VERSION, metrics });
+  const servers: Server[] = [];
+  if (args.metrics !== undefined) servers.push(await serveMetrics(metrics, args.metrics, logger));
+
+  /** Re-read the config file; apply what can change live, keep running on any error. */
+  const reload = async () => {
+    if (args.config === undefined) {
+      throw new CoordError('ERR_COORD_USAGE', 'this node was started without --config: nothing to re-read', {
+        hint: 'start coord join with --config FILE to use reload-config',
+      });
+    }
+    const next = await buildJoinConfig(args);
+    return node.applyConfig(next);
+  };
+  const controlPath = args.controlSocket ?? DEFAULT_CONTROL_SOCKET;
+  if (controlPath !== '') {
+    servers.push(
+      await startControlServer(
+        controlPath,
+        {
+          status: () => ({ mode: config.mode, node: config.node, status: node.status() }),
+          reloadConfig: reload,
+        },
+        logger,
+      ),
+    );
+  }
+
   let stopping: Promise<void> | null = null;
   const done = new Promise<number>((resolve) => {
     const stop = (signal: string) => {
@@ -100,9 +143,19 @@ export async function runJoin(args: JoinArgs): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      reload().catch((e: unknown) => {
+        logger.error('config reload refused; keeping the running config', {
+          error: e instanceof Error ? e.message : String(e),
+          ...(e instanceof CoordError && e.hint !== undefined ? { hint: e.hint } : {}),
+        });
+      });
+    });
   });
   await node.start();
   const code = await done;
+  for (const s of servers) s.close();
+  if (controlPath !== '') rmSync(controlPath, { force: true });
   vipPort.close();
   announcer.close();
   return code;

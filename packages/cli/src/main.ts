@@ -1,5 +1,7 @@
 import yargs, { type Argv } from 'yargs';
 import { CoordError, errorMessage, isCoordError } from '@coord/core';
+import { controlRequest, DEFAULT_CONTROL_SOCKET } from '@coord/agent';
+import { checkConfigFile, formatIssues, summarize } from './check.js';
 import { runJoin } from './join.js';
 import { formatClusterStatus, readClusterStatus } from './status.js';
 import { VERSION } from './version.js';
@@ -40,7 +42,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(VERSION)
     .strict()
     .recommendCommands()
-    .demandCommand(1, 'name a command: coord join | coord status (see coord --help)')
+    .demandCommand(1, 'name a command: coord join | status | reload-config | check-config (see coord --help)')
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
     )
@@ -109,6 +111,11 @@ export async function main(argv: string[]): Promise<number> {
             type: 'string',
             describe: 'VRRP mode, v2 only: simple password (at most 8 bytes)',
           })
+          .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on ADDR:PORT (/metrics)' })
+          .option('control-socket', {
+            type: 'string',
+            describe: `local control socket for status --local and reload-config ('' disables) [default: ${DEFAULT_CONTROL_SOCKET}]`,
+          })
           .option('log-level', {
             type: 'string',
             choices: ['error', 'warn', 'info', 'debug'],
@@ -129,8 +136,25 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         withEtcd(y)
           .option('json', { type: 'boolean', default: false, describe: 'print JSON for machines' })
+          .option('local', {
+            type: 'boolean',
+            default: false,
+            describe: 'ask the coord running on this host (control socket), without etcd; works in VRRP mode',
+          })
+          .option('control-socket', { type: 'string', describe: `[default: ${DEFAULT_CONTROL_SOCKET}]` })
           .example('coord status --etcd http://10.0.0.2:2379 --cluster prod', 'who holds what'),
       async (a) => {
+        if (a.local) {
+          const res = await controlRequest(a.controlSocket ?? DEFAULT_CONTROL_SOCKET, { cmd: 'status' });
+          if (!res.ok)
+            throw new CoordError(
+              'ERR_COORD_USAGE',
+              res.error,
+              res.hint === undefined ? {} : { hint: res.hint },
+            );
+          process.stdout.write(`${JSON.stringify(res.result, null, 2)}\n`);
+          return;
+        }
         if (a.etcd === undefined || a.cluster === undefined) {
           throw new CoordError('ERR_COORD_USAGE', 'status needs --etcd and --cluster', {
             hint: 'e.g. coord status --etcd http://10.0.0.2:2379 --cluster prod',
@@ -138,6 +162,41 @@ export async function main(argv: string[]): Promise<number> {
         }
         const s = await readClusterStatus(a.etcd, a.cluster);
         process.stdout.write(a.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatClusterStatus(s)}\n`);
+      },
+    )
+    .command(
+      'reload-config',
+      're-read the config file of the coord running on this host (same as SIGHUP)',
+      (y) => y.option('control-socket', { type: 'string', describe: `[default: ${DEFAULT_CONTROL_SOCKET}]` }),
+      async (a) => {
+        const res = await controlRequest(a.controlSocket ?? DEFAULT_CONTROL_SOCKET, { cmd: 'reload-config' });
+        if (!res.ok)
+          throw new CoordError(
+            'ERR_COORD_CONFIG',
+            res.error,
+            res.hint === undefined ? {} : { hint: res.hint },
+          );
+        const r = res.result as { applied: string[]; restartRequired: string[] };
+        for (const x of r.applied) process.stdout.write(`applied: ${x}\n`);
+        if (r.applied.length === 0 && r.restartRequired.length === 0) process.stdout.write('no change\n');
+        if (r.restartRequired.length > 0) {
+          process.stdout.write(`not applied, needs a restart: ${r.restartRequired.join(', ')}\n`);
+          code = 3;
+        }
+      },
+    )
+    .command(
+      'check-config <file>',
+      'validate a YAML config: print every error with its path and a hint; exit 0 when valid',
+      (y) => y.positional('file', { type: 'string', demandOption: true, describe: 'the YAML config file' }),
+      async (a) => {
+        const { config, issues } = await checkConfigFile(a.file);
+        if (config === undefined) {
+          process.stderr.write(`${formatIssues(a.file, issues)}\n`);
+          code = 2;
+          return;
+        }
+        process.stdout.write(`${summarize(a.file, config)}\n`);
       },
     )
     .fail((msg, err, y) => {

@@ -273,6 +273,10 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
         next = { ...next, freshAckRequested: true };
       }
     }
+    if (config.self.priority < 1) {
+      // Faulted (a health check with no weight failed): never hold the VIP, hand the group over cleanly.
+      return dropLeadership(next, 'fault: a tracked check failed', effects, true);
+    }
     const pre = preemptingChallenger(config.self, s.members, s.seenSince);
     if (pre !== undefined && pre.dueAt <= now) {
       return dropLeadership(
@@ -288,7 +292,13 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
     if (pre !== undefined) effects.push({ type: 'arm-timer', at: pre.dueAt });
     return next;
   }
-  if (s.role === 'follower' && s.leaderKnown && s.leader === null && s.session !== null) {
+  if (
+    s.role === 'follower' &&
+    s.leaderKnown &&
+    s.leader === null &&
+    s.session !== null &&
+    config.self.priority >= 1
+  ) {
     const vacantSince = s.vacantSince ?? now;
     const best = bestCandidate(s.members);
     const isBest = best !== undefined && best.node === config.self.node;

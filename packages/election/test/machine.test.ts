@@ -246,4 +246,21 @@ describe('election machine', () => {
     expect(types(r.effects)).toContain('add-vip');
     expect(types(r.effects)).toContain('announce');
   });
+
+  it('a faulted node (priority 0) hands the group over cleanly and never campaigns', () => {
+    const { state } = elected(true);
+    const faulted: GroupConfig = { ...config, self: { ...me, priority: 0 } };
+    const r = run([{ type: 'tick', now: 100 }], faulted, state);
+    expect(r.state.role).toBe('follower');
+    expect(types(r.effects).slice(0, 2)).toEqual(['remove-vip', 'resign']);
+    const vacant = run(
+      [
+        { type: 'leader-observed', now: 120, leader: null, clean: true },
+        { type: 'tick', now: 5000 },
+      ],
+      faulted,
+      r.state,
+    );
+    expect(types(vacant.effects)).not.toContain('campaign');
+  });
 });

@@ -1,0 +1,137 @@
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CoordError, errorMessage, type Logger } from '@coord/core';
+
+const ROLES = [
+  'follower',
+  'campaigning',
+  'leader',
+  'stopped',
+  'fault',
+  'initialize',
+  'backup',
+  'master',
+] as const;
+
+/** Every number coord exposes to Prometheus, in one place. */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly state = new Gauge({
+    name: 'coord_group_state',
+    help: '1 for the current role of each group',
+    labelNames: ['group', 'role'],
+    registers: [this.registry],
+  });
+  readonly epoch = new Gauge({
+    name: 'coord_group_epoch',
+    help: 'epoch (leader key create revision) while holding, else 0',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
+  readonly transitions = new Counter({
+    name: 'coord_transitions_total',
+    help: 'role changes',
+    labelNames: ['group', 'to'],
+    registers: [this.registry],
+  });
+  readonly lastFailover = new Gauge({
+    name: 'coord_last_failover_seconds',
+    help: 'time from noticing the group vacant to the VIP on our interface, last takeover',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
+  readonly announcements = new Counter({
+    name: 'coord_announcements_total',
+    help: 'gratuitous ARP / NA frames sent',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
+  readonly vrrpDropped = new Gauge({
+    name: 'coord_vrrp_dropped_packets',
+    help: 'VRRP packets dropped, by reason',
+    labelNames: ['group', 'reason'],
+    registers: [this.registry],
+  });
+  readonly reloads = new Counter({
+    name: 'coord_haproxy_reloads_total',
+    help: 'HAProxy config applies, by result',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly reloadSeconds = new Histogram({
+    name: 'coord_haproxy_reload_duration_seconds',
+    help: 'render + check + swap + reload + confirm',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly etcdStaleness = new Gauge({
+    name: 'coord_etcd_staleness_seconds',
+    help: 'time since the cluster view last heard from etcd',
+    registers: [this.registry],
+  });
+  readonly etcdConnected = new Gauge({
+    name: 'coord_etcd_connected',
+    help: '1 when the watch is connected',
+    registers: [this.registry],
+  });
+  readonly trackResult = new Gauge({
+    name: 'coord_track_healthy',
+    help: '1 when a tracked script or interface is healthy',
+    labelNames: ['check'],
+    registers: [this.registry],
+  });
+  readonly effectivePriority = new Gauge({
+    name: 'coord_effective_priority',
+    help: 'priority after track weights (0 = fault)',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'coord_process_' });
+  }
+
+  setRole(group: string, role: string): void {
+    for (const r of ROLES) this.state.set({ group, role: r }, r === role ? 1 : 0);
+  }
+}
+
+/** Parse `ADDR:PORT` (IPv6 as `[::1]:9100`). */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || !(port >= 1 && port <= 65535)) {
+    throw new CoordError('ERR_COORD_CONFIG', `metrics: "${text}" is not ADDR:PORT`, {
+      hint: 'e.g. --metrics 127.0.0.1:9100',
+    });
+  }
+  return { host: m[1] ?? (m[2] === '' ? '0.0.0.0' : (m[2] ?? '0.0.0.0')), port };
+}
+
+/** Serve `/metrics` (Prometheus text format). */
+export async function serveMetrics(metrics: Metrics, listen: string, logger: Logger): Promise<Server> {
+  const { host, port } = parseListen(listen);
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('see /metrics\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+      (e: unknown) => res.writeHead(500).end(`${errorMessage(e)}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) =>
+      reject(
+        new CoordError('ERR_COORD_CONFIG', `metrics: cannot listen on ${listen}: ${errorMessage(e)}`, {
+          cause: e,
+          hint: 'pick a free ADDR:PORT for --metrics',
+        }),
+      ),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  logger.info('metrics listening', { listen });
+  return server;
+}

@@ -1,0 +1,55 @@
+import { readConfigFile, validateNodeConfig, type ConfigIssue, type NodeConfig } from '@coord/core';
+import { validateVrrpConfig } from '@coord/vrrp';
+
+/** Every problem in a config file, with its path and a hint (like `keepalived --config-test`, but actionable). */
+export async function checkConfigFile(
+  path: string,
+): Promise<{ config: NodeConfig | undefined; issues: ConfigIssue[] }> {
+  const raw = await readConfigFile(path);
+  const r = validateNodeConfig(raw);
+  if (!r.ok) return { config: undefined, issues: r.issues };
+  const issues: ConfigIssue[] = [];
+  r.config.groups.forEach((g, gi) => {
+    if (g.vrrp === undefined) return;
+    // The primary address is the interface's own, known only at run time: check the rest with a stand-in.
+    const family = g.vips[0]?.family ?? 4;
+    const res = validateVrrpConfig({
+      vrid: g.vrrp.vrid,
+      priority: g.priority,
+      advertInt: g.vrrp.advertIntSec,
+      version: g.vrrp.version,
+      addresses: g.vips.map((v) => v.address),
+      primaryAddress: family === 4 ? '192.0.2.1' : 'fe80::1',
+      unicastPeers: g.vrrp.unicastPeers,
+      ...(g.vrrp.authPass === undefined ? {} : { authPass: g.vrrp.authPass }),
+      preempt: g.preempt,
+    });
+    if (!res.ok) {
+      for (const e of res.errors) {
+        if (e.field === 'primary-address') continue;
+        issues.push({
+          path: `groups[${gi}].${e.field}`,
+          message: e.message,
+          hint: `see coord join --help for --${e.field}`,
+        });
+      }
+    }
+  });
+  return { config: issues.length === 0 ? r.config : undefined, issues };
+}
+
+export function formatIssues(path: string, issues: readonly ConfigIssue[]): string {
+  return issues
+    .map((i) => `${path}: ${i.path}: ${i.message}${i.hint === undefined ? '' : `\n  hint: ${i.hint}`}`)
+    .join('\n');
+}
+
+export function summarize(path: string, c: NodeConfig): string {
+  const groups = c.groups
+    .map(
+      (g) =>
+        `${g.name} (${g.interface}, ${g.vips.length} VIP${g.vips.length === 1 ? '' : 's'}, priority ${g.priority}${g.vrrp === undefined ? '' : `, vrid ${g.vrrp.vrid}`})`,
+    )
+    .join('; ');
+  return `${path}: OK — mode ${c.mode}, node ${c.node}, ${c.groups.length} group${c.groups.length === 1 ? '' : 's'}: ${groups}`;
+}
