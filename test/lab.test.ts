@@ -269,13 +269,19 @@ describe('daemons', () => {
         `  timeout server 5s\nfrontend fe\n  bind ${vip}:8080\n  http-request return status 200 content-type text/plain string ok\n`,
     );
     const hp = lab.startHaproxy(h2, cfg);
-    await waitFor('haproxy pid file', () => existsSync(hp.pidFile) && existsSync(hp.masterSocket));
-    const reply = await new Promise<string>((resolve, reject) => {
-      const sock = connect(hp.masterSocket, () => sock.end('show proc\n'));
-      let out = '';
-      sock.on('data', (d: Buffer) => (out += d.toString()));
-      sock.on('end', () => resolve(out));
-      sock.on('error', reject);
+    await waitFor('haproxy pid file', () => existsSync(hp.pidFile));
+    const ask = (cmd: string) =>
+      new Promise<string>((resolve, reject) => {
+        const sock = connect(hp.masterSocket, () => sock.end(`${cmd}\n`));
+        let out = '';
+        sock.on('data', (d: Buffer) => (out += d.toString()));
+        sock.on('end', () => resolve(out));
+        sock.on('error', reject);
+      });
+    // The socket file appears at bind(); the master accepts a little later, and the worker later still.
+    const reply = await waitFor('master and worker in show proc', async () => {
+      const r = await ask('show proc');
+      return /worker/.test(r) ? r : undefined;
     });
     expect(reply).toMatch(/master/);
     expect(reply).toMatch(/worker/);

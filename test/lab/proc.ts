@@ -95,6 +95,8 @@ export function spawnInNamespace(
     extendEnv: true,
     reject: false,
     cleanup: true,
+    // Its own process group, so a tree signal reaches the whole service in one kill(2).
+    detached: true,
   });
   const pid = child.pid;
   if (pid === undefined) {
@@ -112,9 +114,17 @@ export function spawnInNamespace(
     },
   );
   const signal = (sig: NodeJS.Signals): void => {
-    const tree = TREE_SIGNALS.has(sig) ? descendants(pid) : [];
+    if (!TREE_SIGNALS.has(sig)) {
+      safeKill(pid, sig);
+      return;
+    }
+    // Whole group at once first: killing a parent before its children lets them notice (PDEATHSIG) and shut
+    // down gracefully — keepalived's VRRP child would remove its VIPs, which is not what a crash does.
+    const tree = descendants(pid);
+    safeKill(-pid, sig);
+    // Then anything that left the group (setsid/setpgid), deepest first, and the process itself.
+    for (const p of tree.reverse()) safeKill(p, sig);
     safeKill(pid, sig);
-    for (const p of tree) safeKill(p, sig);
   };
   return {
     pid,
