@@ -67,6 +67,32 @@ export function advertFor(config: VrrpConfig, priority: number): VrrpPacket {
     : { ...common, version: 2, advertIntervalSec: config.advertIntervalCs / 100, auth: config.auth };
 }
 
+/** Drops that are normal on a shared LAN (other virtual routers, our own multicast): counted, never warned. */
+const NORMAL_DROPS: ReadonlySet<DropReason> = new Set<DropReason>(['other-vrid', 'own-advert']);
+
+/** At most one drop warning per reason per interval: a misconfigured peer must not flood the log. */
+export const DROP_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Rate limiter for drop warnings: returns how many drops of `reason` to report now (the first one at once,
+ * then the count since the last report, at most once per `intervalMs`), or `undefined` to stay quiet.
+ */
+export function createDropLogLimiter(
+  intervalMs: number,
+): (reason: DropReason, now: number) => number | undefined {
+  const last = new Map<DropReason, { at: number; pending: number }>();
+  return (reason, now) => {
+    const entry = last.get(reason);
+    if (entry === undefined || now - entry.at >= intervalMs) {
+      const count = (entry?.pending ?? 0) + 1;
+      last.set(reason, { at: now, pending: 0 });
+      return count;
+    }
+    entry.pending++;
+    return undefined;
+  };
+}
+
 export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
   const { config, transport, vips, clock } = options;
   const log = options.logger.child({ vrid: config.vrid });
@@ -82,8 +108,12 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
     transitions: 0,
     dropped: {},
   };
-  const drop = (reason: DropReason): void => {
+  const dropLog = createDropLogLimiter(DROP_LOG_INTERVAL_MS);
+  const drop = (reason: DropReason, from?: string): void => {
     counters.dropped[reason] = (counters.dropped[reason] ?? 0) + 1;
+    if (NORMAL_DROPS.has(reason)) return;
+    const count = dropLog(reason, clock.now());
+    if (count !== undefined) log.warn('vrrp packets dropped', { reason, count, from });
   };
 
   const sendAdvert = async (priority: number): Promise<void> => {
@@ -167,8 +197,9 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
     if (!running) return;
     if (!received.ok) return drop(received.reason);
     const { datagram } = received;
-    if (config.unicastPeers.length > 0 && !config.unicastPeers.includes(datagram.srcAddr))
-      return drop('not-a-peer');
+    if (config.unicastPeers.length > 0 && !config.unicastPeers.includes(datagram.srcAddr)) {
+      return drop('not-a-peer', datagram.srcAddr);
+    }
     const decoded = decode(datagram.payload, {
       version: config.version,
       family: config.family,
@@ -177,11 +208,7 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
       ttl: datagram.ttl,
       auth: config.auth,
     });
-    if (!decoded.ok) {
-      drop(decoded.reason);
-      log.debug('vrrp packet dropped', { reason: decoded.reason, from: datagram.srcAddr });
-      return;
-    }
+    if (!decoded.ok) return drop(decoded.reason, datagram.srcAddr);
     counters.advertsReceived++;
     dispatch({ type: 'advert-received', packet: decoded.packet, from: datagram.srcAddr, now: clock.now() });
   };

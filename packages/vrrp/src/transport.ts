@@ -74,6 +74,20 @@ function loadRawSocket(): RawSocketModule {
   return createRequire(import.meta.url)('raw-socket') as RawSocketModule;
 }
 
+/**
+ * What a raw IPv4 socket handed us: a VRRP datagram for this router, a broken one (counted), or `undefined` for
+ * one addressed elsewhere — a raw socket sees every protocol-112 datagram of the namespace.
+ */
+export function classifyIpv4(buffer: Uint8Array, interfaceAddress: string): Received | undefined {
+  const ip = parseIpv4(buffer);
+  if (ip === undefined || ip.protocol !== VRRP_PROTOCOL) return { ok: false, reason: 'bad-ip-header' };
+  if (ip.dstAddr !== VRRP_GROUP_V4 && ip.dstAddr !== interfaceAddress) return undefined;
+  return {
+    ok: true,
+    datagram: { payload: ip.payload, srcAddr: ip.srcAddr, dstAddr: ip.dstAddr, ttl: ip.ttl },
+  };
+}
+
 /** The IPv4 VRRP transport. Needs CAP_NET_RAW; throws `ERR_COORD_PERMISSION` without it. */
 export function createRawVrrpTransport(options: RawTransportOptions): VrrpTransport {
   const { interfaceAddress, logger } = options;
@@ -111,17 +125,8 @@ export function createRawVrrpTransport(options: RawTransportOptions): VrrpTransp
   }
   let handler: ((r: Received) => void) | undefined;
   socket.on('message', (buffer) => {
-    const ip = parseIpv4(buffer);
-    if (ip === undefined || ip.protocol !== VRRP_PROTOCOL) {
-      handler?.({ ok: false, reason: 'bad-ip-header' });
-      return;
-    }
-    // A raw socket sees every protocol-112 datagram of the namespace: keep those addressed to us.
-    if (ip.dstAddr !== VRRP_GROUP_V4 && ip.dstAddr !== interfaceAddress) return;
-    handler?.({
-      ok: true,
-      datagram: { payload: ip.payload, srcAddr: ip.srcAddr, dstAddr: ip.dstAddr, ttl: ip.ttl },
-    });
+    const received = classifyIpv4(buffer, interfaceAddress);
+    if (received !== undefined) handler?.(received);
   });
   socket.on('error', (error) => logger.error('vrrp socket error', { error: error.message }));
   return {

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock, MemoryLogger } from '@coord/core';
 import {
+  classifyIpv4,
+  createDropLogLimiter,
   createVrrpInstance,
   decode,
   encode,
@@ -222,5 +224,69 @@ describe('timer that fires early', () => {
     base.advance(10_000);
     await flush();
     expect(net.sent.length).toBeGreaterThanOrEqual(10);
+  });
+});
+
+describe('drop warnings', () => {
+  it('are rate-limited per reason: the first at once, then the count once per interval', () => {
+    const limit = createDropLogLimiter(10_000);
+    expect(limit('bad-ttl', 0)).toBe(1);
+    expect(limit('bad-ttl', 1)).toBeUndefined();
+    expect(limit('auth-failed', 2)).toBe(1);
+    expect(limit('bad-ttl', 5_000)).toBeUndefined();
+    expect(limit('bad-ttl', 10_000)).toBe(3);
+    expect(limit('bad-ttl', 30_000)).toBe(1);
+  });
+  it('a flood of bad adverts logs one warning; other VRIDs log none', async () => {
+    const { net, instance, config, logger } = setup();
+    instance.start();
+    for (let i = 0; i < 500; i++) {
+      const d = datagram(config, v3(200), '10.0.0.3');
+      if (d.ok) net.deliver({ ok: true, datagram: { ...d.datagram, ttl: 1 } });
+      net.deliver(datagram(config, { ...v3(200), vrid: 52 }, '10.0.0.3'));
+    }
+    await flush();
+    expect(instance.counters().dropped).toEqual({ 'bad-ttl': 500, 'other-vrid': 500 });
+    const warnings = logger.records.filter((r) => r.message === 'vrrp packets dropped');
+    expect(warnings.map((w) => w.fields)).toEqual([
+      { vrid: 51, reason: 'bad-ttl', count: 1, from: '10.0.0.3' },
+    ]);
+  });
+});
+
+describe('classifyIpv4 (raw socket input)', () => {
+  const header = (proto: number, dst: number[]) =>
+    Buffer.from([
+      0x45,
+      0xc0,
+      0,
+      32,
+      0,
+      1,
+      0,
+      0,
+      255,
+      proto,
+      0,
+      0,
+      10,
+      0,
+      0,
+      3,
+      ...dst,
+      ...Array<number>(12).fill(0),
+    ]);
+  it('keeps VRRP to the group or to us, ignores other destinations, flags broken headers', () => {
+    expect(classifyIpv4(header(112, [224, 0, 0, 18]), '10.0.0.2')).toMatchObject({
+      ok: true,
+      datagram: { srcAddr: '10.0.0.3', dstAddr: '224.0.0.18', ttl: 255 },
+    });
+    expect(classifyIpv4(header(112, [10, 0, 0, 2]), '10.0.0.2')).toMatchObject({ ok: true });
+    expect(classifyIpv4(header(112, [10, 0, 0, 9]), '10.0.0.2')).toBeUndefined();
+    expect(classifyIpv4(header(6, [224, 0, 0, 18]), '10.0.0.2')).toEqual({
+      ok: false,
+      reason: 'bad-ip-header',
+    });
+    expect(classifyIpv4(Buffer.alloc(3), '10.0.0.2')).toEqual({ ok: false, reason: 'bad-ip-header' });
   });
 });
