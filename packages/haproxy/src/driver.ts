@@ -22,6 +22,8 @@ export interface ApplyResult {
   error?: string;
   /** From the debounced run's start to the confirmed reload. */
   durationMs: number;
+  /** Of which `haproxy -c` took this long (0 when it did not run): tells a slow check from a slow reload. */
+  checkMs?: number;
 }
 
 /** Where a service set came from, for logs (e.g. the etcd revision it was read at). */
@@ -132,10 +134,14 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
 
   async function runOnce(services: readonly Service[], meta: ApplyMeta): Promise<ApplyResult> {
     const started = clock.now();
-    const done = (result: ApplyOutcome, hash: string, error?: string): ApplyResult =>
-      error === undefined
-        ? { result, hash, durationMs: clock.now() - started }
-        : { result, hash, error, durationMs: clock.now() - started };
+    let checkMs = 0;
+    const done = (result: ApplyOutcome, hash: string, error?: string): ApplyResult => ({
+      result,
+      hash,
+      ...(error === undefined ? {} : { error }),
+      durationMs: clock.now() - started,
+      checkMs,
+    });
 
     await ensureAttached();
     const setErrors = checkServiceSet(services);
@@ -152,6 +158,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
     const up = await masterAlive();
     if (up && hash === appliedHash) return done('unchanged', hash);
 
+    const checkStarted = clock.now();
     const check = await validateConfig(text, {
       haproxyBin: options.haproxyBin,
       stageDir: options.runDir,
@@ -159,6 +166,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
     });
     if (!check.ok) return done('invalid', hash, check.error);
 
+    checkMs = clock.now() - checkStarted;
     await installConfig(paths.configPath, text);
     if (!up) {
       const s = await startMaster(paths, { clock, logger: log, timeoutMs });
