@@ -51,12 +51,12 @@ async function removeStaleVip(ns: string): Promise<void> {
   await run('ip', ['-n', ns, 'addr', 'flush', 'dev', 'eth0', 'to', `${lab.vip}/32`]);
 }
 
-function lastCounters(c: CoordProcess): Record<string, unknown> {
+function lastCounters(c: CoordProcess): { dropped?: Record<string, number> } & Record<string, unknown> {
   const f = c
     .facts()
     .filter((x) => x.fact === 'counters')
     .at(-1);
-  return (f?.counters ?? {}) as Record<string, unknown>;
+  return (f?.counters ?? {}) as { dropped?: Record<string, number> } & Record<string, unknown>;
 }
 
 function complaints(log: string): string[] {
@@ -199,6 +199,40 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     await c.stop();
     keepalivedLogs.push(k.log());
     expect(complaints(k.log())).toEqual([]);
+  });
+
+  it('v2 with a wrong auth_pass: each side rejects the other (and says why)', async () => {
+    const { h1, h2 } = lab;
+    // coord as the address owner (255) advertises at once; keepalived must refuse those adverts.
+    const c = await lab.startCoord(h1, {
+      vrid: 69,
+      priority: 255,
+      version: 2,
+      advertInt: 1,
+      authPass: 'wrong',
+    });
+    const k = await lab.startKeepalived(
+      h2,
+      keepalivedConfig({
+        version: 2,
+        vrid: 69,
+        priority: 100,
+        advertInt: 1,
+        vip: lab.vip,
+        authPass: 'coord-pw',
+      }),
+    );
+    await waitFor('keepalived refuses the password', () => /received an invalid passwd/.test(k.log()), 5000);
+    // Refusing coord, keepalived times out and advertises itself; coord counts those as auth-failed.
+    await waitFor(
+      'coord counts auth-failed',
+      () => Number(lastCounters(c).dropped?.['auth-failed'] ?? 0) >= 1,
+      7000,
+    );
+    expect(c.lastState()).toBe('master');
+    const stopped = k.stop();
+    await c.stop();
+    await stopped;
   });
 
   it('v3 unicast, advert 0.1 s: preemption, crash and graceful failover', async () => {
