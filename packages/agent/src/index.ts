@@ -4,3 +4,7 @@ export * from './node.js';
 export * from './vrrp-node.js';
 export * from './control.js';
 export * from './metrics.js';
+export * from './health.js';
+export * from './hooks.js';
+export * from './runner.js';
+export * from './track.js';

@@ -1,4 +1,11 @@
-import { readConfigFile, validateNodeConfig, type ConfigIssue, type NodeConfig } from '@coord/core';
+import { parseCommand } from '@coord/agent';
+import {
+  isCoordError,
+  readConfigFile,
+  validateNodeConfig,
+  type ConfigIssue,
+  type NodeConfig,
+} from '@coord/core';
 import { validateVrrpConfig } from '@coord/vrrp';
 
 /** Every problem in a config file, with its path and a hint (like `keepalived --config-test`, but actionable). */
@@ -35,6 +42,27 @@ export async function checkConfigFile(
       }
     }
   });
+  // Commands are split without a shell; refuse what only a shell could honour.
+  const commands: [string, string | undefined][] = [
+    ...r.config.track.scripts.map((t, i): [string, string] => [`track.scripts[${i}].command`, t.command]),
+    ['notify.any', r.config.notify.any],
+    ['notify.leader', r.config.notify.leader],
+    ['notify.follower', r.config.notify.follower],
+    ['notify.fault', r.config.notify.fault],
+    ['notify.stop', r.config.notify.stop],
+  ];
+  for (const [where, cmd] of commands) {
+    if (cmd === undefined) continue;
+    try {
+      parseCommand(cmd);
+    } catch (e) {
+      issues.push({
+        path: where,
+        message: e instanceof Error ? e.message : String(e),
+        ...(isCoordError(e) && e.hint !== undefined ? { hint: e.hint } : {}),
+      });
+    }
+  }
   return { config: issues.length === 0 ? r.config : undefined, issues };
 }
 

@@ -3,6 +3,8 @@ import type { Server } from 'node:net';
 import { hostname } from 'node:os';
 import { CoordError, readConfigFile, requireNodeConfig, systemClock, type NodeConfig } from '@coord/core';
 import {
+  attachHealth,
+  attachHooks,
   CoordNode,
   DEFAULT_CONTROL_SOCKET,
   Metrics,
@@ -30,6 +32,18 @@ export interface JoinArgs {
   logLevel?: string | undefined;
   group?: string | undefined;
   mode?: string | undefined;
+  trackScript?: string[] | undefined;
+  trackWeight?: number[] | undefined;
+  trackInterval?: number | undefined;
+  trackTimeout?: number | undefined;
+  trackRise?: number | undefined;
+  trackFall?: number | undefined;
+  trackInterface?: string[] | undefined;
+  notify?: string | undefined;
+  notifyLeader?: string | undefined;
+  notifyFollower?: string | undefined;
+  notifyFault?: string | undefined;
+  notifyStop?: string | undefined;
   vrid?: number | undefined;
   advertInt?: number | undefined;
   vrrpVersion?: number | undefined;
@@ -52,6 +66,45 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
   if (args.ttl !== undefined) raw.ttl = args.ttl;
   if (args.logLevel !== undefined) raw.logLevel = args.logLevel;
   if (args.mode !== undefined) raw.mode = args.mode;
+  if (args.trackScript !== undefined || args.trackInterface !== undefined) {
+    const fileTrack = (typeof raw.track === 'object' && raw.track !== null ? raw.track : {}) as Record<
+      string,
+      unknown
+    >;
+    raw.track = {
+      ...fileTrack,
+      ...(args.trackScript === undefined
+        ? {}
+        : {
+            // --track-weight N applies to the --track-script in the same position.
+            scripts: args.trackScript.map((command, i) => ({
+              command,
+              ...(args.trackWeight?.[i] === undefined ? {} : { weight: args.trackWeight[i] }),
+              ...(args.trackInterval === undefined ? {} : { interval: args.trackInterval }),
+              ...(args.trackTimeout === undefined ? {} : { timeout: args.trackTimeout }),
+              ...(args.trackRise === undefined ? {} : { rise: args.trackRise }),
+              ...(args.trackFall === undefined ? {} : { fall: args.trackFall }),
+            })),
+          }),
+      ...(args.trackInterface === undefined
+        ? {}
+        : { interfaces: args.trackInterface.map((name) => ({ name })) }),
+    };
+  }
+  const notifyFlags: Record<string, string | undefined> = {
+    any: args.notify,
+    leader: args.notifyLeader,
+    follower: args.notifyFollower,
+    fault: args.notifyFault,
+    stop: args.notifyStop,
+  };
+  for (const [k, v] of Object.entries(notifyFlags)) {
+    if (v === undefined) continue;
+    raw.notify = {
+      ...(typeof raw.notify === 'object' && raw.notify !== null ? raw.notify : {}),
+      [k]: v,
+    };
+  }
   if (args.interface !== undefined || args.vip !== undefined) {
     const group: Record<string, unknown> = { name: args.group ?? 'default' };
     if (args.interface !== undefined) group.interface = args.interface;
@@ -97,10 +150,49 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
   const metrics = new Metrics();
   const vipPort = createNetlinkVipPort({ logger });
   const announcer = createAnnouncer({ logger });
+  const hooks = attachHooks({ config, logger });
   const node =
     config.mode === 'vrrp'
-      ? new VrrpNode(config, { clock, logger, vipPort, announcer, metrics })
-      : new CoordNode(config, { clock, logger, vipPort, announcer, version: VERSION, metrics });
+      ? new VrrpNode(config, {
+          clock,
+          logger,
+          vipPort,
+          announcer,
+          metrics,
+          onTransition: (group, t) => {
+            const state = t.to === 'master' ? 'leader' : t.to === 'backup' ? 'follower' : 'stop';
+            hooks?.notify(group, state, t.reason, null);
+          },
+        })
+      : new CoordNode(config, {
+          clock,
+          logger,
+          vipPort,
+          announcer,
+          version: VERSION,
+          metrics,
+          onFact: (f) => {
+            if (f.type === 'vipClaimed') hooks?.notify(f.group, 'leader', 'vip claimed', f.epoch);
+            if (f.type === 'transitioned' && f.from === 'leader' && f.to === 'follower') {
+              hooks?.notify(f.group, 'follower', f.reason, null);
+            }
+          },
+        });
+  const tracker =
+    node instanceof CoordNode
+      ? attachHealth({
+          config,
+          target: node,
+          clock,
+          logger,
+          metrics,
+          onFault: (group, fault, reasons) =>
+            hooks?.notify(group, fault ? 'fault' : 'follower', reasons.join('; ') || 'checks pass', null),
+        })
+      : undefined;
+  if (node instanceof VrrpNode && (config.track.scripts.length > 0 || config.track.interfaces.length > 0)) {
+    logger.warn('track scripts and interfaces are not applied in VRRP mode yet; they are ignored');
+  }
   const servers: Server[] = [];
   if (args.metrics !== undefined) servers.push(await serveMetrics(metrics, args.metrics, logger));
 
@@ -152,8 +244,18 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
       });
     });
   });
+  for (const g of config.groups) hooks?.notify(g.name, 'follower', 'started', null);
+  tracker?.start();
   await node.start();
   const code = await done;
+  tracker?.stop();
+  for (const g of config.groups) hooks?.notify(g.name, 'stop', 'stopping', null);
+  if (hooks !== undefined) {
+    await Promise.race([
+      hooks.runner.drain(),
+      new Promise((r) => setTimeout(r, config.notify.timeoutMs + 1000)),
+    ]);
+  }
   for (const s of servers) s.close();
   if (controlPath !== '') rmSync(controlPath, { force: true });
   vipPort.close();

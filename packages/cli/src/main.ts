@@ -111,6 +111,45 @@ export async function main(argv: string[]): Promise<number> {
             type: 'string',
             describe: 'VRRP mode, v2 only: simple password (at most 8 bytes)',
           })
+          .option('track-script', {
+            type: 'string',
+            array: true,
+            describe: 'health check command (repeatable; run without a shell, exit 0 = healthy)',
+          })
+          .option('track-weight', {
+            type: 'number',
+            array: true,
+            describe: 'priority change of the track script in the same position (none: failing = FAULT)',
+          })
+          .option('track-interval', {
+            type: 'number',
+            describe: 'seconds between runs of each track script [default: 2]',
+          })
+          .option('track-timeout', {
+            type: 'number',
+            describe: 'seconds before a track script counts as failed and is killed [default: 2]',
+          })
+          .option('track-rise', { type: 'number', describe: 'successes needed to turn healthy [default: 2]' })
+          .option('track-fall', { type: 'number', describe: 'failures needed to turn failed [default: 2]' })
+          .option('track-interface', {
+            type: 'string',
+            array: true,
+            describe: 'interface whose link/carrier loss puts the node in FAULT (repeatable)',
+          })
+          .option('notify', {
+            type: 'string',
+            describe: 'command run on every transition (env COORD_STATE, COORD_GROUP, …)',
+          })
+          .option('notify-leader', { type: 'string', describe: 'command run when this node holds the VIP' })
+          .option('notify-follower', {
+            type: 'string',
+            describe: 'command run when this node becomes a follower',
+          })
+          .option('notify-fault', {
+            type: 'string',
+            describe: 'command run when a check puts the node in FAULT',
+          })
+          .option('notify-stop', { type: 'string', describe: 'command run when coord stops' })
           .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on ADDR:PORT (/metrics)' })
           .option('control-socket', {
             type: 'string',

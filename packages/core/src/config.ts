@@ -72,6 +72,31 @@ const groupSchema = z
   })
   .strict();
 
+const trackScriptSchema = z
+  .object({
+    name: name('track script name').optional(),
+    /** Program and arguments, split without a shell (quotes allowed; pipes and variables are refused). */
+    command: z.string().min(1, 'command must not be empty').max(1024, 'command is too long'),
+    interval: seconds('interval', 0.1, 3600).default(2),
+    timeout: seconds('timeout', 0.1, 600).default(2),
+    rise: z.number().int().min(1).max(100).default(2),
+    fall: z.number().int().min(1).max(100).default(2),
+    /** Added to the priority while failing (negative) or while passing (positive); none = FAULT when failing. */
+    weight: z.number().int().min(-254).max(254).optional(),
+  })
+  .strict();
+
+const notifySchema = z
+  .object({
+    any: z.string().min(1).optional(),
+    leader: z.string().min(1).optional(),
+    follower: z.string().min(1).optional(),
+    fault: z.string().min(1).optional(),
+    stop: z.string().min(1).optional(),
+    timeout: seconds('notify.timeout', 0.1, 600).default(10),
+  })
+  .strict();
+
 /** The node config: the YAML file and the flags both end up here. */
 export const nodeConfigSchema = z
   .object({
@@ -87,6 +112,31 @@ export const nodeConfigSchema = z
       .default(1),
     logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
     groups: z.array(groupSchema).min(1, 'configure at least one group (--interface and --vip)'),
+    track: z
+      .object({
+        scripts: z.array(trackScriptSchema).default([]),
+        interfaces: z
+          .array(
+            z
+              .object({ name: interfaceName, weight: z.number().int().min(-254).max(254).optional() })
+              .strict(),
+          )
+          .default([]),
+      })
+      .strict()
+      .default({ scripts: [], interfaces: [] }),
+    notify: notifySchema.default({ timeout: 10 }),
+    /** HAProxy driven from etcd (etcd mode): where to write the rendered config, and the node-local base. */
+    haproxy: z
+      .object({
+        config: z.string().min(1),
+        base: z.string().min(1).optional(),
+        bin: z.string().min(1).default('/usr/sbin/haproxy'),
+        runDir: z.string().min(1).default('/run/coord/haproxy'),
+        nonlocalBind: z.enum(['set', 'require', 'ignore']).default('set'),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -113,6 +163,33 @@ export interface GroupSettings {
   readonly vrrp: GroupVrrpSettings | undefined;
 }
 
+export interface TrackScriptSettings {
+  readonly name: string;
+  readonly command: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly rise: number;
+  readonly fall: number;
+  readonly weight: number | undefined;
+}
+
+export interface NotifySettings {
+  readonly any: string | undefined;
+  readonly leader: string | undefined;
+  readonly follower: string | undefined;
+  readonly fault: string | undefined;
+  readonly stop: string | undefined;
+  readonly timeoutMs: number;
+}
+
+export interface HaproxySettings {
+  readonly config: string;
+  readonly base: string | undefined;
+  readonly bin: string;
+  readonly runDir: string;
+  readonly nonlocalBind: 'set' | 'require' | 'ignore';
+}
+
 export interface NodeConfig {
   readonly mode: 'etcd' | 'vrrp';
   readonly etcd: readonly string[];
@@ -121,6 +198,12 @@ export interface NodeConfig {
   readonly ttlSec: number;
   readonly logLevel: 'error' | 'warn' | 'info' | 'debug';
   readonly groups: readonly GroupSettings[];
+  readonly track: {
+    readonly scripts: readonly TrackScriptSettings[];
+    readonly interfaces: readonly { readonly name: string; readonly weight: number | undefined }[];
+  };
+  readonly notify: NotifySettings;
+  readonly haproxy: HaproxySettings | undefined;
 }
 
 const HINTS: Record<string, string> = {
@@ -244,6 +327,29 @@ export function validateNodeConfig(
           : undefined,
     };
   });
+  const scriptNames = new Set<string>();
+  const scripts: TrackScriptSettings[] = c.track.scripts.map((t, i) => {
+    const nm = t.name ?? `script${i + 1}`;
+    if (scriptNames.has(nm))
+      issues.push({ path: `track.scripts[${i}].name`, message: `track script "${nm}" is defined twice` });
+    scriptNames.add(nm);
+    return {
+      name: nm,
+      command: t.command,
+      intervalMs: Math.round(t.interval * 1000),
+      timeoutMs: Math.round(t.timeout * 1000),
+      rise: t.rise,
+      fall: t.fall,
+      weight: t.weight,
+    };
+  });
+  if (c.haproxy !== undefined && c.mode === 'vrrp' && (c.etcd.length === 0 || c.cluster === undefined)) {
+    issues.push({
+      path: 'haproxy',
+      message: 'the HAProxy loop reads its services from etcd',
+      hint: 'add etcd endpoints and a cluster, or drop the haproxy section',
+    });
+  }
   if (issues.length > 0) return { ok: false, issues };
   return {
     ok: true,
@@ -255,6 +361,25 @@ export function validateNodeConfig(
       ttlSec: c.ttl,
       logLevel: c.logLevel,
       groups,
+      track: { scripts, interfaces: c.track.interfaces.map((x) => ({ name: x.name, weight: x.weight })) },
+      notify: {
+        any: c.notify.any,
+        leader: c.notify.leader,
+        follower: c.notify.follower,
+        fault: c.notify.fault,
+        stop: c.notify.stop,
+        timeoutMs: Math.round(c.notify.timeout * 1000),
+      },
+      haproxy:
+        c.haproxy === undefined
+          ? undefined
+          : {
+              config: c.haproxy.config,
+              base: c.haproxy.base,
+              bin: c.haproxy.bin,
+              runDir: c.haproxy.runDir,
+              nonlocalBind: c.haproxy.nonlocalBind,
+            },
     },
   };
 }

@@ -1,0 +1,119 @@
+import type { Clock, Logger, NodeConfig } from '@coord/core';
+import { watchLinks } from '@coord/vip';
+import { createHookRunner, type HookRunner, type HookState } from './hooks.js';
+import type { Metrics } from './metrics.js';
+import { parseCommand } from './runner.js';
+import { createTracker, effectivePriority, type Tracker } from './track.js';
+
+/** What health tracking needs from a node: publish a group's effective priority (0 = fault). */
+export interface PriorityTarget {
+  setEffectivePriority(group: string, priority: number): void;
+}
+
+/**
+ * Track scripts and interfaces (one tracker for the node) and turn their verdicts into each group's effective
+ * priority: weights move it, a failing check without weight puts the group in FAULT (priority 0).
+ */
+export function attachHealth(opts: {
+  config: NodeConfig;
+  target: PriorityTarget;
+  clock: Clock;
+  logger: Logger;
+  metrics?: Metrics;
+  onFault?: (group: string, fault: boolean, reasons: readonly string[]) => void;
+}): Tracker | undefined {
+  const { config } = opts;
+  if (config.track.scripts.length === 0 && config.track.interfaces.length === 0) return undefined;
+  const log = opts.logger.child({ component: 'track' });
+  const faulted = new Map<string, boolean>();
+  const apply = () => {
+    const results = tracker.results();
+    for (const r of results) opts.metrics?.trackResult.set({ check: r.name }, r.healthy ? 1 : 0);
+    const checks = results.map((r) => ({
+      name: r.name,
+      healthy: r.healthy,
+      ...(r.weight === undefined ? {} : { weight: r.weight }),
+    }));
+    for (const g of config.groups) {
+      const o = effectivePriority(g.priority, checks);
+      opts.target.setEffectivePriority(g.name, o.fault ? 0 : o.priority);
+      if ((faulted.get(g.name) ?? false) !== o.fault) {
+        faulted.set(g.name, o.fault);
+        log.info(o.fault ? 'group faulted' : 'group recovered', { group: g.name, reasons: o.reasons });
+        opts.onFault?.(g.name, o.fault, o.reasons);
+      }
+    }
+  };
+  const tracker = createTracker({
+    scripts: config.track.scripts.map((t) => ({
+      name: t.name,
+      argv: parseCommand(t.command),
+      intervalMs: t.intervalMs,
+      timeoutMs: t.timeoutMs,
+      rise: t.rise,
+      fall: t.fall,
+      ...(t.weight === undefined ? {} : { weight: t.weight }),
+    })),
+    interfaces: config.track.interfaces.map((i) => ({
+      name: i.name,
+      ...(i.weight === undefined ? {} : { weight: i.weight }),
+    })),
+    base: config.groups[0]?.priority ?? 100,
+    clock: opts.clock,
+    logger: log,
+    links: watchLinks,
+    onChange: apply,
+  });
+  // Scripts start failed (one success from healthy): no group campaigns before its checks ran once.
+  return {
+    start() {
+      tracker.start();
+      apply();
+    },
+    stop: () => tracker.stop(),
+    current: () => tracker.current(),
+    results: () => tracker.results(),
+  };
+}
+
+/** Ordered notify hooks for a node's transitions, with the previous state remembered per group. */
+export function attachHooks(opts: { config: NodeConfig; logger: Logger }):
+  | {
+      runner: HookRunner;
+      notify(group: string, state: HookState, reason: string, epoch: number | null): void;
+    }
+  | undefined {
+  const n = opts.config.notify;
+  const hooks = {
+    ...(n.any === undefined ? {} : { any: parseCommand(n.any) }),
+    ...(n.leader === undefined ? {} : { leader: parseCommand(n.leader) }),
+    ...(n.follower === undefined ? {} : { follower: parseCommand(n.follower) }),
+    ...(n.fault === undefined ? {} : { fault: parseCommand(n.fault) }),
+    ...(n.stop === undefined ? {} : { stop: parseCommand(n.stop) }),
+  };
+  if (Object.keys(hooks).length === 0) return undefined;
+  const runner = createHookRunner({
+    hooks,
+    timeoutMs: n.timeoutMs,
+    logger: opts.logger.child({ component: 'notify' }),
+  });
+  const previous = new Map<string, HookState>();
+  return {
+    runner,
+    notify(group, state, reason, epoch) {
+      const prev = previous.get(group);
+      if (prev === state) return;
+      previous.set(group, state);
+      const g = opts.config.groups.find((x) => x.name === group);
+      runner.notify({
+        state,
+        previous: prev ?? 'init',
+        group,
+        vips: (g?.vips ?? []).map((v) => `${v.address}/${v.prefix}`),
+        node: opts.config.node,
+        epoch,
+        reason,
+      });
+    },
+  };
+}

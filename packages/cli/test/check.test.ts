@@ -1,0 +1,150 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { checkConfigFile } from '../src/check.js';
+import { buildJoinConfig } from '../src/join.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'coord-check-'));
+let n = 0;
+function file(text: string): string {
+  const p = join(dir, `c${++n}.yaml`);
+  writeFileSync(p, text);
+  return p;
+}
+
+const GOOD = `
+etcd: [http://10.0.0.2:2379]
+cluster: prod
+node: lb1
+groups:
+  - name: web
+    interface: eth0
+    vips: [10.0.0.50/24]
+    priority: 100
+  - name: api
+    interface: eth0
+    vips: [10.0.0.60/24, "2001:db8::60/64"]
+track:
+  scripts:
+    - { name: haproxy, command: "/usr/bin/pgrep -x haproxy", weight: -50 }
+  interfaces: [{ name: eth1 }]
+notify:
+  leader: "/usr/local/bin/became-leader --quiet"
+  timeout: 5
+`;
+
+describe('coord check-config', () => {
+  it('accepts the minimal shape and a full one', async () => {
+    const minimal = await checkConfigFile(
+      file(
+        'etcd: [http://10.0.0.2:2379]\ncluster: prod\nnode: lb1\ngroups:\n  - name: web\n    interface: eth0\n    vips: [10.0.0.50/24]\n    priority: 100\n',
+      ),
+    );
+    expect(minimal.issues).toEqual([]);
+    const full = await checkConfigFile(file(GOOD));
+    expect(full.issues).toEqual([]);
+    expect(full.config?.groups.map((g) => g.name)).toEqual(['web', 'api']);
+    expect(full.config?.track.scripts[0]).toMatchObject({ name: 'haproxy', weight: -50, rise: 2, fall: 2 });
+  });
+
+  it('accepts the shipped example config', async () => {
+    const example = fileURLToPath(new URL('../../../deploy/coord.example.yaml', import.meta.url));
+    expect((await checkConfigFile(example)).issues).toEqual([]);
+  });
+
+  it.each([
+    [
+      'the same VIP in two groups',
+      GOOD.replace('[10.0.0.60/24,', '[10.0.0.50/24,'),
+      'groups[1].vips[0]',
+      /configured twice/,
+    ],
+    [
+      'a VIP without prefix',
+      GOOD.replace('10.0.0.50/24', '10.0.0.50'),
+      'groups[0].vips[0]',
+      /no prefix length/,
+    ],
+    ['priority out of range', GOOD.replace('priority: 100', 'priority: 300'), 'groups[0].priority', /1-254/],
+    [
+      'priority 255 outside VRRP mode',
+      GOOD.replace('priority: 100', 'priority: 255'),
+      'groups[0].priority',
+      /VRRP mode/,
+    ],
+    ['an unknown key', GOOD.replace('cluster: prod', 'cluster: prod\nclustr: x'), '(top)', /clustr/],
+    [
+      'a shell pipe in a track script',
+      GOOD.replace('/usr/bin/pgrep -x haproxy', 'pgrep haproxy | wc -l'),
+      'track.scripts[0].command',
+      /./,
+    ],
+    [
+      'VRRP mode without vrid',
+      GOOD.replace('cluster: prod', 'cluster: prod\nmode: vrrp'),
+      'groups[0].vrid',
+      /virtual router id/,
+    ],
+    ['a node name with a slash', GOOD.replace('node: lb1', 'node: "lb/1"'), 'node', /letters, digits/],
+  ])('refuses %s, naming the field', async (_what, text, path, message) => {
+    const r = await checkConfigFile(file(text));
+    expect(r.config).toBeUndefined();
+    const issue = r.issues.find((i) => i.path === path);
+    expect(issue, JSON.stringify(r.issues)).toBeDefined();
+    expect(issue?.message).toMatch(message);
+  });
+
+  it('checks VRRP settings too (v2 whole-second adverts, 8-byte passwords)', async () => {
+    const vrrp = `mode: vrrp\nnode: lb1\ngroups:\n  - name: web\n    interface: eth0\n    vips: [10.0.0.50/24]\n    vrid: 51\n    vrrpVersion: 2\n    advertInt: 0.5\n    authPass: "far-too-long"\n`;
+    const r = await checkConfigFile(file(vrrp));
+    expect(r.issues.map((i) => i.path).sort()).toEqual(['groups[0].advert-int', 'groups[0].auth-pass']);
+  });
+
+  it('reports YAML syntax errors as config errors', async () => {
+    await expect(checkConfigFile(file('groups: [\n  - name'))).rejects.toMatchObject({
+      code: 'ERR_COORD_CONFIG',
+    });
+  });
+});
+
+describe('coord join flags', () => {
+  it('merge over the file: flags win, --priority applies to every group', async () => {
+    const c = await buildJoinConfig({ config: file(GOOD), priority: 120, node: 'lb2' });
+    expect(c.node).toBe('lb2');
+    expect(c.groups.map((g) => g.priority)).toEqual([120, 120]);
+  });
+
+  it('define one group from --interface/--vip, with track flags by position', async () => {
+    const c = await buildJoinConfig({
+      etcd: ['http://10.0.0.2:2379,http://10.0.0.3:2379'],
+      cluster: 'prod',
+      node: 'lb1',
+      interface: 'eth0',
+      vip: ['10.0.0.50/24'],
+      trackScript: ['/usr/bin/true', '/usr/bin/false'],
+      trackWeight: [-10],
+      notifyFault: '/usr/local/bin/page-me',
+    });
+    expect(c.etcd).toEqual(['http://10.0.0.2:2379', 'http://10.0.0.3:2379']);
+    expect(c.groups).toHaveLength(1);
+    expect(c.track.scripts.map((s) => s.weight)).toEqual([-10, undefined]);
+    expect(c.notify.fault).toBe('/usr/local/bin/page-me');
+  });
+
+  it('refuse a bad endpoint with a hint', async () => {
+    await expect(
+      buildJoinConfig({
+        etcd: ['10.0.0.2:2379'],
+        cluster: 'p',
+        node: 'a',
+        interface: 'eth0',
+        vip: ['10.0.0.5/24'],
+      }),
+    ).rejects.toMatchObject({
+      code: 'ERR_COORD_CONFIG',
+      hint: expect.stringMatching(/http:\/\//) as unknown,
+    });
+  });
+});
