@@ -1,7 +1,8 @@
 /**
  * The VRRP runner: feeds received adverts and timers into the pure {@link step} and turns its effects into I/O
  * (adverts through a {@link VrrpTransport}, VIPs through a {@link VipPort}, timers through the `Clock`).
- * Effects run strictly in order on one queue, so "priority 0 sent, then VIPs released" holds on the wire.
+ * Adverts and VIP changes each run in order on their own queue; a VIP change also waits for the adverts queued
+ * before it, so "priority 0 sent, then VIPs released" holds on the wire, and a slow VIP port never delays adverts.
  */
 import { errorMessage, type Clock, type Logger } from '@coord/core';
 import { decode, encode, type DropReason, type VrrpPacket } from './codec.js';
@@ -99,7 +100,11 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
   let state = initialState(config);
   let timer: ReturnType<Clock['setTimeout']> | undefined;
   let running = false;
-  let queue: Promise<void> = Promise.resolve();
+  // Two ordered queues: adverts never wait for a slow VIP change (a GARP can take a second, longer than a
+  // Backup's Master_Down_Interval at advert 0.1 s), while a VIP change waits for the adverts queued before it
+  // (so priority 0 is on the wire before the VIPs go).
+  let adverts: Promise<void> = Promise.resolve();
+  let vipChanges: Promise<void> = Promise.resolve();
   const counters: VrrpCounters = {
     advertsSent: 0,
     advertsReceived: 0,
@@ -168,14 +173,15 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
         timer = undefined;
         return;
       case 'send-advert':
-        queue = queue.then(() => sendAdvert(effect.priority));
+        adverts = adverts.then(() => sendAdvert(effect.priority));
         return;
       case 'claim-vips':
-        queue = queue.then(() => vipCall('claim'));
+      case 'release-vips': {
+        const action = effect.type === 'claim-vips' ? 'claim' : 'release';
+        const before = adverts;
+        vipChanges = vipChanges.then(() => before).then(() => vipCall(action));
         return;
-      case 'release-vips':
-        queue = queue.then(() => vipCall('release'));
-        return;
+      }
       case 'notify': {
         counters.transitions++;
         const t: VrrpTransition = { from: effect.from, to: effect.to, reason: effect.reason };
@@ -226,7 +232,7 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
         dispatch({ type: 'shutdown', now: clock.now() });
         running = false;
       }
-      await queue;
+      await Promise.all([adverts, vipChanges]);
       log.info('vrrp instance stopped', {});
     },
     state: () => state.name,

@@ -131,7 +131,9 @@ describe('createVrrpInstance', () => {
     expect(instance.state()).toBe('master');
     clock.advance(1000);
     await instance.stop();
-    expect(net.log).toEqual(['send 255', 'claim', 'send 255', 'send 0', 'release']);
+    expect(net.log[0]).toBe('send 255'); // RFC 5798 §6.4.1: advertise, then claim
+    expect(net.log.filter((l) => l === 'claim')).toHaveLength(1);
+    expect(net.log.slice(-2)).toEqual(['send 0', 'release']);
     expect(clock.pendingTimers).toBe(0);
   });
 
@@ -288,5 +290,42 @@ describe('classifyIpv4 (raw socket input)', () => {
       reason: 'bad-ip-header',
     });
     expect(classifyIpv4(Buffer.alloc(3), '10.0.0.2')).toEqual({ ok: false, reason: 'bad-ip-header' });
+  });
+});
+
+describe('a slow VIP port', () => {
+  it('never delays adverts (a 1 s GARP would let a Backup at advert 0.1 s take over)', async () => {
+    const config = loadVrrpConfig({
+      vrid: 1,
+      priority: 255,
+      advertInt: 0.1,
+      addresses: ['10.0.0.50'],
+      primaryAddress: '10.0.0.2',
+    });
+    const clock = new FakeClock();
+    const net = fakeTransport();
+    let releaseClaim: () => void = () => undefined;
+    const instance = createVrrpInstance({
+      config,
+      transport: net.transport,
+      vips: {
+        claim: () => new Promise<void>((r) => (releaseClaim = r)), // hangs until the test lets it go
+        release: () => (net.log.push('release'), Promise.resolve()),
+      },
+      clock,
+      logger: new MemoryLogger(),
+    });
+    instance.start();
+    for (let i = 0; i < 10; i++) {
+      clock.advance(100);
+      await flush();
+    }
+    expect(net.sent).toHaveLength(11);
+    const stopping = instance.stop();
+    await flush();
+    expect(net.log.at(-1)).toBe('send 0');
+    releaseClaim();
+    await stopping;
+    expect(net.log.at(-1)).toBe('release');
   });
 });
