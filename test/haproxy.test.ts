@@ -199,6 +199,18 @@ describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
     expect(await get(2)).toMatchObject({ ok: 2, failed: 0 });
   });
 
+  it('starts a new master when the old one died behind its back, even for an unchanged model', async () => {
+    const sock = join(options.runDir, 'master.sock');
+    const before = await showProc(sock);
+    if (!before.ok) throw new Error(before.reason);
+    for (const pid of [before.proc.master.pid, ...before.proc.workers.map((w) => w.pid)])
+      process.kill(pid, 'SIGKILL');
+    const r = await driver.apply([web(2)], { revision: 7 });
+    expect(r.result, r.error).toBe('applied');
+    expect(driver.status().masterPid).not.toBe(before.proc.master.pid);
+    expect(await get(2)).toMatchObject({ ok: 2, failed: 0 });
+  });
+
   it('debounces a burst of 500 changes into a few reloads, ending at the last one', async () => {
     const reloadsBefore = driver.status().reloads;
     const results: Promise<unknown>[] = [];

@@ -7,7 +7,7 @@ import {
   serializeService,
   type ServiceInput,
 } from '../src/index.js';
-import { serviceKey, serviceNameFromKey, servicesPrefix } from '../src/index.js';
+import { decodeServiceEntries, serviceKey, serviceNameFromKey, servicesPrefix } from '../src/index.js';
 
 const good: ServiceInput = {
   name: 'web',
@@ -168,5 +168,48 @@ describe('etcd key layout', () => {
     expect(serviceNameFromKey('prod', servicesPrefix('prod') + 'web')).toBe('web');
     expect(serviceNameFromKey('prod', '/coord/other/services/web')).toBeUndefined();
     expect(serviceNameFromKey('prod', '/coord/prod/services/a/b')).toBeUndefined();
+  });
+});
+
+describe('decodeServiceEntries', () => {
+  const key = (n: string) => serviceKey('prod', n);
+  const value = (patch: Record<string, unknown> = {}) => JSON.stringify({ ...good, ...patch });
+
+  it('decodes every valid entry by name', () => {
+    const r = decodeServiceEntries('prod', [
+      { key: key('web'), value: value() },
+      {
+        key: key('api'),
+        value: Buffer.from(value({ name: 'api', binds: [{ address: '10.0.0.51', port: 80 }] })),
+      },
+    ]);
+    expect([...r.services.keys()].sort()).toEqual(['api', 'web']);
+    expect(r.errors).toEqual([]);
+  });
+
+  it('keeps the last good version of a service whose new value is garbage, and reports it', () => {
+    const first = decodeServiceEntries('prod', [{ key: key('web'), value: value() }]);
+    const r = decodeServiceEntries(
+      'prod',
+      [{ key: key('web'), value: '{"name":"web","binds":"\n listen x"}' }],
+      first.services,
+    );
+    expect(r.services.get('web')).toEqual(first.services.get('web'));
+    expect(r.errors).toMatchObject([{ key: key('web'), keptPrevious: true }]);
+  });
+
+  it('refuses a value filed under another name and a key that is not a service key', () => {
+    const r = decodeServiceEntries('prod', [
+      { key: key('api'), value: value() },
+      { key: '/coord/prod/services/bad name', value: value() },
+    ]);
+    expect(r.services.size).toBe(0);
+    expect(r.errors.map((e) => e.keptPrevious)).toEqual([false, false]);
+    expect(r.errors[0]?.errors[0]?.message).toMatch(/stored under key "api"/);
+  });
+
+  it('treats a key missing from the read as a deleted service', () => {
+    const first = decodeServiceEntries('prod', [{ key: key('web'), value: value() }]);
+    expect(decodeServiceEntries('prod', [], first.services).services.size).toBe(0);
   });
 });
