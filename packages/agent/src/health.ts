@@ -26,7 +26,7 @@ export function attachHealth(opts: {
   if (config.track.scripts.length === 0 && config.track.interfaces.length === 0) return undefined;
   const log = opts.logger.child({ component: 'track' });
   const faulted = new Map<string, boolean>();
-  const apply = () => {
+  const apply = (announce = true) => {
     const results = tracker.results();
     for (const r of results) opts.metrics?.trackResult.set({ check: r.name }, r.healthy ? 1 : 0);
     const checks = results.map((r) => ({
@@ -39,6 +39,8 @@ export function attachHealth(opts: {
       opts.target.setEffectivePriority(g.name, o.fault ? 0 : o.priority);
       if ((faulted.get(g.name) ?? false) !== o.fault) {
         faulted.set(g.name, o.fault);
+        // At start, checks begin failed until their first run: hold the group back quietly, no hook.
+        if (!announce) continue;
         log.info(o.fault ? 'group faulted' : 'group recovered', { group: g.name, reasons: o.reasons });
         opts.onFault?.(g.name, o.fault, o.reasons);
       }
@@ -62,13 +64,13 @@ export function attachHealth(opts: {
     clock: opts.clock,
     logger: log,
     links: watchLinks,
-    onChange: apply,
+    onChange: () => apply(),
   });
   // Scripts start failed (one success from healthy): no group campaigns before its checks ran once.
   return {
     start() {
       tracker.start();
-      apply();
+      apply(false);
     },
     stop: () => tracker.stop(),
     current: () => tracker.current(),

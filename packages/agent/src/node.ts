@@ -296,7 +296,8 @@ export class CoordNode {
         this.config.groups.map((g) => [
           g.name,
           {
-            priority: g.priority,
+            // Published priority: after health checks (0 = fault), so every node elects on the same facts.
+            priority: this.effective.get(g.name) ?? g.priority,
             preempt: g.preempt,
             preemptDelayMs: g.preemptDelayMs,
             vips: g.vips.map(formatCidr),

@@ -173,7 +173,9 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
           metrics,
           onFact: (f) => {
             if (f.type === 'vipClaimed') hooks?.notify(f.group, 'leader', 'vip claimed', f.epoch);
-            if (f.type === 'transitioned' && f.from === 'leader' && f.to === 'follower') {
+            // A fault or a stop is notified as such (by the tracker / at shutdown), not as "follower".
+            const own = f.type === 'transitioned' && /^(fault|stopping)/.test(f.reason);
+            if (f.type === 'transitioned' && f.from === 'leader' && f.to === 'follower' && !own) {
               hooks?.notify(f.group, 'follower', f.reason, null);
             }
           },
