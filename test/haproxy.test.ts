@@ -17,6 +17,7 @@ import {
   type HaproxyDriverOptions,
   type Service,
   type ServiceInput,
+  unbindableAddresses,
 } from '@coord/haproxy';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -185,6 +186,37 @@ describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
     expect(await readFile(options.configPath, 'utf8')).toBe(before);
     expect(driver.status()).toMatchObject({ masterPid: pid, hash });
     expect(await get(2)).toMatchObject({ ok: 2, failed: 0 });
+  });
+
+  it('with a bind preflight, refuses the same config before HAProxy pauses its listeners', async () => {
+    const before = await readFile(options.configPath, 'utf8');
+    await driver.stop();
+    // HAProxy's namespace, described the way readBindEnvironment would describe it from inside.
+    const addrs = JSON.parse(
+      (await execa('ip', ['-n', NS, '-j', 'addr', 'show'], { timeout: 5000 })).stdout,
+    ) as {
+      addr_info: { local: string }[];
+    }[];
+    const env = {
+      nonlocalBind4: false,
+      nonlocalBind6: false,
+      localAddresses: new Set(addrs.flatMap((l) => l.addr_info.map((a) => a.local))),
+    };
+    driver = createHaproxyDriver({
+      ...options,
+      preflight: (s) => Promise.resolve(unbindableAddresses(s, env)),
+    });
+    const unbindable = web(1, {
+      binds: [
+        { address: '127.0.0.1', port: 8080 },
+        { address: '192.0.2.10', port: 80 },
+      ],
+    });
+    const r = await driver.apply([unbindable], { revision: 5 });
+    expect(r.result).toBe('invalid');
+    expect(r.error).toMatch(/192\.0\.2\.10 is not on this node/);
+    expect(r.durationMs).toBeLessThan(1000);
+    expect(await readFile(options.configPath, 'utf8')).toBe(before);
   });
 
   it('a restarted driver re-attaches to the running master instead of restarting it', async () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { CoordError, errorMessage, type Clock, type Logger } from '@coord/core';
 import { DEFAULT_DEBOUNCE, Debouncer, type DebounceConfig } from './debounce.js';
 import { installConfig, readFileOrUndefined, restoreLastGood, validateConfig } from './files.js';
-import { checkServiceSet, type Service } from './model.js';
+import { checkServiceSet, type Service, type ValidationError } from './model.js';
 import { configHash, render, validateGlobals, type RenderGlobals } from './render.js';
 import { attachMaster, reloadMaster, startMaster, stopMaster, type MasterPaths } from './supervisor.js';
 
@@ -54,6 +54,11 @@ export interface HaproxyDriverOptions {
   clock: Clock;
   globals?: RenderGlobals;
   debounce?: DebounceConfig;
+  /**
+   * Checks the model against this node before `haproxy -c` (e.g. `bindPreflight` from preflight.ts); problems make the
+   * apply 'invalid' without touching HAProxy.
+   */
+  preflight?: (services: readonly Service[]) => Promise<ValidationError[]>;
   /** Bound on `haproxy -c`, start and reload confirmation. */
   timeoutMs?: number;
 }
@@ -157,6 +162,9 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
 
     const up = await masterAlive();
     if (up && hash === appliedHash) return done('unchanged', hash);
+
+    const pre = options.preflight === undefined ? [] : await options.preflight(services);
+    if (pre.length > 0) return done('invalid', hash, pre.map((e) => `${e.path}: ${e.message}`).join('; '));
 
     const checkStarted = clock.now();
     const check = await validateConfig(text, {

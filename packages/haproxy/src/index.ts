@@ -7,3 +7,4 @@ export * from './supervisor.js';
 export * from './debounce.js';
 export * from './driver.js';
 export * from './sysctl.js';
+export * from './preflight.js';
