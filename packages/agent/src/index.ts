@@ -8,3 +8,4 @@ export * from './health.js';
 export * from './hooks.js';
 export * from './runner.js';
 export * from './track.js';
+export * from './haproxy-loop.js';

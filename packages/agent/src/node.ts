@@ -14,6 +14,7 @@ import {
 } from '@coord/etcd';
 import type { Announcer, VipPort } from '@coord/vip';
 import { GroupRunner, type GroupFact } from './group.js';
+import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
 
 export interface NodeDeps {
@@ -26,6 +27,8 @@ export interface NodeDeps {
   readonly client?: EtcdClient;
   readonly onFact?: (fact: GroupFact) => void;
   readonly metrics?: Metrics;
+  /** Keeps HAProxy in line with the services in etcd (when this node runs the HAProxy loop). */
+  readonly haproxy?: HaproxyLoop;
   /** How often the interface is compared with the desired state. */
   readonly reconcileMs?: number;
 }
@@ -43,6 +46,7 @@ export interface NodeStatus {
     vipsPresent: readonly string[];
   }[];
   readonly etcd: { connected: boolean; revision: number; staleMs: number };
+  readonly haproxy: HaproxyStatus | undefined;
   readonly at: number;
 }
 
@@ -60,6 +64,7 @@ export class CoordNode {
   private readonly log: Logger;
   private reconcileTimer: NodeJS.Timeout | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
+  private haproxyTimer: NodeJS.Timeout | null = null;
   private readonly lastLeaderEpoch = new Map<string, number>();
   private present = new Map<string, Set<string>>();
   private stopped = false;
@@ -129,7 +134,10 @@ export class CoordNode {
       prefix: this.keys.prefix,
       clock: deps.clock,
       logger: this.log,
-      onChange: (change, view) => this.onView(change.deletes, view),
+      onChange: (change, view) => {
+        this.onView(change.deletes, view);
+        deps.haproxy?.onView(change.revision, [...change.puts, ...change.deletes], view, change.resync);
+      },
     });
   }
 
@@ -141,6 +149,10 @@ export class CoordNode {
     const reconcileMs = this.deps.reconcileMs ?? 500;
     this.reconcileTimer = setInterval(() => void this.reconcile(), reconcileMs);
     this.statusTimer = setInterval(() => void this.publishStatus(), 2000);
+    if (this.deps.haproxy !== undefined) {
+      const loop = this.deps.haproxy;
+      this.haproxyTimer = setInterval(() => loop.recheck(), 10_000);
+    }
     this.log.info('node started', {
       groups: this.config.groups.map((g) => ({
         name: g.name,
@@ -158,6 +170,7 @@ export class CoordNode {
     this.stopped = true;
     if (this.reconcileTimer !== null) clearInterval(this.reconcileTimer);
     if (this.statusTimer !== null) clearInterval(this.statusTimer);
+    if (this.haproxyTimer !== null) clearInterval(this.haproxyTimer);
     for (const g of this.groups) g.dispatch({ type: 'stop', now: this.deps.clock.now() });
     await Promise.race([
       Promise.all(this.groups.map((g) => g.settle())),
@@ -193,8 +206,14 @@ export class CoordNode {
         revision: health.revision,
         staleMs: Math.round(this.deps.clock.now() - health.lastHeardAt),
       },
+      haproxy: this.deps.haproxy?.status,
       at: this.deps.clock.wallNow(),
     };
+  }
+
+  /** Publish this node's status now (e.g. right after an HAProxy apply), not at the next 2 s tick. */
+  publishNow(): void {
+    void this.publishStatus();
   }
 
   /**

@@ -7,12 +7,14 @@ import {
   attachHooks,
   CoordNode,
   DEFAULT_CONTROL_SOCKET,
+  HaproxyLoop,
   Metrics,
   serveMetrics,
   startControlServer,
   VrrpNode,
 } from '@coord/agent';
 import { parseEndpoints } from '@coord/etcd';
+import { bindPreflight, checkNonlocalBind, createHaproxyDriver, type HaproxyDriver } from '@coord/haproxy';
 import { createAnnouncer, createNetlinkVipPort } from '@coord/vip';
 import { createLogger } from './logging.js';
 import { VERSION } from './version.js';
@@ -44,6 +46,10 @@ export interface JoinArgs {
   notifyFollower?: string | undefined;
   notifyFault?: string | undefined;
   notifyStop?: string | undefined;
+  haproxyConfig?: string | undefined;
+  haproxyBase?: string | undefined;
+  haproxyBin?: string | undefined;
+  haproxyRunDir?: string | undefined;
   vrid?: number | undefined;
   advertInt?: number | undefined;
   vrrpVersion?: number | undefined;
@@ -90,6 +96,30 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
         ? {}
         : { interfaces: args.trackInterface.map((name) => ({ name })) }),
     };
+  }
+  if (args.haproxyConfig !== undefined) {
+    const fileHaproxy = (
+      typeof raw.haproxy === 'object' && raw.haproxy !== null ? raw.haproxy : {}
+    ) as Record<string, unknown>;
+    raw.haproxy = {
+      ...fileHaproxy,
+      config: args.haproxyConfig,
+      ...(args.haproxyBase === undefined ? {} : { base: args.haproxyBase }),
+      ...(args.haproxyBin === undefined ? {} : { bin: args.haproxyBin }),
+      ...(args.haproxyRunDir === undefined ? {} : { runDir: args.haproxyRunDir }),
+    };
+  } else if (
+    args.haproxyBase !== undefined ||
+    args.haproxyBin !== undefined ||
+    args.haproxyRunDir !== undefined
+  ) {
+    throw new CoordError(
+      'ERR_COORD_CONFIG',
+      '--haproxy-base/--haproxy-bin/--haproxy-run-dir need --haproxy-config',
+      {
+        hint: 'pass --haproxy-config PATH (where coord writes the rendered HAProxy config)',
+      },
+    );
   }
   const notifyFlags: Record<string, string | undefined> = {
     any: args.notify,
@@ -151,6 +181,35 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
   const vipPort = createNetlinkVipPort({ logger });
   const announcer = createAnnouncer({ logger });
   const hooks = attachHooks({ config, logger });
+  let haproxyLoop: HaproxyLoop | undefined;
+  let haproxyDriver: HaproxyDriver | undefined;
+  let publish: (() => void) | undefined;
+  if (config.haproxy !== undefined && config.mode === 'etcd') {
+    const h = config.haproxy;
+    const nonlocal = await checkNonlocalBind({ mode: h.nonlocalBind });
+    if (nonlocal.changed)
+      logger.info('set net.ipv4.ip_nonlocal_bind=1 so HAProxy can bind VIPs this node does not hold');
+    const driver = createHaproxyDriver({
+      configPath: h.config,
+      ...(h.base === undefined ? {} : { basePath: h.base }),
+      haproxyBin: h.bin,
+      runDir: h.runDir,
+      logger,
+      clock,
+      preflight: bindPreflight,
+    });
+    haproxyDriver = driver;
+    haproxyLoop = new HaproxyLoop({
+      cluster: config.cluster ?? 'default',
+      driver,
+      clock,
+      logger,
+      metrics,
+      onApplied: () => publish?.(),
+    });
+  } else if (config.haproxy !== undefined) {
+    logger.warn('the HAProxy loop runs in etcd mode only for now; the haproxy settings are ignored');
+  }
   const node =
     config.mode === 'vrrp'
       ? new VrrpNode(config, {
@@ -171,6 +230,7 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
           announcer,
           version: VERSION,
           metrics,
+          ...(haproxyLoop === undefined ? {} : { haproxy: haproxyLoop }),
           onFact: (f) => {
             if (f.type === 'vipClaimed') hooks?.notify(f.group, 'leader', 'vip claimed', f.epoch);
             // A fault or a stop is notified as such (by the tracker / at shutdown), not as "follower".
@@ -180,6 +240,7 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
             }
           },
         });
+  if (node instanceof CoordNode) publish = () => node.publishNow();
   const tracker =
     node instanceof CoordNode
       ? attachHealth({
@@ -250,6 +311,8 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
   tracker?.start();
   await node.start();
   const code = await done;
+  // HAProxy itself keeps running: a coord restart must not interrupt traffic.
+  await haproxyDriver?.stop();
   tracker?.stop();
   for (const g of config.groups) hooks?.notify(g.name, 'stop', 'stopping', null);
   if (hooks !== undefined) {

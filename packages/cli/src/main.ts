@@ -3,6 +3,7 @@ import { CoordError, errorMessage, isCoordError } from '@coord/core';
 import { controlRequest, DEFAULT_CONTROL_SOCKET } from '@coord/agent';
 import { checkConfigFile, formatIssues, summarize } from './check.js';
 import { runJoin } from './join.js';
+import { formatServiceList, serverRm, serverSet, serviceList, serviceRm, serviceSet } from './services.js';
 import { formatClusterStatus, readClusterStatus } from './status.js';
 import { VERSION } from './version.js';
 
@@ -42,7 +43,10 @@ export async function main(argv: string[]): Promise<number> {
     .version(VERSION)
     .strict()
     .recommendCommands()
-    .demandCommand(1, 'name a command: coord join | status | reload-config | check-config (see coord --help)')
+    .demandCommand(
+      1,
+      'name a command: join | status | service | server | reload-config | check-config (see coord --help)',
+    )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
     )
@@ -150,6 +154,20 @@ export async function main(argv: string[]): Promise<number> {
             describe: 'command run when a check puts the node in FAULT',
           })
           .option('notify-stop', { type: 'string', describe: 'command run when coord stops' })
+          .option('haproxy-config', {
+            type: 'string',
+            describe:
+              'run the HAProxy loop: render the services in etcd to this file and keep HAProxy serving them',
+          })
+          .option('haproxy-base', {
+            type: 'string',
+            describe: 'node-local HAProxy config included in every render (never from etcd)',
+          })
+          .option('haproxy-bin', { type: 'string', describe: 'HAProxy binary [default: /usr/sbin/haproxy]' })
+          .option('haproxy-run-dir', {
+            type: 'string',
+            describe: 'master socket, pidfile and HAProxy log [default: /run/coord/haproxy]',
+          })
           .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on ADDR:PORT (/metrics)' })
           .option('control-socket', {
             type: 'string',
@@ -202,6 +220,97 @@ export async function main(argv: string[]): Promise<number> {
         const s = await readClusterStatus(a.etcd, a.cluster);
         process.stdout.write(a.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatClusterStatus(s)}\n`);
       },
+    )
+    .command('service', 'manage the HAProxy services every node serves (stored in etcd)', (y) =>
+      withEtcd(y)
+        .command(
+          'set <name>',
+          'create or update a service (its servers are kept)',
+          (z) =>
+            z
+              .positional('name', { type: 'string', demandOption: true })
+              .option('bind', {
+                type: 'string',
+                array: true,
+                demandOption: true,
+                describe: 'ADDR:PORT to listen on (repeatable)',
+              })
+              .option('mode', { type: 'string', choices: ['http', 'tcp'], describe: '[default: http]' })
+              .option('balance', {
+                type: 'string',
+                choices: ['roundrobin', 'leastconn', 'source'],
+                describe: '[default: roundrobin]',
+              })
+              .option('check', { type: 'boolean', describe: 'health-check the servers' })
+              .option('maxconn', { type: 'number', describe: 'connection limit of the frontend' })
+              .example('coord service set web --bind 10.0.0.50:80 --balance leastconn --check', ''),
+          async (a) => {
+            const rev = await serviceSet(a);
+            process.stdout.write(
+              rev === 0 ? `service ${a.name} unchanged\n` : `service ${a.name} set (etcd revision ${rev})\n`,
+            );
+          },
+        )
+        .command(
+          'rm <name>',
+          'remove a service',
+          (z) => z.positional('name', { type: 'string', demandOption: true }),
+          async (a) => {
+            process.stdout.write(
+              (await serviceRm(a)) ? `service ${a.name} removed\n` : `no service ${a.name}\n`,
+            );
+          },
+        )
+        .command(
+          'list',
+          'list services and their servers (and any value the agents refuse)',
+          (z) => z.option('json', { type: 'boolean', default: false }),
+          async (a) => {
+            const l = await serviceList(a);
+            process.stdout.write(a.json ? `${JSON.stringify(l, null, 2)}\n` : `${formatServiceList(l)}\n`);
+          },
+        )
+        .demandCommand(1, 'name a subcommand: set | rm | list'),
+    )
+    .command('server', 'manage the servers of a service', (y) =>
+      withEtcd(y)
+        .command(
+          'set <service> <name> <address>',
+          'add or update a server (ADDR:PORT)',
+          (z) =>
+            z
+              .positional('service', { type: 'string', demandOption: true })
+              .positional('name', { type: 'string', demandOption: true })
+              .positional('address', { type: 'string', demandOption: true, describe: 'ADDR:PORT' })
+              .option('weight', { type: 'number', describe: '0-256 [default: 1]' })
+              .option('backup', { type: 'boolean', describe: 'only used when no other server is up' })
+              .option('disabled', { type: 'boolean', describe: 'keep it configured but send it nothing' })
+              .example('coord server set web app1 10.0.1.11:8080 --weight 10', ''),
+          async (a) => {
+            const rev = await serverSet(a);
+            process.stdout.write(
+              rev === 0
+                ? `server ${a.name} unchanged\n`
+                : `server ${a.service}/${a.name} set (etcd revision ${rev})\n`,
+            );
+          },
+        )
+        .command(
+          'rm <service> <name>',
+          'remove a server',
+          (z) =>
+            z
+              .positional('service', { type: 'string', demandOption: true })
+              .positional('name', { type: 'string', demandOption: true }),
+          async (a) => {
+            process.stdout.write(
+              (await serverRm(a))
+                ? `server ${a.service}/${a.name} removed\n`
+                : `no server ${a.service}/${a.name}\n`,
+            );
+          },
+        )
+        .demandCommand(1, 'name a subcommand: set | rm'),
     )
     .command(
       'reload-config',

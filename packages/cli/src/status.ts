@@ -1,5 +1,6 @@
 import { clusterKeys, createEtcdClient, parseEndpoints, parseJson, readPrefix } from '@coord/etcd';
-import type { NodeStatus } from '@coord/agent';
+import { modelFingerprint, type NodeStatus } from '@coord/agent';
+import { decodeServiceEntries } from '@coord/haproxy';
 
 export interface ClusterStatus {
   readonly cluster: string;
@@ -10,7 +11,11 @@ export interface ClusterStatus {
     groups: Record<string, { priority: number; preempt: boolean }>;
     lastSeenMsAgo: number | null;
     version: string;
+    /** The node's HAProxy loop, if it runs one; `converged` = it serves the model now in etcd. */
+    haproxy: { result: string; revision: number; converged: boolean; error?: string; refused: number } | null;
   }[];
+  /** Fingerprint of the service model in etcd now (what every node should serve). */
+  readonly model: { fingerprint: string; services: number; invalid: number };
   readonly groups: {
     name: string;
     holder: string | null;
@@ -37,6 +42,15 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
       if (key.startsWith(keys.statuses))
         statuses.set(key.slice(keys.statuses.length), parsed.value as NodeStatus);
     }
+    const serviceEntries = [...entries]
+      .filter(([k]) => k.startsWith(keys.services))
+      .map(([key, value]) => ({ key, value }));
+    const decoded = decodeServiceEntries(cluster, serviceEntries);
+    const model = {
+      fingerprint: modelFingerprint([...decoded.services.values()]),
+      services: decoded.services.size,
+      invalid: decoded.errors.length,
+    };
     const now = Date.now();
     for (const [key, value] of entries) {
       if (!key.startsWith(keys.members)) continue;
@@ -57,12 +71,24 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
         groupVips.set(g, set);
       }
       const st = statuses.get(node);
+      const h = st?.haproxy;
       members.push({
         node,
         alive: true,
         groups,
         lastSeenMsAgo: st === undefined ? null : Math.max(0, now - st.at),
         version: m.version ?? '',
+        haproxy:
+          h === undefined || h === null
+            ? null
+            : {
+                result: h.result,
+                revision: h.revision,
+                converged:
+                  h.model === model.fingerprint && (h.result === 'applied' || h.result === 'unchanged'),
+                refused: h.refused.length,
+                ...(h.error === undefined ? {} : { error: h.error }),
+              },
       });
     }
     for (const key of entries.keys()) {
@@ -88,7 +114,7 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
       return { name, holder, epoch: leader?.createRevision ?? null, vips, vipLocations };
     });
     members.sort((a, b) => a.node.localeCompare(b.node));
-    return { cluster, revision, members, groups };
+    return { cluster, revision, members, groups, model };
   } finally {
     client.close();
   }
@@ -105,6 +131,24 @@ export function formatClusterStatus(s: ClusterStatus): string {
     const seen =
       m.lastSeenMsAgo === null ? 'no status yet' : `last seen ${(m.lastSeenMsAgo / 1000).toFixed(1)} s ago`;
     lines.push(`  ${m.node.padEnd(16)} alive  priority ${prio.padEnd(20)} ${seen}`);
+  }
+  const withHaproxy = s.members.filter((m) => m.haproxy !== null);
+  if (withHaproxy.length > 0 || s.model.services > 0) {
+    lines.push(
+      '',
+      `HAPROXY  model ${s.model.fingerprint} (${s.model.services} service${s.model.services === 1 ? '' : 's'}${s.model.invalid > 0 ? `, ${s.model.invalid} refused value(s)` : ''})`,
+    );
+    for (const m of s.members) {
+      const h = m.haproxy;
+      if (h === null) {
+        lines.push(`  ${m.node.padEnd(16)} (no HAProxy loop)`);
+        continue;
+      }
+      const state = h.converged ? 'serves the current model' : 'NOT CONVERGED';
+      lines.push(
+        `  ${m.node.padEnd(16)} ${state}  last apply ${h.result} at revision ${h.revision}${h.error === undefined ? '' : `  error: ${h.error}`}`,
+      );
+    }
   }
   lines.push('', 'GROUPS');
   if (s.groups.length === 0) lines.push('  (none)');

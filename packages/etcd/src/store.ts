@@ -1,4 +1,5 @@
 import type { Etcd3 } from 'etcd3';
+import { CoordError } from '@coord/core';
 import { etcdError } from './client.js';
 import type { ClusterKeys } from './keys.js';
 
@@ -124,4 +125,42 @@ export async function readPrefix(
   } catch (e) {
     throw etcdError(`reading ${prefix}`, e);
   }
+}
+
+/**
+ * Read-modify-write of one JSON key, safe against concurrent writers: the put only applies if the key's mod
+ * revision is still the one we read (0 = absent); retried a few times on conflict.
+ */
+export async function updateKey(
+  client: Etcd3,
+  key: string,
+  update: (current: Buffer | undefined) => { put: string } | { delete: true } | { unchanged: true },
+  attempts = 5,
+): Promise<{ revision: number; changed: boolean }> {
+  for (let i = 0; i < attempts; i++) {
+    let current: Buffer | undefined;
+    let mod = 0;
+    try {
+      const res = await client.get(key).exec();
+      const kv = res.kvs[0];
+      current = kv?.value;
+      mod = kv === undefined ? 0 : Number(kv.mod_revision);
+    } catch (e) {
+      throw etcdError(`reading ${key}`, e);
+    }
+    const next = update(current);
+    if ('unchanged' in next) return { revision: 0, changed: false };
+    try {
+      const txn = client.if(key, 'Mod', '==', mod);
+      const res = await (
+        'put' in next ? txn.then(client.put(key).value(next.put)) : txn.then(client.delete().key(key))
+      ).commit();
+      if (res.succeeded) return { revision: Number(res.header.revision), changed: true };
+    } catch (e) {
+      throw etcdError(`writing ${key}`, e);
+    }
+  }
+  throw new CoordError('ERR_COORD_ETCD', `etcd: ${key} kept changing under us (${attempts} attempts)`, {
+    hint: 'another writer is updating the same service; try again',
+  });
 }

@@ -1,0 +1,220 @@
+import { isIPv6 } from 'node:net';
+import { CoordError } from '@coord/core';
+import { createEtcdClient, parseEndpoints, readPrefix, updateKey } from '@coord/etcd';
+import {
+  parseService,
+  parseServiceJson,
+  serializeService,
+  serviceKey,
+  servicesPrefix,
+  type Service,
+  type ServiceInput,
+  type ValidationError,
+} from '@coord/haproxy';
+
+export interface EtcdTarget {
+  etcd?: string[] | undefined;
+  cluster?: string | undefined;
+}
+
+function target(a: EtcdTarget): { endpoints: string[]; cluster: string } {
+  if (a.etcd === undefined || a.cluster === undefined) {
+    throw new CoordError('ERR_COORD_USAGE', 'this command needs --etcd and --cluster', {
+      hint: 'e.g. --etcd http://10.0.0.2:2379 --cluster prod (or COORD_ETCD / COORD_CLUSTER)',
+    });
+  }
+  return { endpoints: parseEndpoints(a.etcd), cluster: a.cluster };
+}
+
+/** `10.0.0.5:80` or `[2001:db8::5]:80` → address and port (validated again by the model). */
+export function parseAddrPort(text: string, what: string): { address: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
+  if (m === null || (m[1]?.includes(':') === true && !isIPv6(m[1]))) {
+    throw new CoordError('ERR_COORD_USAGE', `${what}: "${text}" is not ADDR:PORT`, {
+      hint: 'write ADDR:PORT, e.g. 10.0.0.50:80 or [2001:db8::50]:443',
+    });
+  }
+  return { address: m[1] ?? '', port: Number(m[2]) };
+}
+
+function refuse(what: string, errors: readonly ValidationError[]): never {
+  const first = errors[0];
+  throw new CoordError(
+    'ERR_COORD_CONFIG',
+    `${what}: ${first?.path === '' ? '' : `${first?.path}: `}${first?.message ?? 'invalid'}`,
+    {
+      hint: 'fix the value named above; nothing was written',
+      details: { issues: errors.map((e) => ({ path: e.path, message: e.message })) },
+    },
+  );
+}
+
+async function withClient<T>(
+  a: EtcdTarget,
+  fn: (client: ReturnType<typeof createEtcdClient>, cluster: string) => Promise<T>,
+): Promise<T> {
+  const t = target(a);
+  const client = createEtcdClient({ endpoints: t.endpoints, callTimeoutMs: 5000 });
+  try {
+    return await fn(client, t.cluster);
+  } finally {
+    client.close();
+  }
+}
+
+function current(value: Buffer | undefined, key: string): Service | undefined {
+  if (value === undefined) return undefined;
+  const r = parseServiceJson(value);
+  if (!r.ok) {
+    throw new CoordError(
+      'ERR_COORD_CONFIG',
+      `the value at ${key} is not a valid service (${r.errors[0]?.message ?? ''})`,
+      {
+        hint: 'remove it with coord service rm and set it again',
+      },
+    );
+  }
+  return r.service;
+}
+
+export interface ServiceSetArgs extends EtcdTarget {
+  name: string;
+  bind: string[];
+  mode?: string | undefined;
+  balance?: string | undefined;
+  check?: boolean | undefined;
+  maxconn?: number | undefined;
+}
+
+/** Create or update a service; its servers are kept. Validated here and again by every agent. */
+export async function serviceSet(a: ServiceSetArgs): Promise<number> {
+  return withClient(a, async (client, cluster) => {
+    const key = serviceKey(cluster, a.name);
+    const r = await updateKey(client, key, (value) => {
+      const before = current(value, key);
+      const input: ServiceInput = {
+        name: a.name,
+        binds: a.bind.map((b) => parseAddrPort(b, '--bind')),
+        mode: (a.mode ?? before?.mode ?? 'http') as ServiceInput['mode'],
+        balance: (a.balance ?? before?.balance ?? 'roundrobin') as ServiceInput['balance'],
+        check: a.check ?? before?.check ?? false,
+        servers: before?.servers ?? [],
+        ...(a.maxconn !== undefined
+          ? { maxconn: a.maxconn }
+          : before?.maxconn !== undefined
+            ? { maxconn: before.maxconn }
+            : {}),
+      };
+      const parsed = parseService(input);
+      if (!parsed.ok) refuse(`service ${a.name}`, parsed.errors);
+      const text = serializeService(parsed.service);
+      return value !== undefined && value.toString() === text ? { unchanged: true } : { put: text };
+    });
+    return r.revision;
+  });
+}
+
+export async function serviceRm(a: EtcdTarget & { name: string }): Promise<boolean> {
+  return withClient(a, async (client, cluster) => {
+    const r = await updateKey(client, serviceKey(cluster, a.name), (value) =>
+      value === undefined ? { unchanged: true } : { delete: true },
+    );
+    return r.changed;
+  });
+}
+
+export interface ServerSetArgs extends EtcdTarget {
+  service: string;
+  name: string;
+  address: string;
+  weight?: number | undefined;
+  backup?: boolean | undefined;
+  disabled?: boolean | undefined;
+}
+
+/** Add or update one server of a service. */
+export async function serverSet(a: ServerSetArgs): Promise<number> {
+  return withClient(a, async (client, cluster) => {
+    const key = serviceKey(cluster, a.service);
+    const { address, port } = parseAddrPort(a.address, 'server address');
+    const r = await updateKey(client, key, (value) => {
+      const svc = current(value, key);
+      if (svc === undefined) {
+        throw new CoordError('ERR_COORD_USAGE', `no service "${a.service}" in cluster ${cluster}`, {
+          hint: `create it first: coord service set ${a.service} --bind ADDR:PORT`,
+        });
+      }
+      const before = svc.servers.find((s) => s.name === a.name);
+      const server = {
+        name: a.name,
+        address,
+        port,
+        weight: a.weight ?? before?.weight ?? 1,
+        backup: a.backup ?? before?.backup ?? false,
+        disabled: a.disabled ?? before?.disabled ?? false,
+      };
+      const servers =
+        before === undefined
+          ? [...svc.servers, server]
+          : svc.servers.map((s) => (s.name === a.name ? server : s));
+      const parsed = parseService({ ...svc, servers });
+      if (!parsed.ok) refuse(`server ${a.name}`, parsed.errors);
+      const text = serializeService(parsed.service);
+      return value?.toString() === text ? { unchanged: true } : { put: text };
+    });
+    return r.revision;
+  });
+}
+
+export async function serverRm(a: EtcdTarget & { service: string; name: string }): Promise<boolean> {
+  return withClient(a, async (client, cluster) => {
+    const key = serviceKey(cluster, a.service);
+    const r = await updateKey(client, key, (value) => {
+      const svc = current(value, key);
+      if (svc === undefined || !svc.servers.some((s) => s.name === a.name)) return { unchanged: true };
+      return { put: serializeService({ ...svc, servers: svc.servers.filter((s) => s.name !== a.name) }) };
+    });
+    return r.changed;
+  });
+}
+
+/** Every service, plus the keys whose values agents refuse (shown, never hidden). */
+export async function serviceList(
+  a: EtcdTarget,
+): Promise<{ revision: number; services: Service[]; invalid: { key: string; error: string }[] }> {
+  return withClient(a, async (client, cluster) => {
+    const { revision, entries } = await readPrefix(client, servicesPrefix(cluster));
+    const services: Service[] = [];
+    const invalid: { key: string; error: string }[] = [];
+    for (const [key, value] of entries) {
+      const r = parseServiceJson(value);
+      if (r.ok) services.push(r.service);
+      else invalid.push({ key, error: r.errors.map((e) => `${e.path}: ${e.message}`).join('; ') });
+    }
+    services.sort((x, y) => x.name.localeCompare(y.name));
+    return { revision, services, invalid };
+  });
+}
+
+export function formatServiceList(l: Awaited<ReturnType<typeof serviceList>>): string {
+  const lines: string[] = [];
+  if (l.services.length === 0) lines.push('(no services)');
+  for (const s of l.services) {
+    const binds = s.binds
+      .map((b) => (b.address.includes(':') ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`))
+      .join(', ');
+    lines.push(
+      `${s.name}  ${s.mode}  ${s.balance}${s.check ? '  check' : ''}${s.maxconn === undefined ? '' : `  maxconn ${s.maxconn}`}  bind ${binds}`,
+    );
+    for (const v of s.servers) {
+      const flags = [v.backup ? 'backup' : '', v.disabled ? 'disabled' : '']
+        .filter((x) => x !== '')
+        .join(' ');
+      lines.push(
+        `  ${v.name.padEnd(16)} ${v.address.includes(':') ? `[${v.address}]` : v.address}:${v.port}  weight ${v.weight}${flags === '' ? '' : `  ${flags}`}`,
+      );
+    }
+  }
+  for (const i of l.invalid) lines.push(`REFUSED ${i.key}: ${i.error}`);
+  return lines.join('\n');
+}

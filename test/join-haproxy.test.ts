@@ -1,0 +1,221 @@
+/**
+ * The HAProxy loop end to end: `coord service set` / `server set` on one node → every node's own HAProxy serves
+ * it (and the VIP holder serves it through the VIP); a model HAProxy refuses leaves the running config alone and
+ * says so in `coord status`; restarting coord keeps the same HAProxy master; a node cut off from etcd while the
+ * model changes converges after it heals.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
+import { assertBuilt, COORD_BIN, startCoord, waitForSingleHolder } from './coord.js';
+
+let lab: Lab;
+let vip: string;
+const procs = new Map<string, LabProcess>();
+
+function coordArgs(h: LabHost): string[] {
+  return [
+    '--haproxy-config',
+    join(lab.runDir, `${h.name}-haproxy.cfg`),
+    '--haproxy-run-dir',
+    join(lab.runDir, `${h.name}-haproxy-run`),
+  ];
+}
+
+function startNode(h: LabHost): LabProcess {
+  const p = startCoord(lab, h, {
+    cluster: 'lb',
+    vips: [`${vip}/${lab.subnet.prefix}`],
+    extraArgs: coordArgs(h),
+  });
+  procs.set(h.name, p);
+  return p;
+}
+
+/** Run the coord CLI from a host (as an operator on that node would). */
+async function coord(h: LabHost, args: string[]) {
+  const r = await lab.exec(
+    h,
+    process.execPath,
+    [COORD_BIN, ...args, '--etcd', lab.etcd.endpoints.join(','), '--cluster', 'lb'],
+    {
+      reject: false,
+      timeoutMs: 20_000,
+    },
+  );
+  return r;
+}
+
+/** GET from the client namespace; the body, or "ERR …". */
+async function get(url: string): Promise<string> {
+  const r = await lab.exec(
+    lab.client,
+    process.execPath,
+    [
+      '-e',
+      `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(2000) }).then(r => r.text()).then(t => process.stdout.write(t), e => process.stdout.write('ERR ' + e.message))`,
+    ],
+    { reject: false, timeoutMs: 10_000 },
+  );
+  return r.stdout;
+}
+
+function backend(port: number, body: string): LabProcess {
+  return lab.spawn(
+    lab.client,
+    process.execPath,
+    [
+      '-e',
+      `require('http').createServer((q, r) => r.end(${JSON.stringify(body)})).listen(${port}, ${JSON.stringify(lab.client.ip)})`,
+    ],
+    { name: `backend-${body}` },
+  );
+}
+
+function masterPid(h: LabHost): Promise<string> {
+  return lab
+    .exec(h, 'cat', [join(lab.runDir, `${h.name}-haproxy-run`, 'haproxy.pid')])
+    .then((r) => r.stdout.trim());
+}
+
+beforeAll(async () => {
+  assertBuilt();
+  lab = await Lab.create({ hosts: 3, name: 'hap' });
+  vip = lab.freeAddress(4);
+  backend(9001, 'backend-A');
+  backend(9002, 'backend-B');
+  for (const h of lab.hosts) startNode(h);
+  await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+});
+
+afterAll(async () => {
+  await Promise.all([...procs.values()].map((p) => p.stop(5000)));
+  // coord leaves HAProxy running on purpose (a coord restart must not drop traffic): stop the masters here.
+  for (const h of lab?.hosts ?? []) {
+    const pid = await masterPid(h).catch(() => '');
+    if (/^\d+$/.test(pid)) await lab.exec(h, 'kill', ['-USR1', pid], { reject: false });
+  }
+  await lab?.destroy();
+});
+
+describe('coord join --haproxy-config', () => {
+  it('a service set on one node is served by every node and through the VIP', async () => {
+    expect(
+      (await coord(lab.hosts[0]!, ['service', 'set', 'web', '--bind', `${vip}:80`, '--bind', '0.0.0.0:8080']))
+        .exitCode,
+    ).toBe(0);
+    expect(
+      (await coord(lab.hosts[0]!, ['server', 'set', 'web', 'a', `${lab.client.ip}:9001`])).exitCode,
+    ).toBe(0);
+    for (const h of lab.hosts) {
+      await waitFor(
+        `${h.name} to serve web`,
+        async () => ((await get(`http://${h.ip}:8080/`)) === 'backend-A' ? true : undefined),
+        { timeoutMs: 15_000, intervalMs: 200 },
+      );
+    }
+    expect(await get(`http://${vip}/`)).toBe('backend-A');
+    const list = await coord(lab.hosts[1]!, ['service', 'list', '--json']);
+    expect(JSON.parse(list.stdout)).toMatchObject({
+      services: [{ name: 'web', servers: [{ name: 'a', port: 9001 }] }],
+    });
+    await waitFor(
+      'coord status to show every node converged',
+      async () => {
+        const st = await coord(lab.hosts[2]!, ['status', '--json']);
+        const s = JSON.parse(st.stdout) as { members: { haproxy: { converged: boolean } | null }[] };
+        return s.members.length === 3 && s.members.every((m) => m.haproxy?.converged === true)
+          ? true
+          : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 300 },
+    );
+  });
+
+  it('refuses hostile input at set time, and a model HAProxy rejects never replaces the running config', async () => {
+    const hostile = await coord(lab.hosts[0]!, [
+      'server',
+      'set',
+      'web',
+      'evil\nbackend',
+      `${lab.client.ip}:9001`,
+    ]);
+    expect(hostile.exitCode).not.toBe(0);
+    expect(hostile.stderr).toMatch(/name/);
+    // Valid in the model, refused by `haproxy -c`: a server name that does not resolve.
+    expect(
+      (await coord(lab.hosts[0]!, ['server', 'set', 'web', 'ghost', 'no-such-host.invalid:80'])).exitCode,
+    ).toBe(0);
+    await waitFor(
+      'every node to report the invalid model',
+      async () => {
+        const st = await coord(lab.hosts[1]!, ['status', '--json']);
+        const s = JSON.parse(st.stdout) as {
+          members: { haproxy: { result: string; error?: string } | null }[];
+        };
+        return s.members.length === 3 &&
+          s.members.every((m) => m.haproxy?.result === 'invalid' && (m.haproxy.error ?? '') !== '')
+          ? true
+          : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 300 },
+    );
+    for (const h of lab.hosts) expect(await get(`http://${h.ip}:8080/`)).toBe('backend-A');
+    const human = await coord(lab.hosts[1]!, ['status']);
+    expect(human.stdout).toMatch(/NOT CONVERGED/);
+    expect((await coord(lab.hosts[0]!, ['server', 'rm', 'web', 'ghost'])).exitCode).toBe(0);
+    await waitFor(
+      'convergence after the fix',
+      async () => {
+        const st = await coord(lab.hosts[1]!, ['status', '--json']);
+        const s = JSON.parse(st.stdout) as { members: { haproxy: { converged: boolean } | null }[] };
+        return s.members.every((m) => m.haproxy?.converged === true) ? true : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 300 },
+    );
+  });
+
+  it('restarting coord keeps the same HAProxy master, serving throughout', async () => {
+    const h2 = lab.hosts[1]!;
+    const before = await masterPid(h2);
+    expect(before).toMatch(/^\d+$/);
+    await procs.get(h2.name)?.stop(5000);
+    expect(await get(`http://${h2.ip}:8080/`)).toBe('backend-A');
+    startNode(h2);
+    await waitFor(
+      'h2 coord to come back',
+      async () =>
+        (await procs.get(h2.name)?.output())?.includes('haproxy master re-attached') ? true : undefined,
+      { timeoutMs: 15_000, intervalMs: 200 },
+    );
+    expect(await masterPid(h2)).toBe(before);
+    expect(await get(`http://${h2.ip}:8080/`)).toBe('backend-A');
+  });
+
+  it('a node cut off from etcd while the model changes converges after it heals', async () => {
+    const h3 = lab.hosts[2]!;
+    await lab.faults.cutFromEtcd(h3);
+    try {
+      expect(
+        (await coord(lab.hosts[0]!, ['server', 'set', 'web', 'b', `${lab.client.ip}:9002`])).exitCode,
+      ).toBe(0);
+      expect(
+        (await coord(lab.hosts[0]!, ['server', 'set', 'web', 'a', `${lab.client.ip}:9001`, '--disabled']))
+          .exitCode,
+      ).toBe(0);
+      await waitFor(
+        'h1 to serve the new model',
+        async () => ((await get(`http://${lab.hosts[0]!.ip}:8080/`)) === 'backend-B' ? true : undefined),
+        { timeoutMs: 15_000, intervalMs: 200 },
+      );
+      expect(await get(`http://${h3.ip}:8080/`)).toBe('backend-A');
+    } finally {
+      await lab.faults.healEtcd(h3);
+    }
+    await waitFor(
+      'h3 to converge',
+      async () => ((await get(`http://${h3.ip}:8080/`)) === 'backend-B' ? true : undefined),
+      { timeoutMs: 20_000, intervalMs: 300 },
+    );
+  });
+});
