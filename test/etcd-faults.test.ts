@@ -1,0 +1,123 @@
+/**
+ * The fault matrix rows about etcd itself, with a 3-member etcd cluster: killing its raft leader, losing quorum,
+ * and a lossy path from the holder to etcd. The invariant is the same everywhere — never two holders — and the
+ * test records (in its output) whether the VIP moved, because fencing on an unacknowledged lease is by design.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, doubleHolderSamples, holderIntervals, waitFor, type LabProcess } from './lab/index.js';
+import { assertBuilt, holdersOf, startCoord, waitForSingleHolder } from './coord.js';
+
+let lab: Lab;
+let running: LabProcess[] = [];
+let n = 0;
+
+beforeAll(async () => {
+  assertBuilt();
+  lab = await Lab.create({ hosts: 3, etcdMembers: 3, name: 'etcdf' });
+});
+
+afterEach(async () => {
+  await Promise.all(running.map((p) => p.stop(3000)));
+  running = [];
+});
+
+afterAll(async () => {
+  await lab?.destroy();
+});
+
+function cluster(opts: { ttlSec?: number } = {}): { vip: string } {
+  n++;
+  const vip = lab.freeAddress(n);
+  running = lab.hosts.map((h) =>
+    startCoord(lab, h, {
+      cluster: `f${n}`,
+      vips: [`${vip}/${lab.subnet.prefix}`],
+      ...(opts.ttlSec === undefined ? {} : { ttlSec: opts.ttlSec }),
+    }),
+  );
+  return { vip };
+}
+
+describe('etcd faults (3-member etcd)', () => {
+  it('killing the etcd raft leader repeatedly never yields two holders; with TTL 2 s the VIP stays put', async () => {
+    const { vip } = cluster({ ttlSec: 2 });
+    const first = await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    for (let i = 0; i < 3; i++) {
+      const leader = await waitFor('an etcd leader', () => lab.faults.etcdLeaderIndex(), {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      });
+      await lab.faults.killEtcdMember(leader);
+      await new Promise((r) => setTimeout(r, 1500));
+      await lab.faults.restartEtcdMember(leader);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const timeline = await sampler.stop();
+    expect(doubleHolderSamples(timeline)).toEqual([]);
+    // TTL 2 s leaves a 1.8 s fencing deadline, longer than etcd's leader election (0.5-1 s here).
+    expect(holderIntervals(timeline).map((x) => x.host)).toEqual([first]);
+    expect(await holdersOf(lab, vip)).toEqual([first]);
+  });
+
+  it('with TTL 1 s an etcd leader election may outlast the deadline: the holder fences, never two holders', async () => {
+    const { vip } = cluster();
+    await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    const leader = await waitFor('an etcd leader', () => lab.faults.etcdLeaderIndex(), {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+    });
+    await lab.faults.killEtcdMember(leader);
+    await new Promise((r) => setTimeout(r, 1500));
+    await lab.faults.restartEtcdMember(leader);
+    await waitForSingleHolder(lab, vip, { timeoutMs: 10_000 });
+    const timeline = await sampler.stop();
+    expect(doubleHolderSamples(timeline)).toEqual([]);
+    const moves = holderIntervals(timeline).length - 1;
+    console.log(
+      `etcd leader kill with TTL 1 s: VIP holder intervals ${JSON.stringify(holderIntervals(timeline).map((x) => [x.host, x.to - x.from]))} (${moves} change(s))`,
+    );
+  });
+
+  it('etcd quorum loss: the holder drops the VIP by its deadline; one holder after recovery', async () => {
+    const { vip } = cluster();
+    await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    const lostAt = Date.now();
+    await lab.faults.killEtcdMember(0);
+    await lab.faults.killEtcdMember(1);
+    // Deadline ≈ last acked keepalive + 1 s − margin; allow scheduling slack.
+    await waitFor(
+      'nobody to hold the VIP',
+      async () => ((await holdersOf(lab, vip)).length === 0 ? true : undefined),
+      { timeoutMs: 3000, intervalMs: 20 },
+    );
+    const droppedAfter = Date.now() - lostAt;
+    await new Promise((r) => setTimeout(r, 2000 - droppedAfter > 0 ? 2000 - droppedAfter : 0));
+    expect(await holdersOf(lab, vip)).toEqual([]);
+    await lab.faults.restartEtcdMember(0);
+    await lab.faults.restartEtcdMember(1);
+    await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+    const timeline = await sampler.stop();
+    expect(doubleHolderSamples(timeline)).toEqual([]);
+    expect(droppedAfter).toBeLessThan(1500);
+  });
+
+  it('50 % loss towards etcd on the holder: never two holders, and one holder at the end', async () => {
+    const { vip } = cluster();
+    const first = await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    const host = lab.host(first);
+    await lab.faults.netem(host, { lossPct: 50 });
+    try {
+      await new Promise((r) => setTimeout(r, 6000));
+    } finally {
+      await lab.faults.clearNetem(host);
+    }
+    await waitForSingleHolder(lab, vip, { timeoutMs: 10_000 });
+    const timeline = await sampler.stop();
+    expect(doubleHolderSamples(timeline)).toEqual([]);
+    console.log(`50 % loss for 6 s: ${holderIntervals(timeline).length - 1} holder change(s)`);
+  });
+});
