@@ -2,6 +2,7 @@
  * `coord join --mode vrrp` as an operator runs it, next to a real keepalived 2.2.7: the CLI path (flags, netlink
  * claim, GARP) on top of the VRRP codec and state machine that test/vrrp-interop.test.ts proves on the wire.
  */
+import { rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, type LabHost, type LabProcess } from './lab/index.js';
 import { assertBuilt, COORD_BIN, waitForHolder } from './coord.js';
@@ -19,7 +20,7 @@ afterAll(async () => {
   await lab?.destroy();
 });
 
-function coordVrrp(host: LabHost, priority: number): LabProcess {
+function coordVrrp(host: LabHost, priority: number, extra: string[] = []): LabProcess {
   return lab.spawn(
     host,
     process.execPath,
@@ -42,6 +43,7 @@ function coordVrrp(host: LabHost, priority: number): LabProcess {
       '0.1',
       '--control-socket',
       `${lab.runDir}/${host.name}-vrrp.sock`,
+      ...extra,
     ],
     { name: 'coord-vrrp' },
   );
@@ -85,6 +87,32 @@ describe('coord join --mode vrrp with a keepalived peer', () => {
       expect(log).not.toMatch(/invalid|mismatch|bad/i);
       expect(log).toMatch(/Entering MASTER STATE/);
       expect(await coord.output()).toMatch(/"vip claimed"/);
+    } finally {
+      await coord.stop(3000);
+      await keepalived.stop(3000);
+    }
+  });
+
+  it('a failing weighted track script lowers the VRRP priority below keepalived, which takes over; recovery preempts back', async () => {
+    const [h1, h2] = lab.hosts as [LabHost, LabHost];
+    const flag = `${lab.runDir}/vrrp-healthy`;
+    writeFileSync(flag, '');
+    const keepalived = lab.startKeepalived(h2, keepalivedConf(100), { name: 'keepalived-track' });
+    const coord = coordVrrp(h1, 150, [
+      '--track-script',
+      `/usr/bin/test -f ${flag}`,
+      '--track-weight',
+      '-100',
+      '--track-interval',
+      '0.2',
+    ]);
+    try {
+      await waitForHolder(lab, vip, 'h1', 15_000);
+      rmSync(flag);
+      await waitForHolder(lab, vip, 'h2', 5000);
+      writeFileSync(flag, '');
+      await waitForHolder(lab, vip, 'h1', 5000);
+      expect(await coord.output()).toMatch(/"vrrp priority changed"/);
     } finally {
       await coord.stop(3000);
       await keepalived.stop(3000);

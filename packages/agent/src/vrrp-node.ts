@@ -40,7 +40,10 @@ interface Running {
   readonly settings: GroupSettings;
   readonly instance: VrrpInstance;
   readonly transport: VrrpTransport;
-  readonly priority: number;
+  priority: number;
+  /** FAULT: the instance is stopped (priority 0 sent, VIPs released) until the checks pass again. */
+  faulted: boolean;
+  faultChange: Promise<void>;
   announceTimer: ReturnType<typeof setTimeout> | null;
 }
 
@@ -52,6 +55,7 @@ export class VrrpNode {
   private readonly running: Running[] = [];
   private readonly log: Logger;
   private metricsTimer: ReturnType<typeof setInterval> | null = null;
+  private readonly pending = new Map<string, number>();
 
   constructor(
     private readonly config: NodeConfig,
@@ -84,6 +88,32 @@ export class VrrpNode {
       r.transport.close();
     }
     this.log.info('node stopped');
+  }
+
+  /**
+   * Health tracking's verdict for a group: a new priority goes into the adverts; 0 (FAULT) stops the instance —
+   * priority 0 on the wire, VIPs released — until the checks pass again, like keepalived's FAULT state.
+   */
+  setEffectivePriority(group: string, priority: number): void {
+    const r = this.running.find((x) => x.settings.name === group);
+    if (r === undefined) {
+      // Before start: the instance will start with this verdict (0 = not at all until the checks pass).
+      this.pending.set(group, priority);
+      return;
+    }
+    this.deps.metrics?.effectivePriority.set({ group }, priority);
+    if (priority < 1) {
+      if (r.faulted) return;
+      r.faulted = true;
+      r.faultChange = r.faultChange.then(() => r.instance.stop());
+      return;
+    }
+    r.priority = priority;
+    r.instance.setPriority(priority);
+    if (r.faulted) {
+      r.faulted = false;
+      r.faultChange = r.faultChange.then(() => r.instance.start());
+    }
   }
 
   /** VRRP settings are part of the wire contract with the peers: any change needs a restart. */
@@ -138,9 +168,10 @@ export class VrrpNode {
         hint: 'pass --vrid',
       });
     const primary = await this.primaryAddress(g);
+    const verdict = this.pending.get(g.name);
     const config = loadVrrpConfig({
       vrid: v.vrid,
-      priority: g.priority,
+      priority: verdict !== undefined && verdict >= 1 ? verdict : g.priority,
       advertInt: v.advertIntSec,
       version: v.version,
       addresses: g.vips.map((x) => x.address),
@@ -159,7 +190,9 @@ export class VrrpNode {
     const running: Running = {
       settings: g,
       transport,
-      priority: g.priority,
+      priority: config.priority,
+      faulted: false,
+      faultChange: Promise.resolve(),
       announceTimer: null,
       instance: createVrrpInstance({
         config,
@@ -186,7 +219,12 @@ export class VrrpNode {
         },
       }),
     };
-    running.instance.start();
+    if (verdict !== undefined && verdict < 1) {
+      running.faulted = true;
+      log.warn('vrrp instance held back: a tracked check is failing (FAULT)', {});
+    } else {
+      running.instance.start();
+    }
     log.info('vrrp instance started', {
       primary,
       version: config.version,

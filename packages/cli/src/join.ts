@@ -241,21 +241,16 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
           },
         });
   if (node instanceof CoordNode) publish = () => node.publishNow();
-  const tracker =
-    node instanceof CoordNode
-      ? attachHealth({
-          config,
-          target: node,
-          clock,
-          logger,
-          metrics,
-          onFault: (group, fault, reasons) =>
-            hooks?.notify(group, fault ? 'fault' : 'follower', reasons.join('; ') || 'checks pass', null),
-        })
-      : undefined;
-  if (node instanceof VrrpNode && (config.track.scripts.length > 0 || config.track.interfaces.length > 0)) {
-    logger.warn('track scripts and interfaces are not applied in VRRP mode yet; they are ignored');
-  }
+  // Both modes: weights move the priority, a failing check without weight is FAULT.
+  const tracker = attachHealth({
+    config,
+    target: node,
+    clock,
+    logger,
+    metrics,
+    onFault: (group, fault, reasons) =>
+      hooks?.notify(group, fault ? 'fault' : 'follower', reasons.join('; ') || 'checks pass', null),
+  });
   const servers: Server[] = [];
   if (args.metrics !== undefined) servers.push(await serveMetrics(metrics, args.metrics, logger));
 

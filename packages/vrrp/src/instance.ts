@@ -58,6 +58,12 @@ export interface VrrpInstance {
   stop(): Promise<void>;
   state(): VrrpStateName;
   counters(): VrrpCounters;
+  /**
+   * Change this router's priority (health tracking): the next adverts carry it, and the RFC 5798 rules do the
+   * rest — a Backup that now outranks the Master (with preemption) takes over, a Master that fell below a Backup
+   * is preempted by it. 1-254; use stop() for FAULT.
+   */
+  setPriority(priority: number): void;
 }
 
 /** The advert this router sends with `priority`. */
@@ -95,7 +101,8 @@ export function createDropLogLimiter(
 }
 
 export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
-  const { config, transport, vips, clock } = options;
+  const { transport, vips, clock } = options;
+  let config = options.config;
   const log = options.logger.child({ vrid: config.vrid });
   let state = initialState(config);
   let timer: ReturnType<Clock['setTimeout']> | undefined;
@@ -237,5 +244,13 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
     },
     state: () => state.name,
     counters: () => ({ ...counters, dropped: { ...counters.dropped } }),
+    setPriority(priority: number) {
+      if (!Number.isInteger(priority) || priority < 1 || priority > 254 || priority === config.priority)
+        return;
+      log.info('vrrp priority changed', { from: config.priority, to: priority });
+      config = { ...config, priority };
+      // A Master announces its new priority at once rather than at the next advert.
+      if (running && state.name === 'master') adverts = adverts.then(() => sendAdvert(priority));
+    },
   };
 }

@@ -137,6 +137,41 @@ describe('createVrrpInstance', () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
+  it('setPriority: a Master advertises its new priority at once and yields to a Backup that now outranks it', async () => {
+    const { clock, net, instance, config } = setup({ priority: 150 });
+    instance.start();
+    clock.advance(4000);
+    await flush();
+    expect(instance.state()).toBe('master');
+    instance.setPriority(90); // a weighted track script failed
+    await flush();
+    expect(net.log.at(-1)).toBe('send 90');
+    net.deliver(datagram(config, v3(100), '10.0.0.3'));
+    await flush();
+    expect(instance.state()).toBe('backup');
+    expect(net.log.at(-1)).toBe('release');
+  });
+
+  it('setPriority: a Backup that now outranks the Master takes over (preemption), out-of-range values are ignored', async () => {
+    const { clock, net, instance, config } = setup({ priority: 50 });
+    instance.start();
+    net.deliver(datagram(config, v3(100), '10.0.0.3'));
+    clock.advance(500);
+    net.deliver(datagram(config, v3(100), '10.0.0.3'));
+    expect(instance.state()).toBe('backup');
+    instance.setPriority(0);
+    instance.setPriority(255);
+    instance.setPriority(150);
+    // The Master's lower-priority adverts are now discarded; Master_Down_Interval runs out.
+    for (let t = 0; t < 4000; t += 1000) {
+      clock.advance(1000);
+      net.deliver(datagram(config, v3(100), '10.0.0.3'));
+    }
+    await flush();
+    expect(instance.state()).toBe('master');
+    expect(net.log).toContain('send 150');
+  });
+
   it('counts malformed, foreign and unauthenticated datagrams without changing state', async () => {
     const { clock, net, instance, config } = setup({ version: 2, authPass: 'pw' });
     instance.start();
