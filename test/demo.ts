@@ -4,7 +4,7 @@
  * Everything runs in network namespaces on this machine and is torn down at the end.
  */
 import { execa } from 'execa';
-import { assertBuilt, COORD_BIN, startCoord, waitForSingleHolder } from './coord.js';
+import { assertBuilt, COORD_BIN, startCoord, waitForHolder, waitForSingleHolder } from './coord.js';
 import { describeLab } from './lab/describe.js';
 import { doubleHolderSamples, failoverGap, Lab, type LabHost, type LabProcess } from './lab/index.js';
 
@@ -61,7 +61,9 @@ try {
 
   step(`Starting "coord join" on h1 (priority 150), h2 (100) and h3 (50) for VIP ${cidr}, lease TTL 1 s`);
   for (const h of lab.hosts) join(h);
-  const first = await waitForSingleHolder(lab, vip);
+  // The highest priority (h1) ends up holding; a node that started sooner may hold for a moment before that.
+  await waitForHolder(lab, vip, 'h1', 15_000);
+  const first = 'h1';
   say(`${first} holds ${vip}. What etcd says (coord status, run from the client):`);
   await sleep(2100); // let every node publish its status once
   await status();
