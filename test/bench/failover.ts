@@ -9,13 +9,14 @@
  *
  * Usage: pnpm bench:failover [--rounds 10] [--systems coord,keepalived-v3-1s] [--scenarios crash,freeze]
  *                            [--out bench-results/failover.json]
- * A new system (e.g. coord's VRRP mode) is one more entry in SYSTEMS.
+ * Systems: coord (etcd lease), keepalived-v3-1s, keepalived-v3-100ms, coord-vrrp-1s, coord-vrrp-100ms (coord's
+ * VRRP mode, same VRRPv3 settings as keepalived). A new system is one more entry in SYSTEMS.
  */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { assertBuilt, holdersOf, startCoord } from '../coord.js';
+import { assertBuilt, COORD_BIN, holdersOf, startCoord } from '../coord.js';
 import {
   doubleHolderSamples,
   doubleReplyProbes,
@@ -102,6 +103,45 @@ function keepalivedSystem(name: string, vipIndex: number, vrid: number, advertIn
   };
 }
 
+/** coord's VRRP mode (`coord join --mode vrrp`), no etcd: the same VRRPv3 settings as the keepalived systems. */
+function coordVrrpSystem(name: string, vipIndex: number, vrid: number, advertInt: number): SystemDef {
+  return {
+    name,
+    vipIndex,
+    describe: { impl: 'coord join --mode vrrp', vrrpVersion: 3, advertInt, vrid, multicast: true },
+    start: (lab, host, vip) => {
+      assertBuilt();
+      return lab.spawn(
+        host,
+        process.execPath,
+        [
+          COORD_BIN,
+          'join',
+          '--mode',
+          'vrrp',
+          '--interface',
+          'eth0',
+          '--vrid',
+          String(vrid),
+          '--vip',
+          `${vip}/${lab.subnet.prefix}`,
+          '--priority',
+          String(PRIORITIES[host.name] ?? 100),
+          '--advert-int',
+          String(advertInt),
+          '--node',
+          host.name,
+          '--log-level',
+          'warn',
+          '--control-socket',
+          join(lab.runDir, `${host.name}-vrrp.sock`),
+        ],
+        { name },
+      );
+    },
+  };
+}
+
 const SYSTEMS: SystemDef[] = [
   {
     name: 'coord',
@@ -118,6 +158,8 @@ const SYSTEMS: SystemDef[] = [
   },
   keepalivedSystem('keepalived-v3-1s', 2, 52, 1),
   keepalivedSystem('keepalived-v3-100ms', 3, 53, 0.1),
+  coordVrrpSystem('coord-vrrp-1s', 4, 54, 1),
+  coordVrrpSystem('coord-vrrp-100ms', 5, 55, 0.1),
 ];
 
 type ScenarioName = 'crash' | 'graceful' | 'freeze';
@@ -436,12 +478,21 @@ function ratios(rows: readonly Row[]): string[] {
   const find = (s: string, sc: string) => rows.find((r) => r.system === s && r.scenario === sc);
   const fmt = (a: number | undefined, b: number | undefined) =>
     a === undefined || b === undefined || b === 0 ? '—' : (a / b).toFixed(2);
-  for (const other of ['keepalived-v3-1s', 'keepalived-v3-100ms']) {
+  // [ours, theirs]: coord (etcd) against both keepalived settings; coord's VRRP mode against the same advert_int.
+  const pairs: [string, string][] = [
+    ['coord', 'keepalived-v3-1s'],
+    ['coord', 'keepalived-v3-100ms'],
+    ['coord-vrrp-1s', 'keepalived-v3-1s'],
+    ['coord-vrrp-100ms', 'keepalived-v3-100ms'],
+  ];
+  for (const [ours, other] of pairs) {
     for (const sc of SCENARIOS) {
-      const c = find('coord', sc);
+      const c = find(ours, sc);
       const k = find(other, sc);
       if (c === undefined || k === undefined) continue;
-      out.push(`coord / ${other} ${sc.padEnd(8)}  p50 ${fmt(c.p50, k.p50)}  p99 ${fmt(c.p99, k.p99)}`);
+      out.push(
+        `${ours} / ${other} ${sc.padEnd(8)}  p50 ${fmt(c.p50, k.p50)}  p99 ${fmt(c.p99, k.p99)}  mean ${fmt(c.mean, k.mean)}`,
+      );
     }
   }
   return out;
@@ -479,7 +530,7 @@ async function main(): Promise<void> {
   ).map((n) => SYSTEMS.find((s) => s.name === n) as SystemDef);
   const scenarios = parseList(values.scenarios, SCENARIOS, 'scenario');
   const out = resolve(values.out);
-  if (systems.some((s) => s.name === 'coord')) assertBuilt();
+  if (systems.some((s) => s.name.startsWith('coord'))) assertBuilt();
 
   const t0 = Date.now();
   const log = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
