@@ -181,7 +181,8 @@ export class GroupRunner {
         this.opts.etcd.keepaliveNow();
         return;
       case 'restart-session':
-        this.opts.etcd.restartSession(`group ${this.name} fenced`);
+        // Behind the VIP removal in the lane: the lease (which revoking releases) goes only after the VIP.
+        void this.lane.run('restart session', () => this.opts.etcd.restartSession(`group ${this.name} fenced`));
         return;
       case 'add-vip': {
         const { epoch, lifetimeSec, notAfter } = e;
