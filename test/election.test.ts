@@ -108,6 +108,7 @@ describe('coord join (etcd mode)', () => {
     const holder = procs.get(first)!;
     const exit = await holder.stop(5000);
     const second = await waitForSingleHolder(lab, s.vip, { not: first, timeoutMs: 3000 });
+    await new Promise((r) => setTimeout(r, 300)); // keep sampling after a (fast) handover
     const timeline = await sampler.stop();
     expect(exit.code).toBe(0);
     expectNoDoubleHolder(timeline);

@@ -4,7 +4,7 @@
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, type LabHost, type LabProcess } from './lab/index.js';
+import { Lab, doubleHolderMs, type LabHost, type LabProcess } from './lab/index.js';
 import { assertBuilt, COORD_BIN, waitForHolder } from './coord.js';
 
 let lab: Lab;
@@ -82,7 +82,9 @@ describe('coord join --mode vrrp with a keepalived peer', () => {
       coord = coordVrrp(h1, 150);
       await waitForHolder(lab, vip, 'h1', 15_000);
       const timeline = await sampler.stop();
-      expect(timeline.samples.filter((s) => s.holders.length > 1)).toEqual([]);
+      // VRRP preemption (RFC 5798 §6.4.3) overlaps briefly by design: the new Master adverts and claims, the old
+      // one releases when it hears the advert. coord's etcd mode has no overlap; here it must stay short.
+      expect(doubleHolderMs(timeline)).toBeLessThan(100);
       const log = await keepalived.output();
       expect(log).not.toMatch(/invalid|mismatch|bad/i);
       expect(log).toMatch(/Entering MASTER STATE/);
