@@ -182,7 +182,9 @@ export class GroupRunner {
         return;
       case 'restart-session':
         // Behind the VIP removal in the lane: the lease (which revoking releases) goes only after the VIP.
-        void this.lane.run('restart session', () => this.opts.etcd.restartSession(`group ${this.name} fenced`));
+        void this.lane.run('restart session', () =>
+          this.opts.etcd.restartSession(`group ${this.name} fenced`),
+        );
         return;
       case 'add-vip': {
         const { epoch, lifetimeSec, notAfter } = e;
