@@ -1,5 +1,11 @@
 import { errorMessage, formatCidr, type Clock, type Logger, type NodeConfig } from '@coord/core';
-import { defaultTiming, keepaliveIntervalMs, type Candidate, type LeaderRecord } from '@coord/election';
+import {
+  defaultTiming,
+  keepaliveIntervalMs,
+  takeoverGuardMs,
+  type Candidate,
+  type LeaderRecord,
+} from '@coord/election';
 import {
   clusterKeys,
   createEtcdClient,
@@ -302,7 +308,8 @@ export class CoordNode {
   private async campaign(group: string): Promise<{ won: true; epoch: number } | { won: false }> {
     const leaseId = this.session.currentLeaseId;
     if (leaseId === null) return { won: false };
-    return this.store.campaign(group, leaseId, { node: this.config.node, leaseId });
+    const guardMs = takeoverGuardMs(defaultTiming(this.session.grantedTtlMs));
+    return this.store.campaign(group, leaseId, { node: this.config.node, leaseId, guardMs });
   }
 
   private registerMember(leaseId: string): void {
@@ -453,9 +460,19 @@ function asMember(v: unknown): MemberRecord | undefined {
 function readLeader(entry: Entry | undefined): LeaderRecord | null {
   if (entry === undefined) return null;
   const r = parseJson(entry.value);
-  const node =
+  const v =
     r.ok && typeof r.value === 'object' && r.value !== null
-      ? (r.value as { node?: unknown }).node
-      : undefined;
-  return { node: typeof node === 'string' ? node : '?', epoch: entry.createRevision, leaseId: entry.lease };
+      ? (r.value as { node?: unknown; guardMs?: unknown })
+      : {};
+  // A hostile or garbled guard cannot stall the election: bounded to 10 s.
+  const guardMs =
+    typeof v.guardMs === 'number' && Number.isFinite(v.guardMs)
+      ? Math.min(10_000, Math.max(0, v.guardMs))
+      : 0;
+  return {
+    node: typeof v.node === 'string' ? v.node : '?',
+    epoch: entry.createRevision,
+    leaseId: entry.lease,
+    guardMs,
+  };
 }

@@ -39,6 +39,11 @@ export interface LeaderRecord {
   /** Create revision of the leader key: the holder's epoch. */
   readonly epoch: number;
   readonly leaseId: string;
+  /**
+   * How long after this holder's lease expires its stale VIP may still be on its interface (its own takeover
+   * guard). A successor waits the larger of this and its own: nodes with different TTLs stay safe.
+   */
+  readonly guardMs?: number;
 }
 
 export interface GroupState {
@@ -50,6 +55,8 @@ export interface GroupState {
   readonly leaderKnown: boolean;
   /** Whether the last vacancy followed a clean release (no stale VIP can exist). */
   readonly vacancyClean: boolean;
+  /** The previous holder's published guard, for the current vacancy. */
+  readonly vacancyGuardMs: number;
   readonly vacantSince: number | null;
   readonly members: readonly Candidate[];
   /** When this node first saw each member with its current priority (for preempt delays). */
@@ -102,6 +109,7 @@ export function initialState(): GroupState {
     leader: null,
     leaderKnown: false,
     vacancyClean: false,
+    vacancyGuardMs: 0,
     vacantSince: null,
     members: [],
     seenSince: {},
@@ -190,7 +198,16 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       const sameVacancy = e.leader === null && s.leaderKnown && s.leader === null && s.vacantSince !== null;
       const vacantSince = e.leader === null ? (sameVacancy ? s.vacantSince : e.now) : null;
       const vacancyClean = e.leader === null ? (sameVacancy ? s.vacancyClean : e.clean) : s.vacancyClean;
-      let next: GroupState = { ...s, leader: e.leader, leaderKnown: true, vacancyClean, vacantSince };
+      const vacancyGuardMs =
+        e.leader === null ? (sameVacancy ? s.vacancyGuardMs : (s.leader?.guardMs ?? 0)) : 0;
+      let next: GroupState = {
+        ...s,
+        leader: e.leader,
+        leaderKnown: true,
+        vacancyClean,
+        vacancyGuardMs,
+        vacantSince,
+      };
       if (s.role === 'leader' && (e.leader === null || e.leader.epoch !== s.epoch)) {
         next = dropLeadership(
           next,
@@ -218,7 +235,10 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       if (s.role !== 'campaigning') return s;
       if (!e.won || e.epoch === undefined)
         return transition(s, 'follower', 'lost the race', effects, { epoch: null });
-      const guard = s.vacancyClean || s.session === null ? 0 : takeoverGuardMs(s.session.timing);
+      const guard =
+        s.vacancyClean || s.session === null
+          ? 0
+          : Math.max(takeoverGuardMs(s.session.timing), s.vacancyGuardMs);
       return transition(
         s,
         'leader',

@@ -3,7 +3,8 @@
  *
  * Facts used (LESSONS.md): etcd extends a lease when it *receives* a keepalive, so a keepalive sent at `s` and
  * acknowledged keeps the lease alive at least until `s + TTL`; etcd expires a silent lease at TTL + 0-500 ms; the
- * kernel removes an address whose `valid_lft` ran out within ~0.2 s after the whole second.
+ * kernel removes an address whose `valid_lft` ran out 12-45 ms after the whole second (packages/vip/MEASURED.md;
+ * LESSONS.md saw up to 0.17 s with coarser polling).
  */
 export interface TimingConfig {
   /** TTL etcd granted (not the one asked for). */
@@ -12,13 +13,29 @@ export interface TimingConfig {
   readonly marginMs: number;
   /** An ack must arrive within this long of its send for it to refresh the kernel lifetime. */
   readonly ackWindowMs: number;
-  /** How late past `valid_lft` the kernel may remove an expired address (measured: < 200 ms). */
+  /** How late past `valid_lft` the kernel may remove an expired address (measured: ≤ 45 ms, assumed 150 ms). */
   readonly kernelSlackMs: number;
+  /** `valid_lft` of the VIP in whole seconds. */
+  readonly lifetimeSec: number;
 }
 
-/** Default margins (see README "Safety"). */
+const KERNEL_SLACK_MS = 150;
+/** Acks slower than this do not refresh the lifetime; wide enough for a loaded machine's etcd round trips. */
+const ACK_WINDOW_MS = 125;
+
+/**
+ * Default timing for a granted TTL (see README "How it stays safe"): lifetime = the TTL in whole seconds, so the
+ * kernel never drops the VIP before the holder's own fencing deadline; ack window 125 ms; takeover guard
+ * 125 + 150 ms = 275 ms.
+ */
 export function defaultTiming(ttlMs: number): TimingConfig {
-  return { ttlMs, marginMs: Math.max(50, Math.round(ttlMs * 0.1)), ackWindowMs: 25, kernelSlackMs: 250 };
+  return {
+    ttlMs,
+    marginMs: Math.max(50, Math.round(ttlMs * 0.1)),
+    ackWindowMs: ACK_WINDOW_MS,
+    kernelSlackMs: KERNEL_SLACK_MS,
+    lifetimeSec: Math.max(1, Math.floor(ttlMs / 1000)),
+  };
 }
 
 /**
@@ -30,18 +47,18 @@ export function fenceDeadline(t: TimingConfig, lastAckedSentAt: number): number 
 }
 
 /**
- * `valid_lft`/`preferred_lft` for the VIP: whole seconds (the kernel's unit), at least 1 and at most the TTL, so a
- * frozen or killed agent loses the address by itself.
+ * `valid_lft`/`preferred_lft` for the VIP: whole seconds (the kernel's unit), so a frozen or killed agent loses the
+ * address by itself — but never before the holder's own deadline would have fenced it.
  */
 export function kernelLifetimeSec(t: TimingConfig): number {
-  return Math.max(1, Math.floor(t.ttlMs / 1000));
+  return t.lifetimeSec;
 }
 
 /**
  * How long a new holder waits before adding the VIP after the previous holder's lease *expired* (rather than being
  * released cleanly). The previous holder only added or refreshed its address within `ackWindowMs` of a keepalive
  * sent at `s`, so the kernel removed it by `s + ackWindow + lifetime + slack`, while etcd could not expire the lease
- * before `s + TTL`. The difference is the guard; with TTL 1 s it is ~0.3 s.
+ * before `s + TTL`. The difference is the guard: 275 ms with the default timing.
  */
 export function takeoverGuardMs(t: TimingConfig): number {
   return Math.max(0, t.ackWindowMs + kernelLifetimeSec(t) * 1000 + t.kernelSlackMs - t.ttlMs);

@@ -55,6 +55,11 @@ describe('timing rules', () => {
     // etcd could expire the lease at s + TTL at the earliest.
     expect(takeoverGuardMs(timing)).toBe(timing.ackWindowMs + 1000 + timing.kernelSlackMs - 1000);
     expect(takeoverGuardMs(timing)).toBeLessThan(400);
+    // The kernel never drops the VIP before the holder's own deadline would have fenced it.
+    for (const ttl of [1000, 2000, 5000]) {
+      const t = defaultTiming(ttl);
+      expect(kernelLifetimeSec(t) * 1000).toBeGreaterThanOrEqual(fenceDeadline(t, 0));
+    }
   });
 });
 
@@ -157,11 +162,29 @@ describe('election machine', () => {
     expect(types(acked.effects)).toEqual(['add-vip', 'announce']);
   });
 
+  it("waits the previous holder's published guard when it is longer than its own (mixed TTLs)", () => {
+    const { state } = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing: defaultTiming(2000), sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      {
+        type: 'leader-observed',
+        now: 0,
+        leader: { node: 'lb2', epoch: 5, leaseId: 'L2', guardMs: 900 },
+        clean: false,
+      },
+      { type: 'leader-observed', now: 10, leader: null, clean: false },
+      { type: 'campaign-result', now: 12, won: true, epoch: 8 },
+    ]);
+    // Our own guard is 275 ms; the old holder (other settings) said its VIP may outlive its lease by 900 ms.
+    expect(takeoverGuardMs(defaultTiming(2000))).toBe(275);
+    expect(state.claimAt).toBe(12 + 900);
+  });
+
   it('refreshes the kernel lifetime only from prompt acks', () => {
     const { state } = elected(true);
     const prompt = run([{ type: 'session-acked', now: 251, leaseId: 'L1', sentAt: 250 }], config, state);
     expect(types(prompt.effects)).toContain('refresh-vip');
-    const slow = run([{ type: 'session-acked', now: 600, leaseId: 'L1', sentAt: 500 }], config, prompt.state);
+    const slow = run([{ type: 'session-acked', now: 700, leaseId: 'L1', sentAt: 500 }], config, prompt.state);
     expect(types(slow.effects)).not.toContain('refresh-vip');
     // ...but a slow ack still extends the fencing deadline.
     expect(slow.effects).toContainEqual({ type: 'arm-timer', at: fenceDeadline(timing, 500) });

@@ -19,6 +19,8 @@ export interface MemberRecord {
 export interface LeaderValue {
   readonly node: string;
   readonly leaseId: string;
+  /** The holder's takeover guard (ms): how long its stale VIP may outlive its lease. */
+  readonly guardMs: number;
 }
 
 export interface ReleasedValue {
