@@ -1,0 +1,665 @@
+/**
+ * `pnpm bench:reload`: what a model change costs the traffic of a `coord join --haproxy-config` cluster. A
+ * benchmark, not a test: it prints figures and writes them as JSON; it asserts nothing.
+ *
+ * One lab: 3 hosts running `coord join` (etcd lease, one VIP) with the HAProxy loop; two node http backends
+ * (backend-A :9001, backend-B :9002) in the client namespace; service `web` bound to VIP:80 and 0.0.0.0:8080.
+ *
+ * (a) Reloads under load. The client requests http://VIP/ without pause, first with keep-alive clients, then with
+ *     a new connection per request (separately). Meanwhile the bench runs `coord server set web a … --weight W`
+ *     N times, W alternating 10/20 (each a different rendered config), waiting GAP ms after each CLI returns so
+ *     every change is its own debounced reload (the CLI itself takes ~1–1.5 s here, so changes are ~1.5–2 s apart). Reloads actually performed are read from the holder's coord log
+ *     ("haproxy apply", result "applied") and from its HAProxy master's reload counter (`show proc`).
+ * (b) Propagation. Server `b` is removed; each sample flips server `a` between backend-A and backend-B with one
+ *     `coord server set`. A keep-alive poller in the client namespace asks every node's own :8080 (and the VIP)
+ *     every 10 ms; a node serves the change when its answer flips. Latency is measured from the moment the
+ *     `coord server set` process returned (and, also printed, from just before it was started). It includes
+ *     coord's 100 ms debounce quiet window, `haproxy -c`, and the reload.
+ *
+ * Usage: pnpm bench:reload [--reloads 100] [--samples 30] [--concurrency 8] [--gap-ms 300]
+ *                          [--out bench-results/reload.json]
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { assertBuilt, COORD_BIN, coordLog, holdersOf, startCoord, waitForSingleHolder } from '../coord.js';
+import { Lab, waitFor, type LabHost, type LabProcess } from '../lab/index.js';
+
+const CLIENT = join(import.meta.dirname, 'http-client.ts');
+const CLUSTER = 'lb';
+const WEIGHTS = [10, 20] as const;
+const POLL_MS = 10;
+/** Load before the first change and after the last one (so the last reload's old worker drains under load). */
+const WARM_MS = 1000;
+const DRAIN_MS = 2000;
+const CONVERGE_TIMEOUT_MS = 5000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Nearest-rank percentile of a non-empty list. */
+function percentile(values: readonly number[], p: number): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(1, Math.ceil((p / 100) * sorted.length)) - 1];
+}
+
+interface Stats {
+  n: number;
+  p50: number | undefined;
+  p99: number | undefined;
+  max: number | undefined;
+  min: number | undefined;
+}
+function stats(values: readonly number[]): Stats {
+  return {
+    n: values.length,
+    p50: percentile(values, 50),
+    p99: percentile(values, 99),
+    max: values.length === 0 ? undefined : Math.max(...values),
+    min: values.length === 0 ? undefined : Math.min(...values),
+  };
+}
+
+interface LoadResult {
+  mode: string;
+  concurrency: number;
+  ok: number;
+  failed: number;
+  errors: Record<string, number>;
+  bodies: Record<string, number>;
+  failures: { t: number; error: string }[];
+  start: number;
+  end: number;
+}
+
+interface PhaseA {
+  load: 'keepalive' | 'close';
+  holder: string;
+  holderAfter: string[];
+  changes: number;
+  changeErrors: number;
+  /** The first few failed `server set` runs (stderr). */
+  changeErrorSamples: string[];
+  /** etcd was still running at the end of the phase (a dead etcd fences the holder: the VIP goes away). */
+  etcdAlive: boolean;
+  cliMs: Stats;
+  requests: number;
+  ok: number;
+  failed: number;
+  errors: Record<string, number>;
+  bodies: Record<string, number>;
+  requestsPerSec: number;
+  /** "haproxy apply" lines with result "applied" in the phase, per node. */
+  appliedByNode: Record<string, number>;
+  /** Other "haproxy apply" results in the phase, per node (e.g. unchanged, rolled-back). */
+  otherResultsByNode: Record<string, Record<string, number>>;
+  /** The holder's HAProxy master reload counter before/after (`show proc`). */
+  masterReloads: { before: number | undefined; after: number | undefined; delta: number | undefined };
+  failures: { t: number; error: string; msSincePhaseStart: number }[];
+}
+
+interface ApplyLine {
+  t: number;
+  result: string;
+  /** coord's own figures: the driver run (validate, install, reload, confirm) and since the change (+ debounce). */
+  ms: number | undefined;
+  sinceChangeMs: number | undefined;
+}
+
+interface Sample {
+  i: number;
+  body: string;
+  tInvoke: number;
+  tReturn: number;
+  cliMs: number;
+  /** Per node (and "vip"): ms from the CLI's return until the poller first saw the new answer. */
+  fromReturnMs: Record<string, number | null>;
+  /** The same from just before the CLI was started. */
+  fromInvokeMs: Record<string, number | null>;
+  /** Per node: ms from the CLI's return to the node's "haproxy apply … applied" log line. */
+  appliedLogFromReturnMs: Record<string, number | null>;
+  /** Per node: coord's "haproxy apply" fields ms (driver run) and sinceChangeMs (debounce + driver run). */
+  coordApplyMs: Record<string, number | null>;
+  coordSinceChangeMs: Record<string, number | null>;
+  error?: string;
+}
+
+class Bench {
+  readonly procs = new Map<string, LabProcess>();
+  vip = '';
+  log: (s: string) => void = () => undefined;
+
+  constructor(readonly lab: Lab) {}
+
+  get hosts(): LabHost[] {
+    return this.lab.hosts;
+  }
+
+  async start(): Promise<string> {
+    const lab = this.lab;
+    this.vip = lab.freeAddress(4);
+    for (const [port, body] of [
+      [9001, 'backend-A'],
+      [9002, 'backend-B'],
+    ] as const) {
+      lab.spawn(
+        lab.client,
+        process.execPath,
+        [
+          '-e',
+          `const s = require('http').createServer((q, r) => r.end(${JSON.stringify(body)}));` +
+            `s.keepAliveTimeout = 60000; s.listen(${port}, ${JSON.stringify(lab.client.ip)})`,
+        ],
+        { name: `backend-${body}` },
+      );
+    }
+    for (const h of this.hosts) {
+      this.procs.set(
+        h.name,
+        startCoord(lab, h, {
+          cluster: CLUSTER,
+          vips: [`${this.vip}/${lab.subnet.prefix}`],
+          logLevel: 'info',
+          extraArgs: [
+            '--haproxy-config',
+            join(lab.runDir, `${h.name}-haproxy.cfg`),
+            '--haproxy-run-dir',
+            this.runDir(h),
+          ],
+        }),
+      );
+    }
+    const holder = await waitForSingleHolder(lab, this.vip, { timeoutMs: 20_000 });
+    await this.cliOk(['service', 'set', 'web', '--bind', `${this.vip}:80`, '--bind', '0.0.0.0:8080']);
+    await this.cliOk(['server', 'set', 'web', 'a', `${lab.client.ip}:9001`, '--weight', String(WEIGHTS[0])]);
+    await this.cliOk(['server', 'set', 'web', 'b', `${lab.client.ip}:9002`, '--weight', '10']);
+    for (const [name, url] of this.targets()) {
+      await waitFor(
+        `${name} to serve web`,
+        async () => ((await this.get(url)).startsWith('backend-') ? true : undefined),
+        { timeoutMs: 20_000, intervalMs: 200 },
+      );
+    }
+    return holder;
+  }
+
+  runDir(h: LabHost): string {
+    return join(this.lab.runDir, `${h.name}-haproxy-run`);
+  }
+
+  /** Every node's own :8080, and the VIP. */
+  targets(): [string, string][] {
+    return [
+      ...this.hosts.map((h): [string, string] => [h.name, `http://${h.ip}:8080/`]),
+      ['vip', `http://${this.vip}/`],
+    ];
+  }
+
+  /** The coord CLI, run from h2 (as an operator on a node would). */
+  async cli(args: string[]) {
+    return this.lab.exec(
+      this.hosts[1] ?? this.lab.client,
+      process.execPath,
+      [COORD_BIN, ...args, '--etcd', this.lab.etcd.endpoints.join(','), '--cluster', CLUSTER],
+      { reject: false, timeoutMs: 20_000 },
+    );
+  }
+
+  async cliOk(args: string[]): Promise<void> {
+    const r = await this.cli(args);
+    if (r.exitCode !== 0) throw new Error(`coord ${args.join(' ')}: exit ${r.exitCode}: ${r.stderr}`);
+  }
+
+  /** GET from the client namespace; the body, or "ERR …". */
+  async get(url: string): Promise<string> {
+    const r = await this.lab.exec(
+      this.lab.client,
+      process.execPath,
+      [
+        '-e',
+        `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(2000) }).then(r => r.text()).then(t => process.stdout.write(t), e => process.stdout.write('ERR ' + e.message))`,
+      ],
+      { reject: false, timeoutMs: 10_000 },
+    );
+    return r.stdout;
+  }
+
+  /** The HAProxy master's reload counter on `h`, from `show proc` on its master socket (inside h's namespace). */
+  async masterReloads(h: LabHost): Promise<number | undefined> {
+    const sock = join(this.runDir(h), 'master.sock');
+    const r = await this.lab.exec(
+      h,
+      process.execPath,
+      [
+        '-e',
+        `const c = require('net').connect(${JSON.stringify(sock)}); let o = '';` +
+          `c.on('data', d => o += d); c.on('end', () => process.stdout.write(o)); c.on('error', e => process.stdout.write('ERR ' + e.message));` +
+          `c.end('show proc\\n');`,
+      ],
+      { reject: false, timeoutMs: 5000 },
+    );
+    const m = /^\d+\s+master\s+(\d+)/m.exec(r.stdout);
+    return m === null ? undefined : Number(m[1]);
+  }
+
+  /** "haproxy apply" log lines of every node in [from, to] (wall clock; one machine, one clock). */
+  async applyLines(from: number, to: number): Promise<Map<string, ApplyLine[]>> {
+    const out = new Map<string, ApplyLine[]>();
+    for (const h of this.hosts) {
+      const p = this.procs.get(h.name);
+      const lines = p === undefined ? [] : await coordLog(p);
+      out.set(
+        h.name,
+        lines
+          .filter((l) => l['message'] === 'haproxy apply')
+          .map((l) => ({
+            t: Date.parse(String(l['timestamp'])),
+            result: String(l['result']),
+            ms: typeof l['ms'] === 'number' ? l['ms'] : undefined,
+            sinceChangeMs: typeof l['sinceChangeMs'] === 'number' ? l['sinceChangeMs'] : undefined,
+          }))
+          .filter((l) => l.t >= from && l.t <= to),
+      );
+    }
+    return out;
+  }
+
+  spawnClient(args: string[], name: string): LabProcess {
+    return this.lab.spawn(this.lab.client, process.execPath, ['--import', 'tsx', CLIENT, ...args], { name });
+  }
+
+  async phaseA(
+    kind: 'keepalive' | 'close',
+    reloads: number,
+    gapMs: number,
+    concurrency: number,
+  ): Promise<PhaseA> {
+    const holders = await holdersOf(this.lab, this.vip);
+    if (holders.length !== 1 || holders[0] === undefined) throw new Error(`holders: ${holders.join()}`);
+    const holder = this.lab.host(holders[0]);
+    const before = await this.masterReloads(holder);
+    const t0 = Date.now();
+    const load = this.spawnClient(['load', `http://${this.vip}/`, String(concurrency), kind], `load-${kind}`);
+    await sleep(WARM_MS);
+    const cliMs: number[] = [];
+    let changeErrors = 0;
+    const changeErrorSamples: string[] = [];
+    let weight: number = WEIGHTS[0];
+    for (let i = 0; i < reloads; i++) {
+      weight = weight === WEIGHTS[0] ? WEIGHTS[1] : WEIGHTS[0];
+      const s = Date.now();
+      const r = await this.cli([
+        'server',
+        'set',
+        'web',
+        'a',
+        `${this.lab.client.ip}:9001`,
+        '--weight',
+        String(weight),
+      ]);
+      cliMs.push(Date.now() - s);
+      if (r.exitCode !== 0) {
+        changeErrors++;
+        if (changeErrorSamples.length < 5)
+          changeErrorSamples.push(
+            `${new Date().toISOString()} exit ${r.exitCode}: ${r.stderr.slice(0, 300)}`,
+          );
+      }
+      if ((i + 1) % 20 === 0) this.log(`  ${kind}: ${i + 1}/${reloads} changes`);
+      await sleep(gapMs);
+    }
+    await sleep(DRAIN_MS);
+    await load.stop(15_000);
+    const t1 = Date.now();
+    const text = await load.output();
+    const line = text.split('\n').find((l) => l.startsWith('{"mode"'));
+    if (line === undefined) throw new Error(`load client printed no result: ${text.slice(-500)}`);
+    const res = JSON.parse(line) as LoadResult;
+    await sleep(300); // the last log lines
+    const applies = await this.applyLines(t0, t1);
+    const after = await this.masterReloads(holder);
+    const appliedByNode: Record<string, number> = {};
+    const otherResultsByNode: Record<string, Record<string, number>> = {};
+    for (const [n, ls] of applies) {
+      appliedByNode[n] = ls.filter((l) => l.result === 'applied').length;
+      const other: Record<string, number> = {};
+      for (const l of ls) if (l.result !== 'applied') other[l.result] = (other[l.result] ?? 0) + 1;
+      otherResultsByNode[n] = other;
+    }
+    const requests = res.ok + res.failed;
+    return {
+      load: kind,
+      holder: holder.name,
+      holderAfter: await holdersOf(this.lab, this.vip),
+      changes: reloads,
+      changeErrors,
+      changeErrorSamples,
+      etcdAlive: this.lab.etcd.members.every((m) => m.process?.running === true),
+      cliMs: stats(cliMs),
+      requests,
+      ok: res.ok,
+      failed: res.failed,
+      errors: res.errors,
+      bodies: res.bodies,
+      requestsPerSec: Math.round(requests / ((res.end - res.start) / 1000)),
+      appliedByNode,
+      otherResultsByNode,
+      masterReloads: {
+        before,
+        after,
+        delta: before === undefined || after === undefined ? undefined : after - before,
+      },
+      failures: res.failures.map((f) => ({ ...f, msSincePhaseStart: f.t - t0 })),
+    };
+  }
+
+  async phaseB(samples: number, quietMs: number): Promise<{ samples: Sample[]; pollerEvents: number }> {
+    const ip = this.lab.client.ip;
+    await this.cliOk(['server', 'rm', 'web', 'b']);
+    await this.cliOk(['server', 'set', 'web', 'a', `${ip}:9001`, '--weight', '10']);
+    const names = this.targets().map(([n]) => n);
+    for (const [name, url] of this.targets()) {
+      await waitFor(
+        `${name} to serve backend-A only`,
+        async () => ((await this.get(url)) === 'backend-A' ? true : undefined),
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
+    }
+    const poller = this.spawnClient(
+      ['poll', String(POLL_MS), ...this.targets().map(([n, u]) => `${n}=${u}`)],
+      'poller',
+    );
+    type Ev = { t: number; name: string; body?: string; error?: string };
+    const events = async (): Promise<Ev[]> =>
+      (await poller.output())
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Ev);
+    // Every target answered once (the poller is running).
+    await waitFor(
+      'the poller to see every target',
+      async () => {
+        const seen = new Set((await events()).map((e) => e.name));
+        return names.every((n) => seen.has(n)) ? true : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 100 },
+    );
+    const out: Sample[] = [];
+    try {
+      for (let i = 0; i < samples; i++) {
+        const [port, body] = i % 2 === 0 ? [9002, 'backend-B'] : [9001, 'backend-A'];
+        await sleep(quietMs);
+        const tInvoke = Date.now();
+        const r = await this.cli(['server', 'set', 'web', 'a', `${ip}:${port}`, '--weight', '10']);
+        const tReturn = Date.now();
+        const sample: Sample = {
+          i: i + 1,
+          body,
+          tInvoke,
+          tReturn,
+          cliMs: tReturn - tInvoke,
+          fromReturnMs: {},
+          fromInvokeMs: {},
+          appliedLogFromReturnMs: {},
+          coordApplyMs: {},
+          coordSinceChangeMs: {},
+        };
+        if (r.exitCode !== 0) sample.error = `server set exit ${r.exitCode}: ${r.stderr.slice(0, 200)}`;
+        const firstSeen = (evs: Ev[], n: string) =>
+          evs.find((e) => e.name === n && e.t >= tInvoke && e.body === body)?.t;
+        try {
+          await waitFor(
+            `every target to serve ${body}`,
+            async () => {
+              const evs = await events();
+              return names.every((n) => firstSeen(evs, n) !== undefined) ? true : undefined;
+            },
+            { timeoutMs: CONVERGE_TIMEOUT_MS, intervalMs: 20 },
+          );
+        } catch (e) {
+          sample.error = errText(e);
+        }
+        const evs = await events();
+        for (const n of names) {
+          const t = firstSeen(evs, n);
+          sample.fromReturnMs[n] = t === undefined ? null : t - tReturn;
+          sample.fromInvokeMs[n] = t === undefined ? null : t - tInvoke;
+        }
+        await sleep(200); // coord's log line
+        const applies = await this.applyLines(tInvoke, tInvoke + CONVERGE_TIMEOUT_MS + 1000);
+        for (const [n, ls] of applies) {
+          const a = ls.find((l) => l.result === 'applied');
+          sample.appliedLogFromReturnMs[n] = a === undefined ? null : a.t - tReturn;
+          sample.coordApplyMs[n] = a?.ms ?? null;
+          sample.coordSinceChangeMs[n] = a?.sinceChangeMs ?? null;
+        }
+        out.push(sample);
+        const last = Math.max(...this.hosts.map((h) => sample.fromReturnMs[h.name] ?? Infinity));
+        this.log(
+          `  sample ${i + 1}/${samples} → ${body}: cli ${sample.cliMs} ms, last node +${last} ms after return` +
+            (sample.error === undefined ? '' : ` (${sample.error})`),
+        );
+      }
+    } finally {
+      await poller.stop(5000);
+    }
+    const errs = (await events()).filter((e) => e.error !== undefined);
+    return { samples: out, pollerEvents: errs.length };
+  }
+
+  /** Stop coord, then the HAProxy masters it leaves running (kill -USR1 inside each host's namespace). */
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.procs.values()].map((p) => p.stop(5000)));
+    for (const h of this.hosts) {
+      const r = await this.lab
+        .exec(h, 'cat', [join(this.runDir(h), 'haproxy.pid')], { reject: false })
+        .catch(() => undefined);
+      const pid = r?.stdout.trim() ?? '';
+      if (/^\d+$/.test(pid)) await this.lab.exec(h, 'kill', ['-USR1', pid], { reject: false });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Output
+
+function fmtTable(head: string[], body: string[][]): string {
+  const all = [head, ...body];
+  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) =>
+    r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+const f = (v: number | undefined | null) => (v === undefined || v === null ? '—' : String(Math.round(v)));
+
+function phaseATable(rows: readonly PhaseA[]): string {
+  return fmtTable(
+    ['load', 'requests', 'req/s', 'failed', 'changes', 'applied(holder log)', 'master reloads', 'errors'],
+    rows.map((r) => [
+      r.load === 'keepalive' ? 'keep-alive' : 'new-conn',
+      String(r.requests),
+      String(r.requestsPerSec),
+      String(r.failed),
+      String(r.changes - r.changeErrors),
+      `${r.appliedByNode[r.holder] ?? 0} (${r.holder})`,
+      f(r.masterReloads.delta),
+      Object.entries(r.errors)
+        .map(([k, v]) => `${k}×${v}`)
+        .join(', ') || '—',
+    ]),
+  );
+}
+
+interface LatencyRow {
+  what: string;
+  stats: Stats;
+}
+
+function latencyRows(samples: readonly Sample[], nodes: readonly string[]): LatencyRow[] {
+  const ok = samples.filter((s) => nodes.every((n) => s.fromReturnMs[n] !== null));
+  const last = (s: Sample, k: 'fromReturnMs' | 'fromInvokeMs') => Math.max(...nodes.map((n) => s[k][n] ?? 0));
+  const rows: LatencyRow[] = [
+    { what: 'last node, from return', stats: stats(ok.map((s) => last(s, 'fromReturnMs'))) },
+    { what: 'last node, from invoke', stats: stats(ok.map((s) => last(s, 'fromInvokeMs'))) },
+  ];
+  for (const n of [...nodes, 'vip']) {
+    const v = samples.map((s) => s.fromReturnMs[n]).filter((x): x is number => typeof x === 'number');
+    rows.push({ what: `${n}, from return`, stats: stats(v) });
+  }
+  for (const n of nodes) {
+    const v = samples
+      .map((s) => s.appliedLogFromReturnMs[n])
+      .filter((x): x is number => typeof x === 'number');
+    rows.push({ what: `${n} coord "applied" log, from return`, stats: stats(v) });
+  }
+  const all = (k: 'coordApplyMs' | 'coordSinceChangeMs') =>
+    samples.flatMap((s) => nodes.map((n) => s[k][n])).filter((x): x is number => typeof x === 'number');
+  rows.push({ what: 'coord log sinceChangeMs (all nodes)', stats: stats(all('coordSinceChangeMs')) });
+  rows.push({ what: 'coord log ms: driver run (all nodes)', stats: stats(all('coordApplyMs')) });
+  rows.push({ what: 'coord server set (CLI run time)', stats: stats(samples.map((s) => s.cliMs)) });
+  return rows;
+}
+
+function latencyTable(rows: readonly LatencyRow[]): string {
+  return fmtTable(
+    ['ms', 'n', 'p50', 'p99', 'max', 'min'],
+    rows.map((r) => [
+      r.what,
+      String(r.stats.n),
+      f(r.stats.p50),
+      f(r.stats.p99),
+      f(r.stats.max),
+      f(r.stats.min),
+    ]),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      out: { type: 'string', default: 'bench-results/reload.json' },
+      reloads: { type: 'string', default: '100' },
+      samples: { type: 'string', default: '30' },
+      concurrency: { type: 'string', default: '8' },
+      'gap-ms': { type: 'string', default: '300' },
+      loads: { type: 'string', default: 'keepalive,close' },
+    },
+  });
+  const reloads = Number(values.reloads);
+  const samples = Number(values.samples);
+  const concurrency = Number(values.concurrency);
+  const gapMs = Number(values['gap-ms']);
+  for (const [k, v] of Object.entries({ reloads, samples, concurrency, gapMs }))
+    if (!Number.isInteger(v) || v < 0) throw new Error(`--${k} must be a non-negative integer`);
+  const loadNames = values.loads.split(',').filter((s) => s !== '');
+  for (const l of loadNames) if (l !== 'keepalive' && l !== 'close') throw new Error(`unknown load "${l}"`);
+  const loads = loadNames as ('keepalive' | 'close')[];
+  const out = resolve(values.out);
+  assertBuilt();
+
+  const t0 = Date.now();
+  const loadBefore = loadavg();
+  const log = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
+  const lab = await Lab.create({ name: 'reload', hosts: 3 });
+  const bench = new Bench(lab);
+  bench.log = log;
+  const phaseA: PhaseA[] = [];
+  let phaseB: { samples: Sample[]; pollerEvents: number } | undefined;
+  let holder = '';
+  let error: string | undefined;
+  try {
+    log(`lab ${lab.prefix} up`);
+    holder = await bench.start();
+    log(`coord on h1-h3, VIP ${bench.vip} held by ${holder}; web served by every node`);
+    for (const kind of loads) {
+      log(`(a) ${reloads} changes under ${kind} load (${concurrency} clients)…`);
+      const r = await bench.phaseA(kind, reloads, gapMs, concurrency);
+      log(
+        `  ${r.requests} requests, ${r.failed} failed, holder ${r.holder} applied ${r.appliedByNode[r.holder] ?? 0}, master reloads +${f(r.masterReloads.delta)}` +
+          (r.changeErrors > 0
+            ? `, ${r.changeErrors} server set failed: ${r.changeErrorSamples[0] ?? ''}`
+            : '') +
+          (r.etcdAlive ? '' : ', ETCD DIED during the phase'),
+      );
+      phaseA.push(r);
+    }
+    if (samples > 0) {
+      log(`(b) ${samples} propagation samples…`);
+      phaseB = await bench.phaseB(samples, 400);
+    }
+  } catch (e) {
+    error = errText(e);
+    log(`FAILED: ${error}`);
+  } finally {
+    await bench.stopAll().catch((e: unknown) => log(`stopping: ${errText(e)}`));
+    await lab.destroy();
+  }
+
+  const nodes = lab.hosts.map((h) => h.name);
+  console.log('');
+  if (phaseA.length > 0) {
+    console.log(
+      `(a) failed requests through the VIP during coord-driven reloads (${concurrency} clients, a weight change every ~CLI+${gapMs} ms)`,
+    );
+    console.log(phaseATable(phaseA));
+    for (const r of phaseA) {
+      const others = Object.entries(r.appliedByNode)
+        .map(([n, c]) => `${n} ${c}`)
+        .join(', ');
+      console.log(
+        `  ${r.load}: applied per node ${others}; CLI p50 ${f(r.cliMs.p50)} ms; bodies ${JSON.stringify(r.bodies)}`,
+      );
+    }
+  }
+  const latency = phaseB === undefined ? [] : latencyRows(phaseB.samples, nodes);
+  if (phaseB !== undefined) {
+    console.log('');
+    console.log(
+      `(b) propagation: ms until every node's own HAProxy serves a \`coord server set\` (poll ${POLL_MS} ms, keep-alive; includes the 100 ms debounce)`,
+    );
+    console.log(latencyTable(latency));
+    const bad = phaseB.samples.filter((s) => s.error !== undefined).length;
+    if (bad > 0) console.log(`  ${bad} samples with errors (see JSON)`);
+    if (phaseB.pollerEvents > 0) console.log(`  poller saw ${phaseB.pollerEvents} failed requests`);
+  }
+  console.log(
+    `\nload average (1 min) at start ${loadBefore[0]?.toFixed(1) ?? '?'}, at end ${loadavg()[0]?.toFixed(1) ?? '?'} (${cpus().length} cores)`,
+  );
+  if (error !== undefined) console.log(`\nbench FAILED: ${error}`);
+  const json = {
+    // Other work on the machine inflates every latency here (2 cores): the 1-minute load average, start and end.
+    machine: { cpus: cpus().length, node: process.version, loadavg1: [loadBefore[0], loadavg()[0]] },
+    when: new Date(t0).toISOString(),
+    durationSec: Math.round((Date.now() - t0) / 1000),
+    error,
+    config: {
+      hosts: nodes,
+      holder,
+      reloads,
+      gapMs,
+      concurrency,
+      weights: WEIGHTS,
+      pollMs: POLL_MS,
+      samples,
+      latencyFrom:
+        'the `coord server set` process returning (fromReturn); also just before it was started (fromInvoke)',
+      debounce: { quietMs: 100, maxWaitMs: 1000 },
+    },
+    reloadsUnderLoad: phaseA,
+    propagation:
+      phaseB === undefined
+        ? undefined
+        : { summary: latency, pollerFailedRequests: phaseB.pollerEvents, samples: phaseB.samples },
+  };
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(json, null, 2)}\n`);
+  console.log(`\nwrote ${out}`);
+}
+
+await main();
