@@ -71,7 +71,15 @@ export class HaproxyLoop {
    * Called on a timer by the node.
    */
   recheck(): void {
-    if (this.lastFingerprint === undefined) return;
+    // Never mix with a real change waiting in the debounce: it would take that change's place in the logs and
+    // push its apply back.
+    if (
+      this.lastFingerprint === undefined ||
+      this.state?.result === 'pending' ||
+      this.opts.driver.status().pending
+    ) {
+      return;
+    }
     const list = [...this.current.values()];
     this.opts.driver.apply(list, { reason: 'recheck' }).then(
       (r) => {
@@ -149,6 +157,7 @@ export class HaproxyLoop {
           result: r.result,
           hash: r.hash.slice(0, 12),
           ms: Math.round(r.durationMs),
+          ...(r.checkMs === undefined ? {} : { checkMs: Math.round(r.checkMs) }),
           sinceChangeMs: Math.round(this.opts.clock.now() - startedAt),
           ...(r.error === undefined ? {} : { error: r.error }),
         });

@@ -9,7 +9,7 @@ export interface DebounceConfig {
   maxWaitMs: number;
 }
 
-export const DEFAULT_DEBOUNCE: DebounceConfig = { quietMs: 100, maxWaitMs: 1000 };
+export const DEFAULT_DEBOUNCE: DebounceConfig = { quietMs: 50, maxWaitMs: 1000 };
 
 /** Unapplied changes: when the first and the last arrived (monotonic ms). */
 export interface DebounceState {
