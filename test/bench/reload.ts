@@ -621,7 +621,7 @@ async function main(): Promise<void> {
   if (phaseB !== undefined) {
     console.log('');
     console.log(
-      `(b) propagation: ms until every node's own HAProxy serves a \`coord server set\` (poll ${POLL_MS} ms, keep-alive; includes the 100 ms debounce)`,
+      `(b) propagation: ms until every node's own HAProxy serves a \`coord server set\` (poll ${POLL_MS} ms, keep-alive; includes the debounce quiet window)`,
     );
     console.log(latencyTable(latency));
     const bad = phaseB.samples.filter((s) => s.error !== undefined).length;
