@@ -14,7 +14,7 @@
  *     `coord server set`. A keep-alive poller in the client namespace asks every node's own :8080 (and the VIP)
  *     every 10 ms; a node serves the change when its answer flips. Latency is measured from the moment the
  *     `coord server set` process returned (and, also printed, from just before it was started). It includes
- *     coord's 100 ms debounce quiet window, `haproxy -c`, and the reload.
+ *     coord's debounce quiet window (50 ms), `haproxy -c`, and the reload.
  *
  * Usage: pnpm bench:reload [--reloads 100] [--samples 30] [--concurrency 8] [--gap-ms 300]
  *                          [--out bench-results/reload.json]
