@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
-import { assertBuilt, COORD_BIN, startCoord, waitForSingleHolder } from './coord.js';
+import { assertBuilt, COORD_BIN, coordLog, startCoord, waitForSingleHolder } from './coord.js';
 
 let lab: Lab;
 let vip: string;
@@ -192,7 +192,7 @@ describe('coord join --haproxy-config', () => {
     expect(await get(`http://${h2.ip}:8080/`)).toBe('backend-A');
   });
 
-  it('a node cut off from etcd while the model changes converges after it heals', async () => {
+  it('a node cut off from etcd while the model changes (and etcd compacts) converges after it heals', async () => {
     const h3 = lab.hosts[2]!;
     await lab.faults.cutFromEtcd(h3);
     try {
@@ -209,13 +209,28 @@ describe('coord join --haproxy-config', () => {
         { timeoutMs: 15_000, intervalMs: 200 },
       );
       expect(await get(`http://${h3.ip}:8080/`)).toBe('backend-A');
+      // Compact etcd past everything h3 has seen: its watch cannot resume from its revision and must re-read.
+      const head = await lab.etcdctl(lab.hosts[0]!, ['get', '/coord/lb/services/web', '-w', 'json']);
+      const revision = (JSON.parse(head.stdout) as { header: { revision: number } }).header.revision;
+      const compact = await lab.etcdctl(lab.hosts[0]!, ['compact', String(revision)]);
+      expect(compact.exitCode).toBe(0);
     } finally {
       await lab.faults.healEtcd(h3);
     }
+    const healedAt = Date.now();
     await waitFor(
       'h3 to converge',
       async () => ((await get(`http://${h3.ip}:8080/`)) === 'backend-B' ? true : undefined),
       { timeoutMs: 20_000, intervalMs: 300 },
     );
+    // Two writes were missed while cut off; the resync applies them as one reload.
+    await new Promise((r) => setTimeout(r, 1000));
+    const applied = (await coordLog(procs.get(h3.name)!)).filter(
+      (l) =>
+        l.message === 'haproxy apply' &&
+        l.result === 'applied' &&
+        Date.parse(String(l.timestamp)) >= healedAt,
+    );
+    expect(applied).toHaveLength(1);
   });
 });
