@@ -18,6 +18,9 @@ import { fenceDeadline, kernelLifetimeSec, takeoverGuardMs, type TimingConfig } 
 
 export type Role = 'follower' | 'campaigning' | 'leader' | 'stopped';
 
+/** Pause after a lost or failed campaign before trying again. */
+export const CAMPAIGN_RETRY_MS = 200;
+
 export interface GroupConfig {
   readonly group: string;
   readonly self: Candidate;
@@ -69,6 +72,8 @@ export interface GroupState {
   readonly vipHeld: boolean;
   /** Leader only: a keepalive was requested to get a fresh ack before adding the VIP. */
   readonly freshAckRequested: boolean;
+  /** After a lost or failed campaign, not before this (no hot loop while the view lags or etcd is down). */
+  readonly campaignRetryAt: number;
 }
 
 export type GroupEvent =
@@ -117,6 +122,7 @@ export function initialState(): GroupState {
     claimAt: null,
     vipHeld: false,
     freshAckRequested: false,
+    campaignRetryAt: 0,
   };
 }
 
@@ -220,6 +226,31 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       if (s.role === 'campaigning' && e.leader !== null && e.leader.node !== config.self.node) {
         next = transition(next, 'follower', `lost the race to ${e.leader.node}`, effects, { epoch: null });
       }
+      // The key is ours under our *current* lease although we are not leading: a campaign whose reply was lost
+      // (timeout after commit). Adopt it like a won campaign — the lease is live and nobody else can hold the
+      // group — rather than leave a leader key that no VIP follows. A fenced node has a new lease: never adopted.
+      if (
+        s.role !== 'leader' &&
+        e.leader !== null &&
+        e.leader.node === config.self.node &&
+        s.session !== null &&
+        e.leader.leaseId === s.session.leaseId
+      ) {
+        const guard = s.vacancyClean ? 0 : Math.max(takeoverGuardMs(s.session.timing), s.vacancyGuardMs);
+        // While campaigning this is simply our win, seen in the watch before the transaction's reply.
+        const reason =
+          s.role === 'campaigning'
+            ? guard > 0
+              ? 'elected; waiting out the previous holder'
+              : 'elected'
+            : 'adopted our own leader key (campaign reply lost)';
+        next = transition(next, 'leader', reason, effects, {
+          epoch: e.leader.epoch,
+          claimAt: e.now + guard,
+          vipHeld: false,
+          freshAckRequested: false,
+        });
+      }
       return next;
     }
     case 'members-observed': {
@@ -233,8 +264,12 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
     }
     case 'campaign-result': {
       if (s.role !== 'campaigning') return s;
-      if (!e.won || e.epoch === undefined)
-        return transition(s, 'follower', 'lost the race', effects, { epoch: null });
+      if (!e.won || e.epoch === undefined) {
+        return transition(s, 'follower', 'lost the race', effects, {
+          epoch: null,
+          campaignRetryAt: e.now + CAMPAIGN_RETRY_MS,
+        });
+      }
       const guard =
         s.vacancyClean || s.session === null
           ? 0
@@ -323,6 +358,10 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
     const best = bestCandidate(s.members);
     const isBest = best !== undefined && best.node === config.self.node;
     const fallbackAt = vacantSince + config.vacancyFallbackMs;
+    if (now < s.campaignRetryAt) {
+      effects.push({ type: 'arm-timer', at: s.campaignRetryAt });
+      return { ...s, vacantSince };
+    }
     if (isBest || now >= fallbackAt) {
       effects.push({ type: 'campaign', leaseId: s.session.leaseId });
       return transition(

@@ -180,6 +180,30 @@ describe('election machine', () => {
     expect(state.claimAt).toBe(12 + 900);
   });
 
+  it('adopts its own leader key when the campaign reply was lost, but never one of an older lease', () => {
+    const base = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 0, leader: null, clean: true },
+      { type: 'campaign-result', now: 5, won: false }, // the txn committed, its reply timed out
+    ]);
+    expect(base.state.role).toBe('follower'); // and not campaigning again at once
+    expect(base.effects).toContainEqual({ type: 'arm-timer', at: 5 + 200 });
+    const ours = run(
+      [{ type: 'leader-observed', now: 6, leader: { node: 'lb1', epoch: 9, leaseId: 'L1' }, clean: false }],
+      config,
+      base.state,
+    );
+    expect(ours.state.role).toBe('leader');
+    expect(ours.state.epoch).toBe(9);
+    const stale = run(
+      [{ type: 'leader-observed', now: 6, leader: { node: 'lb1', epoch: 9, leaseId: 'L0' }, clean: false }],
+      config,
+      base.state,
+    );
+    expect(stale.state.role).toBe('follower');
+  });
+
   it('refreshes the kernel lifetime only from prompt acks', () => {
     const { state } = elected(true);
     const prompt = run([{ type: 'session-acked', now: 251, leaseId: 'L1', sentAt: 250 }], config, state);
