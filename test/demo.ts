@@ -87,7 +87,7 @@ try {
     await after?.();
     const gap = failoverGap(seen, { after: faultAt, fromMac: host(holder).mac, toMac: host(next).mac });
     const rel = (t: number | undefined) =>
-      t === undefined ? '—' : `${t - faultAt >= 0 ? '+' : ''}${t - faultAt} ms`;
+      t === undefined ? '—' : `${t - faultAt >= 0 ? '+' : ''}${Math.round(t - faultAt)} ms`;
     say(`  the client's ARP probes (every 10 ms), times relative to the event:`);
     say(`    last answer from the old holder   ${rel(gap.lastOld)}  ${who(host(holder).mac)}`);
     say(`    first answer from the new holder  ${rel(gap.firstNew)}  ${who(host(next).mac)}`);
