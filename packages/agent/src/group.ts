@@ -20,8 +20,10 @@ import { Lane } from './lane.js';
 
 /** What a group runner asks of etcd; implemented by the node over its session and store. */
 export interface GroupEtcdPort {
-  campaign(group: string): Promise<{ won: true; epoch: number } | { won: false }>;
-  resign(group: string, epoch: number): Promise<boolean>;
+  /** Campaign under `leaseId` (the machine's session), not whatever lease the node has by the time it runs. */
+  campaign(group: string, leaseId: string): Promise<{ won: true; epoch: number } | { won: false }>;
+  /** `clean`: our VIP is verifiably gone, so the successor may claim at once (else it waits out the guard). */
+  resign(group: string, epoch: number, clean: boolean): Promise<boolean>;
   keepaliveNow(): void;
   restartSession(reason: string): void;
 }
@@ -54,6 +56,8 @@ export class GroupRunner {
   private state: GroupState = initialState();
   private config: GroupConfig;
   private vacancyStartedAt: number | null = null;
+  /** The last VIP removal did not fully succeed. */
+  private removeFailed = false;
   private readonly lane: Lane;
   private timer: { handle: TimerHandle; at: number } | null = null;
   private announceTimer: TimerHandle | null = null;
@@ -93,6 +97,11 @@ export class GroupRunner {
     const { state, effects } = step(this.config, this.state, event);
     this.state = state;
     for (const e of effects) this.execute(e);
+  }
+
+  /** Resolves once the host changes queued so far are done. */
+  laneIdle(): Promise<void> {
+    return this.lane.idle();
   }
 
   /** Resolves once queued host changes and a pending resign are done (used at shutdown). */
@@ -147,26 +156,29 @@ export class GroupRunner {
       case 'arm-timer':
         this.arm(e.at);
         return;
-      case 'campaign':
-        this.opts.etcd.campaign(this.name).then(
+      case 'campaign': {
+        const leaseId = e.leaseId;
+        this.opts.etcd.campaign(this.name, leaseId).then(
           (r) =>
             this.dispatch({
               type: 'campaign-result',
               now: clock.now(),
               won: r.won,
+              leaseId,
               ...(r.won ? { epoch: r.epoch } : {}),
             }),
           (err: unknown) => {
             this.log.warn('campaign failed', { error: err instanceof Error ? err.message : String(err) });
-            this.dispatch({ type: 'campaign-result', now: clock.now(), won: false });
+            this.dispatch({ type: 'campaign-result', now: clock.now(), won: false, leaseId });
           },
         );
         return;
+      }
       case 'resign': {
         const epoch = e.epoch;
         // Queued behind the VIP removal that precedes it in the lane.
         this.resigning = this.lane.idle().then(() =>
-          this.opts.etcd.resign(this.name, epoch).then(
+          this.opts.etcd.resign(this.name, epoch, !this.removeFailed).then(
             (ok) => this.log.info('resigned', { epoch, applied: ok }),
             (err: unknown) =>
               this.log.warn('resign failed', {
@@ -182,9 +194,10 @@ export class GroupRunner {
         return;
       case 'restart-session':
         // Behind the VIP removal in the lane: the lease (which revoking releases) goes only after the VIP.
-        void this.lane.run('restart session', () =>
-          this.opts.etcd.restartSession(`group ${this.name} fenced`),
-        );
+        void this.lane.run('restart session', () => {
+          // Not awaited: the node waits for every group's lane (this one included) before it revokes the lease.
+          this.opts.etcd.restartSession(`group ${this.name} fenced`);
+        });
         return;
       case 'add-vip': {
         const { epoch, lifetimeSec, notAfter } = e;
@@ -243,9 +256,21 @@ export class GroupRunner {
   private async removeVips(vips: readonly Vip[], reason: string): Promise<void> {
     const iface = this.opts.settings.interface;
     let removed = 0;
+    let failed = false;
+    // Every VIP is tried even if one fails; a failure makes the next resign unclean (the successor waits).
     for (const vip of vips) {
-      if ((await this.opts.vipPort.remove(iface, vip)) === 'removed') removed++;
+      try {
+        if ((await this.opts.vipPort.remove(iface, vip)) === 'removed') removed++;
+      } catch (e) {
+        failed = true;
+        this.log.error('vip removal failed', {
+          vip: formatCidr(vip),
+          iface,
+          error: e instanceof Error ? e.message : String(e),
+        });
+      }
     }
+    this.removeFailed = failed;
     if (removed > 0) {
       this.log.info('vip released', { vips: vips.map(formatCidr), iface, reason });
       this.opts.onFact?.({ type: 'vipReleased', group: this.name, reason, at: this.opts.clock.now() });

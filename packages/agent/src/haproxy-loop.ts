@@ -119,6 +119,9 @@ export class HaproxyLoop {
       // A set that cannot work together is refused whole: the running config stays.
       const error = clashes.map((c) => `${c.path}: ${c.message}`).join('; ');
       this.log.error('refused the service set from etcd', { revision, error });
+      // Forget the last model: an apply still in flight must not overwrite this verdict, and removing the clash
+      // (back to that same model) must be applied and reported again.
+      this.lastFingerprint = undefined;
       this.state = {
         revision,
         model: modelFingerprint(list),

@@ -14,14 +14,21 @@ export interface PriorityTarget {
  * Track scripts and interfaces (one tracker for the node) and turn their verdicts into each group's effective
  * priority: weights move it, a failing check without weight puts the group in FAULT (priority 0).
  */
+/** The node's tracker, plus `recompute()` after a config reload changed the base priorities. */
+export interface Health extends Tracker {
+  recompute(): void;
+}
+
 export function attachHealth(opts: {
   config: NodeConfig;
+  /** The config in force now (a reload may change base priorities); defaults to `config`. */
+  current?: () => NodeConfig;
   target: PriorityTarget;
   clock: Clock;
   logger: Logger;
   metrics?: Metrics;
   onFault?: (group: string, fault: boolean, reasons: readonly string[]) => void;
-}): Tracker | undefined {
+}): Health | undefined {
   const { config } = opts;
   if (config.track.scripts.length === 0 && config.track.interfaces.length === 0) return undefined;
   const log = opts.logger.child({ component: 'track' });
@@ -34,7 +41,7 @@ export function attachHealth(opts: {
       healthy: r.healthy,
       ...(r.weight === undefined ? {} : { weight: r.weight }),
     }));
-    for (const g of config.groups) {
+    for (const g of (opts.current ?? (() => config))().groups) {
       const o = effectivePriority(g.priority, checks);
       opts.target.setEffectivePriority(g.name, o.fault ? 0 : o.priority);
       if ((faulted.get(g.name) ?? false) !== o.fault) {
@@ -75,6 +82,7 @@ export function attachHealth(opts: {
     stop: () => tracker.stop(),
     current: () => tracker.current(),
     results: () => tracker.results(),
+    recompute: () => apply(),
   };
 }
 

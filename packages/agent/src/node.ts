@@ -100,10 +100,10 @@ export class CoordNode {
           vacancyFallbackMs: config.ttlSec * 1000 + 1000,
           onFact: (fact) => this.onFact(fact),
           etcd: {
-            campaign: (group) => this.campaign(group),
-            resign: (group, epoch) => this.store.resign(group, epoch, config.node),
+            campaign: (group, leaseId) => this.campaign(group, leaseId),
+            resign: (group, epoch, clean) => this.store.resign(group, epoch, config.node, clean),
             keepaliveNow: () => this.session.keepaliveNow(),
-            restartSession: (reason) => this.session.restart(reason),
+            restartSession: (reason) => void this.restartSession(reason),
           },
         }),
     );
@@ -178,12 +178,16 @@ export class CoordNode {
     if (this.statusTimer !== null) clearInterval(this.statusTimer);
     if (this.haproxyTimer !== null) clearInterval(this.haproxyTimer);
     for (const g of this.groups) g.dispatch({ type: 'stop', now: this.deps.clock.now() });
-    await Promise.race([
-      Promise.all(this.groups.map((g) => g.settle())),
-      new Promise((r) => setTimeout(r, 2000)),
+    const settled = await Promise.race([
+      Promise.all(this.groups.map((g) => g.settle())).then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 2000)),
     ]);
     for (const g of this.groups) g.stopTimers();
-    await this.session.close(true);
+    // Revoking would let a successor claim at once; if our VIP removal has not finished, let the lease expire
+    // instead, so the successor's wait covers the VIP's kernel lifetime.
+    if (!settled)
+      this.log.error('vip removal did not finish in 2 s; letting the lease expire instead of revoking it');
+    await this.session.close(settled);
     await this.view.close();
     this.client.close();
     this.log.info('node stopped');
@@ -220,6 +224,20 @@ export class CoordNode {
   /** Publish this node's status now (e.g. right after an HAProxy apply), not at the next 2 s tick. */
   publishNow(): void {
     void this.publishStatus();
+  }
+
+  /**
+   * A group fenced itself: every group drops leadership first (the lease they all share is going), their VIP
+   * removals finish, and only then is the lease revoked and replaced — a revoke lets others claim at once.
+   */
+  private async restartSession(reason: string): Promise<void> {
+    const now = this.deps.clock.now();
+    for (const g of this.groups) g.dispatch({ type: 'session-lost', now, reason });
+    await Promise.race([
+      Promise.all(this.groups.map((g) => g.laneIdle())),
+      new Promise((r) => setTimeout(r, 2000)),
+    ]);
+    if (!this.stopped) this.session.restart(reason);
   }
 
   /**
@@ -305,9 +323,12 @@ export class CoordNode {
     this.deps.onFact?.(fact);
   }
 
-  private async campaign(group: string): Promise<{ won: true; epoch: number } | { won: false }> {
-    const leaseId = this.session.currentLeaseId;
-    if (leaseId === null) return { won: false };
+  private async campaign(
+    group: string,
+    leaseId: string,
+  ): Promise<{ won: true; epoch: number } | { won: false }> {
+    // The machine campaigns under the lease it knows; a lease replaced meanwhile must not win anything.
+    if (leaseId !== this.session.currentLeaseId) return { won: false };
     const guardMs = takeoverGuardMs(defaultTiming(this.session.grantedTtlMs));
     return this.store.campaign(group, leaseId, { node: this.config.node, leaseId, guardMs });
   }
@@ -363,7 +384,12 @@ export class CoordNode {
         const epoch = deleted?.createRevision ?? before;
         const released = view.get(this.keys.released(g.name));
         const rel = released === undefined ? undefined : parseJson(released.value);
-        clean = epoch !== undefined && rel?.ok === true && (rel.value as { epoch?: unknown }).epoch === epoch;
+        // Anyone can write anything to etcd: only a well-formed marker for exactly this epoch counts.
+        const marker =
+          rel?.ok === true && typeof rel.value === 'object' && rel.value !== null
+            ? (rel.value as { epoch?: unknown })
+            : {};
+        clean = epoch !== undefined && marker.epoch === epoch;
         this.lastLeaderEpoch.delete(g.name);
       } else {
         this.lastLeaderEpoch.set(g.name, leader.epoch);

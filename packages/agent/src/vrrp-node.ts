@@ -58,6 +58,7 @@ export class VrrpNode {
   private readonly log: Logger;
   private metricsTimer: ReturnType<typeof setInterval> | null = null;
   private readonly pending = new Map<string, number>();
+  private stopped = false;
 
   constructor(
     private readonly config: NodeConfig,
@@ -82,8 +83,11 @@ export class VrrpNode {
   }
 
   async stop(): Promise<void> {
+    // After this, nothing (a recovering health check) may start an instance again.
+    this.stopped = true;
     if (this.metricsTimer !== null) clearInterval(this.metricsTimer);
     for (const r of this.running) {
+      await r.faultChange;
       if (r.announceTimer !== null) clearTimeout(r.announceTimer);
       r.announceTimer = null;
       await r.instance.stop();
@@ -97,6 +101,7 @@ export class VrrpNode {
    * priority 0 on the wire, VIPs released — until the checks pass again, like keepalived's FAULT state.
    */
   setEffectivePriority(group: string, priority: number): void {
+    if (this.stopped) return;
     const r = this.running.find((x) => x.settings.name === group);
     if (r === undefined) {
       // Before start: the instance will start with this verdict (0 = not at all until the checks pass).
@@ -114,7 +119,9 @@ export class VrrpNode {
     r.instance.setPriority(priority);
     if (r.faulted) {
       r.faulted = false;
-      r.faultChange = r.faultChange.then(() => r.instance.start());
+      r.faultChange = r.faultChange.then(() => {
+        if (!this.stopped) r.instance.start();
+      });
     }
   }
 

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { parseCommand } from '@coord/agent';
 import {
   isCoordError,
@@ -13,6 +14,8 @@ export async function checkConfigFile(
   path: string,
 ): Promise<{ config: NodeConfig | undefined; issues: ConfigIssue[] }> {
   const raw = await readConfigFile(path);
+  // As coord join does: the node name defaults to the host name.
+  raw.node ??= hostname().split('.')[0];
   const r = validateNodeConfig(raw);
   if (!r.ok) return { config: undefined, issues: r.issues };
   const issues: ConfigIssue[] = [];

@@ -242,8 +242,10 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
         });
   if (node instanceof CoordNode) publish = () => node.publishNow();
   // Both modes: weights move the priority, a failing check without weight is FAULT.
+  let current = config;
   const tracker = attachHealth({
     config,
+    current: () => current,
     target: node,
     clock,
     logger,
@@ -262,7 +264,13 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
       });
     }
     const next = await buildJoinConfig(args);
-    return node.applyConfig(next);
+    const result = node.applyConfig(next);
+    if (result.restartRequired.length === 0) {
+      current = next;
+      // Health verdicts are relative to the base priorities: recompute them from the new ones.
+      tracker?.recompute();
+    }
+    return result;
   };
   const controlPath = args.controlSocket ?? DEFAULT_CONTROL_SOCKET;
   if (controlPath !== '') {
@@ -283,6 +291,8 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
     const stop = (signal: string) => {
       if (stopping !== null) return;
       logger.info('stopping', { signal });
+      // No health verdict may act on the node while (or after) it stops.
+      tracker?.stop();
       stopping = node.stop().then(
         () => resolve(0),
         (e: unknown) => {
@@ -308,7 +318,6 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
   const code = await done;
   // HAProxy itself keeps running: a coord restart must not interrupt traffic.
   await haproxyDriver?.stop();
-  tracker?.stop();
   for (const g of config.groups) hooks?.notify(g.name, 'stop', 'stopping', null);
   if (hooks !== undefined) {
     await Promise.race([

@@ -1,5 +1,5 @@
 import { clusterKeys, createEtcdClient, parseEndpoints, parseJson, readPrefix } from '@coord/etcd';
-import { modelFingerprint, type NodeStatus } from '@coord/agent';
+import { modelFingerprint } from '@coord/agent';
 import { decodeServiceEntries } from '@coord/haproxy';
 
 export interface ClusterStatus {
@@ -26,21 +26,29 @@ export interface ClusterStatus {
   }[];
 }
 
+/** Anything can be written to etcd: read every field defensively (a bad record is shown as unknown). */
+type Rec = Record<string, unknown>;
+const rec = (v: unknown): Rec | undefined =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Rec) : undefined;
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
 /** Read the cluster's state from etcd: members (alive = their lease-bound key exists), holders, VIP locations. */
 export async function readClusterStatus(endpoints: string[], cluster: string): Promise<ClusterStatus> {
   const client = createEtcdClient({ endpoints: parseEndpoints(endpoints), callTimeoutMs: 3000 });
   try {
     const keys = clusterKeys(cluster);
     const { revision, entries } = await readPrefix(client, keys.prefix);
-    const statuses = new Map<string, NodeStatus>();
+    const statuses = new Map<string, Rec>();
     const members: ClusterStatus['members'] = [];
     const groupNames = new Set<string>();
     const groupVips = new Map<string, Set<string>>();
     for (const [key, value] of entries) {
       const parsed = parseJson(value);
-      if (!parsed.ok || typeof parsed.value !== 'object' || parsed.value === null) continue;
-      if (key.startsWith(keys.statuses))
-        statuses.set(key.slice(keys.statuses.length), parsed.value as NodeStatus);
+      const record = parsed.ok ? rec(parsed.value) : undefined;
+      if (record !== undefined && key.startsWith(keys.statuses))
+        statuses.set(key.slice(keys.statuses.length), record);
     }
     const serviceEntries = [...entries]
       .filter(([k]) => k.startsWith(keys.services))
@@ -55,39 +63,37 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
     for (const [key, value] of entries) {
       if (!key.startsWith(keys.members)) continue;
       const parsed = parseJson(value);
-      if (!parsed.ok || typeof parsed.value !== 'object' || parsed.value === null) continue;
-      const m = parsed.value as {
-        node?: string;
-        version?: string;
-        groups?: Record<string, { priority: number; preempt: boolean; vips?: string[] }>;
-      };
-      const node = typeof m.node === 'string' ? m.node : key.slice(keys.members.length);
+      const m = parsed.ok ? rec(parsed.value) : undefined;
+      if (m === undefined) continue;
+      const node = str(m.node) ?? key.slice(keys.members.length);
       const groups: Record<string, { priority: number; preempt: boolean }> = {};
-      for (const [g, v] of Object.entries(m.groups ?? {})) {
-        groups[g] = { priority: v.priority, preempt: v.preempt };
+      for (const [g, raw] of Object.entries(rec(m.groups) ?? {})) {
+        const v = rec(raw) ?? {};
+        groups[g] = { priority: num(v.priority) ?? 0, preempt: v.preempt !== false };
         groupNames.add(g);
         const set = groupVips.get(g) ?? new Set<string>();
-        for (const vip of v.vips ?? []) set.add(vip);
+        for (const vip of arr(v.vips)) if (typeof vip === 'string') set.add(vip);
         groupVips.set(g, set);
       }
       const st = statuses.get(node);
-      const h = st?.haproxy;
+      const h = rec(st?.haproxy);
+      const at = num(st?.at);
       members.push({
         node,
         alive: true,
         groups,
-        lastSeenMsAgo: st === undefined ? null : Math.max(0, now - st.at),
-        version: m.version ?? '',
+        lastSeenMsAgo: at === undefined ? null : Math.max(0, now - at),
+        version: str(m.version) ?? '',
         haproxy:
-          h === undefined || h === null
+          h === undefined
             ? null
             : {
-                result: h.result,
-                revision: h.revision,
+                result: str(h.result) ?? 'unknown',
+                revision: num(h.revision) ?? 0,
                 converged:
                   h.model === model.fingerprint && (h.result === 'applied' || h.result === 'unchanged'),
-                refused: h.refused.length,
-                ...(h.error === undefined ? {} : { error: h.error }),
+                refused: arr(h.refused).length,
+                ...(str(h.error) === undefined ? {} : { error: str(h.error) as string }),
               },
       });
     }
@@ -99,16 +105,17 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
       const leader = entries.get(keys.leader(name));
       const lv = leader === undefined ? undefined : parseJson(leader);
       const holder =
-        lv?.ok === true && typeof (lv.value as { node?: unknown }).node === 'string'
-          ? (lv.value as { node: string }).node
-          : null;
+        (lv?.ok === true ? str(rec(lv.value)?.node) : undefined) ??
+        (leader === undefined ? null : '(unreadable)');
       const vips = [...(groupVips.get(name) ?? [])].sort();
       const vipLocations: Record<string, string[]> = {};
       for (const vip of vips) vipLocations[vip] = [];
       for (const [node, st] of statuses) {
-        for (const g of st.groups ?? []) {
-          if (g.name !== name) continue;
-          for (const vip of g.vipsPresent ?? []) (vipLocations[vip] ??= []).push(node);
+        for (const g of arr(st.groups)) {
+          const gr = rec(g);
+          if (gr?.name !== name) continue;
+          for (const vip of arr(gr.vipsPresent))
+            if (typeof vip === 'string') (vipLocations[vip] ??= []).push(node);
         }
       }
       return { name, holder, epoch: leader?.createRevision ?? null, vips, vipLocations };

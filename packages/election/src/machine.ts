@@ -74,6 +74,8 @@ export interface GroupState {
   readonly freshAckRequested: boolean;
   /** After a lost or failed campaign, not before this (no hot loop while the view lags or etcd is down). */
   readonly campaignRetryAt: number;
+  /** The last epoch we gave up (resigned, fenced, faulted): its key is never adopted back. */
+  readonly droppedEpoch: number | null;
 }
 
 export type GroupEvent =
@@ -82,7 +84,7 @@ export type GroupEvent =
   | { type: 'session-lost'; now: number; reason: string }
   | { type: 'leader-observed'; now: number; leader: LeaderRecord | null; clean: boolean }
   | { type: 'members-observed'; now: number; members: readonly Candidate[] }
-  | { type: 'campaign-result'; now: number; won: boolean; epoch?: number }
+  | { type: 'campaign-result'; now: number; won: boolean; epoch?: number; leaseId?: string }
   | { type: 'vip-missing'; now: number }
   | { type: 'tick'; now: number }
   | { type: 'stop'; now: number };
@@ -123,6 +125,7 @@ export function initialState(): GroupState {
     vipHeld: false,
     freshAckRequested: false,
     campaignRetryAt: 0,
+    droppedEpoch: null,
   };
 }
 
@@ -157,6 +160,7 @@ function dropLeadership(s: GroupState, reason: string, effects: Effect[], resign
   effects.push({ type: 'remove-vip', reason });
   if (resign && s.epoch !== null) effects.push({ type: 'resign', epoch: s.epoch });
   return transition(s, 'follower', reason, effects, {
+    droppedEpoch: s.epoch ?? s.droppedEpoch,
     epoch: null,
     claimAt: null,
     vipHeld: false,
@@ -234,7 +238,9 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
         e.leader !== null &&
         e.leader.node === config.self.node &&
         s.session !== null &&
-        e.leader.leaseId === s.session.leaseId
+        e.leader.leaseId === s.session.leaseId &&
+        e.leader.epoch !== s.droppedEpoch &&
+        config.self.priority >= 1
       ) {
         const guard = s.vacancyClean ? 0 : Math.max(takeoverGuardMs(s.session.timing), s.vacancyGuardMs);
         // While campaigning this is simply our win, seen in the watch before the transaction's reply.
@@ -264,7 +270,9 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
     }
     case 'campaign-result': {
       if (s.role !== 'campaigning') return s;
-      if (!e.won || e.epoch === undefined) {
+      // A win under a lease that is no longer ours is no win: that key dies with its lease.
+      const stale = e.leaseId !== undefined && e.leaseId !== s.session?.leaseId;
+      if (!e.won || e.epoch === undefined || stale) {
         return transition(s, 'follower', 'lost the race', effects, {
           epoch: null,
           campaignRetryAt: e.now + CAMPAIGN_RETRY_MS,
@@ -310,6 +318,19 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
       effects.push({ type: 'restart-session' });
       return { ...next, session: null };
     }
+    if (config.self.priority < 1) {
+      // Faulted (a health check with no weight failed): never hold the VIP, hand the group over cleanly.
+      return dropLeadership(s, 'fault: a tracked check failed', effects, true);
+    }
+    const pre = preemptingChallenger(config.self, s.members, s.seenSince);
+    if (pre !== undefined && pre.dueAt <= now) {
+      return dropLeadership(
+        s,
+        `preempted by ${pre.challenger.node} (priority ${pre.challenger.priority})`,
+        effects,
+        true,
+      );
+    }
     let next = s;
     const session = s.session;
     if (session !== null && !s.vipHeld && s.claimAt !== null && now >= s.claimAt && s.epoch !== null) {
@@ -327,19 +348,6 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
         effects.push({ type: 'keepalive-now' });
         next = { ...next, freshAckRequested: true };
       }
-    }
-    if (config.self.priority < 1) {
-      // Faulted (a health check with no weight failed): never hold the VIP, hand the group over cleanly.
-      return dropLeadership(next, 'fault: a tracked check failed', effects, true);
-    }
-    const pre = preemptingChallenger(config.self, s.members, s.seenSince);
-    if (pre !== undefined && pre.dueAt <= now) {
-      return dropLeadership(
-        next,
-        `preempted by ${pre.challenger.node} (priority ${pre.challenger.priority})`,
-        effects,
-        true,
-      );
     }
     effects.push({ type: 'arm-timer', at: deadline });
     if (next.claimAt !== null && !next.vipHeld && next.claimAt > now)

@@ -204,6 +204,39 @@ describe('election machine', () => {
     expect(stale.state.role).toBe('follower');
   });
 
+  it('never adopts back the key of an epoch it is resigning (preempted, resign still in flight)', () => {
+    const { state } = elected(true);
+    const challenger: Candidate = { node: 'lb9', priority: 200, preempt: true, preemptDelayMs: 0 };
+    const pre = run([{ type: 'members-observed', now: 100, members: [me, challenger] }], config, state);
+    expect(pre.state.role).toBe('follower');
+    // A status write shows our key (epoch 7, our lease) before the resign commits.
+    const r = run(
+      [{ type: 'leader-observed', now: 101, leader: { node: 'lb1', epoch: 7, leaseId: 'L1' }, clean: false }],
+      config,
+      pre.state,
+    );
+    expect(r.state.role).toBe('follower');
+    expect(types(r.effects)).not.toContain('add-vip');
+  });
+
+  it('ignores a campaign win under a lease that is no longer its session', () => {
+    const base = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 0, leader: null, clean: true },
+      // A new lease replaces the one the campaign ran under (no 'lost' in between).
+      { type: 'session-up', now: 2, leaseId: 'L2', timing, sentAt: 2 },
+    ]);
+    expect(base.state.role).toBe('campaigning');
+    const r = run(
+      [{ type: 'campaign-result', now: 3, won: true, epoch: 9, leaseId: 'L1' }],
+      config,
+      base.state,
+    );
+    expect(r.state.role).not.toBe('leader');
+    expect(types(r.effects)).not.toContain('add-vip');
+  });
+
   it('refreshes the kernel lifetime only from prompt acks', () => {
     const { state } = elected(true);
     const prompt = run([{ type: 'session-acked', now: 251, leaseId: 'L1', sentAt: 250 }], config, state);

@@ -115,7 +115,10 @@ export class EtcdSession {
         }
         this.opts.logger.info('session up', { lease: res.ID, ttlMs: this.ttlMs });
         this.opts.events.up({ leaseId: res.ID, ttlMs: this.ttlMs, sentAt, now: this.opts.clock.now() });
-        await this.openStream(gen);
+        // A stream that fails to open is retried for this lease; it never leads to a second lease.
+        this.openStream(gen).catch((e: unknown) =>
+          this.onStreamError(gen, e instanceof Error ? e : new Error(String(e))),
+        );
         return;
       } catch (e) {
         this.opts.logger.warn('lease grant failed', {

@@ -78,19 +78,22 @@ export class ElectionStore {
   }
 
   /**
-   * Release the group held at `epoch`: mark the release clean (so the next holder need not wait for a stale VIP to
+   * Release the group held at `epoch` (`clean` = our VIP is gone): mark the release clean (so the next holder need not wait for a stale VIP to
    * expire) and delete the leader key, in one transaction that only applies if the epoch is still ours.
    */
-  async resign(group: string, epoch: number, node: string): Promise<boolean> {
+  async resign(group: string, epoch: number, node: string, clean = true): Promise<boolean> {
     const key = this.keys.leader(group);
     const released: ReleasedValue = { node, epoch };
     try {
+      const ops = clean
+        ? [
+            this.client.put(this.keys.released(group)).value(JSON.stringify(released)),
+            this.client.delete().key(key),
+          ]
+        : [this.client.delete().key(key)];
       const res = await this.client
         .if(key, 'Create', '==', epoch)
-        .then(
-          this.client.put(this.keys.released(group)).value(JSON.stringify(released)),
-          this.client.delete().key(key),
-        )
+        .then(...ops)
         .commit();
       return res.succeeded;
     } catch (e) {

@@ -147,7 +147,7 @@ export class PrefixView {
     this.revision = revision;
     this.lastHeardAt = this.opts.clock.now();
     this.resyncs++;
-    this.opts.onChange({ revision, puts, deletes, resync: true }, this.entries);
+    this.notify({ revision, puts, deletes, resync: true });
 
     const watcher = await this.opts.client
       .watch()
@@ -178,6 +178,15 @@ export class PrefixView {
     });
   }
 
+  /** A consumer's bug (or a value it chokes on) must not kill the watch or the process. */
+  private notify(change: ViewChange): void {
+    try {
+      this.opts.onChange(change, this.entries);
+    } catch (e) {
+      this.opts.logger.error('view consumer failed', { prefix: this.opts.prefix, error: errorMessage(e) });
+    }
+  }
+
   private onData(watcher: Watcher, r: IWatchResponse): void {
     if (this.watcher !== watcher) return;
     this.lastHeardAt = this.opts.clock.now();
@@ -198,6 +207,6 @@ export class PrefixView {
       this.revision = Math.max(this.revision, entry.modRevision);
     }
     this.revision = Math.max(this.revision, Number(r.header.revision));
-    this.opts.onChange({ revision: this.revision, puts, deletes, resync: false }, this.entries);
+    this.notify({ revision: this.revision, puts, deletes, resync: false });
   }
 }
