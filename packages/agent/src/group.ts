@@ -212,7 +212,17 @@ export class GroupRunner {
             return;
           }
           for (const vip of this.opts.settings.vips) {
-            await this.opts.vipPort.add(iface, vip, { validSec: lifetimeSec, preferredSec: lifetimeSec });
+            // notAfter travels with the request: the port re-checks it after any wait in its own queue.
+            const r = await this.opts.vipPort.add(iface, vip, {
+              validSec: lifetimeSec,
+              preferredSec: lifetimeSec,
+              notAfter,
+            });
+            if (r === 'late') {
+              this.log.warn('vip add skipped: ack too old by the time netlink was free', { epoch });
+              this.dispatch({ type: 'vip-missing', now: clock.now() });
+              return;
+            }
           }
           this.log.info('vip claimed', {
             vips: this.opts.settings.vips.map(formatCidr),
@@ -241,7 +251,11 @@ export class GroupRunner {
         void this.lane.run('refresh vip', async () => {
           if (clock.now() > notAfter) return;
           for (const vip of this.opts.settings.vips) {
-            await this.opts.vipPort.refresh(iface, vip, { validSec: lifetimeSec, preferredSec: lifetimeSec });
+            await this.opts.vipPort.refresh(iface, vip, {
+              validSec: lifetimeSec,
+              preferredSec: lifetimeSec,
+              notAfter,
+            });
           }
         });
         return;

@@ -24,7 +24,7 @@ function harness() {
     },
     refresh: (_i: string, v: Vip) => {
       log.push(`refresh ${v.address}`);
-      return Promise.resolve();
+      return Promise.resolve('refreshed' as const);
     },
     remove: (_i: string, v: Vip) => {
       log.push(`remove ${v.address}`);

@@ -186,10 +186,20 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
     return 'removed';
   }
 
+  /** Checked right before the request goes out, after any wait in the serial queue. */
+  const late = (lifetime: AddressLifetime | undefined): boolean =>
+    lifetime?.notAfter !== undefined && performance.now() > lifetime.notAfter;
+
   return {
     list: (iface) => serial(() => list(iface)),
-    add: (iface, vip, lifetime) => serial(() => add(iface, vip, lifetime)),
-    refresh: (iface, vip, lifetime) => serial(() => replace(iface, vip, lifetime)),
+    add: (iface, vip, lifetime) =>
+      serial(() => (late(lifetime) ? Promise.resolve('late' as const) : add(iface, vip, lifetime))),
+    refresh: (iface, vip, lifetime) =>
+      serial(async () => {
+        if (late(lifetime)) return 'late' as const;
+        await replace(iface, vip, lifetime);
+        return 'refreshed' as const;
+      }),
     remove: (iface, vip) => serial(() => remove(iface, vip)),
     close() {
       sock?.socket.close();

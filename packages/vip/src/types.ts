@@ -4,6 +4,11 @@ import type { Vip } from '@coord/core';
 export interface AddressLifetime {
   validSec: number;
   preferredSec: number;
+  /**
+   * Monotonic deadline (`performance.now()` ms) for sending the request: a finite lifetime must not be (re)started
+   * later than its owner's safety bound allows, even if the request waited behind others. Past it: 'late'.
+   */
+  notAfter?: number;
 }
 
 /** The kernel's "infinite" lifetime (INFINITY_LIFE_TIME). */
@@ -34,9 +39,9 @@ export interface VipPort {
    * (a crashed or paused holder cannot keep it forever). When the VIP is already there the lifetime is
    * refreshed and the result is 'present'.
    */
-  add(iface: string, vip: Vip, lifetime?: AddressLifetime): Promise<'added' | 'present'>;
+  add(iface: string, vip: Vip, lifetime?: AddressLifetime): Promise<'added' | 'present' | 'late'>;
   /** Restart the kernel's lifetime clock of `vip`. Like the kernel, this re-adds the VIP if it has gone. */
-  refresh(iface: string, vip: Vip, lifetime: AddressLifetime): Promise<void>;
+  refresh(iface: string, vip: Vip, lifetime: AddressLifetime): Promise<'refreshed' | 'late'>;
   /** Remove `vip` from `iface`; 'absent' when it was not there (removal is idempotent). */
   remove(iface: string, vip: Vip): Promise<'removed' | 'absent'>;
   /** Close the netlink socket. */
