@@ -141,7 +141,7 @@ export class CoordNode {
       clock: deps.clock,
       logger: this.log,
       onChange: (change, view) => {
-        this.onView(change.deletes, view);
+        this.onView(change.revision, change.deletes, view);
         deps.haproxy?.onView(change.revision, [...change.puts, ...change.deletes], view, change.resync);
       },
     });
@@ -360,7 +360,7 @@ export class CoordNode {
     });
   }
 
-  private onView(deletes: readonly Entry[], view: ReadonlyMap<string, Entry>): void {
+  private onView(revision: number, deletes: readonly Entry[], view: ReadonlyMap<string, Entry>): void {
     const now = this.deps.clock.now();
     const members = readMembers(view, this.keys, this.log);
     for (const g of this.groups) {
@@ -394,7 +394,7 @@ export class CoordNode {
       } else {
         this.lastLeaderEpoch.set(g.name, leader.epoch);
       }
-      g.dispatch({ type: 'leader-observed', now, leader, clean });
+      g.dispatch({ type: 'leader-observed', now, leader, clean, revision });
     }
   }
 

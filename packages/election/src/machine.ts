@@ -82,7 +82,8 @@ export type GroupEvent =
   | { type: 'session-up'; now: number; leaseId: string; timing: TimingConfig; sentAt: number }
   | { type: 'session-acked'; now: number; leaseId: string; sentAt: number }
   | { type: 'session-lost'; now: number; reason: string }
-  | { type: 'leader-observed'; now: number; leader: LeaderRecord | null; clean: boolean }
+  /** `revision`: the etcd revision the observation holds at (a view can lag behind our own transaction). */
+  | { type: 'leader-observed'; now: number; leader: LeaderRecord | null; clean: boolean; revision?: number }
   | { type: 'members-observed'; now: number; members: readonly Candidate[] }
   | { type: 'campaign-result'; now: number; won: boolean; epoch?: number; leaseId?: string }
   | { type: 'vip-missing'; now: number }
@@ -203,6 +204,10 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       return { ...next, session: null };
     }
     case 'leader-observed': {
+      // A view older than our own win (our transaction's reply came before its watch event) says nothing
+      // about our key: ignore it rather than drop a leadership it cannot see yet.
+      if (s.role === 'leader' && s.epoch !== null && e.revision !== undefined && e.revision < s.epoch)
+        return s;
       // Whether a vacancy is clean is decided when it begins; later observations of the same vacancy (say, the old
       // holder's member key expiring) must not overwrite it.
       const sameVacancy = e.leader === null && s.leaderKnown && s.leader === null && s.vacantSince !== null;
@@ -223,7 +228,9 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
           next,
           e.leader === null ? 'leader key vanished' : `leader key now held by ${e.leader.node}`,
           effects,
-          false,
+          // Resign anyway (an epoch-guarded no-op if the key is really gone): a key of ours that still exists
+          // under our live lease would otherwise block the group, since we never adopt a dropped epoch.
+          true,
         );
         next = { ...next, leader: e.leader };
       }

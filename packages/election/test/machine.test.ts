@@ -237,6 +237,26 @@ describe('election machine', () => {
     expect(types(r.effects)).not.toContain('add-vip');
   });
 
+  it('ignores a view older than its own win (two groups campaigning at once)', () => {
+    // Regression (lab, two groups): our txn reply (epoch 7) came before the watch event for it; a view at
+    // revision 6 then "showed" our key missing and the group dropped a leadership it had just won.
+    const { state } = elected(true);
+    const stale = run(
+      [{ type: 'leader-observed', now: 3, leader: null, clean: false, revision: 6 }],
+      config,
+      state,
+    );
+    expect(stale.state.role).toBe('leader');
+    const fresh = run(
+      [{ type: 'leader-observed', now: 3, leader: null, clean: false, revision: 8 }],
+      config,
+      state,
+    );
+    expect(fresh.state.role).not.toBe('leader');
+    // ...and it resigns the epoch anyway (a no-op if the key is gone), so a surviving key cannot block the group.
+    expect(fresh.effects).toContainEqual({ type: 'resign', epoch: 7 });
+  });
+
   it('refreshes the kernel lifetime only from prompt acks', () => {
     const { state } = elected(true);
     const prompt = run([{ type: 'session-acked', now: 251, leaseId: 'L1', sentAt: 250 }], config, state);
