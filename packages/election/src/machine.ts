@@ -171,11 +171,18 @@ function dropLeadership(s: GroupState, reason: string, effects: Effect[], resign
 
 function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effect[]): GroupState {
   switch (e.type) {
-    case 'session-up':
+    case 'session-up': {
+      // Our leadership is bound to the lease it was won with: a new lease (without a 'lost' first) ends it.
+      const replaced = s.session !== null && s.session.leaseId !== e.leaseId;
+      let next = s;
+      if (replaced && s.role === 'leader') next = dropLeadership(s, 'session replaced', effects, false);
+      else if (replaced && s.role === 'campaigning')
+        next = transition(s, 'follower', 'session replaced', effects, { epoch: null });
       return {
-        ...s,
+        ...next,
         session: { leaseId: e.leaseId, timing: e.timing, lastAckSentAt: e.sentAt, lastAckAt: e.now },
       };
+    }
     case 'session-acked': {
       if (s.session === null || s.session.leaseId !== e.leaseId) return s;
       if (e.sentAt <= s.session.lastAckSentAt) return s;

@@ -257,6 +257,13 @@ describe('election machine', () => {
     expect(fresh.effects).toContainEqual({ type: 'resign', epoch: 7 });
   });
 
+  it('a new lease ends a leadership won under the old one (VIP removed first)', () => {
+    const { state } = elected(true);
+    const r = run([{ type: 'session-up', now: 50, leaseId: 'L2', timing, sentAt: 50 }], config, state);
+    expect(r.state.role).not.toBe('leader');
+    expect(types(r.effects)[0]).toBe('remove-vip');
+  });
+
   it('refreshes the kernel lifetime only from prompt acks', () => {
     const { state } = elected(true);
     const prompt = run([{ type: 'session-acked', now: 251, leaseId: 'L1', sentAt: 250 }], config, state);
