@@ -1,11 +1,18 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoordError, errorMessage, type Clock, type Logger } from '@coord/core';
 import { DEFAULT_DEBOUNCE, Debouncer, type DebounceConfig } from './debounce.js';
-import { installConfig, readFileOrUndefined, restoreLastGood, validateConfig } from './files.js';
+import { installConfig, markGood, readFileOrUndefined, restoreLastGood, validateConfig } from './files.js';
 import { checkServiceSet, type Service, type ValidationError } from './model.js';
 import { configHash, render, validateGlobals, type RenderGlobals } from './render.js';
-import { attachMaster, reloadMaster, startMaster, stopMaster, type MasterPaths } from './supervisor.js';
+import {
+  attachMaster,
+  liveHaproxyPid,
+  reloadMaster,
+  startMaster,
+  stopMaster,
+  type MasterPaths,
+} from './supervisor.js';
 
 /**
  * The HAProxy side of "services in etcd → traffic": render, check, swap, reload, confirm, roll back. The etcd
@@ -126,6 +133,8 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
       const onDisk = await readFileOrUndefined(paths.configPath);
       const recorded = (await readFileOrUndefined(hashFile))?.trim();
       appliedHash = onDisk !== undefined && recorded === configHash(onDisk) ? recorded : undefined;
+      // The running master confirmed this file when it was applied: it is the one to roll back to.
+      if (appliedHash !== undefined && onDisk !== undefined) await markGood(paths.configPath, onDisk);
       log.info('haproxy master re-attached', { pid: a.pid, hash: appliedHash });
     }
     attached = true;
@@ -162,6 +171,18 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
 
     const up = await masterAlive();
     if (up && hash === appliedHash) return done('unchanged', hash);
+    if (!up) {
+      // Its socket did not answer, but is a master there anyway? Then wait for it (the next apply retries):
+      // a second master would share the ports with SO_REUSEPORT and keep serving a stale config forever.
+      const other = await liveHaproxyPid(paths.pidFile);
+      if (other !== undefined) {
+        return done(
+          'reload-failed',
+          hash,
+          `HAProxy master ${other} is running but its master socket does not answer; not starting a second one`,
+        );
+      }
+    }
 
     const pre = options.preflight === undefined ? [] : await options.preflight(services);
     if (pre.length > 0) return done('invalid', hash, pre.map((e) => `${e.path}: ${e.message}`).join('; '));
@@ -199,11 +220,17 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
           error: r.error,
           rolledBack: back.ok,
         });
+        if (!back.ok) {
+          // What HAProxy runs is unknown now: forget the applied hash so the next apply cannot say 'unchanged'.
+          appliedHash = undefined;
+          await rm(hashFile, { force: true });
+        }
         return done(back.ok ? 'rolled-back' : 'reload-failed', hash, r.error);
       }
     }
     reloads++;
     appliedHash = hash;
+    await markGood(paths.configPath, text);
     await writeFile(hashFile, `${hash}\n`);
     return done('applied', hash);
   }

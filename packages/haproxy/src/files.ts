@@ -70,15 +70,19 @@ async function writeDurably(path: string, text: string): Promise<void> {
 }
 
 /**
- * Atomically replace `path` with `text`. The current file (if any) is first copied to `path.last-good`.
- * Call it only with text that passed {@link validateConfig}.
+ * Atomically replace `path` with `text`. Call it only with text that passed {@link validateConfig}. The
+ * last-good copy is not touched here: only {@link markGood}, after HAProxy confirmed it runs a config, sets it —
+ * a file that was merely on disk (a crash between swap and reload, a failed first start) is not "good".
  */
 export async function installConfig(path: string, text: string): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true });
-  const current = await readFileOrUndefined(path);
-  if (current !== undefined) await swapIn(lastGoodPath(path), current);
+  await mkdir(dirname(path), { recursive: true });
   await swapIn(path, text);
+}
+
+/** Record `text` as the config HAProxy is confirmed to run: what a failed reload rolls back to. */
+export async function markGood(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await swapIn(lastGoodPath(path), text);
 }
 
 async function swapIn(path: string, text: string): Promise<void> {

@@ -89,6 +89,7 @@ export function judgeReload(before: ShowProc, after: ShowProc): ReloadVerdict {
   if (after.master.reloads <= before.master.reloads) return 'pending';
   const old = new Set(before.workers.map((w) => w.pid));
   if (after.workers.some((w) => w.reloads === 0 && !old.has(w.pid))) return 'succeeded';
-  if (after.master.failedReloads > 0) return 'failed';
+  // A failure of *this* reload: the counter rose (an earlier failed reload must not condemn this one).
+  if (after.master.failedReloads > before.master.failedReloads) return 'failed';
   return 'pending';
 }

@@ -49,7 +49,21 @@ const serverAddress = z
 const name = z.string().max(63).regex(SERVICE_NAME_PATTERN, 'must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$');
 const port = z.number().int().min(1).max(65535);
 
-export const BindSchema = z.strictObject({ address: ipLiteral, port });
+/**
+ * Bind addresses: IP literals a listener can actually use. IPv4-mapped IPv6 (would hide a clash with the IPv4
+ * form), link-local (no scope: the bind fails at reload, after `haproxy -c` passed) and multicast are refused.
+ */
+const bindAddress = ipLiteral.refine(
+  (a) =>
+    !/^::ffff:/i.test(a) &&
+    !/^fe[89ab][0-9a-f]:/i.test(a) &&
+    !/^ff[0-9a-f]{2}:/i.test(a) &&
+    !/^169\.254\./.test(a) &&
+    !(Number(a.split('.')[0]) >= 224 && a.includes('.') && !a.includes(':')),
+  { message: 'must be a unicast address a listener can bind (no IPv4-mapped, link-local or multicast)' },
+);
+
+export const BindSchema = z.strictObject({ address: bindAddress, port });
 
 export const ServerSchema = z.strictObject({
   name,

@@ -44,6 +44,20 @@ async function readPid(pidFile: string): Promise<number | undefined> {
 }
 
 /**
+ * The pidfile names a live process that is an HAProxy (by /proc/<pid>/comm): a master that exists even if its
+ * socket does not answer right now (mid-reload, busy, stopped). Never start a second one next to it.
+ */
+export async function liveHaproxyPid(pidFile: string): Promise<number | undefined> {
+  const pid = await readPid(pidFile);
+  if (pid === undefined || !alive(pid)) return undefined;
+  try {
+    return (await readFile(`/proc/${pid}/comm`, 'utf8')).trim() === 'haproxy' ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Find a running master: the pidfile names a live process and the master socket answers `show proc` with that
  * same PID. Both must agree, so a recycled PID or a stale socket file is not mistaken for our HAProxy.
  */

@@ -7,6 +7,7 @@ import {
   checkNonlocalBind,
   installConfig,
   lastGoodPath,
+  markGood,
   render,
   restoreLastGood,
   validateConfig,
@@ -40,11 +41,13 @@ describe('validateConfig', () => {
 });
 
 describe('installConfig', () => {
-  it('keeps the previous file as last-good and can put it back', async () => {
+  it('rolls back to the config marked good, not to whatever file was on disk before', async () => {
     const path = join(dir, 'sub', 'haproxy.cfg');
     await installConfig(path, 'one\n');
-    await installConfig(path, 'two\n');
-    expect(await readFile(path, 'utf8')).toBe('two\n');
+    await markGood(path, 'one\n'); // HAProxy confirmed it
+    await installConfig(path, 'two\n'); // never confirmed (a failed reload, or coord died before confirming)
+    await installConfig(path, 'three\n');
+    expect(await readFile(path, 'utf8')).toBe('three\n');
     expect(await readFile(lastGoodPath(path), 'utf8')).toBe('one\n');
     expect(await restoreLastGood(path)).toBe('one\n');
     expect(await readFile(path, 'utf8')).toBe('one\n');
