@@ -100,6 +100,9 @@ export function createDropLogLimiter(
   };
 }
 
+/** How long stop() waits for queued adverts (priority 0 first) before it releases the VIPs anyway. */
+const STOP_TIMEOUT_MS = 3000;
+
 export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
   const { transport, vips, clock } = options;
   let config = options.config;
@@ -239,7 +242,19 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
         dispatch({ type: 'shutdown', now: clock.now() });
         running = false;
       }
-      await Promise.all([adverts, vipChanges]);
+      // Bounded: a stalled socket (sends time out after 1 s each) must not keep the VIPs on the interface.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const settled = await Promise.race([
+        Promise.all([adverts, vipChanges]).then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), STOP_TIMEOUT_MS);
+        }),
+      ]);
+      if (timer !== undefined) clearTimeout(timer);
+      if (!settled) {
+        log.warn('vrrp adverts stalled while stopping; releasing the VIPs without waiting', {});
+        await vipCall('release');
+      }
       log.info('vrrp instance stopped', {});
     },
     state: () => state.name,

@@ -39,6 +39,9 @@ export interface RawTransportOptions {
   readonly logger: Logger;
 }
 
+/** Longest wait for one advert to reach the socket. */
+const SEND_TIMEOUT_MS = 1000;
+
 // Linux socket option numbers (include/uapi/linux/in.h, asm-generic/socket.h): raw-socket exports few of them.
 const SOL_SOCKET = 1;
 const SO_BINDTODEVICE = 25;
@@ -133,7 +136,17 @@ export function createRawVrrpTransport(options: RawTransportOptions): VrrpTransp
     destinations: peers.length === 0 ? [VRRP_GROUP_V4] : [...peers],
     send(dstAddr, payload) {
       return new Promise((resolve, reject) => {
-        socket.send(payload, 0, payload.length, dstAddr, (error) => (error ? reject(error) : resolve()));
+        // raw-socket queues a send until the socket is writable; a stalled link must not hold the advert queue
+        // (and with it the VIP release on shutdown) forever.
+        const timer = setTimeout(
+          () => reject(new Error('send timed out (socket not writable)')),
+          SEND_TIMEOUT_MS,
+        );
+        socket.send(payload, 0, payload.length, dstAddr, (error) => {
+          clearTimeout(timer);
+          if (error) reject(error);
+          else resolve();
+        });
       });
     },
     onReceive(h) {

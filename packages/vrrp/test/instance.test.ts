@@ -264,6 +264,41 @@ describe('timer that fires early', () => {
   });
 });
 
+describe('stop() on a stalled link', () => {
+  it('releases the VIPs after a bounded wait even if adverts never leave the socket', async () => {
+    const config = loadVrrpConfig({
+      vrid: 1,
+      priority: 255,
+      addresses: ['10.0.0.50'],
+      primaryAddress: '10.0.0.2',
+    });
+    const clock = new FakeClock();
+    const log: string[] = [];
+    const stalled: VrrpTransport = {
+      destinations: ['224.0.0.18'],
+      send: () => new Promise<void>(() => {}), // the socket never becomes writable
+      onReceive: () => {},
+      close: () => {},
+    };
+    const instance = createVrrpInstance({
+      config,
+      transport: stalled,
+      vips: {
+        claim: () => (log.push('claim'), Promise.resolve()),
+        release: () => (log.push('release'), Promise.resolve()),
+      },
+      clock,
+      logger: new MemoryLogger(),
+    });
+    instance.start();
+    expect(instance.state()).toBe('master');
+    const t0 = Date.now();
+    await instance.stop();
+    expect(log).toContain('release');
+    expect(Date.now() - t0).toBeLessThan(5000);
+  }, 10_000);
+});
+
 describe('drop warnings', () => {
   it('are rate-limited per reason: the first at once, then the count once per interval', () => {
     const limit = createDropLogLimiter(10_000);
