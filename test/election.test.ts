@@ -190,7 +190,7 @@ describe('coord join (etcd mode)', () => {
     // h3 may win first if it starts sooner; h2 then preempts it. Wait for the settled state.
     await waitForHolder(lab, s.vip, 'h2');
     const sampler = await lab.sampler(s.vip, { intervalMs: 20 });
-    join(byName('h1'), { cluster: s.cluster, vips: [s.cidr], priority: 200 });
+    const h1 = join(byName('h1'), { cluster: s.cluster, vips: [s.cidr], priority: 200 });
     await waitForSingleHolder(lab, s.vip, { not: 'h2', timeoutMs: 5000 });
     const timeline = await sampler.stop();
     expect(await holdersOf(lab, s.vip)).toEqual(['h1']);
@@ -199,6 +199,9 @@ describe('coord join (etcd mode)', () => {
     const add = timeline.events.find((e) => e.host === 'h1' && e.op === 'add');
     expect(add!.t - del!.t).toBeGreaterThanOrEqual(0);
     expect(add!.t - del!.t).toBeLessThan(800);
+    // Clean: h2 released first, so h1 did not wait out a takeover guard.
+    const elected = (await coordLog(h1)).filter((l) => l.message === 'transition' && l.to === 'leader');
+    expect(elected.at(-1)?.reason).toBe('elected');
   });
 
   it('with --no-preempt, a higher-priority node that joins leaves the holder alone', async () => {
