@@ -103,6 +103,13 @@ describe('coord join (etcd mode)', () => {
     const s = scenario();
     const procs = new Map(lab.hosts.map((h) => [h.name, join(h, { cluster: s.cluster, vips: [s.cidr] })]));
     const first = await waitForSingleHolder(lab, s.vip);
+    // Every node must be in the cluster (its view read) before the stop: a node that joins after the release
+    // cannot know it was clean and, rightly, waits out the guard.
+    for (const p of procs.values()) {
+      await waitFor('every node to join', async () =>
+        (await p.output()).includes('"session up"') ? true : undefined,
+      );
+    }
     await touchFromClient(s.vip);
     const sampler = await lab.sampler(s.vip, { intervalMs: 20 });
     const holder = procs.get(first)!;
@@ -133,6 +140,13 @@ describe('coord join (etcd mode)', () => {
     const s = scenario();
     const procs = new Map(lab.hosts.map((h) => [h.name, join(h, { cluster: s.cluster, vips: [s.cidr] })]));
     const first = await waitForSingleHolder(lab, s.vip);
+    // Every node must be in the cluster (its view read) before the stop: a node that joins after the release
+    // cannot know it was clean and, rightly, waits out the guard.
+    for (const p of procs.values()) {
+      await waitFor('every node to join', async () =>
+        (await p.output()).includes('"session up"') ? true : undefined,
+      );
+    }
     await touchFromClient(s.vip);
     const sampler = await lab.sampler(s.vip, { intervalMs: 20 });
     const holder = procs.get(first)!;
