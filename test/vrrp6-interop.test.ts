@@ -14,7 +14,7 @@ import { encode } from '@coord/vrrp';
 import { run, waitFor } from './fixtures/vrrp/netlab.js';
 
 const ROOT = new URL('../', import.meta.url).pathname;
-const RUNNER = new URL('../packages/vrrp/test/fixtures/run-vrrp6.ts', import.meta.url).pathname;
+const RUNNER = new URL('./fixtures/vrrp/run-instance.ts', import.meta.url).pathname;
 const VIP = '2001:db8:1::50';
 
 interface Host {
