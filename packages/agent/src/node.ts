@@ -12,6 +12,8 @@ import {
   ElectionStore,
   EtcdSession,
   parseJson,
+  parseLeaderValue,
+  parseMemberRecord,
   PrefixView,
   type ClusterKeys,
   type EtcdClient,
@@ -446,8 +448,7 @@ function readMembers(view: ReadonlyMap<string, Entry>, keys: ClusterKeys, log: L
   const out: MemberRecord[] = [];
   for (const [key, entry] of view) {
     if (!key.startsWith(keys.members)) continue;
-    const r = parseJson(entry.value);
-    const m = r.ok ? asMember(r.value) : undefined;
+    const m = parseMemberRecord(entry.value);
     if (m === undefined) {
       log.warn('ignoring malformed member record', { key });
       continue;
@@ -457,48 +458,8 @@ function readMembers(view: ReadonlyMap<string, Entry>, keys: ClusterKeys, log: L
   return out;
 }
 
-function asMember(v: unknown): MemberRecord | undefined {
-  if (typeof v !== 'object' || v === null) return undefined;
-  const o = v as Record<string, unknown>;
-  if (typeof o.node !== 'string' || typeof o.groups !== 'object' || o.groups === null) return undefined;
-  const groups: MemberRecord['groups'] = {};
-  for (const [name, g] of Object.entries(o.groups as Record<string, unknown>)) {
-    if (typeof g !== 'object' || g === null) return undefined;
-    const x = g as Record<string, unknown>;
-    if (typeof x.priority !== 'number' || !Number.isInteger(x.priority) || x.priority < 0 || x.priority > 255)
-      return undefined;
-    (groups as Record<string, unknown>)[name] = {
-      priority: x.priority,
-      preempt: x.preempt !== false,
-      preemptDelayMs: typeof x.preemptDelayMs === 'number' && x.preemptDelayMs >= 0 ? x.preemptDelayMs : 0,
-      vips: Array.isArray(x.vips) ? x.vips.filter((s): s is string => typeof s === 'string') : [],
-    };
-  }
-  return {
-    node: o.node,
-    groups,
-    interface: typeof o.interface === 'string' ? o.interface : '',
-    version: typeof o.version === 'string' ? o.version : '',
-    startedAt: typeof o.startedAt === 'number' ? o.startedAt : 0,
-  };
-}
-
 function readLeader(entry: Entry | undefined): LeaderRecord | null {
   if (entry === undefined) return null;
-  const r = parseJson(entry.value);
-  const v =
-    r.ok && typeof r.value === 'object' && r.value !== null
-      ? (r.value as { node?: unknown; guardMs?: unknown })
-      : {};
-  // A hostile or garbled guard cannot stall the election: bounded to 10 s.
-  const guardMs =
-    typeof v.guardMs === 'number' && Number.isFinite(v.guardMs)
-      ? Math.min(10_000, Math.max(0, v.guardMs))
-      : 0;
-  return {
-    node: typeof v.node === 'string' ? v.node : '?',
-    epoch: entry.createRevision,
-    leaseId: entry.lease,
-    guardMs,
-  };
+  const v = parseLeaderValue(entry.value);
+  return { node: v.node ?? '?', epoch: entry.createRevision, leaseId: entry.lease, guardMs: v.guardMs };
 }

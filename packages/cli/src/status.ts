@@ -1,4 +1,12 @@
-import { clusterKeys, createEtcdClient, parseEndpoints, parseJson, readPrefix } from '@coord/etcd';
+import {
+  clusterKeys,
+  createEtcdClient,
+  parseEndpoints,
+  parseJson,
+  parseLeaderValue,
+  parseMemberRecord,
+  readPrefix,
+} from '@coord/etcd';
 import { modelFingerprint } from '@coord/agent';
 import { decodeServiceEntries } from '@coord/haproxy';
 
@@ -62,17 +70,15 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
     const now = Date.now();
     for (const [key, value] of entries) {
       if (!key.startsWith(keys.members)) continue;
-      const parsed = parseJson(value);
-      const m = parsed.ok ? rec(parsed.value) : undefined;
-      if (m === undefined) continue;
-      const node = str(m.node) ?? key.slice(keys.members.length);
+      // Read as the agents read it; a record they would ignore is still listed (alive), without groups.
+      const m = parseMemberRecord(value);
+      const node = m?.node ?? key.slice(keys.members.length);
       const groups: Record<string, { priority: number; preempt: boolean }> = {};
-      for (const [g, raw] of Object.entries(rec(m.groups) ?? {})) {
-        const v = rec(raw) ?? {};
-        groups[g] = { priority: num(v.priority) ?? 0, preempt: v.preempt !== false };
+      for (const [g, v] of Object.entries(m?.groups ?? {})) {
+        groups[g] = { priority: v.priority, preempt: v.preempt };
         groupNames.add(g);
         const set = groupVips.get(g) ?? new Set<string>();
-        for (const vip of arr(v.vips)) if (typeof vip === 'string') set.add(vip);
+        for (const vip of v.vips) set.add(vip);
         groupVips.set(g, set);
       }
       const st = statuses.get(node);
@@ -83,7 +89,7 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
         alive: true,
         groups,
         lastSeenMsAgo: at === undefined ? null : Math.max(0, now - at),
-        version: str(m.version) ?? '',
+        version: m?.version ?? '',
         haproxy:
           h === undefined
             ? null
@@ -103,10 +109,7 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
     }
     const groups: ClusterStatus['groups'] = [...groupNames].sort().map((name) => {
       const leader = entries.get(keys.leader(name));
-      const lv = leader === undefined ? undefined : parseJson(leader);
-      const holder =
-        (lv?.ok === true ? str(rec(lv.value)?.node) : undefined) ??
-        (leader === undefined ? null : '(unreadable)');
+      const holder = leader === undefined ? null : (parseLeaderValue(leader).node ?? '(unreadable)');
       const vips = [...(groupVips.get(name) ?? [])].sort();
       const vipLocations: Record<string, string[]> = {};
       for (const vip of vips) vipLocations[vip] = [];

@@ -29,6 +29,55 @@ export interface ReleasedValue {
 }
 
 /**
+ * A member record as read from etcd, or undefined when it is not one. Anyone with etcd access can write anything
+ * there: every field is checked, and the agent and `coord status` read members the same way.
+ */
+export function parseMemberRecord(value: Buffer): MemberRecord | undefined {
+  const r = parseJson(value);
+  const o =
+    r.ok && typeof r.value === 'object' && r.value !== null
+      ? (r.value as Record<string, unknown>)
+      : undefined;
+  if (o === undefined || typeof o.node !== 'string' || typeof o.groups !== 'object' || o.groups === null)
+    return undefined;
+  const groups: Record<string, MemberRecord['groups'][string]> = {};
+  for (const [name, g] of Object.entries(o.groups as Record<string, unknown>)) {
+    if (typeof g !== 'object' || g === null) return undefined;
+    const x = g as Record<string, unknown>;
+    if (typeof x.priority !== 'number' || !Number.isInteger(x.priority) || x.priority < 0 || x.priority > 255)
+      return undefined;
+    groups[name] = {
+      priority: x.priority,
+      preempt: x.preempt !== false,
+      preemptDelayMs: typeof x.preemptDelayMs === 'number' && x.preemptDelayMs >= 0 ? x.preemptDelayMs : 0,
+      vips: Array.isArray(x.vips) ? x.vips.filter((v): v is string => typeof v === 'string') : [],
+    };
+  }
+  return {
+    node: o.node,
+    groups,
+    interface: typeof o.interface === 'string' ? o.interface : '',
+    version: typeof o.version === 'string' ? o.version : '',
+    startedAt: typeof o.startedAt === 'number' ? o.startedAt : 0,
+  };
+}
+
+/** The leader key's value, read defensively: the holder's name (if readable) and its guard, bounded to 10 s. */
+export function parseLeaderValue(value: Buffer): { node: string | undefined; guardMs: number } {
+  const r = parseJson(value);
+  const v =
+    r.ok && typeof r.value === 'object' && r.value !== null
+      ? (r.value as { node?: unknown; guardMs?: unknown })
+      : {};
+  // A hostile or garbled guard cannot stall the election.
+  const guardMs =
+    typeof v.guardMs === 'number' && Number.isFinite(v.guardMs)
+      ? Math.min(10_000, Math.max(0, v.guardMs))
+      : 0;
+  return { node: typeof v.node === 'string' ? v.node : undefined, guardMs };
+}
+
+/**
  * The etcd writes of the election. Each is one transaction whose comparison makes it safe to race: the leader key
  * is only created if absent, and only deleted by the holder of that epoch.
  */
