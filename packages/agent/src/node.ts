@@ -143,8 +143,12 @@ export class CoordNode {
       clock: deps.clock,
       logger: this.log,
       onChange: (change, view) => {
-        this.onView(change.revision, change.deletes, view);
-        deps.haproxy?.onView(change.revision, [...change.puts, ...change.deletes], view, change.resync);
+        const changed = [...change.puts, ...change.deletes];
+        // Status writes (every node, every 2 s) say nothing about the election: re-evaluate only on members/groups.
+        const election = (k: string) => k.startsWith(this.keys.members) || k.startsWith(this.keys.groups);
+        if (change.resync || changed.some((e) => election(e.key)))
+          this.onView(change.revision, change.deletes, view);
+        deps.haproxy?.onView(change.revision, changed, view, change.resync);
       },
     });
   }
