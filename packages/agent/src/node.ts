@@ -73,7 +73,6 @@ export class CoordNode {
   private reconcileTimer: NodeJS.Timeout | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
   private haproxyTimer: NodeJS.Timeout | null = null;
-  private readonly lastLeaderEpoch = new Map<string, number>();
   private present = new Map<string, Set<string>>();
   private stopped = false;
   private config: NodeConfig;
@@ -383,11 +382,10 @@ export class CoordNode {
       }
       g.dispatch({ type: 'members-observed', now, members: candidates });
       const leader = readLeader(view.get(this.keys.leader(g.name)));
-      const before = this.lastLeaderEpoch.get(g.name);
       let clean = false;
       if (leader === null) {
-        const deleted = deletes.find((d) => d.key === this.keys.leader(g.name));
-        const epoch = deleted?.createRevision ?? before;
+        // The view reports every deletion with the entry it removed (watch and resync alike): its epoch.
+        const epoch = deletes.find((d) => d.key === this.keys.leader(g.name))?.createRevision;
         const released = view.get(this.keys.released(g.name));
         const rel = released === undefined ? undefined : parseJson(released.value);
         // Anyone can write anything to etcd: only a well-formed marker for exactly this epoch counts.
@@ -396,9 +394,6 @@ export class CoordNode {
             ? (rel.value as { epoch?: unknown })
             : {};
         clean = epoch !== undefined && marker.epoch === epoch;
-        this.lastLeaderEpoch.delete(g.name);
-      } else {
-        this.lastLeaderEpoch.set(g.name, leader.epoch);
       }
       g.dispatch({ type: 'leader-observed', now, leader, clean, revision });
     }
