@@ -44,6 +44,59 @@ export function systemClock(): Clock {
   };
 }
 
+/** Resolves after `ms` on `clock` (a fake clock in tests). */
+export function sleep(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimeout(resolve, ms));
+}
+
+/** A repeating timer on `clock`; `stop()` cancels it. The next run is armed after `fn` returns. */
+export interface Repeating {
+  stop(): void;
+}
+
+export function every(clock: Clock, ms: number, fn: () => void): Repeating {
+  let handle: TimerHandle | null = null;
+  let stopped = false;
+  const arm = (): void => {
+    handle = clock.setTimeout(() => {
+      handle = null;
+      if (stopped) return;
+      fn();
+      if (!stopped) arm();
+    }, ms);
+  };
+  arm();
+  return {
+    stop() {
+      stopped = true;
+      if (handle !== null) clock.clearTimeout(handle);
+      handle = null;
+    },
+  };
+}
+
+/**
+ * Race `promise` against `ms` on `clock`: the promise's value, or `fallback` when the time runs out first (the
+ * promise keeps running; its later rejection is swallowed).
+ */
+export async function within<T, F>(
+  clock: Clock,
+  ms: number,
+  promise: Promise<T>,
+  fallback: F,
+): Promise<T | F> {
+  let handle: TimerHandle | null = null;
+  const timeout = new Promise<F>((resolve) => {
+    handle = clock.setTimeout(() => resolve(fallback), ms);
+  });
+  promise.catch(() => undefined);
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    if (handle !== null) clock.clearTimeout(handle);
+  }
+}
+
 /** A clock tests move by hand. Timers fire in deadline order during `advance`. */
 export class FakeClock implements Clock {
   private t: number;
@@ -98,6 +151,14 @@ export class FakeClock implements Clock {
       p?.fn();
     }
     this.t = end;
+  }
+
+  /**
+   * Move time forward without firing anything: a stalled event loop (GC pause, SIGSTOP). The overdue timers fire,
+   * in deadline order, at the next `advance`.
+   */
+  stall(ms: number): void {
+    this.t += ms;
   }
 
   get pendingTimers(): number {
