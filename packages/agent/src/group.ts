@@ -1,5 +1,7 @@
 import {
+  errorMessage,
   formatCidr,
+  sleep,
   type Clock,
   type GroupSettings,
   type Logger,
@@ -7,13 +9,17 @@ import {
   type Vip,
 } from '@coord/core';
 import {
+  deadlineOf,
   initialState,
+  PROBE_INTERVAL_MS,
   step,
   type Effect,
   type GroupConfig,
   type GroupEvent,
   type GroupState,
   type Role,
+  type TransitionReason,
+  type VacancyInfo,
 } from '@coord/election';
 import type { Announcer, VipPort } from '@coord/vip';
 import { Lane } from './lane.js';
@@ -21,19 +27,61 @@ import { Lane } from './lane.js';
 /** What a group runner asks of etcd; implemented by the node over its session and store. */
 export interface GroupEtcdPort {
   /** Campaign under `leaseId` (the machine's session), not whatever lease the node has by the time it runs. */
-  campaign(group: string, leaseId: string): Promise<{ won: true; epoch: number } | { won: false }>;
-  /** `clean`: our VIP is verifiably gone, so the successor may claim at once (else it waits out the guard). */
+  campaign(
+    group: string,
+    leaseId: string,
+  ): Promise<{ won: true; epoch: number; vacancy: VacancyInfo } | { won: false }>;
+  /**
+   * Delete our leader key at `epoch` (a no-op when it is no longer ours); `clean`: our VIP is verifiably gone,
+   * so the successor may claim at once. Returns whether the key was ours.
+   */
   resign(group: string, epoch: number, clean: boolean): Promise<boolean>;
+  /** Whether `leaseId` is still the node's lease (a resign only matters while the key's lease lives). */
+  isCurrentLease(leaseId: string): boolean;
   keepaliveNow(): void;
+  /**
+   * Leave the session for a new one. The node revokes the old lease only when every group's VIP removal
+   * succeeded; otherwise it lets the lease expire, so a successor's guard starts at the expiry.
+   */
   restartSession(reason: string): void;
 }
 
-/** Past-tense facts a group reports (logged, counted, and later given to notify hooks). */
+/** A wire probe (RFC 5227 ARP probe / IPv6 DAD NS) as the runner needs it; @coord/vip's WireProber fits. */
+export interface ProbePort {
+  open(
+    iface: string,
+    vips: readonly Vip[],
+  ):
+    | {
+        ok: true;
+        session: {
+          probe(): number;
+          drain(): readonly { address: string; mac: string; kind: string }[];
+          close(): void;
+        };
+      }
+    | { ok: false; reason: string };
+}
+
+type ProbeSession = Extract<ReturnType<ProbePort['open']>, { ok: true }>['session'];
+
+/** Past-tense facts a group reports (logged, counted, and given to notify hooks). */
 export type GroupFact =
-  | { type: 'transitioned'; group: string; from: Role; to: Role; reason: string; epoch: number | null }
+  | {
+      type: 'transitioned';
+      group: string;
+      from: Role;
+      to: Role;
+      reason: TransitionReason;
+      detail: string | undefined;
+      epoch: number | null;
+    }
   /** `sinceVacancyMs`: from noticing the group vacant to the VIP on our interface (null when not a takeover). */
   | { type: 'vipClaimed'; group: string; epoch: number; at: number; sinceVacancyMs: number | null }
   | { type: 'vipReleased'; group: string; reason: string; at: number }
+  | { type: 'vipRemovalFailed'; group: string; error: string }
+  /** Somebody else answered for our VIP while we waited to claim it. */
+  | { type: 'wireAnswered'; group: string; mac: string; address: string }
   | { type: 'announced'; group: string; frames: number };
 
 export interface GroupRunnerOptions {
@@ -41,6 +89,8 @@ export interface GroupRunnerOptions {
   readonly node: string;
   readonly vipPort: VipPort;
   readonly announcer: Announcer;
+  /** Absent: probing is impossible, and a takeover after an unclean vacancy waits until the cap. */
+  readonly prober?: ProbePort;
   readonly etcd: GroupEtcdPort;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -48,20 +98,27 @@ export interface GroupRunnerOptions {
   readonly vacancyFallbackMs: number;
 }
 
+const RESIGN_RETRY_MIN_MS = 100;
+const RESIGN_RETRY_MAX_MS = 1000;
+
 /**
- * Runs one VIP group's election machine: feeds it events, turns its effects into netlink, announcements, etcd
- * calls and timers. The machine decides; this only executes.
+ * Runs one VIP group's election machine: feeds it events, turns its effects into netlink, announcements, wire
+ * probes, etcd calls and timers. The machine decides; this only executes. Every timer is on the Clock port.
  */
 export class GroupRunner {
   private state: GroupState = initialState();
   private config: GroupConfig;
   private vacancyStartedAt: number | null = null;
-  /** The last VIP removal did not fully succeed. */
+  /** The last VIP removal did not fully succeed: no clean resign, no revoke, until one succeeds. */
   private removeFailed = false;
+  /** VIPs the last add/refresh put on the interface in time (announcements go only for these). */
+  private readonly confirmed = new Set<string>();
   private readonly lane: Lane;
   private timer: { handle: TimerHandle; at: number } | null = null;
   private announceTimer: TimerHandle | null = null;
+  private probe: { session: ProbeSession; timer: TimerHandle | null } | null = null;
   private resigning: Promise<unknown> = Promise.resolve();
+  private stopped = false;
   private readonly log: Logger;
 
   constructor(private readonly opts: GroupRunnerOptions) {
@@ -83,7 +140,12 @@ export class GroupRunner {
     return this.opts.settings.name;
   }
 
-  /** This node's own claim (priority, preemption) changed: a config reload or a health check. */
+  /** True while the last removal of this group's VIP failed (the node must not revoke its lease). */
+  get removalFailed(): boolean {
+    return this.removeFailed;
+  }
+
+  /** This node's own claim (priority, preemption, candidacy) changed: a config reload, a health check, etcd. */
   updateSelf(self: GroupConfig['self']): void {
     this.config = { ...this.config, self };
     this.dispatch({ type: 'tick', now: this.opts.clock.now() });
@@ -94,6 +156,12 @@ export class GroupRunner {
   }
 
   dispatch(event: GroupEvent): void {
+    // Answers waiting in the probe socket are facts the machine must know before it decides anything.
+    this.drainProbe();
+    this.apply(event);
+  }
+
+  private apply(event: GroupEvent): void {
     const { state, effects } = step(this.config, this.state, event);
     this.state = state;
     for (const e of effects) this.execute(e);
@@ -118,6 +186,7 @@ export class GroupRunner {
     if (holding) {
       if (vips.some((v) => !present.has(v.address))) {
         this.log.warn('vip missing on holder; restoring', { epoch: s.epoch });
+        for (const v of vips) if (!present.has(v.address)) this.confirmed.delete(v.address);
         this.dispatch({ type: 'vip-missing', now: this.opts.clock.now() });
       }
       return;
@@ -130,26 +199,33 @@ export class GroupRunner {
   }
 
   stopTimers(): void {
+    this.stopped = true;
     if (this.timer !== null) this.opts.clock.clearTimeout(this.timer.handle);
-    if (this.announceTimer !== null) this.opts.clock.clearTimeout(this.announceTimer);
     this.timer = null;
-    this.announceTimer = null;
+    this.stopAnnouncing();
+    this.stopProbe();
   }
 
   private execute(e: Effect): void {
     const { clock } = this.opts;
-    const iface = this.opts.settings.interface;
     switch (e.type) {
       case 'transition':
         if (e.to === 'campaigning') this.vacancyStartedAt = this.state.vacantSince;
         if (e.to === 'follower') this.vacancyStartedAt = null;
-        this.log.info('transition', { from: e.from, to: e.to, reason: e.reason, epoch: e.epoch });
+        this.log.info('transition', {
+          from: e.from,
+          to: e.to,
+          reason: e.reason,
+          ...(e.detail === undefined ? {} : { detail: e.detail }),
+          epoch: e.epoch,
+        });
         this.opts.onFact?.({
           type: 'transitioned',
           group: this.name,
           from: e.from,
           to: e.to,
           reason: e.reason,
+          detail: e.detail,
           epoch: e.epoch,
         });
         return;
@@ -165,84 +241,37 @@ export class GroupRunner {
               now: clock.now(),
               won: r.won,
               leaseId,
-              ...(r.won ? { epoch: r.epoch } : {}),
+              ...(r.won ? { epoch: r.epoch, vacancy: r.vacancy } : {}),
             }),
           (err: unknown) => {
-            this.log.warn('campaign failed', { error: err instanceof Error ? err.message : String(err) });
+            this.log.warn('campaign failed', { error: errorMessage(err) });
             this.dispatch({ type: 'campaign-result', now: clock.now(), won: false, leaseId });
           },
         );
         return;
       }
-      case 'resign': {
-        const epoch = e.epoch;
+      case 'resign':
         // Queued behind the VIP removal that precedes it in the lane.
-        this.resigning = this.lane.idle().then(() =>
-          this.opts.etcd.resign(this.name, epoch, !this.removeFailed).then(
-            (ok) => this.log.info('resigned', { epoch, applied: ok }),
-            (err: unknown) =>
-              this.log.warn('resign failed', {
-                epoch,
-                error: err instanceof Error ? err.message : String(err),
-              }),
-          ),
-        );
+        this.resigning = this.lane.idle().then(() => this.resign(e.epoch, e.leaseId));
         return;
-      }
       case 'keepalive-now':
         this.opts.etcd.keepaliveNow();
         return;
       case 'restart-session':
-        // Behind the VIP removal in the lane: the lease (which revoking releases) goes only after the VIP.
+        // Behind the VIP removal in the lane: the lease goes only after the VIP (the node waits for every group).
         void this.lane.run('restart session', () => {
-          // Not awaited: the node waits for every group's lane (this one included) before it revokes the lease.
           this.opts.etcd.restartSession(`group ${this.name} fenced`);
         });
         return;
-      case 'add-vip': {
-        const { epoch, lifetimeSec, notAfter } = e;
-        void this.lane.run('add vip', async () => {
-          if (clock.now() > notAfter) {
-            // Too late to add with this lifetime safely (the event loop lagged): get a fresh ack and retry.
-            this.log.warn('vip add skipped: ack too old', {
-              epoch,
-              lateByMs: Math.round(clock.now() - notAfter),
-            });
-            this.dispatch({ type: 'vip-missing', now: clock.now() });
-            return;
-          }
-          for (const vip of this.opts.settings.vips) {
-            // notAfter travels with the request: the port re-checks it after any wait in its own queue.
-            const r = await this.opts.vipPort.add(iface, vip, {
-              validSec: lifetimeSec,
-              preferredSec: lifetimeSec,
-              notAfter,
-            });
-            if (r === 'late') {
-              this.log.warn('vip add skipped: ack too old by the time netlink was free', { epoch });
-              this.dispatch({ type: 'vip-missing', now: clock.now() });
-              return;
-            }
-          }
-          this.log.info('vip claimed', {
-            vips: this.opts.settings.vips.map(formatCidr),
-            iface,
-            epoch,
-            lifetimeSec,
-          });
-          const at = clock.now();
-          const since = this.vacancyStartedAt;
-          this.vacancyStartedAt = null;
-          this.opts.onFact?.({
-            type: 'vipClaimed',
-            group: this.name,
-            epoch,
-            at,
-            sinceVacancyMs: since === null ? null : at - since,
-          });
-        });
+      case 'probe-start':
+        this.startProbe();
         return;
-      }
+      case 'probe-stop':
+        this.stopProbe();
+        return;
+      case 'add-vip':
+        void this.lane.run('add vip', () => this.addVips(e.epoch, e.lifetimeSec, e.notAfter));
+        return;
       case 'announce':
         void this.lane.run('announce', () => this.startAnnouncing(e.epoch));
         return;
@@ -251,19 +280,101 @@ export class GroupRunner {
         void this.lane.run('refresh vip', async () => {
           if (clock.now() > notAfter) return;
           for (const vip of this.opts.settings.vips) {
-            await this.opts.vipPort.refresh(iface, vip, {
+            const r = await this.opts.vipPort.refresh(this.opts.settings.interface, vip, {
               validSec: lifetimeSec,
               preferredSec: lifetimeSec,
               notAfter,
             });
+            if (r === 'late-reply') return this.lateReply('refresh');
           }
         });
         return;
       }
       case 'remove-vip':
         this.stopAnnouncing();
+        this.confirmed.clear();
         void this.lane.run('remove vip', () => this.removeVips(this.opts.settings.vips, e.reason));
         return;
+    }
+  }
+
+  private async addVips(epoch: number, lifetimeSec: number, notAfter: number): Promise<void> {
+    const { clock } = this.opts;
+    const iface = this.opts.settings.interface;
+    if (clock.now() > notAfter) {
+      // Too late to add with this lifetime safely (the event loop lagged): get a fresh ack and retry.
+      this.log.warn('vip add skipped: ack too old', { epoch, lateByMs: Math.round(clock.now() - notAfter) });
+      this.dispatch({ type: 'vip-missing', now: clock.now() });
+      return;
+    }
+    for (const vip of this.opts.settings.vips) {
+      // notAfter travels with the request: the port re-checks it before every send and after the reply.
+      const r = await this.opts.vipPort.add(iface, vip, {
+        validSec: lifetimeSec,
+        preferredSec: lifetimeSec,
+        notAfter,
+      });
+      if (r === 'late') {
+        this.log.warn('vip add skipped: ack too old by the time netlink was free', { epoch });
+        this.dispatch({ type: 'vip-missing', now: clock.now() });
+        return;
+      }
+      if (r === 'late-reply') return this.lateReply('add');
+      this.confirmed.add(vip.address);
+    }
+    this.log.info('vip claimed', {
+      vips: this.opts.settings.vips.map(formatCidr),
+      iface,
+      epoch,
+      lifetimeSec,
+    });
+    const at = clock.now();
+    const since = this.vacancyStartedAt;
+    this.vacancyStartedAt = null;
+    this.opts.onFact?.({
+      type: 'vipClaimed',
+      group: this.name,
+      epoch,
+      at,
+      sinceVacancyMs: since === null ? null : at - since,
+    });
+  }
+
+  /**
+   * The kernel answered an add/refresh after the bound the lifetime was computed for: it may have started the
+   * lifetime too late to expire before a successor's guard. The machine removes the VIP at once and fences.
+   */
+  private lateReply(what: 'add' | 'refresh'): void {
+    this.log.error('netlink answered after the ack window: removing the VIP and fencing', { op: what });
+    this.dispatch({ type: 'vip-late', now: this.opts.clock.now() });
+  }
+
+  /**
+   * Delete our leader key, retried while the lease it lives under is still ours (an etcd leader election during
+   * the call must not leave the group held by a key that no VIP follows). After a failed VIP removal the node
+   * does not resign at all: it lets the lease expire, so the successor waits out the stale copy.
+   */
+  private async resign(epoch: number, leaseId: string | null): Promise<void> {
+    if (this.removeFailed) {
+      this.log.error('not resigning: the vip removal failed; letting the lease expire', { epoch });
+      this.opts.etcd.restartSession(`group ${this.name}: vip removal failed`);
+      return;
+    }
+    let backoff = RESIGN_RETRY_MIN_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const applied = await this.opts.etcd.resign(this.name, epoch, true);
+        this.log.info('resigned', { epoch, applied, ...(attempt > 1 ? { attempt } : {}) });
+        return;
+      } catch (err) {
+        // Our key lives exactly as long as the lease it was created with: once that lease is gone, so is the key.
+        const live = leaseId !== null && this.opts.etcd.isCurrentLease(leaseId);
+        this.log.warn('resign failed', { epoch, error: errorMessage(err), retry: live, retryInMs: backoff });
+        if (!live) return;
+      }
+      await sleep(this.opts.clock, backoff);
+      backoff = Math.min(backoff * 2, RESIGN_RETRY_MAX_MS);
+      if (leaseId === null || !this.opts.etcd.isCurrentLease(leaseId)) return;
     }
   }
 
@@ -271,17 +382,14 @@ export class GroupRunner {
     const iface = this.opts.settings.interface;
     let removed = 0;
     let failed = false;
-    // Every VIP is tried even if one fails; a failure makes the next resign unclean (the successor waits).
+    // Every VIP is tried even if one fails; a failure means no clean resign and no revoke (see resign()).
     for (const vip of vips) {
       try {
         if ((await this.opts.vipPort.remove(iface, vip)) === 'removed') removed++;
       } catch (e) {
         failed = true;
-        this.log.error('vip removal failed', {
-          vip: formatCidr(vip),
-          iface,
-          error: e instanceof Error ? e.message : String(e),
-        });
+        this.log.error('vip removal failed', { vip: formatCidr(vip), iface, error: errorMessage(e) });
+        this.opts.onFact?.({ type: 'vipRemovalFailed', group: this.name, error: errorMessage(e) });
       }
     }
     this.removeFailed = failed;
@@ -293,6 +401,7 @@ export class GroupRunner {
 
   private arm(at: number): void {
     const { clock } = this.opts;
+    if (this.stopped) return;
     if (this.timer !== null && this.timer.at <= at && this.timer.at > clock.now()) return;
     if (this.timer !== null) clock.clearTimeout(this.timer.handle);
     const handle = clock.setTimeout(() => {
@@ -302,8 +411,64 @@ export class GroupRunner {
     this.timer = { handle, at };
   }
 
-  private stillHolding(epoch: number): boolean {
-    return this.state.role === 'leader' && this.state.vipHeld && this.state.epoch === epoch;
+  // ── wire probe ───────────────────────────────────────────────────────────────────────────────────────────
+
+  private startProbe(): void {
+    this.stopProbe();
+    const now = this.opts.clock.now();
+    const opened = this.opts.prober?.open(this.opts.settings.interface, this.opts.settings.vips) ?? {
+      ok: false as const,
+      reason: 'no wire prober configured',
+    };
+    if (!opened.ok) {
+      this.log.warn('cannot probe the wire; waiting the full cap before claiming', { reason: opened.reason });
+      this.apply({ type: 'probe-failed', now });
+      return;
+    }
+    const probe = { session: opened.session, timer: null as TimerHandle | null };
+    this.probe = probe;
+    const tick = (): void => {
+      if (this.probe !== probe) return;
+      this.drainProbe();
+      if (this.probe !== probe) return;
+      probe.session.probe();
+      probe.timer = this.opts.clock.setTimeout(tick, PROBE_INTERVAL_MS);
+    };
+    tick();
+  }
+
+  private drainProbe(): void {
+    const p = this.probe;
+    if (p === null) return;
+    const answers = p.session.drain();
+    if (answers.length === 0) return;
+    const now = this.opts.clock.now();
+    const first = answers[0];
+    if (first !== undefined) {
+      this.log.info('vip still answered on the wire; waiting', { address: first.address, mac: first.mac });
+      this.opts.onFact?.({ type: 'wireAnswered', group: this.name, mac: first.mac, address: first.address });
+    }
+    this.apply({ type: 'wire-answered', now });
+  }
+
+  private stopProbe(): void {
+    const p = this.probe;
+    if (p === null) return;
+    this.probe = null;
+    if (p.timer !== null) this.opts.clock.clearTimeout(p.timer);
+    p.session.close();
+  }
+
+  // ── announcements ────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Whether an announcement for `epoch` may go out now: we lead at that epoch, hold the VIP, and are before our
+   * own deadline — after a long stall the announce timer can fire before the fence timer, and a GARP then would
+   * point clients at a MAC without the VIP.
+   */
+  private mayAnnounce(epoch: number): boolean {
+    const s = this.state;
+    return s.role === 'leader' && s.vipHeld && s.epoch === epoch && this.opts.clock.now() < deadlineOf(s);
   }
 
   /** A burst of `count` announcements, then one every `refreshMs` while we hold the VIP. */
@@ -313,9 +478,13 @@ export class GroupRunner {
     let sent = 0;
     const tick = () => {
       this.announceTimer = null;
-      if (!this.stillHolding(epoch)) return;
+      // Let a pending fence act first: the machine re-evaluates the deadline before we decide.
+      this.dispatch({ type: 'tick', now: this.opts.clock.now() });
+      if (!this.mayAnnounce(epoch)) return;
       let frames = 0;
+      // Only the addresses the last add/refresh confirmed on the interface.
       for (const vip of this.opts.settings.vips) {
+        if (!this.confirmed.has(vip.address)) continue;
         const r = this.opts.announcer.announce(this.opts.settings.interface, vip);
         if (r.ok) frames += r.frames;
         else this.log.warn('announce failed', { vip: formatCidr(vip), reason: r.reason });
@@ -323,7 +492,7 @@ export class GroupRunner {
       this.opts.onFact?.({ type: 'announced', group: this.name, frames });
       sent++;
       const next = sent < count ? intervalMs : refreshMs;
-      if (next > 0) this.announceTimer = this.opts.clock.setTimeout(tick, next);
+      if (next > 0 && !this.stopped) this.announceTimer = this.opts.clock.setTimeout(tick, next);
     };
     tick();
   }

@@ -30,8 +30,8 @@ export class Metrics {
   });
   readonly transitions = new Counter({
     name: 'coord_transitions_total',
-    help: 'role changes',
-    labelNames: ['group', 'to'],
+    help: 'role changes, by the reason the group gave',
+    labelNames: ['group', 'to', 'reason'],
     registers: [this.registry],
   });
   readonly lastFailover = new Gauge({
@@ -78,6 +78,23 @@ export class Metrics {
     name: 'coord_track_healthy',
     help: '1 when a tracked script or interface is healthy',
     labelNames: ['check'],
+    registers: [this.registry],
+  });
+  readonly candidate = new Gauge({
+    name: 'coord_candidate',
+    help: '1 while this node may be elected (session up, view synced since it began, prompt etcd acks)',
+    registers: [this.registry],
+  });
+  readonly wireAnswers = new Counter({
+    name: 'coord_wire_answers_total',
+    help: 'answers to our wire probe for a VIP we were about to claim (a stale copy elsewhere; we waited)',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
+  readonly vipRemovalFailures = new Counter({
+    name: 'coord_vip_removal_failures_total',
+    help: 'VIP removals that failed (the node then lets its lease expire instead of resigning)',
+    labelNames: ['group'],
     registers: [this.registry],
   });
   readonly effectivePriority = new Gauge({

@@ -1,27 +1,41 @@
-import { errorMessage, formatCidr, type Clock, type Logger, type NodeConfig } from '@coord/core';
+import {
+  CoordError,
+  errorMessage,
+  every,
+  formatCidr,
+  within,
+  type Clock,
+  type Logger,
+  type NodeConfig,
+  type Repeating,
+} from '@coord/core';
 import {
   defaultTiming,
+  kernelLifetimeSec,
   keepaliveIntervalMs,
+  MAX_SLOW_ACKS,
   takeoverGuardMs,
   type Candidate,
   type LeaderRecord,
+  type VacancyInfo,
 } from '@coord/election';
 import {
   clusterKeys,
-  createEtcdClient,
+  createEtcdBackend,
+  decodeLeader,
+  decodeMember,
   ElectionStore,
   EtcdSession,
-  parseJson,
-  parseLeaderValue,
-  parseMemberRecord,
   PrefixView,
   type ClusterKeys,
-  type EtcdClient,
+  type EtcdBackend,
   type Entry,
+  type HolderFacts,
   type MemberRecord,
+  type StatusRecord,
 } from '@coord/etcd';
 import type { Announcer, VipPort } from '@coord/vip';
-import { GroupRunner, type GroupFact } from './group.js';
+import { GroupRunner, type GroupFact, type ProbePort } from './group.js';
 import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
 
@@ -30,28 +44,37 @@ export interface NodeDeps {
   readonly logger: Logger;
   readonly vipPort: VipPort;
   readonly announcer: Announcer;
+  /** Probes the VIP on the wire before a takeover after an unclean vacancy (absent: wait the full cap). */
+  readonly prober?: ProbePort;
   readonly version: string;
-  /** Built from the config's endpoints unless given (tests). */
-  readonly client?: EtcdClient;
+  /** Built from the config's endpoints unless given (tests pass an in-memory etcd). */
+  readonly etcd?: EtcdBackend;
   readonly onFact?: (fact: GroupFact) => void;
   readonly metrics?: Metrics;
   /** Keeps HAProxy in line with the services in etcd (when this node runs the HAProxy loop). */
   readonly haproxy?: HaproxyLoop;
   /** How often the interface is compared with the desired state. */
   readonly reconcileMs?: number;
+  /** How often the node's status is written to etcd. */
+  readonly statusMs?: number;
 }
 
+/** Why a node is not a candidate right now (empty: it is). */
+export type CandidacyBlock = 'no-session' | 'view-disconnected' | 'view-behind-session' | 'slow-acks';
+
 /** What `coord status` shows about one node; also written to etcd under `status/<node>`. */
-export interface NodeStatus {
+export interface NodeStatus extends StatusRecord {
   readonly node: string;
   readonly session: { leaseId: string | null; ttlMs: number };
-  readonly groups: readonly {
+  /** Whether this node may be elected, and if not, why. */
+  readonly candidacy: { candidate: boolean; blockedBy: readonly CandidacyBlock[] };
+  readonly groups: {
     name: string;
     role: string;
     epoch: number | null;
     leader: { node: string; epoch: number } | null;
-    vips: readonly string[];
-    vipsPresent: readonly string[];
+    vips: string[];
+    vipsPresent: string[];
   }[];
   readonly etcd: { connected: boolean; revision: number; staleMs: number };
   readonly haproxy: HaproxyStatus | undefined;
@@ -60,24 +83,28 @@ export interface NodeStatus {
 
 /**
  * One coord node in etcd mode: one session (lease) shared by all its groups, one view of the cluster prefix, one
- * runner per VIP group, and a reconcile loop over the interface.
+ * runner per VIP group, and a reconcile loop over the interface. Every timer runs on the Clock port, so the whole
+ * node runs under a fake clock against an in-memory etcd in tests.
  */
 export class CoordNode {
-  private readonly client: EtcdClient;
+  private readonly etcd: EtcdBackend;
   private readonly keys: ClusterKeys;
   private readonly store: ElectionStore;
   private readonly session: EtcdSession;
   private readonly view: PrefixView;
   private readonly groups: GroupRunner[];
   private readonly log: Logger;
-  private reconcileTimer: NodeJS.Timeout | null = null;
-  private statusTimer: NodeJS.Timeout | null = null;
-  private haproxyTimer: NodeJS.Timeout | null = null;
+  private timers: Repeating[] = [];
   private present = new Map<string, Set<string>>();
   private stopped = false;
   private config: NodeConfig;
   /** Priority each group publishes after health checks (0 = fault), by group name. */
   private readonly effective = new Map<string, number>();
+  /** Acks in a row slower / faster than the ack window (candidacy). */
+  private slowRun = 0;
+  private promptRun = 0;
+  private acksSlow = false;
+  private candidate = false;
 
   constructor(
     config: NodeConfig,
@@ -86,9 +113,9 @@ export class CoordNode {
     this.config = config;
     const cluster = config.cluster ?? 'default';
     this.log = deps.logger.child({ node: config.node, cluster });
-    this.client = deps.client ?? createEtcdClient({ endpoints: config.etcd });
+    this.etcd = deps.etcd ?? createEtcdBackend({ endpoints: config.etcd });
     this.keys = clusterKeys(cluster);
-    this.store = new ElectionStore(this.client, this.keys);
+    this.store = new ElectionStore(this.etcd, this.keys);
     this.groups = config.groups.map(
       (g) =>
         new GroupRunner({
@@ -96,20 +123,22 @@ export class CoordNode {
           node: config.node,
           vipPort: deps.vipPort,
           announcer: deps.announcer,
+          ...(deps.prober === undefined ? {} : { prober: deps.prober }),
           clock: deps.clock,
           logger: this.log,
           vacancyFallbackMs: config.ttlSec * 1000 + 1000,
           onFact: (fact) => this.onFact(fact),
           etcd: {
             campaign: (group, leaseId) => this.campaign(group, leaseId),
-            resign: (group, epoch, clean) => this.store.resign(group, epoch, config.node, clean),
+            resign: (group, epoch, clean) => this.resign(group, epoch, clean),
+            isCurrentLease: (leaseId) => this.session.currentLeaseId === leaseId,
             keepaliveNow: () => this.session.keepaliveNow(),
             restartSession: (reason) => void this.restartSession(reason),
           },
         }),
     );
     this.session = new EtcdSession({
-      client: this.client,
+      etcd: this.etcd,
       ttlSec: config.ttlSec,
       clock: deps.clock,
       logger: this.log,
@@ -125,19 +154,26 @@ export class CoordNode {
               sentAt: e.sentAt,
             });
           }
-          this.registerMember(e.leaseId);
+          this.slowRun = 0;
+          this.promptRun = 0;
+          this.acksSlow = false;
+          // Whatever happened while we had no session, learn it from a fresh read before standing for election.
+          if (this.view.health.revision < e.revision) this.view.requestResync('new session');
+          this.updateCandidacy(true);
         },
         acked: (e) => {
+          this.noteAck(e.now - e.sentAt);
           for (const g of this.groups)
             g.dispatch({ type: 'session-acked', now: e.now, leaseId: e.leaseId, sentAt: e.sentAt });
         },
         lost: (e) => {
           for (const g of this.groups) g.dispatch({ type: 'session-lost', now: e.now, reason: e.reason });
+          this.updateCandidacy();
         },
       },
     });
     this.view = new PrefixView({
-      client: this.client,
+      etcd: this.etcd,
       prefix: this.keys.prefix,
       clock: deps.clock,
       logger: this.log,
@@ -145,24 +181,30 @@ export class CoordNode {
         const changed = [...change.puts, ...change.deletes];
         // Status writes (every node, every 2 s) say nothing about the election: re-evaluate only on members/groups.
         const election = (k: string) => k.startsWith(this.keys.members) || k.startsWith(this.keys.groups);
-        if (change.resync || changed.some((e) => election(e.key)))
-          this.onView(change.revision, change.deletes, view);
+        if (change.resync || changed.some((e) => election(e.key))) this.onView(change.revision, view);
+        // After the groups saw this batch: a node that just became a candidate decides on current facts.
+        this.updateCandidacy();
         deps.haproxy?.onView(change.revision, changed, view, change.resync);
       },
+      onHealth: () => this.updateCandidacy(),
     });
   }
 
-  /** Clean start: remove VIPs an earlier run left behind, read the cluster, then join the election. */
+  /**
+   * Clean start: refuse VIPs that are the host's own addresses, remove VIPs an earlier run left behind, read the
+   * cluster, then join the election.
+   */
   async start(): Promise<void> {
+    await this.checkHostAddresses();
     await this.removeStaleVips();
     await this.view.start();
     this.session.start();
-    const reconcileMs = this.deps.reconcileMs ?? 500;
-    this.reconcileTimer = setInterval(() => void this.reconcile(), reconcileMs);
-    this.statusTimer = setInterval(() => void this.publishStatus(), 2000);
+    const { clock } = this.deps;
+    this.timers.push(every(clock, this.deps.reconcileMs ?? 500, () => void this.reconcile()));
+    this.timers.push(every(clock, this.deps.statusMs ?? 2000, () => void this.publishStatus()));
     if (this.deps.haproxy !== undefined) {
       const loop = this.deps.haproxy;
-      this.haproxyTimer = setInterval(() => loop.recheck(), 10_000);
+      this.timers.push(every(clock, 10_000, () => loop.recheck()));
     }
     this.log.info('node started', {
       groups: this.config.groups.map((g) => ({
@@ -179,22 +221,26 @@ export class CoordNode {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.reconcileTimer !== null) clearInterval(this.reconcileTimer);
-    if (this.statusTimer !== null) clearInterval(this.statusTimer);
-    if (this.haproxyTimer !== null) clearInterval(this.haproxyTimer);
+    for (const t of this.timers) t.stop();
+    this.timers = [];
     for (const g of this.groups) g.dispatch({ type: 'stop', now: this.deps.clock.now() });
-    const settled = await Promise.race([
+    const settled = await within(
+      this.deps.clock,
+      2000,
       Promise.all(this.groups.map((g) => g.settle())).then(() => true),
-      new Promise<boolean>((r) => setTimeout(() => r(false), 2000)),
-    ]);
+      false,
+    );
     for (const g of this.groups) g.stopTimers();
-    // Revoking would let a successor claim at once; if our VIP removal has not finished, let the lease expire
-    // instead, so the successor's wait covers the VIP's kernel lifetime.
+    // Revoking would let a successor claim at once; if a VIP removal has not finished or failed, let the lease
+    // expire instead, so the successor's wait covers the VIP's kernel lifetime.
+    const removalFailed = this.groups.some((g) => g.removalFailed);
     if (!settled)
       this.log.error('vip removal did not finish in 2 s; letting the lease expire instead of revoking it');
-    await this.session.close(settled);
+    else if (removalFailed)
+      this.log.error('a vip removal failed; letting the lease expire instead of revoking it');
+    await this.session.close(settled && !removalFailed);
     await this.view.close();
-    this.client.close();
+    this.etcd.close();
     this.log.info('node stopped');
   }
 
@@ -203,6 +249,7 @@ export class CoordNode {
     return {
       node: this.config.node,
       session: { leaseId: this.session.currentLeaseId, ttlMs: this.session.grantedTtlMs },
+      candidacy: { candidate: this.candidate, blockedBy: this.candidacyBlocks() },
       groups: this.groups.map((g) => {
         const s = g.current;
         const settings = this.config.groups.find((x) => x.name === g.name);
@@ -226,23 +273,23 @@ export class CoordNode {
     };
   }
 
-  /** Publish this node's status now (e.g. right after an HAProxy apply), not at the next 2 s tick. */
+  /** Publish this node's status now (e.g. right after an HAProxy apply), not at the next tick. */
   publishNow(): void {
     void this.publishStatus();
   }
 
   /**
-   * A group fenced itself: every group drops leadership first (the lease they all share is going), their VIP
-   * removals finish, and only then is the lease revoked and replaced — a revoke lets others claim at once.
+   * A group fenced itself (or could not remove its VIP): every group drops leadership first (the lease they all
+   * share is going), their VIP removals finish, and only then is the lease left. It is revoked — letting others
+   * claim at once — only when every removal succeeded; otherwise it expires on its own, and the successor's
+   * guard and wire probe cover the copy that may be left.
    */
   private async restartSession(reason: string): Promise<void> {
     const now = this.deps.clock.now();
     for (const g of this.groups) g.dispatch({ type: 'session-lost', now, reason });
-    await Promise.race([
-      Promise.all(this.groups.map((g) => g.laneIdle())),
-      new Promise((r) => setTimeout(r, 2000)),
-    ]);
-    if (!this.stopped) this.session.restart(reason);
+    await within(this.deps.clock, 2000, Promise.all(this.groups.map((g) => g.laneIdle())), undefined);
+    if (this.stopped) return;
+    this.session.restart(reason, !this.groups.some((g) => g.removalFailed));
   }
 
   /**
@@ -293,6 +340,57 @@ export class CoordNode {
     if (lease !== null) this.registerMember(lease);
   }
 
+  // ── candidacy ────────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Why this node may not stand for election now. A node whose view lags its own session (a partition just
+   * healed, the watch not yet back) would defer to stale facts and campaign against a held group; one whose acks
+   * are too slow could win but never safely add its VIP (docs/design.md, "Candidacy").
+   */
+  private candidacyBlocks(): CandidacyBlock[] {
+    const out: CandidacyBlock[] = [];
+    const health = this.view.health;
+    if (this.session.currentLeaseId === null) out.push('no-session');
+    else if (health.revision < this.session.startRevision) out.push('view-behind-session');
+    if (!health.connected) out.push('view-disconnected');
+    if (this.acksSlow) out.push('slow-acks');
+    return out;
+  }
+
+  private updateCandidacy(force = false): void {
+    const blocks = this.candidacyBlocks();
+    const candidate = blocks.length === 0;
+    if (candidate === this.candidate && !force) return;
+    const changed = candidate !== this.candidate;
+    this.candidate = candidate;
+    if (changed)
+      this.log.info(candidate ? 'candidate' : 'not a candidate', candidate ? {} : { blockedBy: blocks });
+    this.deps.metrics?.candidate.set(candidate ? 1 : 0);
+    for (const g of this.config.groups) this.refreshSelf(g.name);
+    const lease = this.session.currentLeaseId;
+    if (lease !== null) this.registerMember(lease);
+  }
+
+  private noteAck(rttMs: number): void {
+    const window = defaultTiming(this.session.grantedTtlMs).ackWindowMs;
+    if (rttMs > window) {
+      this.slowRun++;
+      this.promptRun = 0;
+    } else {
+      this.promptRun++;
+      this.slowRun = 0;
+    }
+    const slow = this.acksSlow ? this.promptRun < MAX_SLOW_ACKS : this.slowRun >= MAX_SLOW_ACKS;
+    if (slow !== this.acksSlow) {
+      this.acksSlow = slow;
+      this.log.warn(slow ? 'etcd acks are slow: not a candidate' : 'etcd acks are prompt again', {
+        rttMs: Math.round(rttMs),
+        ackWindowMs: window,
+      });
+      this.updateCandidacy();
+    }
+  }
+
   private refreshSelf(group: string): void {
     const g = this.config.groups.find((x) => x.name === group);
     const runner = this.groups.find((x) => x.name === group);
@@ -302,6 +400,7 @@ export class CoordNode {
       priority: this.effective.get(group) ?? g.priority,
       preempt: g.preempt,
       preemptDelayMs: g.preemptDelayMs,
+      candidate: this.candidate,
     });
   }
 
@@ -311,7 +410,7 @@ export class CoordNode {
       switch (fact.type) {
         case 'transitioned':
           m.setRole(fact.group, fact.to);
-          m.transitions.inc({ group: fact.group, to: fact.to });
+          m.transitions.inc({ group: fact.group, to: fact.to, reason: fact.reason });
           m.epoch.set({ group: fact.group }, fact.to === 'leader' ? (fact.epoch ?? 0) : 0);
           break;
         case 'vipClaimed':
@@ -321,6 +420,12 @@ export class CoordNode {
         case 'announced':
           m.announcements.inc({ group: fact.group }, fact.frames);
           break;
+        case 'wireAnswered':
+          m.wireAnswers.inc({ group: fact.group });
+          break;
+        case 'vipRemovalFailed':
+          m.vipRemovalFailures.inc({ group: fact.group });
+          break;
         case 'vipReleased':
           break;
       }
@@ -328,14 +433,47 @@ export class CoordNode {
     this.deps.onFact?.(fact);
   }
 
+  // ── etcd ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+  private facts(leaseId: string): HolderFacts {
+    const timing = defaultTiming(this.session.grantedTtlMs);
+    return {
+      node: this.config.node,
+      leaseId,
+      guardMs: takeoverGuardMs(timing),
+      lifetimeMs: kernelLifetimeSec(timing) * 1000,
+    };
+  }
+
   private async campaign(
     group: string,
     leaseId: string,
-  ): Promise<{ won: true; epoch: number } | { won: false }> {
+  ): Promise<{ won: true; epoch: number; vacancy: VacancyInfo } | { won: false }> {
     // The machine campaigns under the lease it knows; a lease replaced meanwhile must not win anything.
     if (leaseId !== this.session.currentLeaseId) return { won: false };
-    const guardMs = takeoverGuardMs(defaultTiming(this.session.grantedTtlMs));
-    return this.store.campaign(group, leaseId, { node: this.config.node, leaseId, guardMs });
+    const r = await this.store.campaign(group, this.facts(leaseId));
+    if (!r.won) {
+      // Somebody holds it although our view said vacant: the view is behind; read it again.
+      this.view.requestResync(`campaign for ${group} lost`);
+      return r;
+    }
+    const v = r.vacancy;
+    this.log.info('campaign won', {
+      group,
+      epoch: r.epoch,
+      previous: v.previous ?? null,
+      clean: v.clean,
+    });
+    return {
+      won: true,
+      epoch: r.epoch,
+      vacancy: v.clean ? { clean: true } : { clean: false, guardMs: v.guardMs, lifetimeMs: v.lifetimeMs },
+    };
+  }
+
+  private resign(group: string, epoch: number, clean: boolean): Promise<boolean> {
+    const lease = this.session.currentLeaseId ?? '0';
+    return this.store.resign(group, epoch, this.facts(lease), clean);
   }
 
   private registerMember(leaseId: string): void {
@@ -344,6 +482,7 @@ export class CoordNode {
       interface: this.config.groups[0]?.interface ?? '',
       version: this.deps.version,
       startedAt: this.deps.clock.wallNow(),
+      candidate: this.candidate,
       groups: Object.fromEntries(
         this.config.groups.map((g) => [
           g.name,
@@ -359,13 +498,13 @@ export class CoordNode {
     };
     this.store.putMember(leaseId, record).catch((e: unknown) => {
       this.log.warn('member registration failed', { error: errorMessage(e) });
-      setTimeout(() => {
+      this.deps.clock.setTimeout(() => {
         if (!this.stopped && this.session.currentLeaseId === leaseId) this.registerMember(leaseId);
       }, 200);
     });
   }
 
-  private onView(revision: number, deletes: readonly Entry[], view: ReadonlyMap<string, Entry>): void {
+  private onView(revision: number, view: ReadonlyMap<string, Entry>): void {
     const now = this.deps.clock.now();
     const members = readMembers(view, this.keys, this.log);
     for (const g of this.groups) {
@@ -378,24 +517,61 @@ export class CoordNode {
             priority: mg.priority,
             preempt: mg.preempt,
             preemptDelayMs: mg.preemptDelayMs,
+            candidate: m.candidate,
           });
       }
       g.dispatch({ type: 'members-observed', now, members: candidates });
-      const leader = readLeader(view.get(this.keys.leader(g.name)));
-      let clean = false;
-      if (leader === null) {
-        // The view reports every deletion with the entry it removed (watch and resync alike): its epoch.
-        const epoch = deletes.find((d) => d.key === this.keys.leader(g.name))?.createRevision;
-        const released = view.get(this.keys.released(g.name));
-        const rel = released === undefined ? undefined : parseJson(released.value);
-        // Anyone can write anything to etcd: only a well-formed marker for exactly this epoch counts.
-        const marker =
-          rel?.ok === true && typeof rel.value === 'object' && rel.value !== null
-            ? (rel.value as { epoch?: unknown })
-            : {};
-        clean = epoch !== undefined && marker.epoch === epoch;
+      g.dispatch({
+        type: 'leader-observed',
+        now,
+        leader: readLeader(view.get(this.keys.leader(g.name))),
+        revision,
+      });
+    }
+  }
+
+  // ── host ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * A VIP that is a permanent primary address of its interface is the host's own address (or somebody else's
+   * configuration), not a leftover of ours: removing it at start or on stop would take the host off the network.
+   * Refused before anything on the host is touched.
+   */
+  private async checkHostAddresses(): Promise<void> {
+    for (const g of this.config.groups) {
+      let addresses;
+      try {
+        addresses = await this.deps.vipPort.list(g.interface);
+      } catch (e) {
+        throw new CoordError(
+          'ERR_COORD_NETLINK',
+          `cannot list the addresses of ${g.interface}: ${errorMessage(e)}`,
+          {
+            hint: `check that interface ${g.interface} exists in this network namespace (ip link show)`,
+            cause: e,
+          },
+        );
       }
-      g.dispatch({ type: 'leader-observed', now, leader, clean, revision });
+      for (const vip of g.vips) {
+        const own = addresses.find(
+          (a) =>
+            a.address === vip.address &&
+            a.family === vip.family &&
+            a.permanent === true &&
+            a.secondary !== true,
+        );
+        if (own === undefined) continue;
+        throw new CoordError(
+          'ERR_COORD_CONFIG',
+          `groups.${g.name}: VIP ${formatCidr(vip)} is a permanent primary address of ${g.interface} (${own.address}/${own.prefix})`,
+          {
+            hint:
+              'a VIP must be an address no host configures itself; pick a free address, or if this is a leftover ' +
+              `of another tool, remove it first: ip addr del ${own.address}/${own.prefix} dev ${g.interface}`,
+            details: { group: g.name, vip: formatCidr(vip), iface: g.interface },
+          },
+        );
+      }
     }
   }
 
@@ -436,7 +612,7 @@ export class CoordNode {
     const leaseId = this.session.currentLeaseId;
     if (leaseId === null || this.stopped) return;
     try {
-      await this.store.putStatus(leaseId, this.config.node, this.status());
+      await this.store.putStatus(leaseId, this.status());
     } catch (e) {
       this.log.debug('status publish failed', { error: errorMessage(e) });
     }
@@ -447,7 +623,7 @@ function readMembers(view: ReadonlyMap<string, Entry>, keys: ClusterKeys, log: L
   const out: MemberRecord[] = [];
   for (const [key, entry] of view) {
     if (!key.startsWith(keys.members)) continue;
-    const m = parseMemberRecord(entry.value);
+    const m = decodeMember(entry.value);
     if (m === undefined) {
       log.warn('ignoring malformed member record', { key });
       continue;
@@ -457,8 +633,9 @@ function readMembers(view: ReadonlyMap<string, Entry>, keys: ClusterKeys, log: L
   return out;
 }
 
+/** The group's leader key: held whenever it exists, readable or not (an unreadable holder is shown as '?'). */
 function readLeader(entry: Entry | undefined): LeaderRecord | null {
   if (entry === undefined) return null;
-  const v = parseLeaderValue(entry.value);
-  return { node: v.node ?? '?', epoch: entry.createRevision, leaseId: entry.lease, guardMs: v.guardMs };
+  const v = decodeLeader(entry.value);
+  return { node: v?.node ?? '?', epoch: entry.createRevision, leaseId: entry.lease };
 }

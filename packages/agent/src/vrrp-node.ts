@@ -1,7 +1,10 @@
 import {
   CoordError,
+  every,
   formatCidr,
   type Clock,
+  type Repeating,
+  type TimerHandle,
   type GroupSettings,
   type Logger,
   type NodeConfig,
@@ -46,7 +49,7 @@ interface Running {
   /** FAULT: the instance is stopped (priority 0 sent, VIPs released) until the checks pass again. */
   faulted: boolean;
   faultChange: Promise<void>;
-  announceTimer: ReturnType<typeof setTimeout> | null;
+  announceTimer: TimerHandle | null;
 }
 
 /**
@@ -56,7 +59,7 @@ interface Running {
 export class VrrpNode {
   private readonly running: Running[] = [];
   private readonly log: Logger;
-  private metricsTimer: ReturnType<typeof setInterval> | null = null;
+  private metricsTimer: Repeating | null = null;
   private readonly pending = new Map<string, number>();
   private stopped = false;
 
@@ -76,19 +79,17 @@ export class VrrpNode {
       }
     }
     for (const g of this.config.groups) this.running.push(await this.startGroup(g));
-    if (this.deps.metrics !== undefined) {
-      this.metricsTimer = setInterval(() => this.updateMetrics(), 1000);
-      this.metricsTimer.unref();
-    }
+    if (this.deps.metrics !== undefined)
+      this.metricsTimer = every(this.deps.clock, 1000, () => this.updateMetrics());
   }
 
   async stop(): Promise<void> {
     // After this, nothing (a recovering health check) may start an instance again.
     this.stopped = true;
-    if (this.metricsTimer !== null) clearInterval(this.metricsTimer);
+    this.metricsTimer?.stop();
     for (const r of this.running) {
       await r.faultChange;
-      if (r.announceTimer !== null) clearTimeout(r.announceTimer);
+      if (r.announceTimer !== null) this.deps.clock.clearTimeout(r.announceTimer);
       r.announceTimer = null;
       await r.instance.stop();
       r.transport.close();
@@ -231,14 +232,14 @@ export class VrrpNode {
             this.announce(running, log);
           },
           release: async () => {
-            if (running.announceTimer !== null) clearTimeout(running.announceTimer);
+            if (running.announceTimer !== null) this.deps.clock.clearTimeout(running.announceTimer);
             running.announceTimer = null;
             for (const vip of g.vips) await this.deps.vipPort.remove(g.interface, vip);
             log.info('vip released', { vips: g.vips.map(formatCidr), iface: g.interface });
           },
         },
         onTransition: (t) => {
-          this.deps.metrics?.transitions.inc({ group: g.name, to: t.to });
+          this.deps.metrics?.transitions.inc({ group: g.name, to: t.to, reason: t.reason });
           this.updateMetrics();
           this.deps.onTransition?.(g.name, t);
         },
@@ -261,7 +262,7 @@ export class VrrpNode {
 
   /** GARP burst then periodic refresh while Master, as in the etcd mode. */
   private announce(r: Running, log: Logger): void {
-    if (r.announceTimer !== null) clearTimeout(r.announceTimer);
+    if (r.announceTimer !== null) this.deps.clock.clearTimeout(r.announceTimer);
     const { count, intervalMs, refreshMs } = r.settings.announce;
     let sent = 0;
     const tick = () => {
@@ -273,7 +274,7 @@ export class VrrpNode {
       }
       sent++;
       const next = sent < count ? intervalMs : refreshMs;
-      if (next > 0) r.announceTimer = setTimeout(tick, next);
+      if (next > 0) r.announceTimer = this.deps.clock.setTimeout(tick, next);
     };
     tick();
   }

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock, MemoryLogger, parseCidr, type GroupSettings, type Vip } from '@coord/core';
-import { defaultTiming } from '@coord/election';
+import { defaultTiming, takeoverGuardMs, type VacancyInfo } from '@coord/election';
 import type { AddressLifetime, Announcer, HostAddress, VipPort } from '@coord/vip';
-import { GroupRunner, type GroupEtcdPort } from '../src/group.js';
+import { GroupRunner, type GroupEtcdPort, type ProbePort } from '../src/group.js';
 
 const vip = (text: string): Vip => {
   const r = parseCidr(text);
@@ -10,16 +10,30 @@ const vip = (text: string): Vip => {
   return r.vip;
 };
 
+interface HarnessOptions {
+  vacancy?: VacancyInfo;
+  /** Answers the fake wire gives to each drain (a stale copy elsewhere). */
+  wire?: { answering: boolean };
+  prober?: 'none';
+}
+
 /** Records every host and etcd action in one ordered log. */
-function harness() {
+function harness(opts: HarnessOptions = {}) {
   const log: string[] = [];
   const held = new Set<string>();
+  const faults = {
+    removeThrows: false,
+    addResult: undefined as 'late-reply' | undefined,
+    resignFailures: 0,
+    lease: 'L' as string | null,
+  };
   const vipPort: VipPort = {
     list: () => Promise.resolve([...held].map((a): HostAddress => ({ address: a, prefix: 24, family: 4 }))),
     add: (_i: string, v: Vip, l?: AddressLifetime) => {
       log.push(`add ${v.address} valid=${l?.validSec}`);
       const was = held.has(v.address);
       held.add(v.address);
+      if (faults.addResult !== undefined) return Promise.resolve(faults.addResult);
       return Promise.resolve(was ? 'present' : 'added');
     },
     refresh: (_i: string, v: Vip) => {
@@ -28,6 +42,7 @@ function harness() {
     },
     remove: (_i: string, v: Vip) => {
       log.push(`remove ${v.address}`);
+      if (faults.removeThrows) return Promise.reject(new Error('Request rejected: EPERM'));
       return Promise.resolve(held.delete(v.address) ? 'removed' : 'absent');
     },
     close: () => {},
@@ -42,14 +57,41 @@ function harness() {
   const etcd: GroupEtcdPort = {
     campaign: () => {
       log.push('campaign');
-      return Promise.resolve({ won: true, epoch: 42 });
+      return Promise.resolve({ won: true, epoch: 42, vacancy: opts.vacancy ?? { clean: true } });
     },
-    resign: (_g, epoch) => {
-      log.push(`resign ${epoch}`);
+    resign: (_g, epoch, clean) => {
+      log.push(`resign ${epoch}${clean ? '' : ' unclean'}`);
+      if (faults.resignFailures > 0) {
+        faults.resignFailures--;
+        return Promise.reject(new Error('etcd: resign failed: etcdserver: leader changed'));
+      }
       return Promise.resolve(true);
     },
+    isCurrentLease: (id) => id === faults.lease,
     keepaliveNow: () => log.push('keepalive'),
-    restartSession: () => log.push('restart-session'),
+    restartSession: (reason) => log.push(`restart-session (${reason})`),
+  };
+  const probes = { opened: 0, sent: 0, closed: 0 };
+  const prober: ProbePort = {
+    open: () => {
+      probes.opened++;
+      return {
+        ok: true,
+        session: {
+          probe: () => {
+            probes.sent++;
+            return 1;
+          },
+          drain: () =>
+            opts.wire?.answering === true
+              ? [{ address: '10.0.0.50', mac: '02:00:00:00:00:99', kind: 'arp-reply' }]
+              : [],
+          close: () => {
+            probes.closed++;
+          },
+        },
+      };
+    },
   };
   const settings: GroupSettings = {
     name: 'web',
@@ -67,17 +109,22 @@ function harness() {
     node: 'lb1',
     vipPort,
     announcer,
+    ...(opts.prober === 'none' ? {} : { prober }),
     etcd,
     clock,
     logger: new MemoryLogger(),
     vacancyFallbackMs: 2000,
   });
-  return { log, held, runner, clock };
+  return { log, held, runner, clock, faults, probes };
 }
 
-const settle = () => new Promise((r) => setImmediate(r));
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+};
 
-async function elect(h: ReturnType<typeof harness>) {
+type Harness = ReturnType<typeof harness>;
+
+async function elect(h: Harness) {
   const { runner, clock } = h;
   runner.dispatch({
     type: 'session-up',
@@ -91,9 +138,23 @@ async function elect(h: ReturnType<typeof harness>) {
     now: clock.now(),
     members: [{ node: 'lb1', priority: 100, preempt: true, preemptDelayMs: 0 }],
   });
-  runner.dispatch({ type: 'leader-observed', now: clock.now(), leader: null, clean: true });
+  runner.dispatch({ type: 'leader-observed', now: clock.now(), leader: null });
   await settle();
-  await settle();
+}
+
+/** Move time in small steps, acking a keepalive every 100 ms (a healthy session), letting promises run. */
+async function healthy(h: Harness, ms: number) {
+  for (let t = 0; t < ms; t += 25) {
+    h.clock.advance(25);
+    if (h.clock.now() % 100 === 0)
+      h.runner.dispatch({
+        type: 'session-acked',
+        now: h.clock.now(),
+        leaseId: 'L',
+        sentAt: h.clock.now() - 1,
+      });
+    await settle();
+  }
 }
 
 describe('GroupRunner (effects against fake ports, fake clock)', () => {
@@ -121,7 +182,7 @@ describe('GroupRunner (effects against fake ports, fake clock)', () => {
     await settle();
     expect(h.runner.current.role).toBe('follower');
     expect(h.held.has('10.0.0.50')).toBe(false);
-    expect(h.log.slice(-2)).toEqual(['remove 10.0.0.50', 'restart-session']);
+    expect(h.log.slice(-2)).toEqual(['remove 10.0.0.50', 'restart-session (group web fenced)']);
   });
 
   it('on stop, the VIP is removed before the leadership is released', async () => {
@@ -149,5 +210,104 @@ describe('GroupRunner (effects against fake ports, fake clock)', () => {
     f.runner.reconcile(new Set(['10.0.0.50']));
     await settle();
     expect(f.held.has('10.0.0.50')).toBe(false);
+  });
+
+  it('a failed VIP removal never resigns or revokes: the lease is left to expire (issue: failed removal)', async () => {
+    // Regression: the group deleted its leader key and the node revoked the lease while the VIP was still on the
+    // interface, so the successor's guard started too early (≈700 ms with two holders).
+    const h = harness();
+    await elect(h);
+    h.faults.removeThrows = true;
+    h.runner.dispatch({ type: 'stop', now: h.clock.now() });
+    await h.runner.settle();
+    expect(h.log.some((l) => l.startsWith('resign'))).toBe(false);
+    expect(h.log).toContain('restart-session (group web: vip removal failed)');
+    expect(h.runner.removalFailed).toBe(true);
+  });
+
+  it('a netlink add answered after the ack window removes the VIP at once and fences', async () => {
+    const h = harness();
+    h.faults.addResult = 'late-reply';
+    await elect(h);
+    await settle();
+    expect(h.log.slice(0, 4)).toEqual([
+      'campaign',
+      'add 10.0.0.50 valid=1',
+      'remove 10.0.0.50',
+      'restart-session (group web fenced)',
+    ]);
+    expect(h.held.has('10.0.0.50')).toBe(false);
+    expect(h.log.some((l) => l.startsWith('announce'))).toBe(false);
+    expect(h.runner.current.role).toBe('follower');
+  });
+
+  it('no gratuitous ARP after the deadline, even when the announce timer fires before the fence timer', async () => {
+    const h = harness();
+    await elect(h);
+    const announced = () => h.log.filter((l) => l.startsWith('announce')).length;
+    expect(announced()).toBe(1);
+    // The event loop stalls for 2 s with the announce burst pending: past the deadline both timers are due.
+    h.clock.stall(2000);
+    h.clock.advance(0);
+    await settle();
+    expect(announced()).toBe(1);
+    expect(h.held.has('10.0.0.50')).toBe(false);
+    expect(h.runner.current.role).toBe('follower');
+  });
+
+  it('retries a resign that failed while its lease lives, and stops once the lease is gone', async () => {
+    const h = harness();
+    await elect(h);
+    h.faults.resignFailures = 2;
+    h.runner.dispatch({ type: 'stop', now: h.clock.now() });
+    await settle();
+    for (let i = 0; i < 10; i++) {
+      h.clock.advance(100);
+      await settle();
+    }
+    expect(h.log.filter((l) => l === 'resign 42')).toHaveLength(3);
+
+    const g = harness();
+    await elect(g);
+    g.faults.resignFailures = 100;
+    g.runner.dispatch({ type: 'stop', now: g.clock.now() });
+    await settle();
+    g.clock.advance(100);
+    await settle();
+    g.faults.lease = 'L2'; // the session moved on: the old key dies with its lease
+    for (let i = 0; i < 20; i++) {
+      g.clock.advance(200);
+      await settle();
+    }
+    expect(g.log.filter((l) => l === 'resign 42')).toHaveLength(2);
+  });
+
+  it('after an unclean vacancy it probes the wire and claims only once nobody answers', async () => {
+    const wire = { answering: true };
+    const h = harness({ vacancy: { clean: false, guardMs: undefined, lifetimeMs: undefined }, wire });
+    await elect(h);
+    expect(h.probes.opened).toBe(1);
+    expect(h.log).toEqual(['campaign']);
+    const guard = takeoverGuardMs(defaultTiming(1000));
+    await healthy(h, guard + 200);
+    // The guard is over but a stale copy still answers: no add.
+    expect(h.held.has('10.0.0.50')).toBe(false);
+    expect(h.probes.sent).toBeGreaterThan(10);
+    wire.answering = false;
+    await healthy(h, 200);
+    expect(h.held.has('10.0.0.50')).toBe(true);
+    expect(h.probes.closed).toBe(1);
+  });
+
+  it('without a prober it waits the full cap (guard + lifetime) after an unclean vacancy', async () => {
+    const h = harness({
+      vacancy: { clean: false, guardMs: undefined, lifetimeMs: undefined },
+      prober: 'none',
+    });
+    await elect(h);
+    await healthy(h, 1200);
+    expect(h.held.has('10.0.0.50')).toBe(false);
+    await healthy(h, 200);
+    expect(h.held.has('10.0.0.50')).toBe(true);
   });
 });

@@ -178,7 +178,7 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
   }
   const clock = systemClock();
   const metrics = new Metrics();
-  const vipPort = createNetlinkVipPort({ logger });
+  const vipPort = createNetlinkVipPort({ logger, clock });
   const announcer = createAnnouncer({ logger });
   const hooks = attachHooks({ config, logger });
   let haproxyLoop: HaproxyLoop | undefined;
@@ -234,7 +234,7 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
           onFact: (f) => {
             if (f.type === 'vipClaimed') hooks?.notify(f.group, 'leader', 'vip claimed', f.epoch);
             // A fault or a stop is notified as such (by the tracker / at shutdown), not as "follower".
-            const own = f.type === 'transitioned' && /^(fault|stopping)/.test(f.reason);
+            const own = f.type === 'transitioned' && (f.reason === 'fault' || f.reason === 'stopping');
             if (f.type === 'transitioned' && f.from === 'leader' && f.to === 'follower' && !own) {
               hooks?.notify(f.group, 'follower', f.reason, null);
             }

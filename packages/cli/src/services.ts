@@ -1,6 +1,6 @@
 import { isIPv6 } from 'node:net';
 import { CoordError } from '@coord/core';
-import { createEtcdClient, parseEndpoints, readPrefix, updateKey } from '@coord/etcd';
+import { createEtcdBackend, parseEndpoints, readPrefix, updateKey, type EtcdBackend } from '@coord/etcd';
 import {
   parseService,
   parseServiceJson,
@@ -51,10 +51,10 @@ function refuse(what: string, errors: readonly ValidationError[]): never {
 
 async function withClient<T>(
   a: EtcdTarget,
-  fn: (client: ReturnType<typeof createEtcdClient>, cluster: string) => Promise<T>,
+  fn: (client: EtcdBackend, cluster: string) => Promise<T>,
 ): Promise<T> {
   const t = target(a);
-  const client = createEtcdClient({ endpoints: t.endpoints, callTimeoutMs: 5000 });
+  const client = createEtcdBackend({ endpoints: t.endpoints, callTimeoutMs: 5000 });
   try {
     return await fn(client, t.cluster);
   } finally {
@@ -186,7 +186,7 @@ export async function serviceList(
     const { revision, entries } = await readPrefix(client, servicesPrefix(cluster));
     const services: Service[] = [];
     const invalid: { key: string; error: string }[] = [];
-    for (const [key, value] of entries) {
+    for (const [key, { value }] of entries) {
       const r = parseServiceJson(value);
       if (r.ok) services.push(r.service);
       else invalid.push({ key, error: r.errors.map((e) => `${e.path}: ${e.message}`).join('; ') });

@@ -1,11 +1,12 @@
 import {
   clusterKeys,
-  createEtcdClient,
+  createEtcdBackend,
+  decodeLeader,
+  decodeMember,
+  decodeStatus,
   parseEndpoints,
-  parseJson,
-  parseLeaderValue,
-  parseMemberRecord,
   readPrefix,
+  type StatusRecord,
 } from '@coord/etcd';
 import { modelFingerprint } from '@coord/agent';
 import { decodeServiceEntries } from '@coord/haproxy';
@@ -16,6 +17,8 @@ export interface ClusterStatus {
   readonly members: {
     node: string;
     alive: true;
+    /** False while the node may not be elected (view not synced, slow etcd acks): see its own status. */
+    candidate: boolean;
     groups: Record<string, { priority: number; preempt: boolean }>;
     lastSeenMsAgo: number | null;
     version: string;
@@ -34,33 +37,24 @@ export interface ClusterStatus {
   }[];
 }
 
-/** Anything can be written to etcd: read every field defensively (a bad record is shown as unknown). */
-type Rec = Record<string, unknown>;
-const rec = (v: unknown): Rec | undefined =>
-  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Rec) : undefined;
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-
 /** Read the cluster's state from etcd: members (alive = their lease-bound key exists), holders, VIP locations. */
 export async function readClusterStatus(endpoints: string[], cluster: string): Promise<ClusterStatus> {
-  const client = createEtcdClient({ endpoints: parseEndpoints(endpoints), callTimeoutMs: 3000 });
+  const client = createEtcdBackend({ endpoints: parseEndpoints(endpoints), callTimeoutMs: 3000 });
   try {
     const keys = clusterKeys(cluster);
     const { revision, entries } = await readPrefix(client, keys.prefix);
-    const statuses = new Map<string, Rec>();
+    // Anything can be written to etcd: every record is decoded by its codec, a bad one is shown as unknown.
+    const statuses = new Map<string, StatusRecord>();
     const members: ClusterStatus['members'] = [];
     const groupNames = new Set<string>();
     const groupVips = new Map<string, Set<string>>();
-    for (const [key, value] of entries) {
-      const parsed = parseJson(value);
-      const record = parsed.ok ? rec(parsed.value) : undefined;
-      if (record !== undefined && key.startsWith(keys.statuses))
-        statuses.set(key.slice(keys.statuses.length), record);
+    for (const [key, { value }] of entries) {
+      const record = key.startsWith(keys.statuses) ? decodeStatus(value) : undefined;
+      if (record !== undefined) statuses.set(key.slice(keys.statuses.length), record);
     }
     const serviceEntries = [...entries]
       .filter(([k]) => k.startsWith(keys.services))
-      .map(([key, value]) => ({ key, value }));
+      .map(([key, { value }]) => ({ key, value }));
     const decoded = decodeServiceEntries(cluster, serviceEntries);
     const model = {
       fingerprint: modelFingerprint([...decoded.services.values()]),
@@ -68,10 +62,10 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
       invalid: decoded.errors.length,
     };
     const now = Date.now();
-    for (const [key, value] of entries) {
+    for (const [key, { value }] of entries) {
       if (!key.startsWith(keys.members)) continue;
       // Read as the agents read it; a record they would ignore is still listed (alive), without groups.
-      const m = parseMemberRecord(value);
+      const m = decodeMember(value);
       const node = m?.node ?? key.slice(keys.members.length);
       const groups: Record<string, { priority: number; preempt: boolean }> = {};
       for (const [g, v] of Object.entries(m?.groups ?? {})) {
@@ -82,24 +76,24 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
         groupVips.set(g, set);
       }
       const st = statuses.get(node);
-      const h = rec(st?.haproxy);
-      const at = num(st?.at);
+      const h = st?.haproxy;
       members.push({
         node,
         alive: true,
+        candidate: m?.candidate ?? true,
         groups,
-        lastSeenMsAgo: at === undefined ? null : Math.max(0, now - at),
+        lastSeenMsAgo: st === undefined || st.at === 0 ? null : Math.max(0, now - st.at),
         version: m?.version ?? '',
         haproxy:
           h === undefined
             ? null
             : {
-                result: str(h.result) ?? 'unknown',
-                revision: num(h.revision) ?? 0,
+                result: h.result,
+                revision: h.revision,
                 converged:
                   h.model === model.fingerprint && (h.result === 'applied' || h.result === 'unchanged'),
-                refused: arr(h.refused).length,
-                ...(str(h.error) === undefined ? {} : { error: str(h.error) as string }),
+                refused: h.refused.length,
+                ...(h.error === undefined ? {} : { error: h.error }),
               },
       });
     }
@@ -109,16 +103,14 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
     }
     const groups: ClusterStatus['groups'] = [...groupNames].sort().map((name) => {
       const leader = entries.get(keys.leader(name));
-      const holder = leader === undefined ? null : (parseLeaderValue(leader).node ?? '(unreadable)');
+      const holder = leader === undefined ? null : (decodeLeader(leader.value)?.node ?? '(unreadable)');
       const vips = [...(groupVips.get(name) ?? [])].sort();
       const vipLocations: Record<string, string[]> = {};
       for (const vip of vips) vipLocations[vip] = [];
       for (const [node, st] of statuses) {
-        for (const g of arr(st.groups)) {
-          const gr = rec(g);
-          if (gr?.name !== name) continue;
-          for (const vip of arr(gr.vipsPresent))
-            if (typeof vip === 'string') (vipLocations[vip] ??= []).push(node);
+        for (const g of st.groups) {
+          if (g.name !== name) continue;
+          for (const vip of g.vipsPresent) (vipLocations[vip] ??= []).push(node);
         }
       }
       return { name, holder, epoch: leader?.createRevision ?? null, vips, vipLocations };
@@ -140,7 +132,8 @@ export function formatClusterStatus(s: ClusterStatus): string {
       .join(', ');
     const seen =
       m.lastSeenMsAgo === null ? 'no status yet' : `last seen ${(m.lastSeenMsAgo / 1000).toFixed(1)} s ago`;
-    lines.push(`  ${m.node.padEnd(16)} alive  priority ${prio.padEnd(20)} ${seen}`);
+    const cand = m.candidate ? '' : '  NOT A CANDIDATE (see coord status --local on that node)';
+    lines.push(`  ${m.node.padEnd(16)} alive  priority ${prio.padEnd(20)} ${seen}${cand}`);
   }
   const withHaproxy = s.members.filter((m) => m.haproxy !== null);
   if (withHaproxy.length > 0 || s.model.services > 0) {

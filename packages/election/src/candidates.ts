@@ -7,6 +7,16 @@ export interface Candidate {
   readonly preempt: boolean;
   /** How long this member must have been live before it preempts. */
   readonly preemptDelayMs: number;
+  /**
+   * False while the member may not be elected: its view of the cluster is not synced since its session began,
+   * or its etcd acks are too slow to claim a VIP (docs/design.md, "Candidacy"). Absent means true.
+   */
+  readonly candidate?: boolean;
+}
+
+/** Whether `m` may be elected at all. */
+export function electable(m: Candidate): boolean {
+  return m.priority >= 1 && m.candidate !== false;
 }
 
 /**
@@ -22,7 +32,7 @@ export function compareCandidates(a: Candidate, b: Candidate): number {
 export function bestCandidate(members: readonly Candidate[]): Candidate | undefined {
   let best: Candidate | undefined;
   for (const m of members) {
-    if (m.priority < 1) continue;
+    if (!electable(m)) continue;
     if (best === undefined || compareCandidates(m, best) < 0) best = m;
   }
   return best;
@@ -40,7 +50,7 @@ export function preemptingChallenger(
 ): { challenger: Candidate; dueAt: number } | undefined {
   let found: { challenger: Candidate; dueAt: number } | undefined;
   for (const m of members) {
-    if (m.node === holder.node || !m.preempt || m.priority <= holder.priority) continue;
+    if (m.node === holder.node || !m.preempt || !electable(m) || m.priority <= holder.priority) continue;
     const seen = since[m.node];
     if (seen === undefined) continue;
     const dueAt = seen + m.preemptDelayMs;

@@ -1,24 +1,57 @@
 /**
  * The etcd-mode group machine: a pure function from (config, state, event) to (state, effects).
  *
- *            vacant & best (or vacancy too long)            won: claim after guard (unclean) or at once (clean)
- *  FOLLOWER ───────────────────────────────────► CAMPAIGNING ─────────────────────────► LEADER
- *     ▲  ▲                lost the race                │                                 │  │
- *     │  └─────────────────────────────────────────────┘                                 │  │
- *     │        deadline passed / session lost → remove VIP, new session ("fenced")       │  │
- *     ├──────────────────────────────────────────────────────────────────────────────────┘  │
- *     │        higher-priority preempting member due, or stop → remove VIP, then resign     │
- *     └─────────────────────────────────────────────────────────────────────────────────────┘
+ *            vacant & best candidate (or vacant too long)      won a clean vacancy: claim at once
+ *  FOLLOWER ─────────────────────────────────────► CAMPAIGNING ─────────────────────────────────► LEADER
+ *     ▲  ▲                lost the race                 │   won an unclean one: wait out the guard, │  │
+ *     │  └──────────────────────────────────────────────┘   then until nobody answers on the wire  │  │
+ *     │        deadline passed / session lost / late netlink reply → remove VIP, new session      │  │
+ *     ├─────────────────────────────────────────────────────────────────────────────────────────────┘  │
+ *     │        preempted, fault, acks too slow to claim, or stop → remove VIP, then resign              │
+ *     └────────────────────────────────────────────────────────────────────────────────────────────────┘
  *
  * The runtime (agent) executes effects in order and feeds results back as events. Time arrives inside events, so
- * tests drive this with a fake clock.
+ * tests drive this with a fake clock. Transition reasons are a closed union: hooks and metrics act on them.
  */
-import { bestCandidate, preemptingChallenger, type Candidate } from './candidates.js';
-import { fenceDeadline, kernelLifetimeSec, takeoverGuardMs, type TimingConfig } from './timing.js';
+import { bestCandidate, electable, preemptingChallenger, type Candidate } from './candidates.js';
+import {
+  fenceDeadline,
+  kernelLifetimeSec,
+  MAX_SLOW_ACKS,
+  PROBE_QUIET_MS,
+  takeoverGuardMs,
+  type TimingConfig,
+} from './timing.js';
 
 export type Role = 'follower' | 'campaigning' | 'leader' | 'stopped';
 
-/** Pause after a lost or failed campaign before trying again. */
+/** Why a group changed role. A closed set: hooks, metrics and tests act on these values, never on log text. */
+export type TransitionReason =
+  /** follower → campaigning: the group is vacant and this node is the best candidate. */
+  | 'vacant-best'
+  /** follower → campaigning: the group has been vacant longer than the fallback (the best candidate is silent). */
+  | 'vacant-too-long'
+  /** campaigning → leader after a clean release: the VIP is added at once. */
+  | 'elected'
+  /** campaigning → leader after an expiry: the takeover guard and a quiet wire come first. */
+  | 'elected-guarded'
+  /** follower → leader: our own key under our lease, the campaign's reply was lost. Treated as unclean. */
+  | 'adopted'
+  | 'lost-race'
+  | 'session-lost'
+  | 'session-replaced'
+  /** The holder's own deadline passed (or a netlink reply came too late to trust the VIP's lifetime). */
+  | 'fenced'
+  | 'leader-vanished'
+  | 'leader-taken'
+  | 'preempted'
+  /** A tracked check without weight failed: publish priority 0 and hand over. */
+  | 'fault'
+  /** etcd acks stayed slower than the ack window: the VIP could not be claimed safely, so hand over. */
+  | 'slow-acks'
+  | 'stopping';
+
+/** Pause after a lost or failed campaign before trying again; doubles per loss in a row up to the TTL. */
 export const CAMPAIGN_RETRY_MS = 200;
 
 export interface GroupConfig {
@@ -42,11 +75,26 @@ export interface LeaderRecord {
   /** Create revision of the leader key: the holder's epoch. */
   readonly epoch: number;
   readonly leaseId: string;
-  /**
-   * How long after this holder's lease expires its stale VIP may still be on its interface (its own takeover
-   * guard). A successor waits the larger of this and its own: nodes with different TTLs stay safe.
-   */
-  readonly guardMs?: number;
+}
+
+/**
+ * How the vacancy a won campaign ended had begun, read in the winning transaction itself (so no view, however
+ * stale, can mistake one vacancy for another). Unclean: the previous holder's copy may outlive its lease by its
+ * guard, and by at most its lifetime without refreshes; unknown values fall back to our own.
+ */
+export type VacancyInfo =
+  | { readonly clean: true }
+  | { readonly clean: false; readonly guardMs: number | undefined; readonly lifetimeMs: number | undefined };
+
+/** Waiting for the wire to go quiet before claiming after an unclean vacancy. */
+export interface WireWait {
+  readonly startedAt: number;
+  /** Last time somebody answered a probe for the VIP (null: nobody yet). */
+  readonly lastAnswerAt: number | null;
+  /** Probing is impossible here: wait until `capAt`. */
+  readonly failed: boolean;
+  /** Claim anyway from here on: the previous holder's guard plus the full lifetime have passed. */
+  readonly capAt: number;
 }
 
 export interface GroupState {
@@ -56,10 +104,6 @@ export interface GroupState {
   readonly leader: LeaderRecord | null;
   /** False until the leader key has been observed once: nobody campaigns on a guess. */
   readonly leaderKnown: boolean;
-  /** Whether the last vacancy followed a clean release (no stale VIP can exist). */
-  readonly vacancyClean: boolean;
-  /** The previous holder's published guard, for the current vacancy. */
-  readonly vacancyGuardMs: number;
   readonly vacantSince: number | null;
   readonly members: readonly Candidate[];
   /** When this node first saw each member with its current priority (for preempt delays). */
@@ -68,12 +112,18 @@ export interface GroupState {
   readonly epoch: number | null;
   /** Leader only: the VIP may be added from this time (takeover guard). */
   readonly claimAt: number | null;
+  /** Leader only, after an unclean vacancy: the wire must be quiet before the VIP is added. */
+  readonly wire: WireWait | null;
   /** Leader only: the VIP is on our interface (as far as we asked). */
   readonly vipHeld: boolean;
   /** Leader only: a keepalive was requested to get a fresh ack before adding the VIP. */
   readonly freshAckRequested: boolean;
+  /** Leader only: acks in a row too slow to add the VIP with (see MAX_SLOW_ACKS). */
+  readonly slowAcks: number;
   /** After a lost or failed campaign, not before this (no hot loop while the view lags or etcd is down). */
   readonly campaignRetryAt: number;
+  /** Campaigns lost in a row (the retry pause grows with it). */
+  readonly lostCampaigns: number;
   /** The last epoch we gave up (resigned, fenced, faulted): its key is never adopted back. */
   readonly droppedEpoch: number | null;
 }
@@ -83,10 +133,23 @@ export type GroupEvent =
   | { type: 'session-acked'; now: number; leaseId: string; sentAt: number }
   | { type: 'session-lost'; now: number; reason: string }
   /** `revision`: the etcd revision the observation holds at (a view can lag behind our own transaction). */
-  | { type: 'leader-observed'; now: number; leader: LeaderRecord | null; clean: boolean; revision?: number }
+  | { type: 'leader-observed'; now: number; leader: LeaderRecord | null; revision?: number }
   | { type: 'members-observed'; now: number; members: readonly Candidate[] }
-  | { type: 'campaign-result'; now: number; won: boolean; epoch?: number; leaseId?: string }
+  | {
+      type: 'campaign-result';
+      now: number;
+      won: boolean;
+      epoch?: number;
+      leaseId?: string;
+      vacancy?: VacancyInfo;
+    }
   | { type: 'vip-missing'; now: number }
+  /** A netlink add/refresh was answered after its bound: the VIP's lifetime cannot be trusted. */
+  | { type: 'vip-late'; now: number }
+  /** Somebody answered a probe for our VIP (a stale copy is still on some interface). */
+  | { type: 'wire-answered'; now: number }
+  /** Probing the wire is impossible here (no packet socket): wait until the cap instead. */
+  | { type: 'probe-failed'; now: number }
   | { type: 'tick'; now: number }
   | { type: 'stop'; now: number };
 
@@ -95,15 +158,26 @@ export type Effect =
   /** Add the VIP with this kernel lifetime; skip it if the clock has passed `notAfter`. */
   | { type: 'add-vip'; epoch: number; lifetimeSec: number; notAfter: number }
   | { type: 'refresh-vip'; lifetimeSec: number; notAfter: number }
-  | { type: 'remove-vip'; reason: string }
+  | { type: 'remove-vip'; reason: TransitionReason }
   | { type: 'announce'; epoch: number }
   | { type: 'keepalive-now' }
-  /** Delete our leader key (guarded by epoch) and mark the release clean. */
-  | { type: 'resign'; epoch: number }
-  /** Revoke (best effort) and replace the session: a fenced node never silently resumes. */
+  /** Delete our leader key (guarded by epoch); clean only if the VIP removal before it succeeded. */
+  | { type: 'resign'; epoch: number; leaseId: string | null }
+  /** Replace the session: a fenced node never silently resumes. */
   | { type: 'restart-session' }
+  /** Start / stop probing the VIP on the wire (RFC 5227 ARP probe, IPv6 DAD NS). */
+  | { type: 'probe-start' }
+  | { type: 'probe-stop' }
   | { type: 'arm-timer'; at: number }
-  | { type: 'transition'; from: Role; to: Role; reason: string; epoch: number | null };
+  | {
+      type: 'transition';
+      from: Role;
+      to: Role;
+      reason: TransitionReason;
+      /** Human detail for logs (a node name, an error); never acted upon. */
+      detail?: string;
+      epoch: number | null;
+    };
 
 export interface StepResult {
   readonly state: GroupState;
@@ -116,16 +190,17 @@ export function initialState(): GroupState {
     session: null,
     leader: null,
     leaderKnown: false,
-    vacancyClean: false,
-    vacancyGuardMs: 0,
     vacantSince: null,
     members: [],
     seenSince: {},
     epoch: null,
     claimAt: null,
+    wire: null,
     vipHeld: false,
     freshAckRequested: false,
+    slowAcks: 0,
     campaignRetryAt: 0,
+    lostCampaigns: 0,
     droppedEpoch: null,
   };
 }
@@ -135,6 +210,19 @@ export function deadlineOf(state: GroupState): number {
   return state.session === null
     ? -Infinity
     : fenceDeadline(state.session.timing, state.session.lastAckSentAt);
+}
+
+/** Whether the wire lets a claim go ahead now (always, without a wire wait). */
+export function wireClear(wire: WireWait | null, now: number): boolean {
+  if (wire === null || now >= wire.capAt) return true;
+  if (wire.failed) return false;
+  return now - Math.max(wire.startedAt, wire.lastAnswerAt ?? -Infinity) >= PROBE_QUIET_MS;
+}
+
+/** When {@link wireClear} can next become true (for the timer). */
+function wireClearAt(wire: WireWait): number {
+  if (wire.failed) return wire.capAt;
+  return Math.min(wire.capAt, Math.max(wire.startedAt, wire.lastAnswerAt ?? -Infinity) + PROBE_QUIET_MS);
 }
 
 export function step(config: GroupConfig, state: GroupState, event: GroupEvent): StepResult {
@@ -148,25 +236,92 @@ export function step(config: GroupConfig, state: GroupState, event: GroupEvent):
 function transition(
   s: GroupState,
   to: Role,
-  reason: string,
+  reason: TransitionReason,
   effects: Effect[],
   patch: Partial<GroupState> = {},
+  detail?: string,
 ): GroupState {
-  effects.push({ type: 'transition', from: s.role, to, reason, epoch: patch.epoch ?? s.epoch });
+  effects.push({
+    type: 'transition',
+    from: s.role,
+    to,
+    reason,
+    ...(detail === undefined ? {} : { detail }),
+    epoch: patch.epoch === undefined ? s.epoch : patch.epoch,
+  });
   return { ...s, ...patch, role: to };
 }
 
-/** Leave leadership: the VIP goes first, always. */
-function dropLeadership(s: GroupState, reason: string, effects: Effect[], resign: boolean): GroupState {
+/** Leave leadership: the VIP goes first, always (and the wire probe with it). */
+function dropLeadership(
+  s: GroupState,
+  reason: TransitionReason,
+  effects: Effect[],
+  resign: boolean,
+  detail?: string,
+): GroupState {
+  if (s.wire !== null) effects.push({ type: 'probe-stop' });
   effects.push({ type: 'remove-vip', reason });
-  if (resign && s.epoch !== null) effects.push({ type: 'resign', epoch: s.epoch });
-  return transition(s, 'follower', reason, effects, {
-    droppedEpoch: s.epoch ?? s.droppedEpoch,
-    epoch: null,
-    claimAt: null,
+  if (resign && s.epoch !== null)
+    effects.push({ type: 'resign', epoch: s.epoch, leaseId: s.session?.leaseId ?? null });
+  return transition(
+    s,
+    'follower',
+    reason,
+    effects,
+    {
+      droppedEpoch: s.epoch ?? s.droppedEpoch,
+      epoch: null,
+      claimAt: null,
+      wire: null,
+      vipHeld: false,
+      freshAckRequested: false,
+      slowAcks: 0,
+    },
+    detail,
+  );
+}
+
+/** Become leader at `epoch`: claim at once after a clean vacancy, else after the guard and a quiet wire. */
+function becomeLeader(
+  s: GroupState,
+  config: GroupConfig,
+  now: number,
+  epoch: number,
+  vacancy: VacancyInfo,
+  reason: TransitionReason,
+  effects: Effect[],
+): GroupState {
+  const leader: LeaderRecord = { node: config.self.node, epoch, leaseId: s.session?.leaseId ?? '' };
+  const base: Partial<GroupState> = {
+    epoch,
+    leader,
+    vacantSince: null,
     vipHeld: false,
     freshAckRequested: false,
-  });
+    slowAcks: 0,
+    lostCampaigns: 0,
+  };
+  if (vacancy.clean || s.session === null) {
+    return transition(s, 'leader', reason, effects, { ...base, claimAt: now, wire: null });
+  }
+  const own = s.session.timing;
+  const guard = Math.max(takeoverGuardMs(own), vacancy.guardMs ?? 0);
+  const lifetime = Math.max(kernelLifetimeSec(own) * 1000, vacancy.lifetimeMs ?? 0);
+  const claimAt = now + guard;
+  effects.push({ type: 'probe-start' });
+  return transition(
+    s,
+    'leader',
+    reason === 'elected' ? 'elected-guarded' : reason,
+    effects,
+    {
+      ...base,
+      claimAt,
+      wire: { startedAt: now, lastAnswerAt: null, failed: false, capAt: claimAt + lifetime },
+    },
+    `guard ${guard} ms, then a quiet wire (at most ${guard + lifetime} ms)`,
+  );
 }
 
 function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effect[]): GroupState {
@@ -175,9 +330,9 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       // Our leadership is bound to the lease it was won with: a new lease (without a 'lost' first) ends it.
       const replaced = s.session !== null && s.session.leaseId !== e.leaseId;
       let next = s;
-      if (replaced && s.role === 'leader') next = dropLeadership(s, 'session replaced', effects, false);
+      if (replaced && s.role === 'leader') next = dropLeadership(s, 'session-replaced', effects, false);
       else if (replaced && s.role === 'campaigning')
-        next = transition(s, 'follower', 'session replaced', effects, { epoch: null });
+        next = transition(s, 'follower', 'session-replaced', effects, { epoch: null });
       return {
         ...next,
         session: { leaseId: e.leaseId, timing: e.timing, lastAckSentAt: e.sentAt, lastAckAt: e.now },
@@ -187,27 +342,42 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       if (s.session === null || s.session.leaseId !== e.leaseId) return s;
       if (e.sentAt <= s.session.lastAckSentAt) return s;
       const session = { ...s.session, lastAckSentAt: e.sentAt, lastAckAt: e.now };
-      const next = { ...s, session, freshAckRequested: false };
+      const prompt = e.now - e.sentAt <= session.timing.ackWindowMs;
+      let next: GroupState = { ...s, session, freshAckRequested: false };
       // Refresh the kernel's dead-man switch only from a prompt ack (see takeoverGuardMs).
-      if (
-        s.role === 'leader' &&
-        s.vipHeld &&
-        e.now - e.sentAt <= session.timing.ackWindowMs &&
-        e.now < deadlineOf(next)
-      ) {
+      if (s.role === 'leader' && s.vipHeld && prompt && e.now < deadlineOf(next)) {
         effects.push({
           type: 'refresh-vip',
           lifetimeSec: kernelLifetimeSec(session.timing),
           notAfter: e.sentAt + session.timing.ackWindowMs,
         });
       }
+      // A leader waiting to add its VIP counts acks too slow to add it with.
+      const waiting =
+        s.role === 'leader' &&
+        !s.vipHeld &&
+        s.claimAt !== null &&
+        e.now >= s.claimAt &&
+        wireClear(s.wire, e.now);
+      if (waiting) next = { ...next, slowAcks: prompt ? 0 : s.slowAcks + 1 };
+      if (waiting && next.slowAcks >= MAX_SLOW_ACKS) {
+        const dropped = dropLeadership(
+          next,
+          'slow-acks',
+          effects,
+          true,
+          `${next.slowAcks} acks in a row slower than ${session.timing.ackWindowMs} ms`,
+        );
+        // Leave room for another node; the node also stops being a candidate while its acks are slow.
+        return { ...dropped, campaignRetryAt: e.now + 2 * session.timing.ttlMs };
+      }
       return next;
     }
     case 'session-lost': {
       let next: GroupState = s;
-      if (s.role === 'leader') next = dropLeadership(s, `session lost: ${e.reason}`, effects, false);
+      if (s.role === 'leader') next = dropLeadership(s, 'session-lost', effects, false, e.reason);
       else if (s.role === 'campaigning')
-        next = transition(s, 'follower', 'session lost', effects, { epoch: null });
+        next = transition(s, 'follower', 'session-lost', effects, { epoch: null }, e.reason);
       return { ...next, session: null };
     }
     case 'leader-observed': {
@@ -215,62 +385,26 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       // about our key: ignore it rather than drop a leadership it cannot see yet.
       if (s.role === 'leader' && s.epoch !== null && e.revision !== undefined && e.revision < s.epoch)
         return s;
-      // Whether a vacancy is clean is decided when it begins; later observations of the same vacancy (say, the old
-      // holder's member key expiring) must not overwrite it.
-      const sameVacancy = e.leader === null && s.leaderKnown && s.leader === null && s.vacantSince !== null;
-      const vacantSince = e.leader === null ? (sameVacancy ? s.vacantSince : e.now) : null;
-      const vacancyClean = e.leader === null ? (sameVacancy ? s.vacancyClean : e.clean) : s.vacancyClean;
-      const vacancyGuardMs =
-        e.leader === null ? (sameVacancy ? s.vacancyGuardMs : (s.leader?.guardMs ?? 0)) : 0;
-      let next: GroupState = {
-        ...s,
-        leader: e.leader,
-        leaderKnown: true,
-        vacancyClean,
-        vacancyGuardMs,
-        vacantSince,
-      };
+      const vacantSince =
+        e.leader === null ? (s.leaderKnown && s.leader === null ? s.vacantSince : e.now) : null;
+      let next: GroupState = { ...s, leader: e.leader, leaderKnown: true, vacantSince: vacantSince ?? null };
       if (s.role === 'leader' && (e.leader === null || e.leader.epoch !== s.epoch)) {
         next = dropLeadership(
           next,
-          e.leader === null ? 'leader key vanished' : `leader key now held by ${e.leader.node}`,
+          e.leader === null ? 'leader-vanished' : 'leader-taken',
           effects,
           // Resign anyway (an epoch-guarded no-op if the key is really gone): a key of ours that still exists
           // under our live lease would otherwise block the group, since we never adopt a dropped epoch.
           true,
+          e.leader === null ? undefined : `held by ${e.leader.node}`,
         );
         next = { ...next, leader: e.leader };
       }
       if (s.role === 'campaigning' && e.leader !== null && e.leader.node !== config.self.node) {
-        next = transition(next, 'follower', `lost the race to ${e.leader.node}`, effects, { epoch: null });
+        next = transition(next, 'follower', 'lost-race', effects, { epoch: null }, `to ${e.leader.node}`);
       }
-      // The key is ours under our *current* lease although we are not leading: a campaign whose reply was lost
-      // (timeout after commit). Adopt it like a won campaign — the lease is live and nobody else can hold the
-      // group — rather than leave a leader key that no VIP follows. A fenced node has a new lease: never adopted.
-      if (
-        s.role !== 'leader' &&
-        e.leader !== null &&
-        e.leader.node === config.self.node &&
-        s.session !== null &&
-        e.leader.leaseId === s.session.leaseId &&
-        e.leader.epoch !== s.droppedEpoch &&
-        config.self.priority >= 1
-      ) {
-        const guard = s.vacancyClean ? 0 : Math.max(takeoverGuardMs(s.session.timing), s.vacancyGuardMs);
-        // While campaigning this is simply our win, seen in the watch before the transaction's reply.
-        const reason =
-          s.role === 'campaigning'
-            ? guard > 0
-              ? 'elected; waiting out the previous holder'
-              : 'elected'
-            : 'adopted our own leader key (campaign reply lost)';
-        next = transition(next, 'leader', reason, effects, {
-          epoch: e.leader.epoch,
-          claimAt: e.now + guard,
-          vipHeld: false,
-          freshAckRequested: false,
-        });
-      }
+      // Our own key while campaigning is our win seen in the watch before the transaction's reply: the reply
+      // carries how the vacancy began, so wait for it (a lost reply is adopted below, once the campaign failed).
       return next;
     }
     case 'members-observed': {
@@ -287,32 +421,34 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       // A win under a lease that is no longer ours is no win: that key dies with its lease.
       const stale = e.leaseId !== undefined && e.leaseId !== s.session?.leaseId;
       if (!e.won || e.epoch === undefined || stale) {
-        return transition(s, 'follower', 'lost the race', effects, {
+        const lost = s.lostCampaigns + 1;
+        const ttl = s.session?.timing.ttlMs ?? 1000;
+        return transition(s, 'follower', 'lost-race', effects, {
           epoch: null,
-          campaignRetryAt: e.now + CAMPAIGN_RETRY_MS,
+          lostCampaigns: lost,
+          campaignRetryAt: e.now + Math.min(ttl, CAMPAIGN_RETRY_MS * 2 ** (lost - 1)),
         });
       }
-      const guard =
-        s.vacancyClean || s.session === null
-          ? 0
-          : Math.max(takeoverGuardMs(s.session.timing), s.vacancyGuardMs);
-      return transition(
+      return becomeLeader(
         s,
-        'leader',
-        guard > 0 ? 'elected; waiting out the previous holder' : 'elected',
+        config,
+        e.now,
+        e.epoch,
+        e.vacancy ?? { clean: false, guardMs: undefined, lifetimeMs: undefined },
+        'elected',
         effects,
-        {
-          epoch: e.epoch,
-          claimAt: e.now + guard,
-          vipHeld: false,
-          leader: { node: config.self.node, epoch: e.epoch, leaseId: s.session?.leaseId ?? '' },
-          vacantSince: null,
-        },
       );
     }
     case 'vip-missing':
       // Someone removed the VIP behind our back: put it back (through the same fresh-ack rule).
       return s.role === 'leader' && s.vipHeld ? { ...s, vipHeld: false } : s;
+    case 'vip-late':
+      if (s.role !== 'leader') return s;
+      return fence(s, effects, 'a netlink reply came after the ack window');
+    case 'wire-answered':
+      return s.wire === null ? s : { ...s, wire: { ...s.wire, lastAnswerAt: e.now } };
+    case 'probe-failed':
+      return s.wire === null ? s : { ...s, wire: { ...s.wire, failed: true } };
     case 'tick':
       return s;
     case 'stop': {
@@ -323,58 +459,46 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
   }
 }
 
+/** Drop everything and start a new session: the lease can no longer be trusted to cover the VIP. */
+function fence(s: GroupState, effects: Effect[], detail: string): GroupState {
+  const next = dropLeadership(s, 'fenced', effects, false, detail);
+  effects.push({ type: 'restart-session' });
+  return { ...next, session: null };
+}
+
 function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effect[]): GroupState {
   if (s.role === 'stopped') return s;
-  if (s.role === 'leader') {
-    const deadline = deadlineOf(s);
-    if (now >= deadline) {
-      const next = dropLeadership(s, 'fenced: lease deadline passed', effects, false);
-      effects.push({ type: 'restart-session' });
-      return { ...next, session: null };
-    }
-    if (config.self.priority < 1) {
-      // Faulted (a health check with no weight failed): never hold the VIP, hand the group over cleanly.
-      return dropLeadership(s, 'fault: a tracked check failed', effects, true);
-    }
-    const pre = preemptingChallenger(config.self, s.members, s.seenSince);
-    if (pre !== undefined && pre.dueAt <= now) {
-      return dropLeadership(
-        s,
-        `preempted by ${pre.challenger.node} (priority ${pre.challenger.priority})`,
-        effects,
-        true,
-      );
-    }
-    let next = s;
-    const session = s.session;
-    if (session !== null && !s.vipHeld && s.claimAt !== null && now >= s.claimAt && s.epoch !== null) {
-      // Add only within the ack window of a keepalive, so the kernel lifetime cannot outlive the lease.
-      if (now - session.lastAckSentAt <= session.timing.ackWindowMs) {
-        effects.push({
-          type: 'add-vip',
-          epoch: s.epoch,
-          lifetimeSec: kernelLifetimeSec(session.timing),
-          notAfter: session.lastAckSentAt + session.timing.ackWindowMs,
-        });
-        effects.push({ type: 'announce', epoch: s.epoch });
-        next = { ...next, vipHeld: true };
-      } else if (!s.freshAckRequested) {
-        effects.push({ type: 'keepalive-now' });
-        next = { ...next, freshAckRequested: true };
-      }
-    }
-    effects.push({ type: 'arm-timer', at: deadline });
-    if (next.claimAt !== null && !next.vipHeld && next.claimAt > now)
-      effects.push({ type: 'arm-timer', at: next.claimAt });
-    if (pre !== undefined) effects.push({ type: 'arm-timer', at: pre.dueAt });
-    return next;
+  if (s.role === 'leader') return evaluateLeader(config, s, now, effects);
+  // Our own key under our current lease while we are not leading: a campaign whose reply was lost (the commit
+  // happened). Adopt it — the lease is live and nobody else can hold the group — rather than leave a leader key
+  // that no VIP follows. Unclean: we never read how the vacancy began. A fenced node has a new lease, and a
+  // dropped epoch is never adopted back.
+  if (
+    s.role === 'follower' &&
+    s.leader !== null &&
+    s.leader.node === config.self.node &&
+    s.session !== null &&
+    s.leader.leaseId === s.session.leaseId &&
+    s.leader.epoch !== s.droppedEpoch &&
+    config.self.priority >= 1
+  ) {
+    const adopted = becomeLeader(
+      s,
+      config,
+      now,
+      s.leader.epoch,
+      { clean: false, guardMs: undefined, lifetimeMs: undefined },
+      'adopted',
+      effects,
+    );
+    return evaluateLeader(config, adopted, now, effects);
   }
   if (
     s.role === 'follower' &&
     s.leaderKnown &&
     s.leader === null &&
     s.session !== null &&
-    config.self.priority >= 1
+    electable(config.self)
   ) {
     const vacantSince = s.vacantSince ?? now;
     const best = bestCandidate(s.members);
@@ -386,18 +510,59 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
     }
     if (isBest || now >= fallbackAt) {
       effects.push({ type: 'campaign', leaseId: s.session.leaseId });
-      return transition(
-        s,
-        'campaigning',
-        isBest ? 'group vacant; best candidate' : 'group vacant too long',
-        effects,
-        {
-          vacantSince,
-        },
-      );
+      return transition(s, 'campaigning', isBest ? 'vacant-best' : 'vacant-too-long', effects, {
+        vacantSince,
+      });
     }
     effects.push({ type: 'arm-timer', at: fallbackAt });
     return { ...s, vacantSince };
   }
   return s;
+}
+
+function evaluateLeader(config: GroupConfig, s: GroupState, now: number, effects: Effect[]): GroupState {
+  const deadline = deadlineOf(s);
+  if (now >= deadline) return fence(s, effects, 'lease deadline passed');
+  if (config.self.priority < 1) {
+    // Faulted (a health check with no weight failed): never hold the VIP, hand the group over cleanly.
+    return dropLeadership(s, 'fault', effects, true);
+  }
+  const pre = preemptingChallenger(config.self, s.members, s.seenSince);
+  if (pre !== undefined && pre.dueAt <= now) {
+    return dropLeadership(
+      s,
+      'preempted',
+      effects,
+      true,
+      `by ${pre.challenger.node} (priority ${pre.challenger.priority})`,
+    );
+  }
+  let next = s;
+  const session = s.session;
+  const guardDone = s.claimAt !== null && now >= s.claimAt;
+  const clear = wireClear(s.wire, now);
+  if (session !== null && !s.vipHeld && guardDone && clear && s.epoch !== null) {
+    // Add only within the ack window of a keepalive, so the kernel lifetime cannot outlive the lease.
+    if (now - session.lastAckSentAt <= session.timing.ackWindowMs) {
+      if (s.wire !== null) effects.push({ type: 'probe-stop' });
+      effects.push({
+        type: 'add-vip',
+        epoch: s.epoch,
+        lifetimeSec: kernelLifetimeSec(session.timing),
+        notAfter: session.lastAckSentAt + session.timing.ackWindowMs,
+      });
+      effects.push({ type: 'announce', epoch: s.epoch });
+      next = { ...next, vipHeld: true, wire: null, slowAcks: 0 };
+    } else if (!s.freshAckRequested) {
+      effects.push({ type: 'keepalive-now' });
+      next = { ...next, freshAckRequested: true };
+    }
+  }
+  effects.push({ type: 'arm-timer', at: deadline });
+  if (next.claimAt !== null && !next.vipHeld && next.claimAt > now)
+    effects.push({ type: 'arm-timer', at: next.claimAt });
+  if (next.wire !== null && !next.vipHeld && guardDone && !clear)
+    effects.push({ type: 'arm-timer', at: wireClearAt(next.wire) });
+  if (pre !== undefined) effects.push({ type: 'arm-timer', at: pre.dueAt });
+  return next;
 }

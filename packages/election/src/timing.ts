@@ -1,10 +1,12 @@
 /**
  * The timing rules that keep one holder per VIP. All times are milliseconds on the node's own monotonic clock.
  *
- * Facts used (LESSONS.md): etcd extends a lease when it *receives* a keepalive, so a keepalive sent at `s` and
- * acknowledged keeps the lease alive at least until `s + TTL`; etcd expires a silent lease at TTL + 0-500 ms; the
- * kernel removes an address whose `valid_lft` ran out 12-45 ms after the whole second (packages/vip/MEASURED.md;
- * LESSONS.md saw up to 0.17 s with coarser polling).
+ * Facts used (docs/design.md, "Measured facts"): etcd extends a lease when it *receives* a keepalive, so a
+ * keepalive sent at `s` and acknowledged keeps the lease alive at least until `s + TTL`; etcd expires a silent
+ * lease at TTL + 0-500 ms; the kernel usually removes an address whose `valid_lft` ran out 12-45 ms after the
+ * whole second, but that is a measurement, not a bound — its lifetime worker can run much later. So the guard
+ * below is only how long a successor waits *at least*; it then also waits until nobody answers for the VIP on
+ * the wire (PROBE_* below, docs/design.md "Takeover after an unclean vacancy").
  */
 export interface TimingConfig {
   /** TTL etcd granted (not the one asked for). */
@@ -63,6 +65,16 @@ export function kernelLifetimeSec(t: TimingConfig): number {
 export function takeoverGuardMs(t: TimingConfig): number {
   return Math.max(0, t.ackWindowMs + kernelLifetimeSec(t) * 1000 + t.kernelSlackMs - t.ttlMs);
 }
+
+/** After an unclean vacancy the successor probes the VIP on the wire this often (RFC 5227 probe / DAD NS). */
+export const PROBE_INTERVAL_MS = 25;
+/** …and claims only once nobody has answered for this long (three probes). */
+export const PROBE_QUIET_MS = 75;
+/**
+ * A leader that wants to add its VIP but gets this many acks in a row slower than the ack window cannot claim
+ * safely: it hands the group over (and its node stops being a candidate until acks are prompt again).
+ */
+export const MAX_SLOW_ACKS = 4;
 
 /** Keepalive cadence: four per TTL, so one lost keepalive never costs the lease. */
 export function keepaliveIntervalMs(t: TimingConfig): number {

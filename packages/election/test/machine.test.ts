@@ -12,6 +12,10 @@ import {
   type GroupConfig,
   type GroupEvent,
   type GroupState,
+  type VacancyInfo,
+  PROBE_QUIET_MS,
+  MAX_SLOW_ACKS,
+  CAMPAIGN_RETRY_MS,
 } from '../src/index.js';
 
 const timing = defaultTiming(1000);
@@ -32,13 +36,16 @@ function run(events: GroupEvent[], cfg: GroupConfig = config, from: GroupState =
 
 const types = (effects: Effect[]) => effects.filter((e) => e.type !== 'arm-timer').map((e) => e.type);
 
+const CLEAN: VacancyInfo = { clean: true };
+const UNCLEAN: VacancyInfo = { clean: false, guardMs: undefined, lifetimeMs: undefined };
+
 /** A node that has a session, sees itself alone and a vacant group, and wins at epoch 7. */
 function elected(cleanVacancy: boolean, now = 0) {
   return run([
     { type: 'session-up', now, leaseId: 'L1', timing, sentAt: now },
     { type: 'members-observed', now, members: [me] },
-    { type: 'leader-observed', now, leader: null, clean: cleanVacancy },
-    { type: 'campaign-result', now: now + 2, won: true, epoch: 7 },
+    { type: 'leader-observed', now, leader: null },
+    { type: 'campaign-result', now: now + 2, won: true, epoch: 7, vacancy: cleanVacancy ? CLEAN : UNCLEAN },
   ]);
 }
 
@@ -80,7 +87,7 @@ describe('election machine', () => {
     const { state, effects } = run([
       { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
       { type: 'members-observed', now: 0, members: [me, { ...me, node: 'lb2', priority: 50 }] },
-      { type: 'leader-observed', now: 0, leader: null, clean: true },
+      { type: 'leader-observed', now: 0, leader: null },
     ]);
     expect(state.role).toBe('campaigning');
     expect(effects).toContainEqual({ type: 'campaign', leaseId: 'L1' });
@@ -91,7 +98,7 @@ describe('election machine', () => {
     const first = run([
       { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
       { type: 'members-observed', now: 0, members: [me, better] },
-      { type: 'leader-observed', now: 0, leader: null, clean: false },
+      { type: 'leader-observed', now: 0, leader: null },
     ]);
     expect(first.state.role).toBe('follower');
     expect(first.effects).toContainEqual({ type: 'arm-timer', at: 1500 });
@@ -115,9 +122,13 @@ describe('election machine', () => {
     const base = run([
       { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
       { type: 'members-observed', now: 0, members: [me] },
-      { type: 'leader-observed', now: 0, leader: null, clean: true },
+      { type: 'leader-observed', now: 0, leader: null },
     ]);
-    const won = run([{ type: 'campaign-result', now: 200, won: true, epoch: 9 }], config, base.state);
+    const won = run(
+      [{ type: 'campaign-result', now: 200, won: true, epoch: 9, vacancy: CLEAN }],
+      config,
+      base.state,
+    );
     expect(types(won.effects)).toContain('keepalive-now');
     expect(types(won.effects)).not.toContain('add-vip');
     const acked = run([{ type: 'session-acked', now: 202, leaseId: 'L1', sentAt: 200 }], config, won.state);
@@ -129,29 +140,36 @@ describe('election machine', () => {
     });
   });
 
-  it('a clean vacancy stays clean when later views of it carry no release marker', () => {
-    // Regression: the old holder's lease revoke (after its resign) produced a second "vacant" observation that
-    // turned the clean handover into a guarded one (+0.3 s on every graceful stop).
+  it('how the vacancy began comes from the winning transaction alone, never from what the view saw', () => {
+    // Regression (issue: stale "clean" vacancy): C saw A release cleanly; its watch then dropped while B won and
+    // was killed; on reconnect C saw "vacant" again and claimed with no guard while B's kernel copy was alive.
+    // Whatever the observations, only the campaign's own read of the last-holder record decides.
     const { state, effects } = run([
       { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
       { type: 'members-observed', now: 0, members: [me] },
-      { type: 'leader-observed', now: 0, leader: { node: 'lb2', epoch: 5, leaseId: 'L2' }, clean: false },
-      { type: 'leader-observed', now: 10, leader: null, clean: true },
-      { type: 'leader-observed', now: 11, leader: null, clean: false },
-      { type: 'campaign-result', now: 12, won: true, epoch: 8 },
+      { type: 'leader-observed', now: 0, leader: { node: 'lbA', epoch: 5, leaseId: 'LA' } },
+      { type: 'leader-observed', now: 10, leader: null }, // A released cleanly
+      { type: 'session-acked', now: 2990, leaseId: 'L1', sentAt: 2989 },
+      { type: 'leader-observed', now: 3000, leader: null }, // resync after the watch gap: B came and went unseen
+      { type: 'campaign-result', now: 3002, won: true, epoch: 12, vacancy: UNCLEAN },
     ]);
-    expect(state.claimAt).toBe(12);
-    expect(types(effects)).toContain('campaign');
+    expect(state.role).toBe('leader');
+    expect(state.claimAt).toBe(3002 + takeoverGuardMs(timing));
+    expect(types(effects)).toContain('probe-start');
+    expect(types(effects)).not.toContain('add-vip');
+    const reasons = effects.flatMap((e) => (e.type === 'transition' ? [e.reason] : []));
+    expect(reasons).toEqual(['vacant-best', 'elected-guarded']);
   });
 
-  it('waits out the takeover guard after an unclean vacancy (the old holder may have crashed)', () => {
+  it('waits out the takeover guard after an unclean vacancy, probing the wire from the start', () => {
     const { state, effects } = elected(false);
     expect(state.role).toBe('leader');
     expect(types(effects)).not.toContain('add-vip');
+    expect(types(effects)).toContain('probe-start');
     const guard = takeoverGuardMs(timing);
     expect(state.claimAt).toBe(2 + guard);
     expect(effects).toContainEqual({ type: 'arm-timer', at: 2 + guard });
-    // The guard ends; the last ack is old, so a keepalive is requested first.
+    // The guard ends with nobody answering; the last ack is old, so a keepalive is requested first.
     const t = run([{ type: 'tick', now: 2 + guard }], config, state);
     expect(types(t.effects)).toEqual(['keepalive-now']);
     const acked = run(
@@ -159,45 +177,260 @@ describe('election machine', () => {
       config,
       t.state,
     );
-    expect(types(acked.effects)).toEqual(['add-vip', 'announce']);
+    expect(types(acked.effects)).toEqual(['probe-stop', 'add-vip', 'announce']);
   });
 
-  it("waits the previous holder's published guard when it is longer than its own (mixed TTLs)", () => {
+  it('keeps waiting past the guard while somebody still answers for the VIP on the wire', () => {
+    const { state } = elected(false);
+    const guard = takeoverGuardMs(timing);
+    // A stale copy (a frozen node's kernel, a lifetime the kernel has not yet expired) answers our probes.
+    const answered = run(
+      [
+        { type: 'wire-answered', now: 100 },
+        { type: 'wire-answered', now: 2 + guard - 10 },
+        { type: 'session-acked', now: 2 + guard, leaseId: 'L1', sentAt: 2 + guard - 1 },
+      ],
+      config,
+      state,
+    );
+    expect(types(answered.effects)).not.toContain('add-vip');
+    const quietAt = 2 + guard - 10 + PROBE_QUIET_MS;
+    expect(answered.effects).toContainEqual({ type: 'arm-timer', at: quietAt });
+    const still = run([{ type: 'tick', now: quietAt - 1 }], config, answered.state);
+    expect(types(still.effects)).not.toContain('add-vip');
+    const quiet = run(
+      [
+        { type: 'tick', now: quietAt },
+        { type: 'session-acked', now: quietAt + 1, leaseId: 'L1', sentAt: quietAt },
+      ],
+      config,
+      still.state,
+    );
+    expect(types(quiet.effects)).toContain('add-vip');
+  });
+
+  it('claims at the cap (guard + the full lifetime) even if the wire never goes quiet', () => {
+    const { state } = elected(false);
+    const cap = 2 + takeoverGuardMs(timing) + kernelLifetimeSec(timing) * 1000;
+    const events: GroupEvent[] = [];
+    for (let t = 25; t < cap; t += 25) {
+      events.push({ type: 'wire-answered', now: t });
+      events.push({ type: 'session-acked', now: t, leaseId: 'L1', sentAt: t - 1 });
+    }
+    const waiting = run(events, config, state);
+    expect(waiting.state.role).toBe('leader');
+    expect(waiting.state.vipHeld).toBe(false);
+    const atCap = run(
+      [{ type: 'session-acked', now: cap, leaseId: 'L1', sentAt: cap - 1 }],
+      config,
+      waiting.state,
+    );
+    expect(types(atCap.effects)).toContain('add-vip');
+  });
+
+  it('without a way to probe, waits until the cap', () => {
+    const { state } = elected(false);
+    const cap = 2 + takeoverGuardMs(timing) + kernelLifetimeSec(timing) * 1000;
+    const failed = run(
+      [
+        { type: 'probe-failed', now: 3 },
+        { type: 'session-acked', now: 500, leaseId: 'L1', sentAt: 499 },
+      ],
+      config,
+      state,
+    );
+    expect(types(failed.effects)).not.toContain('add-vip');
+    expect(failed.effects).toContainEqual({ type: 'arm-timer', at: cap });
+    const r = run(
+      [{ type: 'session-acked', now: cap, leaseId: 'L1', sentAt: cap - 1 }],
+      config,
+      failed.state,
+    );
+    expect(types(r.effects)).toContain('add-vip');
+  });
+
+  it("waits the previous holder's guard and lifetime when they are longer than its own (mixed TTLs)", () => {
     const { state } = run([
       { type: 'session-up', now: 0, leaseId: 'L1', timing: defaultTiming(2000), sentAt: 0 },
       { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 10, leader: null },
       {
-        type: 'leader-observed',
-        now: 0,
-        leader: { node: 'lb2', epoch: 5, leaseId: 'L2', guardMs: 900 },
-        clean: false,
+        type: 'campaign-result',
+        now: 12,
+        won: true,
+        epoch: 8,
+        vacancy: { clean: false, guardMs: 900, lifetimeMs: 5000 },
       },
-      { type: 'leader-observed', now: 10, leader: null, clean: false },
-      { type: 'campaign-result', now: 12, won: true, epoch: 8 },
     ]);
     // Our own guard is 275 ms; the old holder (other settings) said its VIP may outlive its lease by 900 ms.
     expect(takeoverGuardMs(defaultTiming(2000))).toBe(275);
     expect(state.claimAt).toBe(12 + 900);
+    expect(state.wire?.capAt).toBe(12 + 900 + 5000);
+  });
+
+  it('a netlink reply after the ack window fences at once: VIP removed, new session', () => {
+    const { state } = elected(true);
+    const r = run([{ type: 'vip-late', now: 130 }], config, state);
+    expect(r.state.role).toBe('follower');
+    expect(types(r.effects)).toEqual(['remove-vip', 'transition', 'restart-session']);
+    expect(r.effects).toContainEqual(expect.objectContaining({ type: 'transition', reason: 'fenced' }));
+    expect(types(r.effects)).not.toContain('resign');
+  });
+
+  it('hands the group over when acks stay too slow to add the VIP with (a leader with no VIP anywhere)', () => {
+    const base = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 0, leader: null },
+      { type: 'campaign-result', now: 200, won: true, epoch: 9, vacancy: CLEAN },
+    ]);
+    expect(base.state.vipHeld).toBe(false);
+    let state = base.state;
+    let effects: Effect[] = [];
+    // Every round trip takes 200 ms, above the 125 ms ack window.
+    for (let i = 1; i <= MAX_SLOW_ACKS; i++) {
+      const r = run(
+        [{ type: 'session-acked', now: 200 + i * 250, leaseId: 'L1', sentAt: i * 250 }],
+        config,
+        state,
+      );
+      state = r.state;
+      effects = r.effects;
+      expect(types(effects)).not.toContain('add-vip');
+      if (i < MAX_SLOW_ACKS) expect(state.role).toBe('leader');
+    }
+    expect(state.role).toBe('follower');
+    expect(effects).toContainEqual(expect.objectContaining({ type: 'transition', reason: 'slow-acks' }));
+    const t = types(effects);
+    expect(t.indexOf('remove-vip')).toBeLessThan(t.indexOf('resign'));
+    // It does not campaign straight back (its node also stops being a candidate while acks are slow).
+    const vacant = run([{ type: 'leader-observed', now: 1300, leader: null }], config, state);
+    expect(types(vacant.effects)).not.toContain('campaign');
+  });
+
+  it('a prompt ack in between resets the count of slow ones', () => {
+    const base = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 0, leader: null },
+      { type: 'campaign-result', now: 200, won: true, epoch: 9, vacancy: CLEAN },
+      { type: 'session-acked', now: 450, leaseId: 'L1', sentAt: 250 },
+      { type: 'session-acked', now: 700, leaseId: 'L1', sentAt: 500 },
+    ]);
+    expect(base.state.slowAcks).toBe(2);
+    const prompt = run([{ type: 'session-acked', now: 760, leaseId: 'L1', sentAt: 750 }], config, base.state);
+    expect(types(prompt.effects)).toContain('add-vip');
+    expect(prompt.state.slowAcks).toBe(0);
+  });
+
+  it('a node that is not a candidate never campaigns, not even after the vacancy fallback', () => {
+    const notCandidate: GroupConfig = { ...config, self: { ...me, candidate: false } };
+    const r = run(
+      [
+        { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+        { type: 'members-observed', now: 0, members: [{ ...me, candidate: false }] },
+        { type: 'leader-observed', now: 0, leader: null },
+        { type: 'tick', now: 10_000 },
+      ],
+      notCandidate,
+    );
+    expect(types(r.effects)).not.toContain('campaign');
+  });
+
+  it('a member that is not a candidate is neither the best candidate nor a preempting challenger', () => {
+    const stale: Candidate = {
+      node: 'lb0',
+      priority: 250,
+      preempt: true,
+      preemptDelayMs: 0,
+      candidate: false,
+    };
+    const first = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me, stale] },
+      { type: 'leader-observed', now: 0, leader: null },
+    ]);
+    // lb0 has the higher priority but cannot be elected: lb1 campaigns at once instead of waiting the fallback.
+    expect(first.state.role).toBe('campaigning');
+    const { state } = elected(true);
+    const kept = run(
+      [
+        { type: 'members-observed', now: 100, members: [me, stale] },
+        { type: 'session-acked', now: 200, leaseId: 'L1', sentAt: 199 },
+      ],
+      config,
+      state,
+    );
+    expect(kept.state.role).toBe('leader');
+  });
+
+  it('backs off longer after each lost campaign, up to the TTL (no hot loop against a held group)', () => {
+    let state = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 0, leader: null },
+    ]).state;
+    const pauses: number[] = [];
+    let now = 0;
+    for (let i = 0; i < 5; i++) {
+      expect(state.role).toBe('campaigning');
+      now += 5;
+      const lost = run([{ type: 'campaign-result', now, won: false }], config, state);
+      pauses.push(lost.state.campaignRetryAt - now);
+      now = lost.state.campaignRetryAt;
+      state = run([{ type: 'tick', now }], config, lost.state).state;
+    }
+    expect(pauses).toEqual([
+      CAMPAIGN_RETRY_MS,
+      2 * CAMPAIGN_RETRY_MS,
+      4 * CAMPAIGN_RETRY_MS,
+      timing.ttlMs,
+      timing.ttlMs,
+    ]);
+  });
+
+  it('waits for the campaign reply when its own key shows up in the watch first, and adopts it if the reply is lost', () => {
+    const campaigning = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 0, leader: null },
+      { type: 'leader-observed', now: 3, leader: { node: 'lb1', epoch: 9, leaseId: 'L1' }, revision: 9 },
+    ]);
+    expect(campaigning.state.role).toBe('campaigning');
+    // The reply was lost (timeout after commit): not clean as far as we can know, so guarded and probed.
+    const r = run(
+      [
+        { type: 'session-acked', now: 2000, leaseId: 'L1', sentAt: 1999 },
+        { type: 'campaign-result', now: 2003, won: false },
+      ],
+      config,
+      campaigning.state,
+    );
+    expect(r.state.role).toBe('leader');
+    expect(r.state.epoch).toBe(9);
+    const reasons = r.effects.flatMap((e) => (e.type === 'transition' ? [e.reason] : []));
+    expect(reasons).toEqual(['lost-race', 'adopted']);
+    expect(types(r.effects)).toContain('probe-start');
   });
 
   it('adopts its own leader key when the campaign reply was lost, but never one of an older lease', () => {
     const base = run([
       { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
       { type: 'members-observed', now: 0, members: [me] },
-      { type: 'leader-observed', now: 0, leader: null, clean: true },
+      { type: 'leader-observed', now: 0, leader: null },
       { type: 'campaign-result', now: 5, won: false }, // the txn committed, its reply timed out
     ]);
     expect(base.state.role).toBe('follower'); // and not campaigning again at once
     expect(base.effects).toContainEqual({ type: 'arm-timer', at: 5 + 200 });
     const ours = run(
-      [{ type: 'leader-observed', now: 6, leader: { node: 'lb1', epoch: 9, leaseId: 'L1' }, clean: false }],
+      [{ type: 'leader-observed', now: 6, leader: { node: 'lb1', epoch: 9, leaseId: 'L1' } }],
       config,
       base.state,
     );
     expect(ours.state.role).toBe('leader');
     expect(ours.state.epoch).toBe(9);
     const stale = run(
-      [{ type: 'leader-observed', now: 6, leader: { node: 'lb1', epoch: 9, leaseId: 'L0' }, clean: false }],
+      [{ type: 'leader-observed', now: 6, leader: { node: 'lb1', epoch: 9, leaseId: 'L0' } }],
       config,
       base.state,
     );
@@ -211,7 +444,7 @@ describe('election machine', () => {
     expect(pre.state.role).toBe('follower');
     // A status write shows our key (epoch 7, our lease) before the resign commits.
     const r = run(
-      [{ type: 'leader-observed', now: 101, leader: { node: 'lb1', epoch: 7, leaseId: 'L1' }, clean: false }],
+      [{ type: 'leader-observed', now: 101, leader: { node: 'lb1', epoch: 7, leaseId: 'L1' } }],
       config,
       pre.state,
     );
@@ -223,7 +456,7 @@ describe('election machine', () => {
     const base = run([
       { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
       { type: 'members-observed', now: 0, members: [me] },
-      { type: 'leader-observed', now: 0, leader: null, clean: true },
+      { type: 'leader-observed', now: 0, leader: null },
       // A new lease replaces the one the campaign ran under (no 'lost' in between).
       { type: 'session-up', now: 2, leaseId: 'L2', timing, sentAt: 2 },
     ]);
@@ -241,20 +474,12 @@ describe('election machine', () => {
     // Regression (lab, two groups): our txn reply (epoch 7) came before the watch event for it; a view at
     // revision 6 then "showed" our key missing and the group dropped a leadership it had just won.
     const { state } = elected(true);
-    const stale = run(
-      [{ type: 'leader-observed', now: 3, leader: null, clean: false, revision: 6 }],
-      config,
-      state,
-    );
+    const stale = run([{ type: 'leader-observed', now: 3, leader: null, revision: 6 }], config, state);
     expect(stale.state.role).toBe('leader');
-    const fresh = run(
-      [{ type: 'leader-observed', now: 3, leader: null, clean: false, revision: 8 }],
-      config,
-      state,
-    );
+    const fresh = run([{ type: 'leader-observed', now: 3, leader: null, revision: 8 }], config, state);
     expect(fresh.state.role).not.toBe('leader');
     // ...and it resigns the epoch anyway (a no-op if the key is gone), so a surviving key cannot block the group.
-    expect(fresh.effects).toContainEqual({ type: 'resign', epoch: 7 });
+    expect(fresh.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1' });
   });
 
   it('a new lease ends a leadership won under the old one (VIP removed first)', () => {
@@ -304,7 +529,7 @@ describe('election machine', () => {
     expect(due.state.role).toBe('follower');
     const t = types(due.effects);
     expect(t.indexOf('remove-vip')).toBeLessThan(t.indexOf('resign'));
-    expect(due.effects).toContainEqual({ type: 'resign', epoch: 7 });
+    expect(due.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1' });
   });
 
   it('keeps the group when the higher-priority member does not preempt', () => {
@@ -324,7 +549,7 @@ describe('election machine', () => {
   it('gives up the VIP when the leader key is no longer ours', () => {
     const { state } = elected(true);
     const r = run(
-      [{ type: 'leader-observed', now: 50, leader: { node: 'lb2', epoch: 12, leaseId: 'L2' }, clean: false }],
+      [{ type: 'leader-observed', now: 50, leader: { node: 'lb2', epoch: 12, leaseId: 'L2' } }],
       config,
       state,
     );
@@ -362,7 +587,7 @@ describe('election machine', () => {
     expect(types(r.effects).slice(0, 2)).toEqual(['remove-vip', 'resign']);
     const vacant = run(
       [
-        { type: 'leader-observed', now: 120, leader: null, clean: true },
+        { type: 'leader-observed', now: 120, leader: null },
         { type: 'tick', now: 5000 },
       ],
       faulted,

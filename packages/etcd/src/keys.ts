@@ -7,7 +7,8 @@ export interface ClusterKeys {
   member(node: string): string;
   readonly members: string;
   leader(group: string): string;
-  released(group: string): string;
+  /** The last holder's record (no lease), see records.ts. */
+  lastHolder(group: string): string;
   readonly groups: string;
   service(name: string): string;
   readonly services: string;
@@ -23,7 +24,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     member: (node) => `${prefix}members/${node}`,
     groups: `${prefix}groups/`,
     leader: (group) => `${prefix}groups/${group}/leader`,
-    released: (group) => `${prefix}groups/${group}/released`,
+    lastHolder: (group) => `${prefix}groups/${group}/last-holder`,
     services: `${prefix}services/`,
     service: (name) => `${prefix}services/${name}`,
     statuses: `${prefix}status/`,

@@ -1,10 +1,12 @@
-import type { Etcd3 } from 'etcd3';
-import { errorMessage, type Clock, type Logger, type TimerHandle } from '@coord/core';
-import { etcdError } from './client.js';
+import { errorMessage, sleep, type Clock, type Logger, type TimerHandle } from '@coord/core';
+import type { EtcdBackend, KeepaliveStream } from './backend.js';
 
 export interface SessionEvents {
-  /** A lease was granted: `ttlMs` is what etcd granted (it silently raises low TTLs). */
-  up(e: { leaseId: string; ttlMs: number; sentAt: number; now: number }): void;
+  /**
+   * A lease was granted: `ttlMs` is what etcd granted (it silently raises low TTLs); `revision` is the store
+   * revision at the grant (a view synced at or after it knows everything that happened before this session).
+   */
+  up(e: { leaseId: string; ttlMs: number; sentAt: number; now: number; revision: number }): void;
   /** A keepalive sent at `sentAt` was acknowledged (monotonic ms). */
   acked(e: { leaseId: string; sentAt: number; now: number }): void;
   /** The lease is gone or cannot be kept; a new one is being requested. */
@@ -12,7 +14,7 @@ export interface SessionEvents {
 }
 
 export interface SessionOptions {
-  readonly client: Etcd3;
+  readonly etcd: EtcdBackend;
   readonly ttlSec: number;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -21,16 +23,14 @@ export interface SessionOptions {
   readonly intervalMs: (ttlMs: number) => number;
 }
 
-interface KeepaliveStream {
-  write(req: { ID: string }): unknown;
-  on(event: string, fn: (...args: never[]) => void): unknown;
-  end(): unknown;
-  removeAllListeners(): unknown;
-}
+/** Keepalives sent but not yet answered are matched to answers in order; this many at most. */
+const MAX_PENDING = 64;
+const STREAM_RETRY_MS = 100;
 
 /**
  * One lease per node, kept alive by our own loop so we know the *send time* of every acknowledged keepalive —
- * the number self-fencing is built on. etcd3's Lease only reports loss after 2 × TTL (LESSONS.md).
+ * the number self-fencing is built on. etcd3's own Lease reports a loss only after 2 × TTL (docs/design.md).
+ * Every timer runs on the Clock port.
  */
 export class EtcdSession {
   private leaseId: string | null = null;
@@ -41,6 +41,7 @@ export class EtcdSession {
   private closed = false;
   private generation = 0;
   private lastAckSentAt = 0;
+  private grantRevision = 0;
 
   constructor(private readonly opts: SessionOptions) {}
 
@@ -50,6 +51,11 @@ export class EtcdSession {
 
   get grantedTtlMs(): number {
     return this.ttlMs;
+  }
+
+  /** The store revision when the current lease was granted (0 without a lease). */
+  get startRevision(): number {
+    return this.leaseId === null ? 0 : this.grantRevision;
   }
 
   /** Grant a lease and start keeping it alive; retried with backoff until it works or `close()`. */
@@ -62,17 +68,21 @@ export class EtcdSession {
     this.sendKeepalive();
   }
 
-  /** Drop this lease (best-effort revoke) and grant a new one: a fenced node never resumes silently. */
-  restart(reason: string): void {
+  /**
+   * Leave this lease and grant a new one: a fenced node never resumes silently. With `revoke`, the old lease is
+   * revoked (its keys vanish at once); without, it is only no longer kept alive and expires on its own — what a
+   * node does when it cannot confirm its VIP is gone, so a successor's guard starts at the expiry.
+   */
+  restart(reason: string, revoke: boolean): void {
     const old = this.leaseId;
     this.teardownStream();
     this.leaseId = null;
-    if (old !== null) this.revokeQuietly(old);
-    this.opts.logger.info('session restarting', { reason, oldLease: old });
+    if (old !== null && revoke) this.revokeQuietly(old);
+    this.opts.logger.info('session restarting', { reason, oldLease: old, revoked: revoke && old !== null });
     if (!this.closed) void this.grantLoop(++this.generation);
   }
 
-  /** Revoke the lease (deletes our keys at once) and stop. */
+  /** Stop; with `revoke`, revoke the lease (deletes our keys at once), else let it expire. */
   async close(revoke = true): Promise<void> {
     this.closed = true;
     this.generation++;
@@ -81,7 +91,7 @@ export class EtcdSession {
     this.leaseId = null;
     if (revoke && id !== null) {
       try {
-        await this.opts.client.leaseClient.leaseRevoke({ ID: id });
+        await this.opts.etcd.revoke(id);
       } catch (e) {
         this.opts.logger.warn('lease revoke failed', { lease: id, error: errorMessage(e) });
       }
@@ -89,73 +99,90 @@ export class EtcdSession {
   }
 
   private revokeQuietly(id: string): void {
-    this.opts.client.leaseClient.leaseRevoke({ ID: id }).catch((e: unknown) => {
+    this.opts.etcd.revoke(id).catch((e: unknown) => {
       this.opts.logger.debug('stale lease revoke failed', { lease: id, error: errorMessage(e) });
     });
   }
 
   private async grantLoop(gen: number): Promise<void> {
     let backoff = 100;
+    let failures = 0;
     while (!this.closed && gen === this.generation) {
       const sentAt = this.opts.clock.now();
       try {
-        const res = await this.opts.client.leaseClient.leaseGrant({ TTL: this.opts.ttlSec });
+        const res = await this.opts.etcd.grant(this.opts.ttlSec);
         if (this.closed || gen !== this.generation) {
-          this.revokeQuietly(res.ID);
+          this.revokeQuietly(res.leaseId);
           return;
         }
-        this.leaseId = res.ID;
-        this.ttlMs = Number(res.TTL) * 1000;
+        this.leaseId = res.leaseId;
+        this.ttlMs = res.ttlSec * 1000;
         this.lastAckSentAt = sentAt;
-        if (Number(res.TTL) !== this.opts.ttlSec) {
+        this.grantRevision = res.revision;
+        if (res.ttlSec !== this.opts.ttlSec) {
           this.opts.logger.warn('etcd granted a different TTL', {
             asked: this.opts.ttlSec,
-            granted: Number(res.TTL),
+            granted: res.ttlSec,
           });
         }
-        this.opts.logger.info('session up', { lease: res.ID, ttlMs: this.ttlMs });
-        this.opts.events.up({ leaseId: res.ID, ttlMs: this.ttlMs, sentAt, now: this.opts.clock.now() });
+        this.opts.logger.info('session up', {
+          lease: res.leaseId,
+          ttlMs: this.ttlMs,
+          ...(failures > 0 ? { afterFailedGrants: failures } : {}),
+        });
+        this.opts.events.up({
+          leaseId: res.leaseId,
+          ttlMs: this.ttlMs,
+          sentAt,
+          now: this.opts.clock.now(),
+          revision: res.revision,
+        });
         // A stream that fails to open is retried for this lease; it never leads to a second lease.
-        this.openStream(gen).catch((e: unknown) =>
-          this.onStreamError(gen, e instanceof Error ? e : new Error(String(e))),
-        );
+        void this.openStream(gen);
         return;
       } catch (e) {
-        this.opts.logger.warn('lease grant failed', {
-          error: etcdError('lease grant', e).message,
-          retryInMs: backoff,
-        });
-        await new Promise((r) => setTimeout(r, backoff));
+        failures++;
+        // One line when etcd goes away, then quiet retries: a cut-off node must not flood its log.
+        const fields = { error: errorMessage(e), retryInMs: backoff };
+        if (failures === 1) this.opts.logger.warn('lease grant failed', fields);
+        else this.opts.logger.debug('lease grant failed', fields);
+        await sleep(this.opts.clock, backoff);
         backoff = Math.min(backoff * 2, 1000);
       }
     }
   }
 
   private async openStream(gen: number): Promise<void> {
-    const stream = (await this.opts.client.leaseClient.leaseKeepAlive()) as unknown as KeepaliveStream;
+    let stream: KeepaliveStream;
+    try {
+      stream = await this.opts.etcd.keepalive({
+        onAck: (leaseId, ttlSec) => this.onResponse(gen, leaseId, ttlSec),
+        onError: (err) => this.onStreamError(gen, err),
+      });
+    } catch (e) {
+      this.onStreamError(gen, e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
     if (this.closed || gen !== this.generation) {
-      stream.end();
+      stream.close();
       return;
     }
     this.stream = stream;
     this.pending = [];
-    stream.on('data', (res: { ID: string; TTL: string }) => this.onResponse(gen, res));
-    stream.on('error', (err: Error) => this.onStreamError(gen, err));
-    stream.on('end', () => this.onStreamError(gen, new Error('keepalive stream ended')));
     this.sendKeepalive();
   }
 
-  private onResponse(gen: number, res: { ID: string; TTL: string }): void {
-    if (gen !== this.generation || res.ID !== this.leaseId) return;
+  private onResponse(gen: number, leaseId: string, ttlSec: number): void {
+    if (gen !== this.generation || leaseId !== this.leaseId) return;
     const sentAt = this.pending.shift();
     const now = this.opts.clock.now();
-    if (res.TTL === '0' || Number(res.TTL) <= 0) {
-      this.lose(`lease ${res.ID} expired in etcd`);
+    if (ttlSec <= 0) {
+      this.lose(`lease ${leaseId} expired in etcd`);
       return;
     }
     if (sentAt === undefined) return;
     this.lastAckSentAt = Math.max(this.lastAckSentAt, sentAt);
-    this.opts.events.acked({ leaseId: res.ID, sentAt, now });
+    this.opts.events.acked({ leaseId, sentAt, now });
   }
 
   private onStreamError(gen: number, err: Error): void {
@@ -163,12 +190,10 @@ export class EtcdSession {
     this.opts.logger.warn('keepalive stream failed', { error: errorMessage(err) });
     this.teardownStream();
     // Keep the lease if it may still be alive: reopen the stream; the election fences on its own deadline.
-    setTimeout(() => {
+    this.opts.clock.setTimeout(() => {
       if (gen !== this.generation || this.closed || this.leaseId === null) return;
-      this.openStream(gen).catch((e: unknown) =>
-        this.onStreamError(gen, e instanceof Error ? e : new Error(String(e))),
-      );
-    }, 100);
+      void this.openStream(gen);
+    }, STREAM_RETRY_MS);
   }
 
   private sendKeepalive(): void {
@@ -183,10 +208,10 @@ export class EtcdSession {
       return;
     }
     // Bound the FIFO: responses that never came are not waited for forever.
-    if (this.pending.length > 64) this.pending.shift();
+    if (this.pending.length > MAX_PENDING) this.pending.shift();
     this.pending.push(now);
     try {
-      this.stream.write({ ID: id });
+      this.stream.send(id);
     } catch (e) {
       this.onStreamError(this.generation, e instanceof Error ? e : new Error(String(e)));
       return;
@@ -209,14 +234,6 @@ export class EtcdSession {
     const s = this.stream;
     this.stream = null;
     this.pending = [];
-    if (s !== null) {
-      s.removeAllListeners();
-      s.on('error', () => {});
-      try {
-        s.end();
-      } catch {
-        // already closed
-      }
-    }
+    s?.close();
   }
 }

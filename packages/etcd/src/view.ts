@@ -1,27 +1,23 @@
-import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
-import { errorMessage, type Clock, type Logger } from '@coord/core';
+import { errorMessage, sleep, type Clock, type Logger } from '@coord/core';
+import type { EtcdBackend, Entry, WatchHandle } from './backend.js';
 
-/** One key as the view holds it. */
-export interface Entry {
-  readonly key: string;
-  readonly value: Buffer;
-  readonly createRevision: number;
-  readonly modRevision: number;
-  readonly lease: string;
-}
+export type { Entry } from './backend.js';
 
 /** A change batch: everything that happened at one or more revisions, applied atomically to the view. */
 export interface ViewChange {
   readonly revision: number;
   /** Keys put or deleted in this batch (a resync reports every key that differs). */
   readonly puts: readonly Entry[];
+  /** Deleted keys, each with the entry the view held for it (its value and create revision). */
   readonly deletes: readonly Entry[];
   /** True when the batch comes from a full re-read (start, reconnect, compaction). */
   readonly resync: boolean;
 }
 
 export interface ViewHealth {
+  /** The watch is established and has not reported a disconnect since. */
   readonly connected: boolean;
+  /** The revision the view is complete at. */
   readonly revision: number;
   /** Monotonic ms of the last response from etcd on the watch (or of the last read). */
   readonly lastHeardAt: number;
@@ -29,30 +25,25 @@ export interface ViewHealth {
 }
 
 export interface PrefixViewOptions {
-  readonly client: Etcd3;
+  readonly etcd: EtcdBackend;
   readonly prefix: string;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly onChange: (change: ViewChange, view: ReadonlyMap<string, Entry>) => void;
-}
-
-function toEntry(kv: IKeyValue): Entry {
-  return {
-    key: kv.key.toString(),
-    value: kv.value,
-    createRevision: Number(kv.create_revision),
-    modRevision: Number(kv.mod_revision),
-    lease: String(kv.lease),
-  };
+  /** Called whenever `connected` changes (a node's candidacy depends on it). */
+  readonly onHealth?: (health: ViewHealth) => void;
 }
 
 /**
  * A local mirror of every key under a prefix: read everything at revision R, watch from R + 1, and on a watch
  * error, a reconnect or a compaction, re-read and diff (confd #628, vip-manager #394: watches that die silently).
+ * Every timer runs on the Clock port.
  */
 export class PrefixView {
   private readonly entries = new Map<string, Entry>();
-  private watcher: Watcher | null = null;
+  private watch: WatchHandle | null = null;
+  /** Identity of the current watch: callbacks of an older one are ignored. */
+  private watchGen = 0;
   private revision = 0;
   private connected = false;
   private lastHeardAt = 0;
@@ -83,12 +74,13 @@ export class PrefixView {
 
   async close(): Promise<void> {
     this.closed = true;
-    const w = this.watcher;
-    this.watcher = null;
-    if (w !== null) await w.cancel().catch(() => undefined);
+    this.watchGen++;
+    const w = this.watch;
+    this.watch = null;
+    if (w !== null) await w.cancel();
   }
 
-  /** Force a full re-read (e.g. after the node healed from a partition). */
+  /** Force a full re-read (e.g. after the node's session came back from a partition). */
   requestResync(reason: string): void {
     if (this.closed) return;
     if (this.syncing) {
@@ -96,26 +88,33 @@ export class PrefixView {
       return;
     }
     this.opts.logger.info('view resync', { prefix: this.opts.prefix, reason });
-    void this.resync().catch(() => undefined);
+    void this.resync();
+  }
+
+  private setConnected(connected: boolean): void {
+    if (this.connected === connected) return;
+    this.connected = connected;
+    this.opts.onHealth?.(this.health);
   }
 
   private async resync(): Promise<void> {
     this.syncing = true;
     let backoff = 100;
+    let failures = 0;
     try {
       for (;;) {
         if (this.closed) return;
         try {
           await this.readAndWatch();
+          if (failures > 0) this.opts.logger.info('view read again', { prefix: this.opts.prefix, failures });
           return;
         } catch (e) {
-          this.connected = false;
-          this.opts.logger.warn('view read failed', {
-            prefix: this.opts.prefix,
-            error: errorMessage(e),
-            retryInMs: backoff,
-          });
-          await new Promise((r) => setTimeout(r, backoff));
+          this.setConnected(false);
+          failures++;
+          const fields = { prefix: this.opts.prefix, error: errorMessage(e), retryInMs: backoff };
+          if (failures === 1) this.opts.logger.warn('view read failed', fields);
+          else this.opts.logger.debug('view read failed', fields);
+          await sleep(this.opts.clock, backoff);
           backoff = Math.min(backoff * 2, 1000);
         }
       }
@@ -129,12 +128,14 @@ export class PrefixView {
   }
 
   private async readAndWatch(): Promise<void> {
-    const old = this.watcher;
-    this.watcher = null;
-    if (old !== null) void old.cancel().catch(() => undefined);
-    const res = await this.opts.client.getAll().prefix(this.opts.prefix).exec();
-    const revision = Number(res.header.revision);
-    const fresh = new Map(res.kvs.map((kv) => [kv.key.toString(), toEntry(kv)] as const));
+    const gen = ++this.watchGen;
+    const old = this.watch;
+    this.watch = null;
+    this.setConnected(false);
+    if (old !== null) void old.cancel();
+    const res = await this.opts.etcd.range(this.opts.prefix);
+    if (this.closed || gen !== this.watchGen) return;
+    const fresh = new Map(res.entries.map((e) => [e.key, e] as const));
     const puts: Entry[] = [];
     const deletes: Entry[] = [];
     for (const [k, e] of fresh) {
@@ -144,38 +145,58 @@ export class PrefixView {
     for (const [k, e] of this.entries) if (!fresh.has(k)) deletes.push(e);
     this.entries.clear();
     for (const [k, e] of fresh) this.entries.set(k, e);
-    this.revision = revision;
+    this.revision = res.revision;
     this.lastHeardAt = this.opts.clock.now();
     this.resyncs++;
-    this.notify({ revision, puts, deletes, resync: true });
+    this.notify({ revision: res.revision, puts, deletes, resync: true });
 
-    const watcher = await this.opts.client
-      .watch()
-      .prefix(this.opts.prefix)
-      .startRevision(String(revision + 1))
-      .create();
-    if (this.closed) {
-      await watcher.cancel();
+    const watch = await this.opts.etcd.watch(this.opts.prefix, res.revision + 1, {
+      onEvents: (revision, events) => {
+        if (gen !== this.watchGen) return;
+        this.lastHeardAt = this.opts.clock.now();
+        this.setConnected(true);
+        if (events.length === 0) {
+          this.revision = Math.max(this.revision, revision);
+          return;
+        }
+        const puts: Entry[] = [];
+        const deletes: Entry[] = [];
+        for (const ev of events) {
+          if (ev.type === 'delete') {
+            const before = this.entries.get(ev.entry.key);
+            this.entries.delete(ev.entry.key);
+            deletes.push(before ?? ev.entry);
+          } else {
+            this.entries.set(ev.entry.key, ev.entry);
+            puts.push(ev.entry);
+          }
+          this.revision = Math.max(this.revision, ev.entry.modRevision);
+        }
+        this.revision = Math.max(this.revision, revision);
+        this.notify({ revision: this.revision, puts, deletes, resync: false });
+      },
+      onDisconnected: () => {
+        if (gen !== this.watchGen) return;
+        this.opts.logger.warn('watch disconnected', { prefix: this.opts.prefix });
+        this.setConnected(false);
+      },
+      onConnected: () => {
+        if (gen !== this.watchGen) return;
+        // The client resumes the watch itself; re-read anyway so nothing missed during the gap is trusted to it.
+        if (!this.connected) this.requestResync('watch reconnected');
+      },
+      onError: (err) => {
+        if (gen !== this.watchGen) return;
+        this.setConnected(false);
+        this.requestResync(`watch error: ${errorMessage(err)}`);
+      },
+    });
+    if (this.closed || gen !== this.watchGen) {
+      await watch.cancel();
       return;
     }
-    this.watcher = watcher;
-    this.connected = true;
-    watcher.on('data', (r: IWatchResponse) => this.onData(watcher, r));
-    watcher.on('disconnected', () => {
-      if (this.watcher !== watcher) return;
-      this.connected = false;
-      this.opts.logger.warn('watch disconnected', { prefix: this.opts.prefix });
-    });
-    watcher.on('connected', () => {
-      if (this.watcher !== watcher) return;
-      // etcd3 resumes the watch itself; re-read anyway so nothing missed during the gap is trusted to it.
-      if (!this.connected) this.requestResync('watch reconnected');
-    });
-    watcher.on('error', (err: Error) => {
-      if (this.watcher !== watcher) return;
-      this.connected = false;
-      this.requestResync(`watch error: ${errorMessage(err)}`);
-    });
+    this.watch = watch;
+    this.setConnected(true);
   }
 
   /** A consumer's bug (or a value it chokes on) must not kill the watch or the process. */
@@ -185,28 +206,5 @@ export class PrefixView {
     } catch (e) {
       this.opts.logger.error('view consumer failed', { prefix: this.opts.prefix, error: errorMessage(e) });
     }
-  }
-
-  private onData(watcher: Watcher, r: IWatchResponse): void {
-    if (this.watcher !== watcher) return;
-    this.lastHeardAt = this.opts.clock.now();
-    this.connected = true;
-    if (r.events.length === 0) return;
-    const puts: Entry[] = [];
-    const deletes: Entry[] = [];
-    for (const ev of r.events) {
-      const entry = toEntry(ev.kv);
-      if (ev.type === 'Delete') {
-        const before = this.entries.get(entry.key);
-        this.entries.delete(entry.key);
-        deletes.push(before ?? entry);
-      } else {
-        this.entries.set(entry.key, entry);
-        puts.push(entry);
-      }
-      this.revision = Math.max(this.revision, entry.modRevision);
-    }
-    this.revision = Math.max(this.revision, Number(r.header.revision));
-    this.notify({ revision: this.revision, puts, deletes, resync: false });
   }
 }

@@ -3,8 +3,8 @@
  */
 import netlink from 'netlink';
 import type { RtNetlinkSocket } from 'netlink';
-import { CoordError, bytesToIp, formatCidr, ipToBytes, nullLogger } from '@coord/core';
-import type { Logger, Vip } from '@coord/core';
+import { CoordError, bytesToIp, formatCidr, ipToBytes, nullLogger, systemClock } from '@coord/core';
+import type { Clock, Logger, Vip } from '@coord/core';
 import { netlinkErrno, toCoordError } from './errors.js';
 import { FOREVER_LIFETIME } from './types.js';
 import type { AddressLifetime, HostAddress, VipPort } from './types.js';
@@ -55,12 +55,18 @@ export function toHostAddress(msg: netlink.rt.AddressMessage): HostAddress | und
   const ci = msg.attrs.cacheInfo;
   if (ci?.ifaValid !== undefined) out.validSec = ci.ifaValid;
   if (ci?.ifaPrefered !== undefined) out.preferredSec = ci.ifaPrefered;
+  // IFA_FLAGS (u32) extends the header's u8 flags; either may carry them.
+  const flags = { ...msg.data.flags, ...msg.attrs.flags };
+  out.permanent = flags.permanent === true;
+  out.secondary = flags.secondary === true;
   return out;
 }
 
 /** Options of {@link createNetlinkVipPort}. */
 export interface NetlinkVipPortOptions {
   logger?: Logger;
+  /** The clock `AddressLifetime.notAfter` is read on (the agent's). */
+  clock?: Clock;
 }
 
 /**
@@ -69,6 +75,7 @@ export interface NetlinkVipPortOptions {
  */
 export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort {
   const log = (opts.logger ?? nullLogger).child({ component: 'vip' });
+  const clock = opts.clock ?? systemClock();
   let sock: RtNetlinkSocket | undefined;
   const indexes = new Map<string, number>();
   const reqOpts = { timeout: REQUEST_TIMEOUT_MS };
@@ -113,25 +120,50 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
     return index;
   }
 
-  /** Run `fn` with the interface index; on ENODEV drop the cached index and try once more. */
-  async function withIndex<T>(iface: string, fn: (index: number) => Promise<T>): Promise<T> {
+  /** Thrown inside a request chain when the lifetime's bound passed before a (re)send: nothing was sent. */
+  class Late extends Error {}
+
+  /** Past `notAfter` (on the agent's clock)? */
+  const past = (lifetime: AddressLifetime | undefined): boolean =>
+    lifetime?.notAfter !== undefined && clock.now() > lifetime.notAfter;
+
+  /**
+   * Run `fn` with the interface index; on ENODEV drop the cached index and try once more. `beforeSend` runs
+   * before every attempt (the first and the retry), so a bound is re-checked after any wait.
+   */
+  async function withIndex<T>(
+    iface: string,
+    fn: (index: number) => Promise<T>,
+    beforeSend: () => void = () => {},
+  ): Promise<T> {
     const wasCached = indexes.has(iface);
     const index = await lookupIndex(iface);
     try {
+      beforeSend();
       return await fn(index);
     } catch (e) {
       if (!wasCached || netlinkErrno(e) !== 'ENODEV') throw e;
       indexes.delete(iface);
       log.info('interface index changed', { iface, oldIndex: index });
-      return fn(await lookupIndex(iface));
+      const fresh = await lookupIndex(iface);
+      beforeSend();
+      return fn(fresh);
     }
   }
 
   async function replace(iface: string, vip: Vip, lifetime: AddressLifetime): Promise<void> {
-    await withIndex(iface, async (index) => {
-      const { data, attrs } = addressRequest(index, vip, lifetime);
-      await socket().newAddress(data, attrs, { ...reqOpts, flags: netlink.FlagsNew.REPLACE });
-    }).catch((e: unknown) => {
+    const check = (): void => {
+      if (past(lifetime)) throw new Late();
+    };
+    await withIndex(
+      iface,
+      async (index) => {
+        const { data, attrs } = addressRequest(index, vip, lifetime);
+        await socket().newAddress(data, attrs, { ...reqOpts, flags: netlink.FlagsNew.REPLACE });
+      },
+      check,
+    ).catch((e: unknown) => {
+      if (e instanceof Late) throw e;
       throw toCoordError(e, { op: 'refresh address', iface, address: formatCidr(vip) });
     });
   }
@@ -154,17 +186,26 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
   }
 
   async function add(iface: string, vip: Vip, lifetime?: AddressLifetime): Promise<'added' | 'present'> {
+    const check = (): void => {
+      if (past(lifetime)) throw new Late();
+    };
     try {
-      await withIndex(iface, async (index) => {
-        const { data, attrs } = addressRequest(index, vip, lifetime);
-        await socket().newAddress(data, attrs, {
-          ...reqOpts,
-          flags: netlink.FlagsNew.CREATE | netlink.FlagsNew.EXCL,
-        });
-      });
+      await withIndex(
+        iface,
+        async (index) => {
+          const { data, attrs } = addressRequest(index, vip, lifetime);
+          await socket().newAddress(data, attrs, {
+            ...reqOpts,
+            flags: netlink.FlagsNew.CREATE | netlink.FlagsNew.EXCL,
+          });
+        },
+        check,
+      );
     } catch (e) {
+      if (e instanceof Late) throw e;
       if (netlinkErrno(e) !== 'EEXIST')
         throw toCoordError(e, { op: 'add address', iface, address: formatCidr(vip) });
+      // Already there (our own earlier add, or a leftover): restart its lifetime — re-checking the bound first.
       await replace(iface, vip, lifetime ?? FOREVER_LIFETIME);
       return 'present';
     }
@@ -172,34 +213,57 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
     return 'added';
   }
 
+  /** Delete every address on `iface` equal to `vip`'s, with the prefix length it really has. */
   async function remove(iface: string, vip: Vip): Promise<'removed' | 'absent'> {
-    try {
-      await withIndex(iface, async (index) => {
-        const { data, attrs } = addressRequest(index, vip);
-        await socket().delAddress(data, attrs, reqOpts);
-      });
-    } catch (e) {
-      if (netlinkErrno(e) === 'EADDRNOTAVAIL') return 'absent';
-      throw toCoordError(e, { op: 'remove address', iface, address: formatCidr(vip) });
+    const present = (await list(iface)).filter((a) => a.family === vip.family && a.address === vip.address);
+    // Nothing listed: still try the configured prefix once (idempotent), so a listing race cannot skip a removal.
+    const targets = present.length > 0 ? present.map((a) => ({ ...vip, prefix: a.prefix })) : [vip];
+    let removed = false;
+    for (const target of targets) {
+      try {
+        await withIndex(iface, async (index) => {
+          const { data, attrs } = addressRequest(index, target);
+          await socket().delAddress(data, attrs, reqOpts);
+        });
+        removed = true;
+      } catch (e) {
+        if (netlinkErrno(e) === 'EADDRNOTAVAIL') continue;
+        throw toCoordError(e, { op: 'remove address', iface, address: formatCidr(target) });
+      }
     }
-    log.debug('vip address removed', { iface, vip: formatCidr(vip) });
-    return 'removed';
+    if (removed) log.debug('vip address removed', { iface, vip: vip.address });
+    return removed ? 'removed' : 'absent';
   }
 
-  /** Checked right before the request goes out, after any wait in the serial queue. */
-  const late = (lifetime: AddressLifetime | undefined): boolean =>
-    lifetime?.notAfter !== undefined && performance.now() > lifetime.notAfter;
+  /**
+   * Run an add/refresh whose lifetime has a bound: 'late' when the bound passed before anything was sent;
+   * 'late-reply' when the kernel's answer came after it — the reply's arrival is the latest moment the kernel
+   * can have started the lifetime, so only an answer within the bound proves the lifetime ends in time.
+   */
+  async function bounded<T extends string>(
+    lifetime: AddressLifetime | undefined,
+    op: () => Promise<T>,
+  ): Promise<T | 'late' | 'late-reply'> {
+    if (past(lifetime)) return 'late';
+    try {
+      const r = await op();
+      return past(lifetime) ? 'late-reply' : r;
+    } catch (e) {
+      if (e instanceof Late) return 'late';
+      throw e;
+    }
+  }
 
   return {
     list: (iface) => serial(() => list(iface)),
-    add: (iface, vip, lifetime) =>
-      serial(() => (late(lifetime) ? Promise.resolve('late' as const) : add(iface, vip, lifetime))),
+    add: (iface, vip, lifetime) => serial(() => bounded(lifetime, () => add(iface, vip, lifetime))),
     refresh: (iface, vip, lifetime) =>
-      serial(async () => {
-        if (late(lifetime)) return 'late' as const;
-        await replace(iface, vip, lifetime);
-        return 'refreshed' as const;
-      }),
+      serial(() =>
+        bounded(lifetime, async () => {
+          await replace(iface, vip, lifetime);
+          return 'refreshed' as const;
+        }),
+      ),
     remove: (iface, vip) => serial(() => remove(iface, vip)),
     close() {
       sock?.socket.close();

@@ -5,8 +5,10 @@ export interface AddressLifetime {
   validSec: number;
   preferredSec: number;
   /**
-   * Monotonic deadline (`performance.now()` ms) for sending the request: a finite lifetime must not be (re)started
-   * later than its owner's safety bound allows, even if the request waited behind others. Past it: 'late'.
+   * Monotonic deadline (the port's Clock, ms) by which the kernel must have (re)started the lifetime: a finite
+   * lifetime must not start later than its owner's safety bound allows. Checked before every send (past it:
+   * 'late', nothing sent) and when the reply arrives, whose arrival bounds when the kernel set the lifetime
+   * (past it: 'late-reply' — the address is there with a lifetime that may run too long; the caller removes it).
    */
   notAfter?: number;
 }
@@ -24,6 +26,10 @@ export interface HostAddress {
   family: 4 | 6;
   validSec?: number;
   preferredSec?: number;
+  /** No lifetime (IFA_F_PERMANENT): configured by hand or by a tool that does not expire it. */
+  permanent?: boolean;
+  /** Not the primary address of its subnet on the interface (IFA_F_SECONDARY). */
+  secondary?: boolean;
 }
 
 /**
@@ -39,10 +45,17 @@ export interface VipPort {
    * (a crashed or paused holder cannot keep it forever). When the VIP is already there the lifetime is
    * refreshed and the result is 'present'.
    */
-  add(iface: string, vip: Vip, lifetime?: AddressLifetime): Promise<'added' | 'present' | 'late'>;
+  add(
+    iface: string,
+    vip: Vip,
+    lifetime?: AddressLifetime,
+  ): Promise<'added' | 'present' | 'late' | 'late-reply'>;
   /** Restart the kernel's lifetime clock of `vip`. Like the kernel, this re-adds the VIP if it has gone. */
-  refresh(iface: string, vip: Vip, lifetime: AddressLifetime): Promise<'refreshed' | 'late'>;
-  /** Remove `vip` from `iface`; 'absent' when it was not there (removal is idempotent). */
+  refresh(iface: string, vip: Vip, lifetime: AddressLifetime): Promise<'refreshed' | 'late' | 'late-reply'>;
+  /**
+   * Remove `vip`'s address from `iface` whatever prefix length it was added with (a leftover /32 of a /24 VIP is
+   * still the VIP); 'absent' when it was not there (removal is idempotent).
+   */
   remove(iface: string, vip: Vip): Promise<'removed' | 'absent'>;
   /** Close the netlink socket. */
   close(): void;

@@ -50,7 +50,30 @@ describe('toHostAddress', () => {
         data: { family: 2, prefixlen: 24, index: 2 },
         attrs: { local: Buffer.from([10, 1, 2, 3]), cacheInfo: { ifaValid: 9, ifaPrefered: 4 } },
       }),
-    ).toEqual({ address: '10.1.2.3', prefix: 24, family: 4, validSec: 9, preferredSec: 4 });
+    ).toEqual({
+      address: '10.1.2.3',
+      prefix: 24,
+      family: 4,
+      validSec: 9,
+      preferredSec: 4,
+      permanent: false,
+      secondary: false,
+    });
+  });
+
+  it("reports permanent and secondary addresses (a host's own address is permanent and primary)", () => {
+    const own = toHostAddress({
+      kind: 'address',
+      data: { family: 2, prefixlen: 24, index: 2, flags: { permanent: true } },
+      attrs: { local: Buffer.from([10, 1, 2, 3]) },
+    });
+    expect(own).toMatchObject({ permanent: true, secondary: false });
+    const extra = toHostAddress({
+      kind: 'address',
+      data: { family: 2, prefixlen: 24, index: 2 },
+      attrs: { local: Buffer.from([10, 1, 2, 50]), flags: { permanent: true, secondary: true } },
+    });
+    expect(extra).toMatchObject({ permanent: true, secondary: true });
   });
 
   it('decodes IPv6 from IFA_ADDRESS when there is no IFA_LOCAL', () => {
@@ -60,7 +83,7 @@ describe('toHostAddress', () => {
     bytes[15] = 1;
     expect(
       toHostAddress({ kind: 'address', data: { family: 10, prefixlen: 64 }, attrs: { address: bytes } }),
-    ).toEqual({ address: 'fe80::1', prefix: 64, family: 6 });
+    ).toEqual({ address: 'fe80::1', prefix: 64, family: 6, permanent: false, secondary: false });
   });
 
   it('skips other families and malformed lengths instead of throwing', () => {

@@ -1,0 +1,247 @@
+/**
+ * Whole nodes (session, view, election, group runners, reconcile) against an in-memory etcd, under a fake clock,
+ * with an exact two-holder checker (sim.ts). Each regression names the finding it guards against.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeLastHolder } from '@coord/etcd';
+import { Sim } from './sim.js';
+
+let sim: Sim | undefined;
+afterEach(() => {
+  sim?.close();
+  sim = undefined;
+});
+
+function three(priorities: [number, number, number] = [150, 100, 50]): Sim {
+  sim = new Sim({
+    nodes: [
+      { name: 'a', priority: priorities[0] },
+      { name: 'b', priority: priorities[1] },
+      { name: 'c', priority: priorities[2] },
+    ],
+  });
+  return sim;
+}
+
+describe('CoordNode in a simulated cluster', () => {
+  it('elects the best candidate, which claims the VIP; nobody else holds it', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a single holder', () => s.holder() === 'a', 3000);
+    await s.run(3000);
+    expect(s.holders()).toEqual(['a']);
+    expect(s.lan.violations).toEqual([]);
+    expect(s.node('a').announcements).toBeGreaterThan(0);
+  });
+
+  it('kill -9 of the holder: the next best takes over after the lease expires, never two holders', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(1000);
+    s.kill('a');
+    const took = await s.until('b holds alone', () => s.holder() === 'b', 5000);
+    expect(took).toBeLessThan(2500);
+    expect(s.lan.violations).toEqual([]);
+    const won = s.logs('b', 'transition').filter((f) => f.to === 'leader');
+    expect(won.at(-1)?.reason).toBe('elected-guarded');
+  });
+
+  it('a kernel that removes the expired VIP 1.5 s late delays the takeover instead of making two holders', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    s.node('a').kernel.slackMs = () => 1500;
+    await s.run(600); // a refresh with the new slack
+    s.kill('a');
+    await s.until('b holds alone', () => s.holder() === 'b', 6000);
+    expect(s.lan.violations).toEqual([]);
+    const waited = s
+      .node('b')
+      .logger.records.filter((r) => r.message === 'vip still answered on the wire; waiting');
+    expect(waited.length).toBeGreaterThan(0);
+  });
+
+  it('graceful stop: the VIP goes, then the key; the next node claims at once (clean)', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    const stopped = s.node('a').node.stop();
+    const took = await s.until('b holds alone', () => s.holder() === 'b', 3000, 1);
+    await stopped;
+    expect(took).toBeLessThan(60);
+    expect(s.lan.violations).toEqual([]);
+    const won = s.logs('b', 'transition').filter((f) => f.to === 'leader');
+    expect(won.at(-1)?.reason).toBe('elected');
+  });
+
+  it('SIGSTOP of the holder for 2 × TTL: another takes over; on resume the frozen node drops the VIP first', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    s.node('a').clock.freeze();
+    await s.run(2000);
+    expect(s.holders()).toEqual(['b']);
+    s.node('a').clock.thaw();
+    await s.run(3000);
+    expect(s.lan.violations).toEqual([]);
+    // a (priority 150) preempts back cleanly once it is a candidate again.
+    expect(s.holders()).toEqual(['a']);
+  });
+
+  it('regression (stale clean vacancy): a node whose watch missed a whole epoch still waits out the old copy', async () => {
+    // b preempted... here: a holds and releases cleanly to b (a stops); c's link drops; b is killed with a slow
+    // kernel; c heals and finds the group vacant again. Its view's last vacancy was clean — the campaign must
+    // still be told unclean (b died) and c must wait while b's copy answers.
+    const s = three([150, 100, 50]);
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    s.node('c').client.cut('both');
+    void s.node('a').node.stop();
+    await s.until('b holds', () => s.holder() === 'b', 3000);
+    await s.run(500);
+    s.node('b').kernel.slackMs = () => 1200;
+    await s.run(300);
+    s.kill('b');
+    await s.run(200);
+    s.node('c').client.heal();
+    await s.until('c holds alone', () => s.holder() === 'c', 8000);
+    expect(s.lan.violations).toEqual([]);
+    const won = s.logs('c', 'transition').filter((f) => f.to === 'leader');
+    expect(won.at(-1)?.reason).not.toBe('elected');
+  });
+
+  it('regression (failed removal): the holder never resigns or revokes; the successor waits for expiry', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    s.node('a').kernel.removeFails = 'EPERM';
+    void s.node('a').node.stop();
+    await s.run(100);
+    // The key is still there (no resign), and the last-holder record is not marked released.
+    const rec = s.etcd.peek('/coord/sim/groups/g/last-holder');
+    expect(decodeLastHolder(rec?.value ?? Buffer.alloc(0))?.released).toBe(false);
+    expect(s.etcd.peek('/coord/sim/groups/g/leader')).toBeDefined();
+    await s.until('b holds alone', () => s.holder() === 'b', 6000);
+    expect(s.lan.violations).toEqual([]);
+    expect(s.logs('a', 'vip removal failed').length).toBeGreaterThan(0);
+  });
+
+  it('holder cut from etcd: it drops the VIP by its own deadline, before anyone else can claim', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    const cutAt = s.clock.now();
+    s.node('a').client.cut('both');
+    await s.until('a dropped the VIP', () => !s.node('a').kernel.holds(s.address), 2000, 1);
+    expect(s.clock.now() - cutAt).toBeLessThan(1000);
+    await s.until('b holds', () => s.holder() === 'b', 5000);
+    expect(s.lan.violations).toEqual([]);
+    expect(s.logs('a', 'transition').some((f) => f.reason === 'fenced')).toBe(true);
+  });
+
+  it('after an etcd partition heals, the node is a candidate again only once its view caught up; no campaign loop', async () => {
+    const s = three([100, 100, 100]);
+    await s.startAll();
+    await s.until('someone holds', () => s.holder() !== undefined, 3000);
+    const first = s.holder() ?? '';
+    await s.run(500);
+    s.node(first).client.cut('both');
+    await s.until('another holds', () => s.holder() !== undefined && s.holder() !== first, 5000);
+    await s.run(2000);
+    s.node(first).client.heal();
+    await s.run(4000);
+    expect(s.lan.violations).toEqual([]);
+    expect(s.holders()).toHaveLength(1);
+    expect(s.holder()).not.toBe(first);
+    // The healed node did not campaign against the held group over and over.
+    const campaigns = s.node(first).client.calls.filter((c) => c === 'transaction').length;
+    expect(campaigns).toBeLessThan(6);
+    const status = s.node(first).node.status();
+    expect(status.candidacy).toEqual({ candidate: true, blockedBy: [] });
+  });
+
+  it('a node whose etcd round trips exceed the ack window hands over and stops being a candidate', async () => {
+    const s = three([150, 100, 50]);
+    // a's link to etcd is slow both ways: 80 ms each way, 160 ms round trips (> 125 ms ack window).
+    s.node('a').client.latencyMs = 80;
+    await s.startAll();
+    await s.until('b holds', () => s.holder() === 'b', 8000);
+    await s.run(3000);
+    expect(s.holders()).toEqual(['b']);
+    expect(s.lan.violations).toEqual([]);
+    expect(s.node('a').node.status().candidacy.blockedBy).toContain('slow-acks');
+    // Prompt again: a is a candidate and preempts (higher priority).
+    s.node('a').client.latencyMs = 1;
+    await s.until('a holds', () => s.holder() === 'a', 8000);
+    expect(s.lan.violations).toEqual([]);
+  });
+
+  it('refuses a VIP that is a permanent primary address of the interface, before touching anything', async () => {
+    sim = new Sim({ nodes: [{ name: 'a', priority: 100 }] });
+    const s = sim;
+    const a = s.node('a');
+    const vip = a.config.groups[0]?.vips[0];
+    if (vip === undefined) throw new Error('no vip');
+    a.kernel.add(vip, undefined, true); // the host's own address
+    let error: unknown;
+    a.node.start().catch((e: unknown) => {
+      error = e;
+    });
+    await s.run(50);
+    expect(String(error)).toMatch(/permanent primary address/);
+    expect(a.kernel.holds(vip.address)).toBe(true);
+  });
+
+  it('randomized faults never yield two holders, and one holder returns after each', async () => {
+    let seed = 1234567;
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const s = three([100, 100, 100]);
+    for (const n of s.nodes) n.kernel.slackMs = () => Math.round(rnd() * 1200);
+    await s.startAll();
+    await s.until('a holder', () => s.holder() !== undefined, 3000);
+    for (let round = 0; round < 25; round++) {
+      const holder = s.holder() ?? 'a';
+      const kind = Math.floor(rnd() * 5);
+      const pause = 200 + Math.round(rnd() * 2500);
+      switch (kind) {
+        case 0:
+          s.node(holder).clock.freeze();
+          await s.run(pause);
+          s.node(holder).clock.thaw();
+          break;
+        case 1:
+          s.node(holder).client.cut('both');
+          await s.run(pause);
+          s.node(holder).client.heal();
+          break;
+        case 2:
+          s.kill(holder);
+          await s.run(pause);
+          s.restart(holder);
+          break;
+        case 3:
+          s.node(holder).client.cut(rnd() < 0.5 ? 'requests' : 'replies');
+          await s.run(pause);
+          s.node(holder).client.heal();
+          break;
+        case 4:
+          s.etcd.loseQuorum();
+          await s.run(pause);
+          s.etcd.restore();
+          break;
+      }
+      await s.until(`one holder after round ${round} (fault ${kind})`, () => s.holder() !== undefined, 8000);
+      await s.run(500);
+      expect(s.lan.violations, `round ${round}, fault ${kind}`).toEqual([]);
+    }
+  }, 60_000);
+});

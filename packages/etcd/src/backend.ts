@@ -1,0 +1,93 @@
+/**
+ * The few etcd operations coord uses, as a port. The production implementation wraps etcd3 (`etcd3.ts`, the only
+ * file that imports it); `testing.ts` implements the same port in memory on a fake clock, so the session, the view
+ * and a whole node run in unit tests under faults (docs/design.md, "Testing the safety code").
+ *
+ * Every method rejects with a CoordError (code ERR_COORD_ETCD) — errors are translated once, at this boundary.
+ */
+
+/** One key as etcd holds it. */
+export interface Entry {
+  readonly key: string;
+  readonly value: Buffer;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  /** Lease id as a decimal string; '0' when the key has no lease. */
+  readonly lease: string;
+}
+
+/** A comparison of a transaction; coord only ever compares for equality. */
+export interface Compare {
+  readonly key: string;
+  readonly target: 'create' | 'mod';
+  readonly value: number;
+}
+
+export type TxnOp =
+  | {
+      readonly type: 'put';
+      readonly key: string;
+      readonly value: string;
+      readonly lease?: string;
+      readonly prevKv?: boolean;
+    }
+  | { readonly type: 'delete'; readonly key: string }
+  | { readonly type: 'get'; readonly key: string };
+
+export interface TxnResult {
+  readonly succeeded: boolean;
+  /** The store revision after the transaction (its own revision when it wrote anything). */
+  readonly revision: number;
+  /** One per op of the branch that ran: a put's previous entry (with `prevKv`), a get's entry, else undefined. */
+  readonly results: readonly (Entry | undefined)[];
+}
+
+export interface WatchEvent {
+  readonly type: 'put' | 'delete';
+  /** For a delete: the key and the revision of the deletion (value empty). */
+  readonly entry: Entry;
+}
+
+export interface WatchHandlers {
+  /** Events of one or more revisions, in order; `revision` is the newest revision the response covers. */
+  onEvents(revision: number, events: readonly WatchEvent[]): void;
+  onDisconnected(): void;
+  onConnected(): void;
+  /** The watch cannot continue (compaction, cancelled by the server): re-read and watch again. */
+  onError(error: Error): void;
+}
+
+export interface WatchHandle {
+  cancel(): Promise<void>;
+}
+
+export interface KeepaliveHandlers {
+  /** etcd answered a keepalive for `leaseId`; `ttlSec` ≤ 0 means the lease no longer exists. */
+  onAck(leaseId: string, ttlSec: number): void;
+  /** The stream failed or ended; no further acks come from it. */
+  onError(error: Error): void;
+}
+
+export interface KeepaliveStream {
+  /** Send one keepalive; throws when the stream is already closed. */
+  send(leaseId: string): void;
+  close(): void;
+}
+
+export interface EtcdBackend {
+  /** `revision`: the store revision when the lease was granted (a view synced at or after it is current). */
+  grant(ttlSec: number): Promise<{ leaseId: string; ttlSec: number; revision: number }>;
+  revoke(leaseId: string): Promise<void>;
+  keepalive(handlers: KeepaliveHandlers): Promise<KeepaliveStream>;
+  range(prefix: string): Promise<{ revision: number; entries: Entry[] }>;
+  get(key: string): Promise<{ revision: number; entry: Entry | undefined }>;
+  put(key: string, value: string, lease?: string): Promise<{ revision: number }>;
+  txn(
+    compares: readonly Compare[],
+    success: readonly TxnOp[],
+    failure?: readonly TxnOp[],
+  ): Promise<TxnResult>;
+  /** Watch every key under `prefix` from `fromRevision` on. */
+  watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<WatchHandle>;
+  close(): void;
+}

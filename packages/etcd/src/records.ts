@@ -1,0 +1,152 @@
+/**
+ * The records coord keeps in etcd, one codec each, next to the key layout (keys.ts). Anyone with write access to
+ * etcd can put anything under a key: every decoder checks every field and returns undefined for a value it cannot
+ * trust, and callers decide what "unknown" means (always the safe side for anything that decides safety).
+ */
+import { z } from 'zod';
+
+const MAX_RECORD_BYTES = 64 * 1024;
+
+/** Parse JSON from etcd defensively: bounded size, never throws. */
+export function parseJson(
+  value: Buffer,
+  maxBytes = MAX_RECORD_BYTES,
+): { ok: true; value: unknown } | { ok: false; reason: string } {
+  if (value.length > maxBytes)
+    return { ok: false, reason: `value of ${value.length} bytes exceeds ${maxBytes}` };
+  try {
+    return { ok: true, value: JSON.parse(value.toString('utf8')) as unknown };
+  } catch (e) {
+    return { ok: false, reason: `not JSON: ${e instanceof Error ? e.message : String(e)}` };
+  }
+}
+
+function decodeWith<T>(schema: z.ZodType<T>, value: Buffer): T | undefined {
+  const json = parseJson(value);
+  if (!json.ok) return undefined;
+  const r = schema.safeParse(json.value);
+  return r.success ? r.data : undefined;
+}
+
+/** The longest guard or lifetime a record may claim: a hostile value cannot stall an election for longer. */
+export const MAX_RECORD_WAIT_MS = 10_000;
+const waitMs = z.number().finite().min(0).max(MAX_RECORD_WAIT_MS);
+const nodeName = z.string().min(1).max(253);
+
+// ── members/<node> ────────────────────────────────────────────────────────────────────────────────────────────
+
+const memberGroupSchema = z.object({
+  priority: z.number().int().min(0).max(255),
+  preempt: z.boolean().catch(true),
+  preemptDelayMs: z.number().finite().min(0).catch(0),
+  vips: z.array(z.string()).catch([]),
+});
+
+const memberSchema = z.object({
+  node: nodeName,
+  groups: z.record(z.string(), memberGroupSchema),
+  interface: z.string().catch(''),
+  version: z.string().catch(''),
+  /** Wall-clock ms, for display only. */
+  startedAt: z.number().catch(0),
+  /**
+   * Whether the node may be elected now: its session is up, its view of the cluster is synced at or after its
+   * session began, and its etcd acks are prompt (docs/design.md, "Candidacy"). Absent = true (older writers).
+   */
+  candidate: z.boolean().catch(true),
+});
+
+/** What a node publishes about itself under `members/<node>`, bound to its session lease. */
+export type MemberRecord = z.infer<typeof memberSchema>;
+
+export function decodeMember(value: Buffer): MemberRecord | undefined {
+  return decodeWith(memberSchema, value);
+}
+
+export function encodeMember(record: MemberRecord): string {
+  return JSON.stringify(record);
+}
+
+// ── groups/<group>/leader ─────────────────────────────────────────────────────────────────────────────────────
+
+const leaderSchema = z.object({ node: nodeName, leaseId: z.string() });
+
+/** The value of a group's leader key (bound to the holder's lease). Its create revision is the epoch. */
+export type LeaderValue = z.infer<typeof leaderSchema>;
+
+/** The leader key's value, or undefined when unreadable (the key's existence still means "held"). */
+export function decodeLeader(value: Buffer): LeaderValue | undefined {
+  return decodeWith(leaderSchema, value);
+}
+
+export function encodeLeader(v: LeaderValue): string {
+  return JSON.stringify(v);
+}
+
+// ── groups/<group>/last-holder ────────────────────────────────────────────────────────────────────────────────
+
+const lastHolderSchema = z.object({
+  node: nodeName,
+  leaseId: z.string(),
+  /** The holder's epoch; written with the release (at the campaign it is the record's own mod revision). */
+  epoch: z.number().int().min(0).optional(),
+  /** How long after its lease expired the holder's VIP may still be on its interface (its takeover guard). */
+  guardMs: waitMs,
+  /** The kernel lifetime of its VIP: the longest a stale copy can live without refreshes. */
+  lifetimeMs: waitMs,
+  /** True only when the holder removed its VIP and then resigned (in the same transaction as the delete). */
+  released: z.boolean(),
+});
+
+/**
+ * The last holder of a group (no lease: it outlives its writer). Every winning campaign overwrites it with
+ * `released: false` in the transaction that creates the leader key, and a clean resign overwrites it with
+ * `released: true` in the transaction that deletes the key. So the record read atomically by a campaign says
+ * exactly how the vacancy it ends began (docs/design.md, "Clean and unclean vacancies").
+ */
+export type LastHolderRecord = z.infer<typeof lastHolderSchema>;
+
+export function decodeLastHolder(value: Buffer): LastHolderRecord | undefined {
+  return decodeWith(lastHolderSchema, value);
+}
+
+export function encodeLastHolder(r: LastHolderRecord): string {
+  return JSON.stringify(r);
+}
+
+// ── status/<node> ─────────────────────────────────────────────────────────────────────────────────────────────
+
+const statusGroupSchema = z.object({
+  name: z.string(),
+  role: z.string(),
+  epoch: z.number().nullable().catch(null),
+  vips: z.array(z.string()).readonly().catch([]),
+  vipsPresent: z.array(z.string()).readonly().catch([]),
+});
+
+const statusHaproxySchema = z.object({
+  result: z.string().catch('unknown'),
+  revision: z.number().catch(0),
+  model: z.string().catch(''),
+  error: z.string().optional().catch(undefined),
+  refused: z.array(z.unknown()).readonly().catch([]),
+});
+
+const statusSchema = z.object({
+  node: nodeName,
+  groups: z.array(statusGroupSchema).readonly().catch([]),
+  haproxy: statusHaproxySchema.optional().catch(undefined),
+  /** Wall-clock ms of the write. */
+  at: z.number().catch(0),
+});
+
+/** The part of a node's `status/<node>` record that readers rely on (writers may add more). */
+export type StatusRecord = z.infer<typeof statusSchema>;
+
+export function decodeStatus(value: Buffer): StatusRecord | undefined {
+  return decodeWith(statusSchema, value);
+}
+
+export function encodeStatus(status: StatusRecord): string {
+  return JSON.stringify(status);
+}

@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock, MemoryLogger } from '@coord/core';
+import { EtcdSession, type SessionEvents } from '../src/index.js';
+import { MemoryEtcd } from '../src/testing.js';
+import { elapse, flush, until } from './support.js';
+
+function setup(opts: { ttlSec?: number; minTtlSec?: number } = {}) {
+  const clock = new FakeClock(1000);
+  const server = new MemoryEtcd(clock, {
+    expiryScanMs: 500,
+    ...(opts.minTtlSec === undefined ? {} : { minTtlSec: opts.minTtlSec }),
+  });
+  const client = server.client('n1');
+  const logger = new MemoryLogger();
+  const seen: { type: string; [k: string]: unknown }[] = [];
+  const events: SessionEvents = {
+    up: (e) => seen.push({ type: 'up', ...e }),
+    acked: (e) => seen.push({ type: 'acked', ...e }),
+    lost: (e) => seen.push({ type: 'lost', ...e }),
+  };
+  const session = new EtcdSession({
+    etcd: client,
+    ttlSec: opts.ttlSec ?? 1,
+    clock,
+    logger,
+    events,
+    intervalMs: (ttl) => ttl / 4,
+  });
+  return { clock, server, client, logger, seen, session };
+}
+
+describe('EtcdSession (memory etcd, fake clock)', () => {
+  it('reports the TTL etcd granted and the revision at the grant', async () => {
+    const s = setup({ ttlSec: 1, minTtlSec: 2 });
+    s.server.put('/x', 'a');
+    s.session.start();
+    await until(s.clock, () => s.seen.some((e) => e.type === 'up'));
+    const up = s.seen.find((e) => e.type === 'up');
+    expect(up).toMatchObject({ ttlMs: 2000, revision: s.server.revision });
+    expect(s.session.grantedTtlMs).toBe(2000);
+    expect(s.session.startRevision).toBe(s.server.revision);
+    expect(s.logger.records.some((l) => l.message === 'etcd granted a different TTL')).toBe(true);
+  });
+
+  it('acks carry the send time of the keepalive they answer, and keep the lease alive', async () => {
+    const s = setup();
+    s.session.start();
+    await elapse(s.clock, 3000);
+    const acks = s.seen.filter((e) => e.type === 'acked');
+    expect(acks.length).toBeGreaterThan(8);
+    for (const a of acks) {
+      expect(a.now as number).toBeGreaterThan(a.sentAt as number);
+      expect((a.now as number) - (a.sentAt as number)).toBeLessThan(10);
+    }
+    expect(s.server.hasLease(s.session.currentLeaseId ?? '')).toBe(true);
+    expect(s.seen.some((e) => e.type === 'lost')).toBe(false);
+  });
+
+  it('cut off from etcd: no acks; after TTL + 500 ms without one it reports the loss and grants anew on heal', async () => {
+    const s = setup();
+    s.session.start();
+    await until(s.clock, () => s.seen.some((e) => e.type === 'acked'));
+    const first = s.session.currentLeaseId;
+    s.client.cut('both');
+    await until(s.clock, () => s.seen.some((e) => e.type === 'lost'), 3000);
+    const lostAt = s.clock.now();
+    const lastAck = s.seen.filter((e) => e.type === 'acked').at(-1)?.sentAt as number;
+    expect(lostAt - lastAck).toBeGreaterThan(1500);
+    expect(lostAt - lastAck).toBeLessThan(1800);
+    await elapse(s.clock, 3000);
+    // Lease grants failed while cut: one warning, the rest quiet.
+    expect(
+      s.logger.records.filter((l) => l.message === 'lease grant failed' && l.level === 'warn'),
+    ).toHaveLength(1);
+    s.client.heal();
+    await until(s.clock, () => s.seen.filter((e) => e.type === 'up').length === 2, 3000);
+    expect(s.session.currentLeaseId).not.toBe(first);
+    expect(s.server.hasLease(first ?? '')).toBe(false);
+  });
+
+  it('restart with revoke drops the old lease at once; without, it is only no longer kept alive', async () => {
+    const s = setup();
+    s.session.start();
+    await until(s.clock, () => s.session.currentLeaseId !== null);
+    const a = s.session.currentLeaseId ?? '';
+    s.session.restart('test', true);
+    await until(s.clock, () => s.session.currentLeaseId !== null && s.session.currentLeaseId !== a);
+    expect(s.server.hasLease(a)).toBe(false);
+
+    const b = s.session.currentLeaseId ?? '';
+    s.session.restart('test', false);
+    await until(s.clock, () => s.session.currentLeaseId !== null && s.session.currentLeaseId !== b);
+    expect(s.server.hasLease(b)).toBe(true); // still alive in etcd…
+    await elapse(s.clock, 1600);
+    expect(s.server.hasLease(b)).toBe(false); // …until its TTL (plus the expiry scan) ran out
+  });
+
+  it('close(false) leaves the lease to expire; close() revokes it', async () => {
+    const s = setup();
+    s.session.start();
+    await until(s.clock, () => s.session.currentLeaseId !== null);
+    const id = s.session.currentLeaseId ?? '';
+    await Promise.all([s.session.close(false), elapse(s.clock, 10)]);
+    await flush();
+    expect(s.server.hasLease(id)).toBe(true);
+    await elapse(s.clock, 1600);
+    expect(s.server.hasLease(id)).toBe(false);
+
+    const t = setup();
+    t.session.start();
+    await until(t.clock, () => t.session.currentLeaseId !== null);
+    const id2 = t.session.currentLeaseId ?? '';
+    await Promise.all([t.session.close(), elapse(t.clock, 10)]);
+    expect(t.server.hasLease(id2)).toBe(false);
+  });
+
+  it('a lease etcd says is gone (TTL ≤ 0 in the ack) is reported lost at once', async () => {
+    const s = setup();
+    s.session.start();
+    await until(s.clock, () => s.seen.some((e) => e.type === 'acked'));
+    s.server.revoke(s.session.currentLeaseId ?? '');
+    await until(s.clock, () => s.seen.some((e) => e.type === 'lost'), 600);
+    expect(String(s.seen.find((e) => e.type === 'lost')?.reason)).toMatch(/expired in etcd/);
+  });
+});
