@@ -14,9 +14,30 @@ export interface PriorityTarget {
  * Track scripts and interfaces (one tracker for the node) and turn their verdicts into each group's effective
  * priority: weights move it, a failing check without weight puts the group in FAULT (priority 0).
  */
+/** One group's health verdict, as `coord status --local` shows it. */
+export interface GroupHealth {
+  readonly group: string;
+  readonly priority: number;
+  readonly fault: boolean;
+  readonly reasons: readonly string[];
+}
+
 /** The node's tracker, plus `recompute()` after a config reload changed the base priorities. */
 export interface Health extends Tracker {
   recompute(): void;
+  /** Every check's last result and every group's verdict (for the local status). */
+  report(): {
+    checks: {
+      kind: string;
+      name: string;
+      healthy: boolean;
+      weight?: number;
+      runs?: number;
+      failures?: number;
+      lastError?: string;
+    }[];
+    groups: GroupHealth[];
+  };
 }
 
 export function attachHealth(opts: {
@@ -33,6 +54,7 @@ export function attachHealth(opts: {
   if (config.track.scripts.length === 0 && config.track.interfaces.length === 0) return undefined;
   const log = opts.logger.child({ component: 'track' });
   const faulted = new Map<string, boolean>();
+  const verdicts = new Map<string, GroupHealth>();
   const apply = (announce = true) => {
     const results = tracker.results();
     for (const r of results) opts.metrics?.trackResult.set({ check: r.name }, r.healthy ? 1 : 0);
@@ -43,6 +65,12 @@ export function attachHealth(opts: {
     }));
     for (const g of (opts.current ?? (() => config))().groups) {
       const o = effectivePriority(g.priority, checks);
+      verdicts.set(g.name, {
+        group: g.name,
+        priority: o.fault ? 0 : o.priority,
+        fault: o.fault,
+        reasons: o.reasons,
+      });
       opts.target.setEffectivePriority(g.name, o.fault ? 0 : o.priority);
       if ((faulted.get(g.name) ?? false) !== o.fault) {
         faulted.set(g.name, o.fault);
@@ -83,6 +111,29 @@ export function attachHealth(opts: {
     current: () => tracker.current(),
     results: () => tracker.results(),
     recompute: () => apply(),
+    report: () => ({
+      checks: tracker.results().map((r) => {
+        const last = r.last;
+        const lastError =
+          last === undefined || last.ok
+            ? undefined
+            : last.timedOut
+              ? `timed out after ${last.durationMs} ms`
+              : last.stderrTail !== ''
+                ? last.stderrTail
+                : `exit code ${last.exitCode ?? last.signal ?? '?'}`;
+        return {
+          kind: r.kind,
+          name: r.name,
+          healthy: r.healthy,
+          ...(r.weight === undefined ? {} : { weight: r.weight }),
+          ...(r.runs === undefined ? {} : { runs: r.runs }),
+          ...(r.failures === undefined ? {} : { failures: r.failures }),
+          ...(lastError === undefined ? {} : { lastError }),
+        };
+      }),
+      groups: [...verdicts.values()],
+    }),
   };
 }
 

@@ -244,6 +244,15 @@ export function createTracker(opts: TrackerOptions): Tracker {
     }
     const before = slot.state;
     slot.state = trackStep(slot.spec, before, result.ok);
+    if (slot.runs === 1 && !result.ok && !slot.state.healthy) {
+      // Scripts start failed, so a check that never passes would never log a change: say it once, loudly.
+      log.warn('track script failing from the start', {
+        script: slot.spec.name,
+        exitCode: result.exitCode,
+        timedOut: result.timedOut,
+        stderr: result.stderrTail,
+      });
+    }
     if (slot.state.healthy !== before.healthy) {
       const fields = {
         script: slot.spec.name,

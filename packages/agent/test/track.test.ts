@@ -324,4 +324,26 @@ describe('createTracker', () => {
     expect(changes).toEqual([]);
     expect(clock.pendingTimers).toBe(0);
   });
+
+  it('a script that cannot run (missing program) says so at warn on its first run, and stays failed', async () => {
+    // Regression: a missing --track-script put the node in FAULT with nothing logged above debug.
+    const clock = new FakeClock();
+    const logger = new MemoryLogger();
+    const t = createTracker({
+      scripts: [{ ...script, argv: ['/nonexistent/check-haproxy'] }],
+      interfaces: [],
+      base: 100,
+      clock,
+      logger,
+      onChange: () => {},
+    });
+    t.start();
+    clock.advance(0);
+    for (let i = 0; i < 50 && t.results()[0]?.runs === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    const warn = logger.records.find((r) => r.message === 'track script failing from the start');
+    expect(warn?.level).toBe('warn');
+    expect(String(warn?.fields.stderr)).toMatch(/cannot run \/nonexistent\/check-haproxy/);
+    expect(t.current().fault).toBe(true);
+    t.stop();
+  });
 });

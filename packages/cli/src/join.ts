@@ -278,7 +278,12 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
       await startControlServer(
         controlPath,
         {
-          status: () => ({ mode: config.mode, node: config.node, status: node.status() }),
+          status: () => ({
+            mode: config.mode,
+            node: config.node,
+            status: node.status(),
+            ...(tracker === undefined ? {} : { health: tracker.report() }),
+          }),
           reloadConfig: reload,
         },
         logger,

@@ -7,7 +7,7 @@ import type { Bind, Server, Service } from './model.js';
  * them (see model.ts); nothing here quotes or escapes.
  */
 
-/** Process-wide settings coord owns; defaults follow LESSONS.md (reload storms, keep-alive failures). */
+/** Process-wide settings coord owns; defaults follow docs/design.md (HAProxy 2.6 reload results) and what users of other tools report (reload storms: hard-stop-after, mworker-max-reloads). */
 export interface RenderGlobals {
   /** Bounds how long an old worker may linger after a reload, e.g. `30s`. */
   hardStopAfter?: string;
@@ -68,7 +68,7 @@ function bindKey(b: Bind): string {
 
 function renderServer(s: Server, check: boolean): string {
   const parts = ['server', s.name, formatEndpoint(s.address, s.port), 'weight', String(s.weight)];
-  // rise/fall give health checks hysteresis so one lost probe does not flap a server (LESSONS.md #6).
+  // rise/fall give health checks hysteresis so one lost probe does not flap a server (keepalived #2469 and #2220: flapping without it).
   if (check) parts.push('check', 'inter', '2s', 'rise', '2', 'fall', '3');
   if (s.backup) parts.push('backup');
   if (s.disabled) parts.push('disabled');
@@ -84,7 +84,7 @@ function renderService(svc: Service): string[] {
     lines.push(`  bind ${bindKey(b)}`);
   }
   if (svc.maxconn !== undefined) lines.push(`  maxconn ${svc.maxconn}`);
-  // Without it keep-alive clients see resets during reloads; with it, 0 failures were measured (LESSONS.md).
+  // Without it keep-alive clients see resets during reloads; with it, 0 failures were measured (docs/design.md).
   if (svc.mode === 'http') lines.push('  option idle-close-on-response');
   lines.push(`  default_backend ${svc.name}`, '');
   lines.push(`backend ${svc.name}`, `  mode ${svc.mode}`, `  balance ${svc.balance}`);

@@ -50,7 +50,7 @@ const base =
 
 describe('render', () => {
   // Goldens: `vitest run -u` rewrites them; review the diff like code.
-  it('matches the golden file (services sorted, defaults from LESSONS.md)', async () => {
+  it('matches the golden file (services sorted, defaults from docs/design.md)', async () => {
     await expect(render({ services })).toMatchFileSnapshot(join(fixtures, 'two-services.cfg'));
   });
 

@@ -1,7 +1,7 @@
 /**
  * Tell the neighbours who owns a VIP now, without waiting for anything: a gratuitous ARP in both forms for
  * IPv4, an unsolicited Neighbor Advertisement for IPv6, each written by one non-blocking send() on a cached
- * AF_PACKET socket (~0.1 ms, MEASURED.md). `arping` would take ~1 s to exit (LESSONS.md), so it is only the
+ * AF_PACKET socket (~0.1 ms, MEASURED.md). `arping` would take ~1 s to exit (docs/design.md), so it is only the
  * fallback when the native sender is missing, and even then it is spawned detached and never awaited.
  */
 import { execa } from 'execa';

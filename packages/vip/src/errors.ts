@@ -1,5 +1,5 @@
 /**
- * The one place where errors of the `netlink` package (plain `Error('Request rejected: EEXIST')`, LESSONS.md)
+ * The one place where errors of the `netlink` package (plain `Error('Request rejected: EEXIST')`, docs/design.md)
  * become either an expected result or a CoordError with a hint an operator can act on.
  */
 import { CoordError, errorMessage } from '@coord/core';

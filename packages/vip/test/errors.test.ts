@@ -3,7 +3,7 @@ import { CoordError } from '@coord/core';
 import { hintFor, netlinkErrno, toCoordError } from '../src/errors.js';
 
 describe('netlinkErrno', () => {
-  it('reads the errno name out of the netlink package rejection (LESSONS.md)', () => {
+  it('reads the errno name out of the netlink package rejection (docs/design.md)', () => {
     expect(netlinkErrno(new Error('Request rejected: EEXIST'))).toBe('EEXIST');
     expect(netlinkErrno(new Error('Request rejected: EADDRNOTAVAIL'))).toBe('EADDRNOTAVAIL');
   });

@@ -1,6 +1,6 @@
 /**
  * VRRP transport: IP protocol 112 over a raw IPv4 socket (`raw-socket`), multicast to 224.0.0.18 or unicast to
- * each configured peer. The socket options are the ones measured to interoperate with keepalived (LESSONS.md):
+ * each configured peer. The socket options are the ones measured to interoperate with keepalived (docs/design.md, "VRRP on the wire"):
  * join the group on the interface address, IP_MULTICAST_IF, TTL 255 for multicast and unicast, TOS 0xc0.
  */
 import { createRequire } from 'node:module';
