@@ -161,7 +161,7 @@ describe('coord join (etcd mode)', () => {
     expect(await holdersOf(lab, s.vip)).toEqual([second]);
     const log = await coordLog(holder);
     const lastLeaderExit = log.filter((l) => l.message === 'transition' && l.from === 'leader').at(-1);
-    expect(String(lastLeaderExit?.reason)).toMatch(/fenced|session lost/);
+    expect(String(lastLeaderExit?.reason)).toMatch(/^(fenced|session-lost)$/);
     await waitFor('client neighbour entry on the new MAC', async () =>
       (await lab.clientNeighbourMac(s.vip)) === byName(second).mac ? true : undefined,
     );
