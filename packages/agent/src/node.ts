@@ -533,9 +533,10 @@ export class CoordNode {
   // ── host ─────────────────────────────────────────────────────────────────────────────────────────────────
 
   /**
-   * A VIP that is a permanent primary address of its interface is the host's own address (or somebody else's
-   * configuration), not a leftover of ours: removing it at start or on stop would take the host off the network.
-   * Refused before anything on the host is touched.
+   * A VIP that the interface holds as a permanent, primary address of a subnet (not a /32 or /128) is the host's
+   * own address on that network, not a leftover: removing it at start or on stop would take the host off the
+   * network. Refused before anything on the host is touched. Leftovers of ours have a lifetime; those of
+   * keepalived are /32s or secondary addresses, and are removed.
    */
   private async checkHostAddresses(): Promise<void> {
     for (const g of this.config.groups) {
@@ -558,12 +559,13 @@ export class CoordNode {
             a.address === vip.address &&
             a.family === vip.family &&
             a.permanent === true &&
-            a.secondary !== true,
+            a.secondary !== true &&
+            a.prefix < (a.family === 4 ? 32 : 128),
         );
         if (own === undefined) continue;
         throw new CoordError(
           'ERR_COORD_CONFIG',
-          `groups.${g.name}: VIP ${formatCidr(vip)} is a permanent primary address of ${g.interface} (${own.address}/${own.prefix})`,
+          `groups.${g.name}: VIP ${formatCidr(vip)} is a permanent primary address of ${g.interface} (${own.address}/${own.prefix}): this host's own address on that network`,
           {
             hint:
               'a VIP must be an address no host configures itself; pick a free address, or if this is a leftover ' +

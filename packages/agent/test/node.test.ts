@@ -198,6 +198,22 @@ describe('CoordNode in a simulated cluster', () => {
     expect(a.kernel.holds(vip.address)).toBe(true);
   });
 
+  it("removes a permanent /32 leftover of the VIP (keepalived's default) instead of refusing it", async () => {
+    sim = new Sim({ nodes: [{ name: 'a', priority: 100 }] });
+    const s = sim;
+    const a = s.node('a');
+    const vip = a.config.groups[0]?.vips[0];
+    if (vip === undefined) throw new Error('no vip');
+    a.kernel.add({ ...vip, prefix: 32 }, undefined, true);
+    await s.startAll();
+    await s.until(
+      'a holds with a lifetime',
+      () => a.kernel.addresses.get(vip.address)?.expiresAt !== null,
+      3000,
+    );
+    expect(s.logs('a', 'stale vip removed at start')).toHaveLength(1);
+  });
+
   it('randomized faults never yield two holders, and one holder returns after each', async () => {
     let seed = 1234567;
     const rnd = () => {

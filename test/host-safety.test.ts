@@ -1,0 +1,130 @@
+/**
+ * Bad input that could hurt the host (issue #16, finding 9), with the real binary in the lab: a VIP that is the
+ * host's own address is refused before anything changes; a leftover VIP with another prefix length is still
+ * removed; a track script that cannot run puts the node in FAULT and says why.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
+import {
+  assertBuilt,
+  COORD_BIN,
+  controlSocketFor,
+  coordLog,
+  holdersOf,
+  joinArgs,
+  startCoord,
+} from './coord.js';
+
+let lab: Lab;
+let running: LabProcess[] = [];
+
+beforeAll(async () => {
+  assertBuilt();
+  lab = await Lab.create({ hosts: 2, name: 'hostsafe' });
+});
+
+afterEach(async () => {
+  await Promise.all(running.map((p) => p.stop(3000)));
+  running = [];
+});
+
+afterAll(async () => {
+  await lab?.destroy();
+});
+
+const h = (i: number): LabHost => lab.hosts[i] as LabHost;
+
+describe('host safety', () => {
+  it("refuses --vip equal to the interface's own address: exits 2 and the host keeps its address", async () => {
+    // Regression: the host's own IP was "cleaned up" as a stale VIP at start and removed on stop.
+    const host = h(0);
+    const own = `${host.ip}/${lab.subnet.prefix}`;
+    const r = await lab.exec(
+      host,
+      process.execPath,
+      joinArgs(lab, host, { cluster: 'own', vips: [own] }).slice(0),
+      {
+        reject: false,
+        timeoutMs: 15_000,
+      },
+    );
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/permanent primary address of eth0/);
+    expect(r.stderr).toMatch(/ip addr del/); // the hint says what to do if it really is a leftover
+    expect(await lab.addresses(host)).toContain(host.ip);
+    // The lab still works through that address (etcd is reached over it).
+    const ok = await lab.etcdctl(host, ['endpoint', 'health'], { reject: false });
+    expect(ok.exitCode).toBe(0);
+  });
+
+  it('removes a leftover VIP whatever prefix length it was left with', async () => {
+    const host = h(1);
+    const vip = lab.freeAddress(1);
+    // A leftover /32 (another tool, an old config) of a VIP now configured as /24.
+    await lab.exec(host, 'ip', ['addr', 'add', `${vip}/32`, 'dev', 'eth0']);
+    expect(await holdersOf(lab, vip)).toEqual([host.name]);
+    const p = startCoord(lab, host, {
+      cluster: 'prefix',
+      vips: [`${vip}/${lab.subnet.prefix}`],
+      priority: 100,
+    });
+    running.push(p);
+    await waitFor('the stale /32 to be removed at start', async () =>
+      (await coordLog(p)).some((l) => l.message === 'stale vip removed at start') ? true : undefined,
+    );
+    // It then holds the VIP itself, with the configured prefix and a finite lifetime.
+    await waitFor('the node to claim the VIP', async () => {
+      const r = await lab.exec(host, 'ip', ['-j', 'addr', 'show', 'dev', 'eth0']);
+      const addrs = (
+        JSON.parse(r.stdout) as {
+          addr_info: { local: string; prefixlen: number; valid_life_time: number }[];
+        }[]
+      )
+        .flatMap((l) => l.addr_info)
+        .filter((a) => a.local === vip);
+      return addrs.length === 1 && addrs[0]?.prefixlen === lab.subnet.prefix && addrs[0].valid_life_time <= 1
+        ? true
+        : undefined;
+    });
+  });
+
+  it('a track script that does not exist puts the node in FAULT, logged at warn and shown in the local status', async () => {
+    const host = h(0);
+    const vip = lab.freeAddress(2);
+    const p = startCoord(lab, host, {
+      cluster: 'track',
+      vips: [`${vip}/${lab.subnet.prefix}`],
+      extraArgs: ['--track-script', '/nonexistent/check-haproxy', '--track-interval', '0.2'],
+    });
+    running.push(p);
+    await waitFor('the warning', async () =>
+      (await coordLog(p)).find(
+        (l) => l.message === 'track script failing from the start' && l.level === 'warn',
+      )
+        ? true
+        : undefined,
+    );
+    const log = await coordLog(p);
+    const warn = log.find((l) => l.message === 'track script failing from the start');
+    expect(String(warn?.stderr)).toMatch(/cannot run \/nonexistent\/check-haproxy/);
+    const st = await lab.exec(
+      host,
+      process.execPath,
+      [COORD_BIN, 'status', '--local', '--control-socket', controlSocketFor(lab, host, 'track')],
+      { reject: false, timeoutMs: 15_000 },
+    );
+    expect(st.exitCode).toBe(0);
+    const status = JSON.parse(st.stdout) as {
+      health: {
+        checks: { healthy: boolean; lastError?: string }[];
+        groups: { fault: boolean; priority: number }[];
+      };
+    };
+    expect(status.health.checks[0]?.healthy).toBe(false);
+    expect(status.health.checks[0]?.lastError).toMatch(/cannot run \/nonexistent\/check-haproxy/);
+    expect(status.health.groups[0]).toMatchObject({ fault: true, priority: 0 });
+    // In FAULT it never takes the VIP.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await holdersOf(lab, vip)).toEqual([]);
+  });
+});
