@@ -224,21 +224,29 @@ export class CoordNode {
     for (const t of this.timers) t.stop();
     this.timers = [];
     for (const g of this.groups) g.dispatch({ type: 'stop', now: this.deps.clock.now() });
-    const settled = await within(
+    // First the VIPs (each group's lane), then the resigns queued behind them.
+    const removed = await within(
       this.deps.clock,
       2000,
+      Promise.all(this.groups.map((g) => g.laneIdle())).then(() => true),
+      false,
+    );
+    const resigned = await within(
+      this.deps.clock,
+      1000,
       Promise.all(this.groups.map((g) => g.settle())).then(() => true),
       false,
     );
     for (const g of this.groups) g.stopTimers();
-    // Revoking would let a successor claim at once; if a VIP removal has not finished or failed, let the lease
-    // expire instead, so the successor's wait covers the VIP's kernel lifetime.
+    // Revoking lets a successor claim at once: only when every VIP is verifiably gone. Otherwise the lease expires
+    // on its own and the successor's guard and wire probe cover what may be left.
     const removalFailed = this.groups.some((g) => g.removalFailed);
-    if (!settled)
+    if (!removed)
       this.log.error('vip removal did not finish in 2 s; letting the lease expire instead of revoking it');
     else if (removalFailed)
       this.log.error('a vip removal failed; letting the lease expire instead of revoking it');
-    await this.session.close(settled && !removalFailed);
+    else if (!resigned) this.log.warn('resign did not finish in 1 s; revoking the lease (the VIP is gone)');
+    await this.session.close(removed && !removalFailed);
     await this.view.close();
     this.etcd.close();
     this.log.info('node stopped');
