@@ -1,7 +1,8 @@
 /*
  * coord_packet: the smallest native piece coord needs to announce a VIP without waiting for a
- * process (arping takes ~1 s to exit). It opens an AF_PACKET/SOCK_RAW socket bound to one
- * interface, sends a complete Ethernet frame built in TypeScript, and reads an interface's MAC.
+ * process (arping takes ~1 s to exit), and to probe whether anyone still answers for it. It opens
+ * AF_PACKET/SOCK_RAW sockets bound to one interface, sends complete Ethernet frames built in
+ * TypeScript, receives frames of one ethertype, and reads an interface's MAC.
  * Everything about frame layout and checksums lives in TypeScript, where it is unit-tested.
  *
  * Exports:
@@ -10,8 +11,13 @@
  *   close(fd: number): void
  *   hwaddr(ifname: string): Buffer          6-byte MAC (SIOCGIFHWADDR)
  *   ifindex(ifname: string): number         if_nametoindex, 0 when absent
+ *   openRecv(ifindex: number, ethertype: number): number
+ *                                           fd of a non-blocking packet socket that receives frames of one
+ *                                           ethertype arriving on ifindex, never our own outgoing frames
+ *   recv(fd: number): Buffer | null         the next pending frame, null when none is pending (EAGAIN)
  * Errors are thrown as Error with `code` set to the errno name (EPERM, ENODEV, ...).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -36,6 +42,11 @@ static const char *errno_name(int e) {
     case EINVAL: return "EINVAL";
     case EMSGSIZE: return "EMSGSIZE";
     case EMFILE: return "EMFILE";
+    case ENOMEM: return "ENOMEM";
+    case ENOPROTOOPT: return "ENOPROTOOPT";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EINTR: return "EINTR";
+    case ENOTSOCK: return "ENOTSOCK";
     default: return "EUNKNOWN";
   }
 }
@@ -148,6 +159,86 @@ static napi_value js_ifindex(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * A receiving packet socket. It is created with protocol 0 (receives nothing) and only bound to
+ * (ifindex, ethertype) afterwards, so no frame of another interface can slip in between socket() and
+ * bind(). PACKET_IGNORE_OUTGOING (Linux 4.20) keeps our own probes out of the queue; where the kernel
+ * refuses it, recv() drops outgoing frames by their sll_pkttype instead.
+ */
+static napi_value js_open_recv(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  int32_t ifindex, ethertype;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_int32(env, argv[0], &ifindex) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &ethertype) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "openRecv(ifindex, ethertype)");
+    return NULL;
+  }
+  if (ifindex <= 0 || ethertype <= 0 || ethertype > 0xffff) {
+    napi_throw_range_error(env, "EINVAL", "openRecv: ifindex must be > 0 and ethertype 1-0xffff");
+    return NULL;
+  }
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, "socket(AF_PACKET)", errno);
+#ifdef PACKET_IGNORE_OUTGOING
+  int one = 1;
+  (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one); /* best effort, see recv */
+#endif
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons((uint16_t)ethertype);
+  sll.sll_ifindex = ifindex;
+  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) != 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, "bind(AF_PACKET)", e);
+  }
+  if (ethertype == ETH_P_IPV6) {
+    /* Answers to a DAD probe go to all-nodes ff02::1 (RFC 4861 §7.2.4), Ethernet 33:33:00:00:00:01
+     * (RFC 2464 §7). A NIC with IPv6 enabled accepts that group already; the membership (dropped when fd
+     * is closed) only makes sure, so a refusal is not an error. */
+    struct packet_mreq mr;
+    memset(&mr, 0, sizeof mr);
+    mr.mr_ifindex = ifindex;
+    mr.mr_type = PACKET_MR_MULTICAST;
+    mr.mr_alen = ETH_ALEN;
+    static const unsigned char all_nodes[ETH_ALEN] = {0x33, 0x33, 0, 0, 0, 1};
+    memcpy(mr.mr_address, all_nodes, ETH_ALEN);
+    (void)setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr);
+  }
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+/* Longest frame kept: a jumbo frame. ARP and neighbour discovery frames are far shorter; anything longer
+ * is returned truncated, which the parsers treat like any other frame they do not understand. */
+#define RECV_MAX 9216
+
+static napi_value js_recv(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int32_t fd;
+  if (arg_int(env, info, 1, argv, &fd) != 0) return NULL;
+  unsigned char buf[RECV_MAX];
+  for (;;) {
+    struct sockaddr_ll from;
+    socklen_t fromlen = sizeof from;
+    ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        napi_get_null(env, &result);
+        return result;
+      }
+      return throw_errno(env, "recv(AF_PACKET)", errno);
+    }
+    if (from.sll_pkttype == PACKET_OUTGOING) continue; /* our own frame (no PACKET_IGNORE_OUTGOING) */
+    napi_create_buffer_copy(env, (size_t)n, buf, NULL, &result);
+    return result;
+  }
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
@@ -155,6 +246,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
     {"hwaddr", NULL, js_hwaddr, NULL, NULL, NULL, napi_default, NULL},
     {"ifindex", NULL, js_ifindex, NULL, NULL, NULL, napi_default, NULL},
+    {"openRecv", NULL, js_open_recv, NULL, NULL, NULL, napi_default, NULL},
+    {"recv", NULL, js_recv, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,5 +1,5 @@
 /**
- * Loader of the native packet sender (native/packet.c, built by node-gyp at install time into
+ * Loader of the native packet sender and receiver (native/packet.c, built by node-gyp at install time into
  * build/Release/coord_packet.node). The path is resolved from this file, which sits one level below the
  * package root both as src/addon.ts (tests, tsx) and as dist/addon.js (production).
  */
@@ -16,6 +16,21 @@ export interface PacketAddon {
   hwaddr(ifname: string): Buffer;
   /** if_nametoindex(3); 0 when there is no such interface. */
   ifindex(ifname: string): number;
+  /**
+   * fd of a non-blocking AF_PACKET/SOCK_RAW socket that receives the frames of `ethertype` (0x0806 ARP,
+   * 0x86dd IPv6) arriving on `ifindex`, so the takeover probe (prober.ts) can hear who still answers for a
+   * VIP. It never returns frames this host sends (PACKET_IGNORE_OUTGOING, or a packet-type filter where the
+   * kernel lacks it), so our own probes are not mistaken for answers. For 0x86dd it also joins the all-nodes
+   * Ethernet group, where answers to a DAD probe are sent (RFC 4861 §7.2.4). Frames queue in the kernel
+   * until read: drain with {@link PacketAddon.recv} and close with {@link PacketAddon.close}.
+   */
+  openRecv(ifindex: number, ethertype: number): number;
+  /**
+   * The next pending frame, Ethernet header included, or null when nothing is pending (EAGAIN): never
+   * blocks, so a caller can read everything queued without yielding to the event loop. Frames longer than
+   * 9216 bytes come back truncated.
+   */
+  recv(fd: number): Buffer | null;
 }
 
 /** Relative to this module: the addon node-gyp builds. */

@@ -33,6 +33,11 @@ function fakeAddon(): PacketAddon & {
     },
     hwaddr: () => Buffer.from('0200000000aa', 'hex'),
     ifindex: (name: string) => self.indexOf.get(name) ?? 0,
+    // The announcer only sends: a receiving socket would be a leak.
+    openRecv(): number {
+      throw new Error('the announcer must not open a receiving socket');
+    },
+    recv: () => null,
   };
   return self;
 }
