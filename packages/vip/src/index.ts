@@ -13,11 +13,16 @@ export type { LinkEvent, WatchLinksOptions } from './links.js';
 export { loadPacketAddon } from './addon.js';
 export type { PacketAddon } from './addon.js';
 export {
+  buildArpProbe,
+  buildDadSolicitation,
   buildGratuitousArp,
   buildUnsolicitedNa,
   internetChecksum,
   ipv6PseudoHeader,
   formatMac,
+  parseArp,
+  parseNeighborAdvert,
+  solicitedNodeAddress,
 } from './frames.js';
-export type { GarpForm } from './frames.js';
+export type { ArpFields, GarpForm, NaFields } from './frames.js';
 export { netlinkErrno, toCoordError } from './errors.js';
