@@ -1,6 +1,7 @@
 /**
  * @coord/vip — VIP ownership on the host: add/refresh/remove/list addresses over rtnetlink (with kernel
- * lifetimes as a dead-man switch), announce ownership by gratuitous ARP / unsolicited NA, and watch links.
+ * lifetimes as a dead-man switch), announce ownership by gratuitous ARP / unsolicited NA, probe the wire for
+ * anyone still answering for a VIP before a takeover, and watch links.
  */
 export type { AddressLifetime, HostAddress, VipPort } from './types.js';
 export { FOREVER, FOREVER_LIFETIME } from './types.js';
@@ -25,4 +26,6 @@ export {
   solicitedNodeAddress,
 } from './frames.js';
 export type { ArpFields, GarpForm, NaFields } from './frames.js';
+export { createWireProber, MAX_FRAMES_PER_DRAIN } from './prober.js';
+export type { ProbeSession, WireAnswer, WireProber, WireProberOptions } from './prober.js';
 export { netlinkErrno, toCoordError } from './errors.js';
