@@ -162,8 +162,10 @@ static napi_value js_ifindex(napi_env env, napi_callback_info info) {
 /*
  * A receiving packet socket. It is created with protocol 0 (receives nothing) and only bound to
  * (ifindex, ethertype) afterwards, so no frame of another interface can slip in between socket() and
- * bind(). PACKET_IGNORE_OUTGOING (Linux 4.20) keeps our own probes out of the queue; where the kernel
- * refuses it, recv() drops outgoing frames by their sll_pkttype instead.
+ * bind(). Frames this host sends never count as answers: Linux hands outgoing frames only to ETH_P_ALL
+ * sockets, PACKET_IGNORE_OUTGOING (Linux 4.20) says so explicitly, and where the kernel refuses that
+ * option recv() drops outgoing frames by their sll_pkttype. (A frame the network reflects back arrives
+ * as incoming; the caller drops it by its source MAC.)
  */
 static napi_value js_open_recv(napi_env env, napi_callback_info info) {
   size_t argc = 2;

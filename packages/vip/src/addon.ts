@@ -20,7 +20,8 @@ export interface PacketAddon {
    * fd of a non-blocking AF_PACKET/SOCK_RAW socket that receives the frames of `ethertype` (0x0806 ARP,
    * 0x86dd IPv6) arriving on `ifindex`, so the takeover probe (prober.ts) can hear who still answers for a
    * VIP. It never returns frames this host sends (PACKET_IGNORE_OUTGOING, or a packet-type filter where the
-   * kernel lacks it), so our own probes are not mistaken for answers. For 0x86dd it also joins the all-nodes
+   * kernel lacks it), so our own probes are not mistaken for answers; a frame the network reflects back
+   * arrives as incoming and must be dropped by its source MAC. For 0x86dd it also joins the all-nodes
    * Ethernet group, where answers to a DAD probe are sent (RFC 4861 §7.2.4). Frames queue in the kernel
    * until read: drain with {@link PacketAddon.recv} and close with {@link PacketAddon.close}.
    */

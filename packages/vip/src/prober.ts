@@ -16,6 +16,9 @@
  *   with a Neighbor Advertisement to all-nodes (RFC 4861 §7.2.4). An NA whose target is the VIP, from a MAC
  *   that is not ours, is an answer (RFC 4862 §5.4.4); another node's DAD solicitation is not.
  *
+ * Our own frames: the receiving sockets are never handed what this host sends (native/packet.c), and a frame
+ * the network reflects back (a hairpin port) carries our MAC, which never counts.
+ *
  * No timers in here: the caller decides when to probe and when to drain (on its Clock, so the guard runs under
  * the fake clock in tests). Frames that arrive between two drains queue in the kernel's socket buffer.
  */

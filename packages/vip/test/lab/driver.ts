@@ -12,10 +12,11 @@ import {
   buildGratuitousArp,
   createAnnouncer,
   createNetlinkVipPort,
+  createWireProber,
   loadPacketAddon,
   watchLinks,
 } from '../../src/index.js';
-import type { AddressLifetime, LinkEvent } from '../../src/index.js';
+import type { AddressLifetime, LinkEvent, ProbeSession, WireAnswer } from '../../src/index.js';
 
 export type Command =
   | { op: 'add'; iface: string; cidr: string; lifetime?: AddressLifetime }
@@ -30,12 +31,65 @@ export type Command =
   | { op: 'frame'; iface: string; hex: string }
   | { op: 'mac'; iface: string }
   | { op: 'watch' }
-  | { op: 'events' };
+  | { op: 'events' }
+  | { op: 'probe'; iface: string; cidrs: string[]; rounds: number; intervalMs: number }
+  | { op: 'probeStart'; iface: string; cidrs: string[]; intervalMs: number }
+  | { op: 'probeRounds' }
+  | { op: 'probeStop' };
+
+/**
+ * One round of the wire probe: probes sent at `t`, answers read at `drainedAt` (epoch ms, comparable with other
+ * processes' timestamps). Each round first reads what arrived since the last one (`late`, counted for the
+ * previous round), then probes, waits `intervalMs` and reads again.
+ */
+export interface ProbeRound {
+  t: number;
+  sent: number;
+  drainedAt: number;
+  answers: WireAnswer[];
+}
+
+/** A probe loop running in the background until probeStop. */
+interface Probing {
+  rounds: ProbeRound[];
+  stop: boolean;
+  done: Promise<void>;
+}
 
 const port = createNetlinkVipPort();
 const announcer = createAnnouncer();
 const linkEvents: LinkEvent[] = [];
 let fallback: ReturnType<typeof createAnnouncer> | undefined;
+const prober = createWireProber();
+let probing: Probing | undefined;
+
+function openProbe(iface: string, cidrs: string[]): ProbeSession {
+  const r = prober.open(iface, cidrs.map(vipOf));
+  if (!r.ok) throw new Error(r.reason);
+  return r.session;
+}
+
+/** Probe, wait, drain — until `rounds` are done or `state.stop` is set; then close the session. */
+async function probeLoop(
+  session: ProbeSession,
+  intervalMs: number,
+  rounds: ProbeRound[],
+  until: () => boolean,
+): Promise<void> {
+  try {
+    while (!until()) {
+      const late = session.drain();
+      const previous = rounds[rounds.length - 1];
+      if (previous !== undefined) previous.answers.push(...late);
+      const t = Date.now();
+      const sent = session.probe();
+      await new Promise((r) => setTimeout(r, intervalMs));
+      rounds.push({ t, sent, answers: session.drain(), drainedAt: Date.now() });
+    }
+  } finally {
+    session.close();
+  }
+}
 
 /** Send raw bytes (negative controls: a frame the code under test would never build). */
 function sendFrame(iface: string, frame: Buffer): void {
@@ -170,6 +224,34 @@ async function run(cmd: Command): Promise<unknown> {
       return 'watching';
     case 'events':
       return linkEvents;
+    case 'probe': {
+      const rounds: ProbeRound[] = [];
+      await probeLoop(
+        openProbe(cmd.iface, cmd.cidrs),
+        cmd.intervalMs,
+        rounds,
+        () => rounds.length >= cmd.rounds,
+      );
+      return rounds;
+    }
+    case 'probeStart': {
+      if (probing !== undefined) throw new Error('already probing');
+      const session = openProbe(cmd.iface, cmd.cidrs);
+      const state: Probing = { rounds: [], stop: false, done: Promise.resolve() };
+      state.done = probeLoop(session, cmd.intervalMs, state.rounds, () => state.stop);
+      probing = state;
+      return 'probing';
+    }
+    case 'probeRounds':
+      return probing?.rounds ?? [];
+    case 'probeStop': {
+      const state = probing;
+      if (state === undefined) throw new Error('not probing');
+      state.stop = true;
+      await state.done;
+      probing = undefined;
+      return state.rounds;
+    }
   }
 }
 
@@ -193,6 +275,7 @@ rl.on('line', (line) => {
   );
 });
 rl.on('close', () => {
+  if (probing !== undefined) probing.stop = true;
   port.close();
   announcer.close();
   fallback?.close();
