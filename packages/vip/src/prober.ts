@@ -82,7 +82,11 @@ export const MAX_FRAMES_PER_DRAIN = 4096;
 
 type Receiver = { fd: number; answer: (frame: Buffer) => WireAnswer | undefined };
 
-/** Build the prober. The addon is loaded once, here; without it every open() says why. */
+/**
+ * Build the prober. The addon is loaded once, here; without it every open() says why. A session reads the
+ * interface's MAC once, when it opens: it lives for one takeover guard, and its probes must carry the MAC its
+ * own-answer filter compares with.
+ */
 export function createWireProber(opts: WireProberOptions = {}): WireProber {
   const log = (opts.logger ?? nullLogger).child({ component: 'wire-prober' });
   let addon: PacketAddon | undefined;
@@ -130,7 +134,8 @@ function openSession(
     if (bytes.length !== (vip.family === 4 ? 4 : 16))
       return { ok: false, reason: `${vip.address} is not an IPv${vip.family} address` };
     // An unspecified VIP would match every ARP probe's sender address (0.0.0.0).
-    if (bytes.every((b) => b === 0)) return { ok: false, reason: `cannot probe the unspecified address` };
+    if (bytes.every((b) => b === 0))
+      return { ok: false, reason: `cannot probe the unspecified address ${vip.address}` };
     (vip.family === 4 ? v4 : v6).set(bytesToIp(bytes), vip.address);
   }
 
