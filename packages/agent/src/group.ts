@@ -12,6 +12,7 @@ import {
   deadlineOf,
   initialState,
   PROBE_INTERVAL_MS,
+  PROBE_QUIET_MS,
   step,
   type Effect,
   type GroupConfig,
@@ -118,6 +119,8 @@ export class GroupRunner {
   private announceTimer: TimerHandle | null = null;
   private probe: { session: ProbeSession; timer: TimerHandle | null } | null = null;
   private resigning: Promise<unknown> = Promise.resolve();
+  /** The last answer to our wire probe (time and MAC), while waiting to claim. */
+  private lastAnswer: { at: number; mac: string } | null = null;
   private stopped = false;
   private readonly log: Logger;
 
@@ -301,6 +304,15 @@ export class GroupRunner {
   private async addVips(epoch: number, lifetimeSec: number, notAfter: number): Promise<void> {
     const { clock } = this.opts;
     const iface = this.opts.settings.interface;
+    const answered = this.lastAnswer;
+    this.lastAnswer = null;
+    if (answered !== null && clock.now() - answered.at < PROBE_QUIET_MS) {
+      // The machine only claims over a live answer at the cap: nothing of ours can live that long.
+      this.log.error('claiming the VIP although it is still answered on the wire (cap reached)', {
+        mac: answered.mac,
+        hint: 'something outside coord holds this address (a static address, another tool): find the MAC and remove it',
+      });
+    }
     if (clock.now() > notAfter) {
       // Too late to add with this lifetime safely (the event loop lagged): get a fresh ack and retry.
       this.log.warn('vip add skipped: ack too old', { epoch, lateByMs: Math.round(clock.now() - notAfter) });
@@ -444,7 +456,8 @@ export class GroupRunner {
     if (answers.length === 0) return;
     const now = this.opts.clock.now();
     const first = answers[0];
-    if (first !== undefined) {
+    if (first !== undefined) this.lastAnswer = { at: now, mac: first.mac };
+    if (first !== undefined && (this.state.wire?.lastAnswerAt ?? null) === null) {
       this.log.info('vip still answered on the wire; waiting', { address: first.address, mac: first.mac });
       this.opts.onFact?.({ type: 'wireAnswered', group: this.name, mac: first.mac, address: first.address });
     }

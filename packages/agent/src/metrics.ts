@@ -87,7 +87,7 @@ export class Metrics {
   });
   readonly wireAnswers = new Counter({
     name: 'coord_wire_answers_total',
-    help: 'answers to our wire probe for a VIP we were about to claim (a stale copy elsewhere; we waited)',
+    help: 'takeovers that waited because the VIP was still answered on the wire (a stale copy elsewhere)',
     labelNames: ['group'],
     registers: [this.registry],
   });

@@ -15,7 +15,7 @@ import {
 } from '@coord/agent';
 import { parseEndpoints } from '@coord/etcd';
 import { bindPreflight, checkNonlocalBind, createHaproxyDriver, type HaproxyDriver } from '@coord/haproxy';
-import { createAnnouncer, createNetlinkVipPort } from '@coord/vip';
+import { createAnnouncer, createNetlinkVipPort, createWireProber } from '@coord/vip';
 import { createLogger } from './logging.js';
 import { VERSION } from './version.js';
 
@@ -228,6 +228,7 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
           logger,
           vipPort,
           announcer,
+          prober: createWireProber({ logger }),
           version: VERSION,
           metrics,
           ...(haproxyLoop === undefined ? {} : { haproxy: haproxyLoop }),
