@@ -80,6 +80,11 @@ export class Metrics {
     labelNames: ['check'],
     registers: [this.registry],
   });
+  readonly etcdCertExpiry = new Gauge({
+    name: 'coord_etcd_client_cert_expiry_seconds',
+    help: 'seconds until the etcd client certificate expires (negative: expired)',
+    registers: [this.registry],
+  });
   readonly candidate = new Gauge({
     name: 'coord_candidate',
     help: '1 while this node may be elected (session up, view synced since it began, prompt etcd acks)',

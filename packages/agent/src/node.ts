@@ -22,6 +22,7 @@ import {
 import {
   clusterKeys,
   createEtcdBackend,
+  loadConnection,
   decodeLeader,
   decodeMember,
   ElectionStore,
@@ -29,6 +30,7 @@ import {
   PrefixView,
   type ClusterKeys,
   type EtcdBackend,
+  type EtcdClientBackend,
   type Entry,
   type HolderFacts,
   type MemberRecord,
@@ -47,8 +49,10 @@ export interface NodeDeps {
   /** Probes the VIP on the wire before a takeover after an unclean vacancy (absent: wait the full cap). */
   readonly prober?: ProbePort;
   readonly version: string;
-  /** Built from the config's endpoints unless given (tests pass an in-memory etcd). */
+  /** Built from the config's etcd settings unless given (tests pass an in-memory etcd). */
   readonly etcd?: EtcdBackend;
+  /** How often the TLS files are checked for a rotation (default 10 s; SIGHUP checks at once). */
+  readonly tlsCheckMs?: number;
   readonly onFact?: (fact: GroupFact) => void;
   readonly metrics?: Metrics;
   /** Keeps HAProxy in line with the services in etcd (when this node runs the HAProxy loop). */
@@ -76,10 +80,19 @@ export interface NodeStatus extends StatusRecord {
     vips: string[];
     vipsPresent: string[];
   }[];
-  readonly etcd: { connected: boolean; revision: number; staleMs: number };
+  readonly etcd: {
+    connected: boolean;
+    revision: number;
+    staleMs: number;
+    /** The client certificate's expiry (ISO 8601) and days left, when TLS client auth is used. */
+    clientCert?: { expiresAt: string; daysLeft: number; warning?: string };
+  };
   readonly haproxy: HaproxyStatus | undefined;
   readonly at: number;
 }
+
+/** A client certificate closer than this to its expiry is warned about (logs, status, metric). */
+export const CERT_WARN_DAYS = 7;
 
 /**
  * One coord node in etcd mode: one session (lease) shared by all its groups, one view of the cluster prefix, one
@@ -88,6 +101,9 @@ export interface NodeStatus extends StatusRecord {
  */
 export class CoordNode {
   private readonly etcd: EtcdBackend;
+  /** The production backend, when the etcd client can rotate TLS material (absent in tests). */
+  private readonly tlsClient: EtcdClientBackend | undefined;
+  private certWarnedAt = -Infinity;
   private readonly keys: ClusterKeys;
   private readonly store: ElectionStore;
   private readonly session: EtcdSession;
@@ -113,7 +129,14 @@ export class CoordNode {
     this.config = config;
     const cluster = config.cluster ?? 'default';
     this.log = deps.logger.child({ node: config.node, cluster });
-    this.etcd = deps.etcd ?? createEtcdBackend({ endpoints: config.etcd });
+    if (deps.etcd === undefined) {
+      const client = createEtcdBackend(loadConnection(config.etcd));
+      this.etcd = client;
+      this.tlsClient = client;
+    } else {
+      this.etcd = deps.etcd;
+      this.tlsClient = undefined;
+    }
     this.keys = clusterKeys(cluster);
     this.store = new ElectionStore(this.etcd, this.keys);
     this.groups = config.groups.map(
@@ -175,6 +198,7 @@ export class CoordNode {
     this.view = new PrefixView({
       etcd: this.etcd,
       prefix: this.keys.prefix,
+      target: config.etcd.endpoints.join(','),
       clock: deps.clock,
       logger: this.log,
       onChange: (change, view) => {
@@ -205,6 +229,10 @@ export class CoordNode {
     if (this.deps.haproxy !== undefined) {
       const loop = this.deps.haproxy;
       this.timers.push(every(clock, 10_000, () => loop.recheck()));
+    }
+    if (this.tlsClient !== undefined && this.tlsClient.certExpiresAt !== undefined) {
+      this.checkCertExpiry();
+      this.timers.push(every(clock, this.deps.tlsCheckMs ?? 10_000, () => this.rotateTls('file check')));
     }
     this.log.info('node started', {
       groups: this.config.groups.map((g) => ({
@@ -275,6 +303,7 @@ export class CoordNode {
         connected: health.connected,
         revision: health.revision,
         staleMs: Math.round(this.deps.clock.now() - health.lastHeardAt),
+        ...this.certStatus(),
       },
       haproxy: this.deps.haproxy?.status,
       at: this.deps.clock.wallNow(),
@@ -312,7 +341,9 @@ export class CoordNode {
     if (next.cluster !== cur.cluster) restartRequired.push('cluster');
     if (next.ttlSec !== cur.ttlSec) restartRequired.push('ttl');
     if (next.mode !== cur.mode) restartRequired.push('mode');
-    if (next.etcd.join() !== cur.etcd.join()) restartRequired.push('etcd');
+    if (JSON.stringify(next.etcd) !== JSON.stringify(cur.etcd)) restartRequired.push('etcd');
+    // Rotated certificate files under the same names are picked up without a restart.
+    this.rotateTls('config reload');
     const names = (c: NodeConfig) =>
       c.groups.map((g) => `${g.name}:${g.interface}:${g.vips.map(formatCidr).join('+')}`).join(',');
     if (names(next) !== names(cur)) restartRequired.push('groups (names, interfaces or VIPs)');
@@ -346,6 +377,60 @@ export class CoordNode {
     this.refreshSelf(group);
     const lease = this.session.currentLeaseId;
     if (lease !== null) this.registerMember(lease);
+  }
+
+  // ── TLS ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Pick up rotated TLS files (same paths, new content): the client reconnects with them, the keepalive stream
+   * and the watch re-open, the lease and the VIP stay. A bad new file is refused and the old material kept.
+   */
+  private rotateTls(why: string): void {
+    const client = this.tlsClient;
+    if (client === undefined || this.stopped) return;
+    try {
+      if (client.reloadTls().changed) {
+        this.log.info('etcd TLS material reloaded', {
+          why,
+          clientCertExpiresAt: client.certExpiresAt?.toISOString() ?? null,
+        });
+        this.certWarnedAt = -Infinity;
+      }
+    } catch (e) {
+      this.log.error('etcd TLS files changed but cannot be used; keeping the current ones', {
+        error: errorMessage(e),
+        ...(e instanceof CoordError && e.hint !== undefined ? { hint: e.hint } : {}),
+      });
+    }
+    this.checkCertExpiry();
+  }
+
+  private certStatus(): { clientCert?: { expiresAt: string; daysLeft: number; warning?: string } } {
+    const at = this.tlsClient?.certExpiresAt;
+    if (at === undefined) return {};
+    const daysLeft = Math.floor((at.getTime() - this.deps.clock.wallNow()) / 86_400_000);
+    const warning =
+      daysLeft < 0
+        ? 'the etcd client certificate has expired: etcd refuses this node until it is renewed'
+        : daysLeft < CERT_WARN_DAYS
+          ? `the etcd client certificate expires in ${daysLeft} day(s): renew it (coord picks up the new files by itself)`
+          : undefined;
+    return {
+      clientCert: { expiresAt: at.toISOString(), daysLeft, ...(warning === undefined ? {} : { warning }) },
+    };
+  }
+
+  /** Metric always; a warning at most once an hour while the certificate is within CERT_WARN_DAYS of expiry. */
+  private checkCertExpiry(): void {
+    const at = this.tlsClient?.certExpiresAt;
+    if (at === undefined) return;
+    this.deps.metrics?.etcdCertExpiry.set((at.getTime() - this.deps.clock.wallNow()) / 1000);
+    const warning = this.certStatus().clientCert?.warning;
+    const now = this.deps.clock.now();
+    if (warning !== undefined && now - this.certWarnedAt >= 3_600_000) {
+      this.certWarnedAt = now;
+      this.log.warn('etcd client certificate expires soon', { expiresAt: at.toISOString(), hint: warning });
+    }
   }
 
   // ── candidacy ────────────────────────────────────────────────────────────────────────────────────────────

@@ -71,6 +71,13 @@ export class VrrpNode {
   }
 
   async start(): Promise<void> {
+    // Everything that can be refused is checked before anything on the host changes.
+    const checked: { g: GroupSettings; primary: string }[] = [];
+    for (const g of this.config.groups) {
+      const primary = await this.primaryAddress(g);
+      this.vrrpConfig(g, primary, g.priority);
+      checked.push({ g, primary });
+    }
     for (const g of this.config.groups) {
       for (const vip of g.vips) {
         if ((await this.deps.vipPort.remove(g.interface, vip)) === 'removed') {
@@ -78,7 +85,7 @@ export class VrrpNode {
         }
       }
     }
-    for (const g of this.config.groups) this.running.push(await this.startGroup(g));
+    for (const { g, primary } of checked) this.running.push(this.startGroup(g, primary));
     if (this.deps.metrics !== undefined)
       this.metricsTimer = every(this.deps.clock, 1000, () => this.updateMetrics());
   }
@@ -179,17 +186,16 @@ export class VrrpNode {
     return primary.address;
   }
 
-  private async startGroup(g: GroupSettings): Promise<Running> {
+  /** The instance config of a group (RFC rules, interface-dependent ones included); throws ERR_COORD_CONFIG. */
+  private vrrpConfig(g: GroupSettings, primary: string, priority: number) {
     const v = g.vrrp;
     if (v === undefined)
       throw new CoordError('ERR_COORD_CONFIG', `group ${g.name} has no VRRP settings`, {
         hint: 'pass --vrid',
       });
-    const primary = await this.primaryAddress(g);
-    const verdict = this.pending.get(g.name);
-    const config = loadVrrpConfig({
+    return loadVrrpConfig({
       vrid: v.vrid,
-      priority: verdict !== undefined && verdict >= 1 ? verdict : g.priority,
+      priority,
       advertInt: v.advertIntSec,
       version: v.version,
       addresses: g.vips.map((x) => x.address),
@@ -198,6 +204,12 @@ export class VrrpNode {
       ...(v.authPass === undefined ? {} : { authPass: v.authPass }),
       preempt: g.preempt,
     });
+  }
+
+  private startGroup(g: GroupSettings, primary: string): Running {
+    const verdict = this.pending.get(g.name);
+    const config = this.vrrpConfig(g, primary, verdict !== undefined && verdict >= 1 ? verdict : g.priority);
+    const v = { vrid: config.vrid };
     const log = this.log.child({ group: g.name, vrid: v.vrid });
     const transport =
       config.family === 6

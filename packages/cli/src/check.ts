@@ -7,9 +7,11 @@ import {
   type ConfigIssue,
   type NodeConfig,
 } from '@coord/core';
-import { validateVrrpConfig } from '@coord/vrrp';
 
-/** Every problem in a config file, with its path and a hint (like `keepalived --config-test`, but actionable). */
+/**
+ * Every problem in a config file, with its path and a hint (like `keepalived --config-test`, but actionable):
+ * the schema `coord join` validates with, plus the commands it would refuse to run.
+ */
 export async function checkConfigFile(
   path: string,
 ): Promise<{ config: NodeConfig | undefined; issues: ConfigIssue[] }> {
@@ -19,32 +21,6 @@ export async function checkConfigFile(
   const r = validateNodeConfig(raw);
   if (!r.ok) return { config: undefined, issues: r.issues };
   const issues: ConfigIssue[] = [];
-  r.config.groups.forEach((g, gi) => {
-    if (g.vrrp === undefined) return;
-    // The primary address is the interface's own, known only at run time: check the rest with a stand-in.
-    const family = g.vips[0]?.family ?? 4;
-    const res = validateVrrpConfig({
-      vrid: g.vrrp.vrid,
-      priority: g.priority,
-      advertInt: g.vrrp.advertIntSec,
-      version: g.vrrp.version,
-      addresses: g.vips.map((v) => v.address),
-      primaryAddress: family === 4 ? '192.0.2.1' : 'fe80::1',
-      unicastPeers: g.vrrp.unicastPeers,
-      ...(g.vrrp.authPass === undefined ? {} : { authPass: g.vrrp.authPass }),
-      preempt: g.preempt,
-    });
-    if (!res.ok) {
-      for (const e of res.errors) {
-        if (e.field === 'primary-address') continue;
-        issues.push({
-          path: `groups[${gi}].${e.field}`,
-          message: e.message,
-          hint: `see coord join --help for --${e.field}`,
-        });
-      }
-    }
-  });
   // Commands are split without a shell; refuse what only a shell could honour.
   const commands: [string, string | undefined][] = [
     ...r.config.track.scripts.map((t, i): [string, string] => [`track.scripts[${i}].command`, t.command]),

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { hostname } from 'node:os';
-import { CoordError, readConfigFile, requireNodeConfig, systemClock, type NodeConfig } from '@coord/core';
+import { CoordError, requireNodeConfig, systemClock, type NodeConfig } from '@coord/core';
 import {
   attachHealth,
   attachHooks,
@@ -13,17 +13,15 @@ import {
   startControlServer,
   VrrpNode,
 } from '@coord/agent';
-import { parseEndpoints } from '@coord/etcd';
 import { bindPreflight, checkNonlocalBind, createHaproxyDriver, type HaproxyDriver } from '@coord/haproxy';
 import { createAnnouncer, createNetlinkVipPort, createWireProber } from '@coord/vip';
 import { createLogger } from './logging.js';
+import { DEFAULT_CONFIG_PATH } from './options.js';
+import { applyConnectionFlags, configPath, readNodeFile, type ConnectionArgs } from './target.js';
 import { VERSION } from './version.js';
 
 /** The flags of `coord join`, as yargs hands them over (undefined = not given). */
-export interface JoinArgs {
-  config?: string | undefined;
-  etcd?: string[] | undefined;
-  cluster?: string | undefined;
+export interface JoinArgs extends ConnectionArgs {
   node?: string | undefined;
   interface?: string | undefined;
   vip?: string[] | undefined;
@@ -50,6 +48,8 @@ export interface JoinArgs {
   haproxyBase?: string | undefined;
   haproxyBin?: string | undefined;
   haproxyRunDir?: string | undefined;
+  metrics?: string | undefined;
+  controlSocket?: string | undefined;
   vrid?: number | undefined;
   advertInt?: number | undefined;
   vrrpVersion?: number | undefined;
@@ -62,10 +62,8 @@ export interface JoinArgs {
  * --vip) define one group; --priority, --preempt and --preempt-delay apply to every group.
  */
 export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
-  const raw: Record<string, unknown> = args.config === undefined ? {} : await readConfigFile(args.config);
-  if (args.etcd !== undefined) raw.etcd = parseEndpoints(args.etcd);
-  else if (Array.isArray(raw.etcd)) raw.etcd = parseEndpoints(raw.etcd.map(String));
-  if (args.cluster !== undefined) raw.cluster = args.cluster;
+  const file = await readNodeFile(args);
+  const raw: Record<string, unknown> = applyConnectionFlags(file.raw, args);
   if (args.node !== undefined) raw.node = args.node;
   // The node name defaults to the host name (its first label), as keepalived's router_id does.
   raw.node ??= hostname().split('.')[0];
@@ -160,17 +158,13 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
       hint: 'pass --interface IF --vip CIDR, or --config FILE with a "groups:" list',
     });
   }
-  return requireNodeConfig(raw, args.config ?? 'flags');
-}
-
-/** Flags of `coord join` that are about the process, not the cluster (not in the YAML schema). */
-export interface JoinRuntimeArgs {
-  metrics?: string | undefined;
-  controlSocket?: string | undefined;
+  if (args.metrics !== undefined) raw.metrics = args.metrics;
+  if (args.controlSocket !== undefined) raw.controlSocket = args.controlSocket;
+  return requireNodeConfig(raw, file.path ?? 'flags');
 }
 
 /** `coord join`: run in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the config file. */
-export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number> {
+export async function runJoin(args: JoinArgs): Promise<number> {
   const config = await buildJoinConfig(args);
   const logger = createLogger(config.logLevel);
   if (process.getuid?.() !== 0) {
@@ -255,14 +249,18 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
       hooks?.notify(group, fault ? 'fault' : 'follower', reasons.join('; ') || 'checks pass', null),
   });
   const servers: Server[] = [];
-  if (args.metrics !== undefined) servers.push(await serveMetrics(metrics, args.metrics, logger));
+  if (config.metrics !== undefined) servers.push(await serveMetrics(metrics, config.metrics, logger));
 
   /** Re-read the config file; apply what can change live, keep running on any error. */
   const reload = async () => {
-    if (args.config === undefined) {
-      throw new CoordError('ERR_COORD_USAGE', 'this node was started without --config: nothing to re-read', {
-        hint: 'start coord join with --config FILE to use reload-config',
-      });
+    if (configPath(args) === undefined) {
+      throw new CoordError(
+        'ERR_COORD_USAGE',
+        'this node was started without a config file: nothing to re-read',
+        {
+          hint: `start coord join with --config FILE (or put the config in ${DEFAULT_CONFIG_PATH}) to use reload-config`,
+        },
+      );
     }
     const next = await buildJoinConfig(args);
     const result = node.applyConfig(next);
@@ -273,7 +271,7 @@ export async function runJoin(args: JoinArgs & JoinRuntimeArgs): Promise<number>
     }
     return result;
   };
-  const controlPath = args.controlSocket ?? DEFAULT_CONTROL_SOCKET;
+  const controlPath = config.controlSocket ?? DEFAULT_CONTROL_SOCKET;
   if (controlPath !== '') {
     servers.push(
       await startControlServer(

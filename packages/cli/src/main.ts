@@ -1,23 +1,35 @@
-import yargs, { type Argv } from 'yargs';
+import yargs from 'yargs';
 import { CoordError, errorMessage, isCoordError } from '@coord/core';
 import { controlRequest, DEFAULT_CONTROL_SOCKET } from '@coord/agent';
+import { applyRoles, coordRoles, etcdctlRoleCommands } from '@coord/etcd';
 import { checkConfigFile, formatIssues, summarize } from './check.js';
 import { runJoin } from './join.js';
 import { formatServiceList, serverRm, serverSet, serviceList, serviceRm, serviceSet } from './services.js';
 import { formatClusterStatus, readClusterStatus } from './status.js';
+import {
+  CONTROL_OPTIONS,
+  envArgs,
+  JOIN_OPTIONS,
+  ROLES_OPTIONS,
+  SERVICE_OPTIONS,
+  STATUS_OPTIONS,
+} from './options.js';
+import { mergeConnection, readNodeFile, resolveTarget } from './target.js';
 import { VERSION } from './version.js';
 
 const EXAMPLE_JOIN =
   'coord join --etcd http://10.0.0.2:2379 --cluster prod --node lb1 --interface eth0 --vip 10.0.0.50/24 --priority 150';
 
-function withEtcd<T>(y: Argv<T>) {
-  return y
-    .option('etcd', {
-      type: 'string',
-      array: true,
-      describe: 'etcd endpoints, comma-separated or repeated (http://HOST:2379)',
-    })
-    .option('cluster', { type: 'string', describe: 'cluster name: the key prefix /coord/NAME/ in etcd' });
+/** The control socket of the local coord: --control-socket, else the config's controlSocket, else the default. */
+async function controlSocketOf(a: {
+  config?: string | undefined;
+  controlSocket?: string | undefined;
+}): Promise<string> {
+  if (a.controlSocket !== undefined) return a.controlSocket;
+  const { raw } = await readNodeFile(a);
+  return typeof raw.controlSocket === 'string' && raw.controlSocket !== ''
+    ? raw.controlSocket
+    : DEFAULT_CONTROL_SOCKET;
 }
 
 /** Print an error the operator can act on; return its exit status. */
@@ -35,149 +47,32 @@ function report(e: unknown): number {
 }
 
 /** The `coord` command line. Returns the exit status. */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let code = 0;
-  const cli = yargs(argv)
+  // COORD_* variables apply only to the options of the command being run (options.ts).
+  const cli = yargs([...argv, ...envArgs(argv, env)])
     .scriptName('coord')
-    .env('COORD')
     .version(VERSION)
     .strict()
     .recommendCommands()
     .demandCommand(
       1,
-      'name a command: join | status | service | server | reload-config | check-config (see coord --help)',
+      'name a command: join | status | service | server | reload-config | check-config | etcd-roles (see coord --help)',
     )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
     )
-    .epilogue('Every flag can also be set as a COORD_* environment variable (e.g. COORD_ETCD, COORD_NODE).')
+    .epilogue(
+      'Every flag of a command can also be set as a COORD_* environment variable (e.g. COORD_ETCD, COORD_NODE); ' +
+        'the etcd password only ever comes from --etcd-password-file or COORD_ETCD_PASSWORD. Commands read ' +
+        '/etc/coord/coord.yaml when it exists (or --config FILE) for their etcd settings and cluster.',
+    )
     .command(
       'join',
       'join the cluster: elect a holder per VIP group through etcd leases and hold the VIP while elected',
       (y) =>
-        withEtcd(y)
-          .option('config', { type: 'string', describe: 'YAML config file (flags override it)' })
-          .option('node', {
-            type: 'string',
-            describe: 'this node’s name, unique in the cluster [default: the host name]',
-          })
-          .option('interface', { type: 'string', describe: 'interface that carries the VIPs' })
-          .option('vip', {
-            type: 'string',
-            array: true,
-            describe: 'virtual IP as ADDRESS/PREFIX (repeatable)',
-          })
-          .option('group', {
-            type: 'string',
-            describe: 'name of the VIP group the flags define [default: "default"]',
-          })
-          .option('priority', {
-            type: 'number',
-            describe: 'election priority 1-254, highest holds [default: 100]',
-          })
-          .option('ttl', {
-            type: 'number',
-            describe: 'lease TTL in whole seconds; bounds crash failover [default: 1]',
-          })
-          .option('preempt', {
-            type: 'boolean',
-            describe:
-              'take the VIP from a lower-priority holder (--no-preempt keeps the current holder) [default: true]',
-          })
-          .option('preempt-delay', {
-            type: 'number',
-            describe: 'seconds to be up before preempting [default: 0]',
-          })
-          .option('mode', {
-            type: 'string',
-            choices: ['etcd', 'vrrp'],
-            describe: 'etcd: lease election (default); vrrp: speak VRRP with keepalived peers',
-          })
-          .option('vrid', {
-            type: 'number',
-            describe: 'VRRP mode: virtual router id 1-255 (as on the keepalived peers)',
-          })
-          .option('advert-int', {
-            type: 'number',
-            describe: 'VRRP mode: advert interval in seconds [default: 1]',
-          })
-          .option('vrrp-version', {
-            type: 'number',
-            choices: [2, 3],
-            describe: 'VRRP mode: protocol version [default: 3]',
-          })
-          .option('unicast-peer', {
-            type: 'string',
-            array: true,
-            describe: 'VRRP mode: send adverts to these peers instead of multicast',
-          })
-          .option('auth-pass', {
-            type: 'string',
-            describe: 'VRRP mode, v2 only: simple password (at most 8 bytes)',
-          })
-          .option('track-script', {
-            type: 'string',
-            array: true,
-            describe: 'health check command (repeatable; run without a shell, exit 0 = healthy)',
-          })
-          .option('track-weight', {
-            type: 'number',
-            array: true,
-            describe: 'priority change of the track script in the same position (none: failing = FAULT)',
-          })
-          .option('track-interval', {
-            type: 'number',
-            describe: 'seconds between runs of each track script [default: 2]',
-          })
-          .option('track-timeout', {
-            type: 'number',
-            describe: 'seconds before a track script counts as failed and is killed [default: 2]',
-          })
-          .option('track-rise', { type: 'number', describe: 'successes needed to turn healthy [default: 2]' })
-          .option('track-fall', { type: 'number', describe: 'failures needed to turn failed [default: 2]' })
-          .option('track-interface', {
-            type: 'string',
-            array: true,
-            describe: 'interface whose link/carrier loss puts the node in FAULT (repeatable)',
-          })
-          .option('notify', {
-            type: 'string',
-            describe: 'command run on every transition (env COORD_STATE, COORD_GROUP, …)',
-          })
-          .option('notify-leader', { type: 'string', describe: 'command run when this node holds the VIP' })
-          .option('notify-follower', {
-            type: 'string',
-            describe: 'command run when this node becomes a follower',
-          })
-          .option('notify-fault', {
-            type: 'string',
-            describe: 'command run when a check puts the node in FAULT',
-          })
-          .option('notify-stop', { type: 'string', describe: 'command run when coord stops' })
-          .option('haproxy-config', {
-            type: 'string',
-            describe:
-              'run the HAProxy loop: render the services in etcd to this file and keep HAProxy serving them',
-          })
-          .option('haproxy-base', {
-            type: 'string',
-            describe: 'node-local HAProxy config included in every render (never from etcd)',
-          })
-          .option('haproxy-bin', { type: 'string', describe: 'HAProxy binary [default: /usr/sbin/haproxy]' })
-          .option('haproxy-run-dir', {
-            type: 'string',
-            describe: 'master socket, pidfile and HAProxy log [default: /run/coord/haproxy]',
-          })
-          .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on ADDR:PORT (/metrics)' })
-          .option('control-socket', {
-            type: 'string',
-            describe: `local control socket for status --local and reload-config ('' disables) [default: ${DEFAULT_CONTROL_SOCKET}]`,
-          })
-          .option('log-level', {
-            type: 'string',
-            choices: ['error', 'warn', 'info', 'debug'],
-            describe: 'log level [default: info]',
-          })
+        y
+          .options(JOIN_OPTIONS)
           .example(EXAMPLE_JOIN, 'join cluster "prod" as lb1 holding 10.0.0.50 when elected')
           .example(
             'coord join --mode vrrp --interface eth0 --vrid 51 --vip 10.0.0.50/24 --priority 100',
@@ -191,18 +86,16 @@ export async function main(argv: string[]): Promise<number> {
       'status',
       'show members, holders, epochs and where each VIP actually is',
       (y) =>
-        withEtcd(y)
-          .option('json', { type: 'boolean', default: false, describe: 'print JSON for machines' })
-          .option('local', {
-            type: 'boolean',
-            default: false,
-            describe: 'ask the coord running on this host (control socket), without etcd; works in VRRP mode',
-          })
-          .option('control-socket', { type: 'string', describe: `[default: ${DEFAULT_CONTROL_SOCKET}]` })
-          .example('coord status --etcd http://10.0.0.2:2379 --cluster prod', 'who holds what'),
+        y
+          .options(STATUS_OPTIONS)
+          .example('coord status', 'on a node: who holds what, read with the node’s own config')
+          .example(
+            'coord status --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --cluster prod',
+            'from elsewhere',
+          ),
       async (a) => {
         if (a.local) {
-          const res = await controlRequest(a.controlSocket ?? DEFAULT_CONTROL_SOCKET, { cmd: 'status' });
+          const res = await controlRequest(await controlSocketOf(a), { cmd: 'status' });
           if (!res.ok)
             throw new CoordError(
               'ERR_COORD_USAGE',
@@ -212,17 +105,13 @@ export async function main(argv: string[]): Promise<number> {
           process.stdout.write(`${JSON.stringify(res.result, null, 2)}\n`);
           return;
         }
-        if (a.etcd === undefined || a.cluster === undefined) {
-          throw new CoordError('ERR_COORD_USAGE', 'status needs --etcd and --cluster', {
-            hint: 'e.g. coord status --etcd http://10.0.0.2:2379 --cluster prod',
-          });
-        }
-        const s = await readClusterStatus(a.etcd, a.cluster);
+        const s = await readClusterStatus(await resolveTarget(a));
         process.stdout.write(a.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatClusterStatus(s)}\n`);
       },
     )
     .command('service', 'manage the HAProxy services every node serves (stored in etcd)', (y) =>
-      withEtcd(y)
+      y
+        .options(SERVICE_OPTIONS)
         .command(
           'set <name>',
           'create or update a service (its servers are kept)',
@@ -273,7 +162,8 @@ export async function main(argv: string[]): Promise<number> {
         .demandCommand(1, 'name a subcommand: set | rm | list'),
     )
     .command('server', 'manage the servers of a service', (y) =>
-      withEtcd(y)
+      y
+        .options(SERVICE_OPTIONS)
         .command(
           'set <service> <name> <address>',
           'add or update a server (ADDR:PORT)',
@@ -315,9 +205,9 @@ export async function main(argv: string[]): Promise<number> {
     .command(
       'reload-config',
       're-read the config file of the coord running on this host (same as SIGHUP)',
-      (y) => y.option('control-socket', { type: 'string', describe: `[default: ${DEFAULT_CONTROL_SOCKET}]` }),
+      (y) => y.options(CONTROL_OPTIONS),
       async (a) => {
-        const res = await controlRequest(a.controlSocket ?? DEFAULT_CONTROL_SOCKET, { cmd: 'reload-config' });
+        const res = await controlRequest(await controlSocketOf(a), { cmd: 'reload-config' });
         if (!res.ok)
           throw new CoordError(
             'ERR_COORD_CONFIG',
@@ -334,17 +224,60 @@ export async function main(argv: string[]): Promise<number> {
       },
     )
     .command(
-      'check-config <file>',
-      'validate a YAML config: print every error with its path and a hint; exit 0 when valid',
-      (y) => y.positional('file', { type: 'string', demandOption: true, describe: 'the YAML config file' }),
+      'check-config [file]',
+      'validate a YAML config as coord join would: print every error with its path and a hint; exit 0 when valid',
+      (y) =>
+        y
+          .positional('file', {
+            type: 'string',
+            describe: 'the YAML config file [default: --config, else /etc/coord/coord.yaml]',
+          })
+          .options({ config: CONTROL_OPTIONS.config }),
       async (a) => {
-        const { config, issues } = await checkConfigFile(a.file);
+        const file = a.file ?? (await readNodeFile(a)).path;
+        if (file === undefined)
+          throw new CoordError('ERR_COORD_USAGE', 'no config file to check', {
+            hint: 'give the file: coord check-config /etc/coord/coord.yaml',
+          });
+        const { config, issues } = await checkConfigFile(file);
         if (config === undefined) {
-          process.stderr.write(`${formatIssues(a.file, issues)}\n`);
+          process.stderr.write(`${formatIssues(file, issues)}\n`);
           code = 2;
           return;
         }
-        process.stdout.write(`${summarize(a.file, config)}\n`);
+        process.stdout.write(`${summarize(file, config)}\n`);
+      },
+    )
+    .command(
+      'etcd-roles',
+      'print (or with --apply create) the etcd roles for least privilege: coord-node-CLUSTER and coord-admin-CLUSTER',
+      (y) =>
+        y
+          .options(ROLES_OPTIONS)
+          .example('coord etcd-roles --cluster prod', 'print the etcdctl commands')
+          .example(
+            'coord etcd-roles --cluster prod --apply --etcd https://10.0.0.2:2379 --etcd-user root --etcd-password-file /root/etcd-root',
+            'create them',
+          ),
+      async (a) => {
+        if (!a.apply) {
+          // Only the cluster is needed to print; it is validated like everywhere (it names keys and roles).
+          const { path, raw } = await readNodeFile(a);
+          const { cluster } = mergeConnection(raw, { cluster: a.cluster }, path ?? 'flags');
+          if (cluster === undefined)
+            throw new CoordError('ERR_COORD_USAGE', 'no cluster: give --cluster', {
+              hint: 'e.g. coord etcd-roles --cluster prod',
+            });
+          process.stdout.write(`${etcdctlRoleCommands(coordRoles(cluster)).join('\n')}\n`);
+          process.stdout.write(
+            `# then bind users: etcdctl user grant-role USER coord-node-${cluster} (each node) or coord-admin-${cluster} (operators)\n`,
+          );
+          return;
+        }
+        const t = await resolveTarget(a);
+        const r = await applyRoles(t.connection, coordRoles(t.cluster));
+        for (const n of r.created) process.stdout.write(`created role ${n}\n`);
+        for (const n of r.updated) process.stdout.write(`role ${n} existed; permissions granted\n`);
       },
     )
     .fail((msg, err, y) => {

@@ -1,6 +1,6 @@
 import { isIPv6 } from 'node:net';
-import { CoordError } from '@coord/core';
-import { createEtcdBackend, parseEndpoints, readPrefix, updateKey, type EtcdBackend } from '@coord/etcd';
+import { CoordError, isCoordError } from '@coord/core';
+import { clusterKeys, readPrefix, updateKey, type EtcdBackend } from '@coord/etcd';
 import {
   parseService,
   parseServiceJson,
@@ -11,20 +11,9 @@ import {
   type ServiceInput,
   type ValidationError,
 } from '@coord/haproxy';
+import { resolveTarget, withEtcd, type ConnectionArgs } from './target.js';
 
-export interface EtcdTarget {
-  etcd?: string[] | undefined;
-  cluster?: string | undefined;
-}
-
-function target(a: EtcdTarget): { endpoints: string[]; cluster: string } {
-  if (a.etcd === undefined || a.cluster === undefined) {
-    throw new CoordError('ERR_COORD_USAGE', 'this command needs --etcd and --cluster', {
-      hint: 'e.g. --etcd http://10.0.0.2:2379 --cluster prod (or COORD_ETCD / COORD_CLUSTER)',
-    });
-  }
-  return { endpoints: parseEndpoints(a.etcd), cluster: a.cluster };
-}
+export type EtcdTarget = ConnectionArgs;
 
 /** `10.0.0.5:80` or `[2001:db8::5]:80` → address and port (validated again by the model). */
 export function parseAddrPort(text: string, what: string): { address: string; port: number } {
@@ -49,16 +38,31 @@ function refuse(what: string, errors: readonly ValidationError[]): never {
   );
 }
 
+/**
+ * Run a service change or read against etcd. A refusal by etcd's authorization says which permission is
+ * missing and which role grants it (coord etcd-roles).
+ */
 async function withClient<T>(
   a: EtcdTarget,
+  write: boolean,
   fn: (client: EtcdBackend, cluster: string) => Promise<T>,
 ): Promise<T> {
-  const t = target(a);
-  const client = createEtcdBackend({ endpoints: t.endpoints, callTimeoutMs: 5000 });
+  const t = await resolveTarget(a);
   try {
-    return await fn(client, t.cluster);
-  } finally {
-    client.close();
+    return await withEtcd(t, fn);
+  } catch (e) {
+    if (isCoordError(e) && e.details?.kind === 'permission-denied') {
+      const prefix = clusterKeys(t.cluster).services;
+      throw new CoordError(
+        'ERR_COORD_PERMISSION',
+        `etcd refused: this etcd user may not ${write ? 'write' : 'read'} ${prefix}`,
+        {
+          hint: `that needs the role coord-admin-${t.cluster} (see coord etcd-roles --cluster ${t.cluster}); nodes run with coord-node-${t.cluster}, which may only read services`,
+          cause: e,
+        },
+      );
+    }
+    throw e;
   }
 }
 
@@ -88,7 +92,7 @@ export interface ServiceSetArgs extends EtcdTarget {
 
 /** Create or update a service; its servers are kept. Validated here and again by every agent. */
 export async function serviceSet(a: ServiceSetArgs): Promise<number> {
-  return withClient(a, async (client, cluster) => {
+  return withClient(a, true, async (client, cluster) => {
     const key = serviceKey(cluster, a.name);
     const r = await updateKey(client, key, (value) => {
       const before = current(value, key);
@@ -115,7 +119,7 @@ export async function serviceSet(a: ServiceSetArgs): Promise<number> {
 }
 
 export async function serviceRm(a: EtcdTarget & { name: string }): Promise<boolean> {
-  return withClient(a, async (client, cluster) => {
+  return withClient(a, true, async (client, cluster) => {
     const r = await updateKey(client, serviceKey(cluster, a.name), (value) =>
       value === undefined ? { unchanged: true } : { delete: true },
     );
@@ -134,7 +138,7 @@ export interface ServerSetArgs extends EtcdTarget {
 
 /** Add or update one server of a service. */
 export async function serverSet(a: ServerSetArgs): Promise<number> {
-  return withClient(a, async (client, cluster) => {
+  return withClient(a, true, async (client, cluster) => {
     const key = serviceKey(cluster, a.service);
     const { address, port } = parseAddrPort(a.address, 'server address');
     const r = await updateKey(client, key, (value) => {
@@ -167,7 +171,7 @@ export async function serverSet(a: ServerSetArgs): Promise<number> {
 }
 
 export async function serverRm(a: EtcdTarget & { service: string; name: string }): Promise<boolean> {
-  return withClient(a, async (client, cluster) => {
+  return withClient(a, true, async (client, cluster) => {
     const key = serviceKey(cluster, a.service);
     const r = await updateKey(client, key, (value) => {
       const svc = current(value, key);
@@ -182,7 +186,7 @@ export async function serverRm(a: EtcdTarget & { service: string; name: string }
 export async function serviceList(
   a: EtcdTarget,
 ): Promise<{ revision: number; services: Service[]; invalid: { key: string; error: string }[] }> {
-  return withClient(a, async (client, cluster) => {
+  return withClient(a, false, async (client, cluster) => {
     const { revision, entries } = await readPrefix(client, servicesPrefix(cluster));
     const services: Service[] = [];
     const invalid: { key: string; error: string }[] = [];

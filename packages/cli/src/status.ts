@@ -1,15 +1,14 @@
 import {
   clusterKeys,
-  createEtcdBackend,
   decodeLeader,
   decodeMember,
   decodeStatus,
-  parseEndpoints,
   readPrefix,
   type StatusRecord,
 } from '@coord/etcd';
 import { modelFingerprint } from '@coord/agent';
 import { decodeServiceEntries } from '@coord/haproxy';
+import { withEtcd, type Target } from './target.js';
 
 export interface ClusterStatus {
   readonly cluster: string;
@@ -38,9 +37,8 @@ export interface ClusterStatus {
 }
 
 /** Read the cluster's state from etcd: members (alive = their lease-bound key exists), holders, VIP locations. */
-export async function readClusterStatus(endpoints: string[], cluster: string): Promise<ClusterStatus> {
-  const client = createEtcdBackend({ endpoints: parseEndpoints(endpoints), callTimeoutMs: 3000 });
-  try {
+export function readClusterStatus(target: Target): Promise<ClusterStatus> {
+  return withEtcd(target, async (client, cluster) => {
     const keys = clusterKeys(cluster);
     const { revision, entries } = await readPrefix(client, keys.prefix);
     // Anything can be written to etcd: every record is decoded by its codec, a bad one is shown as unknown.
@@ -117,9 +115,7 @@ export async function readClusterStatus(endpoints: string[], cluster: string): P
     });
     members.sort((a, b) => a.node.localeCompare(b.node));
     return { cluster, revision, members, groups, model };
-  } finally {
-    client.close();
-  }
+  });
 }
 
 /** Human-readable status. */

@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { checkConfigFile } from '../src/check.js';
 import { buildJoinConfig } from '../src/join.js';
+import { envArgs } from '../src/options.js';
+import { mergeConnection } from '../src/target.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coord-check-'));
 let n = 0;
@@ -99,7 +101,7 @@ describe('coord check-config', () => {
   it('checks VRRP settings too (v2 whole-second adverts, 8-byte passwords)', async () => {
     const vrrp = `mode: vrrp\nnode: lb1\ngroups:\n  - name: web\n    interface: eth0\n    vips: [10.0.0.50/24]\n    vrid: 51\n    vrrpVersion: 2\n    advertInt: 0.5\n    authPass: "far-too-long"\n`;
     const r = await checkConfigFile(file(vrrp));
-    expect(r.issues.map((i) => i.path).sort()).toEqual(['groups[0].advert-int', 'groups[0].auth-pass']);
+    expect(r.issues.map((i) => i.path).sort()).toEqual(['groups[0].advertInt', 'groups[0].authPass']);
   });
 
   it('reports YAML syntax errors as config errors', async () => {
@@ -127,7 +129,7 @@ describe('coord join flags', () => {
       trackWeight: [-10],
       notifyFault: '/usr/local/bin/page-me',
     });
-    expect(c.etcd).toEqual(['http://10.0.0.2:2379', 'http://10.0.0.3:2379']);
+    expect(c.etcd.endpoints).toEqual(['http://10.0.0.2:2379', 'http://10.0.0.3:2379']);
     expect(c.groups).toHaveLength(1);
     expect(c.track.scripts.map((s) => s.weight)).toEqual([-10, undefined]);
     expect(c.notify.fault).toBe('/usr/local/bin/page-me');
@@ -146,5 +148,106 @@ describe('coord join flags', () => {
       code: 'ERR_COORD_CONFIG',
       hint: expect.stringMatching(/http:\/\//) as unknown,
     });
+  });
+});
+
+describe('one validation path (issue: production etcd)', () => {
+  const base =
+    'cluster: prod\nnode: lb1\ngroups:\n  - name: web\n    interface: eth0\n    vips: [10.0.0.50/24]\n';
+  const paths = async (text: string) => (await checkConfigFile(file(text))).issues;
+
+  it('check-config refuses an endpoint without a scheme, as join does', async () => {
+    const issues = await paths(`${base}etcd: [10.0.0.11:2379]\n`);
+    expect(issues.map((i) => i.path)).toEqual(['etcd.endpoints[0]']);
+    expect(issues[0]?.message).toMatch(/write endpoints as http:\/\/HOST:2379/);
+  });
+
+  it('refuses credentials in a URL and a password in the file, without echoing them', async () => {
+    const url = await paths(`${base}etcd: ["http://root:s3cret@10.0.0.11:2379"]\n`);
+    expect(url[0]?.message).toMatch(/user name or password in its URL/);
+    expect(JSON.stringify(url)).not.toContain('s3cret');
+    const inline = await paths(
+      `${base}etcd: { endpoints: [https://10.0.0.11:2379], user: coord, password: s3cret }\n`,
+    );
+    expect(inline.map((i) => i.path)).toEqual(['etcd.password']);
+    expect(JSON.stringify(inline)).not.toContain('s3cret');
+    await expect(
+      buildJoinConfig({
+        etcd: ['http://root:s3cret@10.0.0.2:2379'],
+        cluster: 'p',
+        node: 'a',
+        interface: 'eth0',
+        vip: ['10.0.0.5/24'],
+      }),
+    ).rejects.toSatisfy((e: Error) => !e.message.includes('s3cret') && /in its URL/.test(e.message));
+  });
+
+  it('TLS settings: a cert needs its key, and TLS needs https endpoints', async () => {
+    const noKey = await paths(`${base}etcd: { endpoints: [https://e:2379], cert: /etc/coord/n.pem }\n`);
+    expect(noKey.map((i) => i.path)).toEqual(['etcd.key']);
+    const http = await paths(`${base}etcd: { endpoints: [http://e:2379], cacert: /etc/coord/ca.pem }\n`);
+    expect(http.map((i) => i.path)).toEqual(['etcd.endpoints']);
+    const ok = await checkConfigFile(
+      file(
+        `${base}etcd: { endpoints: [https://e:2379], cacert: /c.pem, cert: /n.pem, key: /n.key, user: lb1, passwordFile: /p }\n`,
+      ),
+    );
+    expect(ok.issues).toEqual([]);
+    expect(ok.config?.etcd).toEqual({
+      endpoints: ['https://e:2379'],
+      caFile: '/c.pem',
+      certFile: '/n.pem',
+      keyFile: '/n.key',
+      user: 'lb1',
+      passwordFile: '/p',
+    });
+  });
+
+  it('VRRP rules live in the schema: checked before anything touches the host', async () => {
+    const v = 'mode: vrrp\nnode: lb1\ngroups:\n  - name: web\n    interface: eth0\n    vrid: 51\n';
+    const mixed = await paths(`${v}    vips: [10.0.0.50/24, "2001:db8::50/64"]\n`);
+    expect(mixed.map((i) => i.path)).toEqual(['groups[0].vips']);
+    const v2v6 = await paths(`${v}    vrrpVersion: 2\n    vips: ["2001:db8::50/64"]\n`);
+    expect(v2v6.map((i) => i.path)).toEqual(['groups[0].vrrpVersion']);
+    const peer = await paths(`${v}    vips: [10.0.0.50/24]\n    unicastPeers: [lb2.example]\n`);
+    expect(peer.map((i) => i.path)).toEqual(['groups[0].unicastPeers[0]']);
+  });
+
+  it('metrics and controlSocket are settable in the file', async () => {
+    const r = await checkConfigFile(
+      file(`${base}etcd: [http://e:2379]\nmetrics: 127.0.0.1:9100\ncontrolSocket: /run/coord/a.sock\n`),
+    );
+    expect(r.config?.metrics).toBe('127.0.0.1:9100');
+    expect(r.config?.controlSocket).toBe('/run/coord/a.sock');
+    const bad = await paths(`${base}etcd: [http://e:2379]\nmetrics: localhost\n`);
+    expect(bad.map((i) => i.path)).toEqual(['metrics']);
+  });
+
+  it('a cluster name is checked the same way by every command', () => {
+    expect(() => mergeConnection({}, { cluster: 'a/b', etcd: ['http://e:2379'] }, 'flags')).toThrow(
+      /cluster/,
+    );
+    expect(mergeConnection({}, { cluster: 'prod', etcd: ['http://e:2379'] }, 'flags').cluster).toBe('prod');
+  });
+});
+
+describe('COORD_* environment variables', () => {
+  it('apply only to the options of the command being run; the command line wins', () => {
+    const env = { COORD_CLUSTER: 'prod', COORD_ETCD: 'http://a:2379,http://b:2379', COORD_FOO: '1' };
+    expect(envArgs(['check-config', 'x.yaml'], env)).toEqual([]);
+    expect(envArgs(['status'], env)).toEqual([
+      '--etcd=http://a:2379',
+      '--etcd=http://b:2379',
+      '--cluster=prod',
+    ]);
+    expect(envArgs(['status', '--cluster', 'other'], env)).toEqual([
+      '--etcd=http://a:2379',
+      '--etcd=http://b:2379',
+    ]);
+  });
+
+  it('never turn COORD_ETCD_PASSWORD into an argument', () => {
+    const args = envArgs(['join'], { COORD_ETCD_PASSWORD: 's3cret', COORD_ETCD_USER: 'lb1' });
+    expect(args).toEqual(['--etcd-user=lb1']);
   });
 });

@@ -3,6 +3,14 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { CoordError } from './errors.js';
 import { formatCidr, parseCidr, type Vip } from './net.js';
+import {
+  etcdEndpointRule,
+  ipFamily,
+  listenRule,
+  vrrpAdvertIntervalRule,
+  vrrpAuthPassRule,
+  vrrpFamilyRule,
+} from './rules.js';
 import { NAME_PATTERN } from './types.js';
 
 /** One problem in a config, with where it is and what to do. */
@@ -97,11 +105,87 @@ const notifySchema = z
   })
   .strict();
 
+const filePath = (what: string) =>
+  z
+    .string({ error: `${what} must be a file path` })
+    .min(1, `${what} must not be empty`)
+    .max(4096, `${what} is too long`)
+    .refine((v) => !v.includes('\0'), `${what} must not contain NUL`);
+
+/**
+ * How to reach etcd: `etcd: [URL, …]` (plaintext, the short form) or `etcd: { endpoints, cacert, cert, key, user,
+ * passwordFile }`. A password is never a config value or a flag: it comes from `passwordFile` or COORD_ETCD_PASSWORD.
+ */
+const etcdSchema = z.preprocess(
+  (v) => (Array.isArray(v) ? { endpoints: v } : v),
+  z
+    .object({
+      endpoints: z.array(z.string({ error: 'an etcd endpoint must be a string' })).default([]),
+      cacert: filePath('etcd.cacert').optional(),
+      cert: filePath('etcd.cert').optional(),
+      key: filePath('etcd.key').optional(),
+      user: z
+        .string({ error: 'etcd.user must be a string' })
+        .min(1, 'etcd.user must not be empty')
+        .max(128, 'etcd.user is too long')
+        .optional(),
+      passwordFile: filePath('etcd.passwordFile').optional(),
+      /** Refused with a hint (never echoed): see the superRefine below. */
+      password: z.unknown().optional(),
+    })
+    .strict()
+    .superRefine((e, ctx) => {
+      e.endpoints.forEach((text, i) => {
+        const r = etcdEndpointRule(text);
+        if (!r.ok) ctx.addIssue({ code: 'custom', path: ['endpoints', i], message: r.reason });
+      });
+      if (e.password !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['password'],
+          message:
+            'a password is not accepted in the config file: put it in a file named by etcd.passwordFile (mode 0600) or in COORD_ETCD_PASSWORD',
+        });
+      if ((e.cert === undefined) !== (e.key === undefined))
+        ctx.addIssue({
+          code: 'custom',
+          path: [e.cert === undefined ? 'cert' : 'key'],
+          message: 'etcd.cert and etcd.key go together (the client certificate and its private key)',
+        });
+      const tls = e.cacert !== undefined || e.cert !== undefined;
+      if (tls && e.endpoints.some((x) => x.trim().startsWith('http://')))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['endpoints'],
+          message: 'TLS files are set but an endpoint is http://: use https:// endpoints with TLS',
+        });
+    })
+    .transform((e) => ({
+      endpoints: e.endpoints.map((x) => {
+        const r = etcdEndpointRule(x);
+        return r.ok ? r.value : x;
+      }),
+      caFile: e.cacert,
+      certFile: e.cert,
+      keyFile: e.key,
+      user: e.user,
+      passwordFile: e.passwordFile,
+    })),
+);
+
+/** How a node reaches etcd (validated: URLs without credentials; TLS files and user as given, not yet read). */
+export type EtcdSettings = z.output<typeof etcdSchema>;
+
+const listenAddress = z.string({ error: 'must be ADDR:PORT' }).superRefine((v, ctx) => {
+  const r = listenRule(v);
+  if (!r.ok) ctx.addIssue({ code: 'custom', message: r.reason });
+});
+
 /** The node config: the YAML file and the flags both end up here. */
-export const nodeConfigSchema = z
+const nodeConfigObject = z
   .object({
     mode: z.enum(['etcd', 'vrrp']).default('etcd'),
-    etcd: z.array(z.string()).default([]),
+    etcd: etcdSchema.prefault({ endpoints: [] }),
     cluster: name('cluster').optional(),
     node: name('node'),
     ttl: z
@@ -111,6 +195,13 @@ export const nodeConfigSchema = z
       .max(60, 'ttl must be at most 60')
       .default(1),
     logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+    /** Serve Prometheus metrics on ADDR:PORT (/metrics). */
+    metrics: listenAddress.optional(),
+    /** The local control socket (`coord status --local`, `coord reload-config`); '' disables it. */
+    controlSocket: z
+      .string({ error: 'controlSocket must be a path' })
+      .max(107, 'controlSocket is too long for a unix socket path')
+      .optional(),
     groups: z.array(groupSchema).min(1, 'configure at least one group (--interface and --vip)'),
     track: z
       .object({
@@ -140,77 +231,190 @@ export const nodeConfigSchema = z
   })
   .strict();
 
-export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
+type RawConfig = z.output<typeof nodeConfigObject>;
 
-/** VRRP-mode settings of a group (validated in depth by @coord/vrrp once the interface address is known). */
-export interface GroupVrrpSettings {
-  readonly vrid: number;
-  readonly advertIntSec: number;
-  readonly version: 2 | 3;
-  readonly unicastPeers: readonly string[];
-  readonly authPass: string | undefined;
+/** Every rule that spans fields: written once, checked before anything on the host is touched. */
+function crossCheck(c: RawConfig, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) =>
+    ctx.addIssue({ code: 'custom', path, message });
+  if (c.mode === 'etcd') {
+    if (c.etcd.endpoints.length === 0) issue(['etcd'], 'etcd mode needs at least one endpoint');
+    if (c.cluster === undefined) issue(['cluster'], 'etcd mode needs a cluster name');
+  }
+  const seenVip = new Map<string, string>();
+  const seenGroup = new Set<string>();
+  const seenVrid = new Map<string, string>();
+  c.groups.forEach((g, gi) => {
+    if (seenGroup.has(g.name)) issue(['groups', gi, 'name'], `group "${g.name}" is configured twice`);
+    seenGroup.add(g.name);
+    const vips = g.vips.flatMap((text) => {
+      const r = parseCidr(text);
+      return r.ok ? [r.vip] : [];
+    });
+    vips.forEach((vip, vi) => {
+      const where = `groups[${gi}].vips[${vi}]`;
+      const prior = seenVip.get(vip.address);
+      if (prior !== undefined)
+        issue(['groups', gi, 'vips', vi], `VIP ${formatCidr(vip)} is configured twice (also at ${prior})`);
+      else seenVip.set(vip.address, where);
+    });
+    if (c.mode === 'etcd') {
+      if (g.priority > 254)
+        issue(['groups', gi, 'priority'], 'priority 255 means "address owner" and exists only in VRRP mode');
+      return;
+    }
+    // VRRP mode: the rules of RFC 3768 / 5798 that do not depend on the interface (rules.ts).
+    if (g.vrid === undefined)
+      issue(
+        ['groups', gi, 'vrid'],
+        'VRRP mode needs a virtual router id (1-255, as on the keepalived peers)',
+      );
+    else {
+      const key = `${g.interface}/${g.vrid}`;
+      const prior = seenVrid.get(key);
+      if (prior !== undefined)
+        issue(['groups', gi, 'vrid'], `vrid ${g.vrid} on ${g.interface} is also used by group "${prior}"`);
+      seenVrid.set(key, g.name);
+    }
+    const interval = vrrpAdvertIntervalRule(g.vrrpVersion, g.advertInt);
+    if (!interval.ok) issue(['groups', gi, 'advertInt'], interval.reason);
+    if (g.authPass !== undefined) {
+      const auth = vrrpAuthPassRule(g.vrrpVersion, g.authPass);
+      if (!auth.ok) issue(['groups', gi, 'authPass'], auth.reason);
+    }
+    const family = vips[0]?.family ?? 4;
+    if (vips.some((v) => v.family !== family))
+      issue(
+        ['groups', gi, 'vips'],
+        'a VRRP group carries one address family (RFC 5798 §5.2.9): split IPv4 and IPv6 into two groups',
+      );
+    const fam = vrrpFamilyRule(g.vrrpVersion, family);
+    if (!fam.ok) issue(['groups', gi, 'vrrpVersion'], fam.reason);
+    if (vips.length > 255) issue(['groups', gi, 'vips'], 'at most 255 addresses fit in one advertisement');
+    g.unicastPeers.forEach((peer, pi) => {
+      const f = ipFamily(peer);
+      if (f === undefined) issue(['groups', gi, 'unicastPeers', pi], `not an IP address: ${peer}`);
+      else if (f !== family)
+        issue(['groups', gi, 'unicastPeers', pi], `${peer} is not IPv${family} like the VIPs`);
+    });
+  });
+  const scriptNames = new Set<string>();
+  c.track.scripts.forEach((t, i) => {
+    const nm = t.name ?? `script${i + 1}`;
+    if (scriptNames.has(nm)) issue(['track', 'scripts', i, 'name'], `track script "${nm}" is defined twice`);
+    scriptNames.add(nm);
+  });
+  if (
+    c.haproxy !== undefined &&
+    c.mode === 'vrrp' &&
+    (c.etcd.endpoints.length === 0 || c.cluster === undefined)
+  )
+    issue(
+      ['haproxy'],
+      'the HAProxy loop reads its services from etcd: add etcd endpoints and a cluster, or drop the haproxy section',
+    );
 }
 
-export interface GroupSettings {
-  readonly name: string;
-  readonly interface: string;
-  readonly vips: readonly Vip[];
-  readonly priority: number;
-  readonly preempt: boolean;
-  readonly preemptDelayMs: number;
-  readonly announce: { readonly count: number; readonly intervalMs: number; readonly refreshMs: number };
-  /** Present in VRRP mode only. */
-  readonly vrrp: GroupVrrpSettings | undefined;
-}
-
-export interface TrackScriptSettings {
-  readonly name: string;
-  readonly command: string;
-  readonly intervalMs: number;
-  readonly timeoutMs: number;
-  readonly rise: number;
-  readonly fall: number;
-  readonly weight: number | undefined;
-}
-
-export interface NotifySettings {
-  readonly any: string | undefined;
-  readonly leader: string | undefined;
-  readonly follower: string | undefined;
-  readonly fault: string | undefined;
-  readonly stop: string | undefined;
-  readonly timeoutMs: number;
-}
-
-export interface HaproxySettings {
-  readonly config: string;
-  readonly base: string | undefined;
-  readonly bin: string;
-  readonly runDir: string;
-  readonly nonlocalBind: 'set' | 'require' | 'ignore';
-}
-
-export interface NodeConfig {
-  readonly mode: 'etcd' | 'vrrp';
-  readonly etcd: readonly string[];
-  readonly cluster: string | undefined;
-  readonly node: string;
-  readonly ttlSec: number;
-  readonly logLevel: 'error' | 'warn' | 'info' | 'debug';
-  readonly groups: readonly GroupSettings[];
-  readonly track: {
-    readonly scripts: readonly TrackScriptSettings[];
-    readonly interfaces: readonly { readonly name: string; readonly weight: number | undefined }[];
+/** Raw config (YAML and flags merged) → the settings every part of coord uses. */
+function settings(c: RawConfig) {
+  const groups = c.groups.map((g) => {
+    const vips: readonly Vip[] = g.vips.map((text) => {
+      const r = parseCidr(text);
+      if (!r.ok) throw new Error('unreachable: validated by the schema');
+      return r.vip;
+    });
+    const vrrp =
+      c.mode === 'vrrp' && g.vrid !== undefined
+        ? {
+            vrid: g.vrid,
+            advertIntSec: g.advertInt,
+            version: g.vrrpVersion,
+            unicastPeers: g.unicastPeers as readonly string[],
+            authPass: g.authPass,
+          }
+        : undefined;
+    return {
+      name: g.name,
+      interface: g.interface,
+      vips,
+      priority: g.priority,
+      preempt: g.preempt,
+      preemptDelayMs: Math.round(g.preemptDelay * 1000),
+      announce: {
+        count: g.announce.count,
+        intervalMs: Math.round(g.announce.interval * 1000),
+        refreshMs: Math.round(g.announce.refresh * 1000),
+      },
+      vrrp,
+    };
+  });
+  return {
+    mode: c.mode,
+    etcd: c.etcd,
+    cluster: c.cluster,
+    node: c.node,
+    ttlSec: c.ttl,
+    logLevel: c.logLevel,
+    metrics: c.metrics,
+    controlSocket: c.controlSocket,
+    groups: groups as readonly (typeof groups)[number][],
+    track: {
+      scripts: c.track.scripts.map((t, i) => ({
+        name: t.name ?? `script${i + 1}`,
+        command: t.command,
+        intervalMs: Math.round(t.interval * 1000),
+        timeoutMs: Math.round(t.timeout * 1000),
+        rise: t.rise,
+        fall: t.fall,
+        weight: t.weight,
+      })),
+      interfaces: c.track.interfaces.map((x) => ({ name: x.name, weight: x.weight })),
+    },
+    notify: {
+      any: c.notify.any,
+      leader: c.notify.leader,
+      follower: c.notify.follower,
+      fault: c.notify.fault,
+      stop: c.notify.stop,
+      timeoutMs: Math.round(c.notify.timeout * 1000),
+    },
+    haproxy:
+      c.haproxy === undefined
+        ? undefined
+        : {
+            config: c.haproxy.config,
+            base: c.haproxy.base,
+            bin: c.haproxy.bin,
+            runDir: c.haproxy.runDir,
+            nonlocalBind: c.haproxy.nonlocalBind,
+          },
   };
-  readonly notify: NotifySettings;
-  readonly haproxy: HaproxySettings | undefined;
 }
+
+/** The node config schema: validation, cross-field rules and the mapping to settings, in one place. */
+export const nodeConfigSchema = nodeConfigObject.superRefine(crossCheck).transform(settings);
+
+export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
+/** A validated node config, as every part of coord uses it. */
+export type NodeConfig = z.output<typeof nodeConfigSchema>;
+export type GroupSettings = NodeConfig['groups'][number];
+/** VRRP-mode settings of a group (the interface-dependent rules are checked by @coord/vrrp at start). */
+export type GroupVrrpSettings = NonNullable<GroupSettings['vrrp']>;
+export type TrackScriptSettings = NodeConfig['track']['scripts'][number];
+export type NotifySettings = NodeConfig['notify'];
+export type HaproxySettings = NonNullable<NodeConfig['haproxy']>;
 
 const HINTS: Record<string, string> = {
   vips: 'write VIPs as ADDRESS/PREFIX, e.g. 10.0.0.50/24',
   priority: 'use a whole number from 1 (lowest) to 254 (highest)',
   ttl: 'etcd leases are whole seconds; 1 fails over fastest',
-  etcd: 'list etcd endpoints as http://HOST:2379',
+  etcd: 'list etcd endpoints as http://HOST:2379 (https:// with TLS)',
+  cluster: 'pass --cluster NAME',
+  vrid: 'pass --vrid 1-255 (the same as the keepalived peers)',
+  advertInt: 'see coord join --help for --advert-int',
+  authPass: 'see coord join --help for --auth-pass',
+  unicastPeers: 'list the peers by IP address, e.g. --unicast-peer 10.0.0.12',
+  metrics: 'e.g. metrics: 127.0.0.1:9100',
 };
 
 function pathText(path: readonly PropertyKey[]): string {
@@ -225,163 +429,45 @@ export function validateNodeConfig(
   input: unknown,
 ): { ok: true; config: NodeConfig } | { ok: false; issues: ConfigIssue[] } {
   const parsed = nodeConfigSchema.safeParse(input);
-  if (!parsed.success) {
-    return {
-      ok: false,
-      issues: parsed.error.issues.map((i) => {
-        const path = pathText(i.path);
-        const key = i.path.find((p) => typeof p === 'string' && p in HINTS);
-        const hint = typeof key === 'string' ? HINTS[key] : undefined;
-        return hint === undefined
-          ? { path: path || '(top)', message: i.message }
-          : { path: path || '(top)', message: i.message, hint };
-      }),
-    };
-  }
-  const c = parsed.data;
-  const issues: ConfigIssue[] = [];
-  if (c.mode === 'etcd') {
-    if (c.etcd.length === 0)
-      issues.push({
-        path: 'etcd',
-        message: 'etcd mode needs at least one endpoint',
-        hint: 'pass --etcd http://HOST:2379',
-      });
-    if (c.cluster === undefined)
-      issues.push({
-        path: 'cluster',
-        message: 'etcd mode needs a cluster name',
-        hint: 'pass --cluster NAME',
-      });
-  }
-  const seenVip = new Map<string, string>();
-  const seenGroup = new Set<string>();
-  const seenVrid = new Map<string, string>();
-  const groups: GroupSettings[] = c.groups.map((g, gi) => {
-    if (seenGroup.has(g.name))
-      issues.push({ path: `groups[${gi}].name`, message: `group "${g.name}" is configured twice` });
-    seenGroup.add(g.name);
-    if (c.mode === 'etcd' && g.priority > 254) {
-      issues.push({
-        path: `groups[${gi}].priority`,
-        message: 'priority 255 means "address owner" and exists only in VRRP mode',
-        hint: 'use 1-254',
-      });
-    }
-    if (c.mode === 'vrrp' && g.vrid === undefined) {
-      issues.push({
-        path: `groups[${gi}].vrid`,
-        message: 'VRRP mode needs a virtual router id',
-        hint: 'pass --vrid 1-255 (the same as the keepalived peers)',
-      });
-    }
-    if (c.mode === 'vrrp' && g.vrid !== undefined) {
-      const key = `${g.interface}/${g.vrid}`;
-      const prior = seenVrid.get(key);
-      if (prior !== undefined)
-        issues.push({
-          path: `groups[${gi}].vrid`,
-          message: `vrid ${g.vrid} on ${g.interface} is also used by group "${prior}"`,
-          hint: 'each VRRP group on an interface needs its own vrid',
-        });
-      seenVrid.set(key, g.name);
-    }
-    const vips = g.vips.map((text, vi) => {
-      const r = parseCidr(text);
-      if (!r.ok) throw new Error('unreachable: validated above');
-      const key = r.vip.address;
-      const where = `groups[${gi}].vips[${vi}]`;
-      const prior = seenVip.get(key);
-      if (prior !== undefined) {
-        issues.push({
-          path: where,
-          message: `VIP ${formatCidr(r.vip)} is configured twice (also at ${prior})`,
-          hint: 'give each VIP to exactly one group',
-        });
-      } else {
-        seenVip.set(key, where);
-      }
-      return r.vip;
-    });
-    return {
-      name: g.name,
-      interface: g.interface,
-      vips,
-      priority: g.priority,
-      preempt: g.preempt,
-      preemptDelayMs: Math.round(g.preemptDelay * 1000),
-      announce: {
-        count: g.announce.count,
-        intervalMs: Math.round(g.announce.interval * 1000),
-        refreshMs: Math.round(g.announce.refresh * 1000),
-      },
-      vrrp:
-        c.mode === 'vrrp' && g.vrid !== undefined
-          ? {
-              vrid: g.vrid,
-              advertIntSec: g.advertInt,
-              version: g.vrrpVersion,
-              unicastPeers: g.unicastPeers,
-              authPass: g.authPass,
-            }
-          : undefined,
-    };
+  if (parsed.success) return { ok: true, config: parsed.data };
+  return { ok: false, issues: issuesOf(parsed.error) };
+}
+
+function issuesOf(error: z.ZodError): ConfigIssue[] {
+  return error.issues.map((i) => {
+    const path = pathText(i.path);
+    const keys = i.path.filter((p): p is string => typeof p === 'string');
+    const key = [...keys].reverse().find((p) => p in HINTS);
+    const hint = key === undefined ? undefined : HINTS[key];
+    return hint === undefined
+      ? { path: path || '(top)', message: i.message }
+      : { path: path || '(top)', message: i.message, hint };
   });
-  const scriptNames = new Set<string>();
-  const scripts: TrackScriptSettings[] = c.track.scripts.map((t, i) => {
-    const nm = t.name ?? `script${i + 1}`;
-    if (scriptNames.has(nm))
-      issues.push({ path: `track.scripts[${i}].name`, message: `track script "${nm}" is defined twice` });
-    scriptNames.add(nm);
-    return {
-      name: nm,
-      command: t.command,
-      intervalMs: Math.round(t.interval * 1000),
-      timeoutMs: Math.round(t.timeout * 1000),
-      rise: t.rise,
-      fall: t.fall,
-      weight: t.weight,
-    };
+}
+
+/** What a one-shot command (status, service, server, etcd-roles) needs from the config file and flags. */
+const connectionSchema = z.object({
+  etcd: etcdSchema.prefault({ endpoints: [] }),
+  cluster: name('cluster').optional(),
+  controlSocket: z.string({ error: 'controlSocket must be a path' }).max(107).optional(),
+});
+
+export type ConnectionSettings = z.output<typeof connectionSchema>;
+
+/**
+ * Validate the connection part of a config (other keys are ignored): the same rules as `coord join` applies, so
+ * a cluster name or endpoint join would refuse is refused by every command.
+ */
+export function validateConnectionSettings(
+  input: Record<string, unknown>,
+): { ok: true; settings: ConnectionSettings } | { ok: false; issues: ConfigIssue[] } {
+  const parsed = connectionSchema.safeParse({
+    etcd: input.etcd,
+    cluster: input.cluster,
+    controlSocket: input.controlSocket,
   });
-  if (c.haproxy !== undefined && c.mode === 'vrrp' && (c.etcd.length === 0 || c.cluster === undefined)) {
-    issues.push({
-      path: 'haproxy',
-      message: 'the HAProxy loop reads its services from etcd',
-      hint: 'add etcd endpoints and a cluster, or drop the haproxy section',
-    });
-  }
-  if (issues.length > 0) return { ok: false, issues };
-  return {
-    ok: true,
-    config: {
-      mode: c.mode,
-      etcd: c.etcd,
-      cluster: c.cluster,
-      node: c.node,
-      ttlSec: c.ttl,
-      logLevel: c.logLevel,
-      groups,
-      track: { scripts, interfaces: c.track.interfaces.map((x) => ({ name: x.name, weight: x.weight })) },
-      notify: {
-        any: c.notify.any,
-        leader: c.notify.leader,
-        follower: c.notify.follower,
-        fault: c.notify.fault,
-        stop: c.notify.stop,
-        timeoutMs: Math.round(c.notify.timeout * 1000),
-      },
-      haproxy:
-        c.haproxy === undefined
-          ? undefined
-          : {
-              config: c.haproxy.config,
-              base: c.haproxy.base,
-              bin: c.haproxy.bin,
-              runDir: c.haproxy.runDir,
-              nonlocalBind: c.haproxy.nonlocalBind,
-            },
-    },
-  };
+  if (parsed.success) return { ok: true, settings: parsed.data };
+  return { ok: false, issues: issuesOf(parsed.error) };
 }
 
 /** Throwing form for commands: one CoordError carrying every issue. */

@@ -4,3 +4,4 @@ export * from './logger.js';
 export * from './net.js';
 export * from './types.js';
 export * from './config.js';
+export * from './rules.js';

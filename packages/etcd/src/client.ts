@@ -7,6 +7,8 @@ import {
   EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
   EtcdPermissionDeniedError,
+  EtcdRoleExistsError,
+  Range,
   GRPCDeadlineExceededError,
   GRPCUnauthenticatedError,
   GRPCUnavailableError,
@@ -26,43 +28,27 @@ import {
   isBrokenCircuitError,
   retry,
 } from 'cockatiel';
-import { CoordError, errorMessage } from '@coord/core';
+import { CoordError, errorMessage, etcdEndpointRule, splitList } from '@coord/core';
 import type { EtcdBackend, Entry, KeepaliveHandlers, KeepaliveStream, TxnOp, WatchEvent } from './backend.js';
+import { readTls, type EtcdConnection } from './connection.js';
+import type { RoleSpec } from './roles.js';
 
-export interface EtcdOptions {
-  /** `http://host:2379` URLs. */
-  readonly endpoints: readonly string[];
-  /** Deadline for each unary call: a cut-off etcd must fail fast, not hang. */
-  readonly callTimeoutMs?: number;
-  readonly dialTimeoutMs?: number;
-}
-
-/** Validate endpoint URLs up front so a typo is a config error, not a hang. */
+/** Split and check endpoint arguments (`--etcd a,b --etcd c`); credentials in a URL are refused unechoed. */
 export function parseEndpoints(text: string | readonly string[]): string[] {
-  const list = (typeof text === 'string' ? text.split(',') : text.flatMap((t) => t.split(',')))
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
+  const list = splitList(text);
   if (list.length === 0) {
     throw new CoordError('ERR_COORD_CONFIG', 'etcd: no endpoint given', {
       hint: 'pass --etcd http://HOST:2379[,http://HOST2:2379]',
     });
   }
-  for (const e of list) {
-    let url: URL;
-    try {
-      url = new URL(e);
-    } catch {
-      throw new CoordError('ERR_COORD_CONFIG', `etcd: "${e}" is not a URL`, {
-        hint: 'write endpoints as http://HOST:2379',
+  return list.map((e) => {
+    const r = etcdEndpointRule(e);
+    if (!r.ok)
+      throw new CoordError('ERR_COORD_CONFIG', `etcd: ${r.reason}`, {
+        hint: 'write endpoints as http://HOST:2379 or https://HOST:2379',
       });
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new CoordError('ERR_COORD_CONFIG', `etcd: "${e}" must start with http:// or https://`, {
-        hint: 'write endpoints as http://HOST:2379',
-      });
-    }
-  }
-  return list;
+    return r.value;
+  });
 }
 
 /**
@@ -75,11 +61,31 @@ export const HOST_HALF_OPEN_MS = 400;
 type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
 
 /** Build the etcd3 client the way a coordinator needs it (see {@link HOST_HALF_OPEN_MS}). */
-function createClient(opts: EtcdOptions): Etcd3 {
+function createClient(opts: EtcdConnection): Etcd3 {
   const callTimeoutMs = opts.callTimeoutMs ?? 2000;
+  const tls = opts.tls;
   return new Etcd3({
     hosts: [...opts.endpoints],
-    dialTimeout: opts.dialTimeoutMs ?? 2000,
+    dialTimeout: opts.dialTimeoutMs ?? Math.min(callTimeoutMs, 2000),
+    ...(tls === undefined
+      ? {}
+      : {
+          credentials: {
+            // A Buffer of the system's roots is not needed: without a CA file grpc-js uses its default roots.
+            ...(tls.ca === undefined ? {} : { rootCertificate: tls.ca }),
+            ...(tls.cert === undefined ? {} : { certChain: tls.cert }),
+            ...(tls.key === undefined ? {} : { privateKey: tls.key }),
+          } as { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer },
+        }),
+    ...(opts.auth === undefined
+      ? {}
+      : {
+          auth: {
+            username: opts.auth.user,
+            password: opts.auth.password,
+            callOptions: { deadline: Date.now() + callTimeoutMs },
+          },
+        }),
     // grpc-js turns the absolute deadline into a relative timeout when the call starts, so a wall-clock jump
     // between these two lines is the only exposure to the wall clock.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
@@ -109,14 +115,58 @@ function createClient(opts: EtcdOptions): Etcd3 {
   });
 }
 
-/** What kind of failure an etcd error is, with the hint an operator needs for it. */
+const REACH = 'check that the etcd endpoints are reachable from this node and the etcd cluster has quorum';
+
+/**
+ * What kind of failure an etcd error is, with the hint an operator needs for it. TLS failures arrive from grpc-js
+ * as UNAVAILABLE with the OpenSSL reason in the text; they are told apart by that text.
+ */
 function classify(e: unknown): { kind: string; hint: string } {
-  if (e instanceof EtcdAuthenticationFailedError || e instanceof GRPCUnauthenticatedError)
-    return { kind: 'auth-failed', hint: 'check the etcd user name and password this node uses' };
-  if (e instanceof EtcdPermissionDeniedError)
+  const text = errorMessage(e);
+  if (
+    e instanceof EtcdAuthenticationFailedError ||
+    /authentication failed|invalid user ID or password/i.test(text)
+  )
+    return {
+      kind: 'auth-failed',
+      hint: 'etcd refused the user name or password: check --etcd-user and its password',
+    };
+  if (/user name is empty|user name not found/i.test(text))
+    return {
+      kind: 'auth-required',
+      hint: 'etcd has authentication enabled: give --etcd-user and --etcd-password-file (or COORD_ETCD_PASSWORD)',
+    };
+  if (e instanceof EtcdPermissionDeniedError || /permission denied/i.test(text))
     return {
       kind: 'permission-denied',
-      hint: "the etcd user lacks a permission on coord's keys; check its role",
+      hint: "the etcd user lacks a permission on coord's keys: see coord etcd-roles for the roles nodes and admins need",
+    };
+  if (e instanceof GRPCUnauthenticatedError)
+    return {
+      kind: 'auth-failed',
+      hint: 'etcd did not accept our credentials: check --etcd-user and its password',
+    };
+  if (/certificate has expired|certificate expired/i.test(text))
+    return {
+      kind: 'tls-expired',
+      hint: 'a certificate has expired (ours or the server’s): renew it; coord picks up rotated files by itself',
+    };
+  if (
+    /unable to get local issuer|self.signed certificate|unknown ca|verify failed|unable to verify/i.test(text)
+  )
+    return {
+      kind: 'tls-unknown-ca',
+      hint: 'the etcd server’s certificate is not signed by --etcd-cacert: give the CA that signed it',
+    };
+  if (/bad certificate|certificate required|handshake failure|alert/i.test(text))
+    return {
+      kind: 'tls-refused',
+      hint: 'etcd refused this client’s certificate: check --etcd-cert/--etcd-key (signed by the CA etcd trusts)',
+    };
+  if (/wrong version number|ssl|tls/i.test(text) && !(e instanceof GRPCDeadlineExceededError))
+    return {
+      kind: 'tls',
+      hint: 'TLS failed: check https:// vs http:// endpoints and the --etcd-* TLS files',
     };
   if (e instanceof EtcdLeaseInvalidError)
     return { kind: 'lease-not-found', hint: 'the lease expired in etcd; coord grants a new one by itself' };
@@ -126,14 +176,8 @@ function classify(e: unknown): { kind: string; hint: string } {
       hint: 'etcd did not answer in time: check the network path to etcd and its load',
     };
   if (e instanceof GRPCUnavailableError || isBrokenCircuitError(e))
-    return {
-      kind: 'unavailable',
-      hint: 'check that the --etcd endpoints are reachable from this node and the etcd cluster has quorum',
-    };
-  return {
-    kind: 'other',
-    hint: 'check that the --etcd endpoints are reachable from this node and the etcd cluster has quorum',
-  };
+    return { kind: 'unavailable', hint: REACH };
+  return { kind: 'other', hint: REACH };
 }
 
 /** Translate any etcd3/gRPC failure into a CoordError once, at this boundary. */
@@ -193,10 +237,35 @@ interface RawKeepaliveStream {
   removeAllListeners(): unknown;
 }
 
+/** The production backend, plus TLS rotation. */
+export interface EtcdClientBackend extends EtcdBackend {
+  /**
+   * Re-read the TLS files; when they changed, connect with the new material: new calls use it at once, open
+   * streams (the lease keepalive, the watch) fail on the old connection and re-open on the new one — the lease
+   * and everything bound to it stay. A bad new file throws (CoordError) and the old connection stays in use.
+   */
+  reloadTls(): { changed: boolean };
+  /** When the client certificate in use expires (undefined without one). */
+  readonly certExpiresAt: Date | undefined;
+}
+
 /** The production backend: etcd3 with a coordinator's fault handling. */
-export function createEtcdBackend(opts: EtcdOptions): EtcdBackend {
-  const client = createClient(opts);
+export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
+  let conn = opts;
+  let client = createClient(conn);
   return {
+    get certExpiresAt() {
+      return conn.tls?.certExpiresAt;
+    },
+    reloadTls() {
+      const tls = readTls(conn.files);
+      if (tls === undefined || tls.digest === conn.tls?.digest) return { changed: false };
+      const old = client;
+      conn = { ...conn, tls };
+      client = createClient(conn);
+      old.close();
+      return { changed: true };
+    },
     grant: (ttlSec) =>
       call('lease grant', async () => {
         const res = await client.leaseClient.leaseGrant({ TTL: ttlSec });
@@ -306,4 +375,40 @@ export function createEtcdBackend(opts: EtcdOptions): EtcdBackend {
       }),
     close: () => client.close(),
   };
+}
+
+/**
+ * Create the roles and grant their permissions (idempotent: an existing role gets the missing permissions).
+ * Needs credentials allowed to manage roles (etcd's root).
+ */
+export async function applyRoles(
+  conn: EtcdConnection,
+  roles: readonly RoleSpec[],
+): Promise<{ created: string[]; updated: string[] }> {
+  const client = createClient(conn);
+  const created: string[] = [];
+  const updated: string[] = [];
+  const perm = { read: 'Read', write: 'Write', readwrite: 'Readwrite' } as const;
+  try {
+    for (const r of roles) {
+      const role = client.role(r.name);
+      try {
+        await role.create();
+        created.push(r.name);
+      } catch (e) {
+        if (!(e instanceof EtcdRoleExistsError)) throw etcdError(`creating role ${r.name}`, e);
+        updated.push(r.name);
+      }
+      try {
+        await role.grant(
+          r.permissions.map((p) => ({ permission: perm[p.permission], range: Range.prefix(p.prefix) })),
+        );
+      } catch (e) {
+        throw etcdError(`granting the permissions of ${r.name}`, e);
+      }
+    }
+    return { created, updated };
+  } finally {
+    client.close();
+  }
 }

@@ -5,3 +5,5 @@ export * from './records.js';
 export * from './session.js';
 export * from './store.js';
 export * from './view.js';
+export * from './connection.js';
+export * from './roles.js';

@@ -30,6 +30,8 @@ export interface PrefixViewOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly onChange: (change: ViewChange, view: ReadonlyMap<string, Entry>) => void;
+  /** Where etcd is, for the one "waiting for etcd at …" line (e.g. the endpoints). */
+  readonly target?: string;
   /** Called whenever `connected` changes (a node's candidacy depends on it). */
   readonly onHealth?: (health: ViewHealth) => void;
 }
@@ -106,14 +108,24 @@ export class PrefixView {
         if (this.closed) return;
         try {
           await this.readAndWatch();
-          if (failures > 0) this.opts.logger.info('view read again', { prefix: this.opts.prefix, failures });
+          if (failures > 0)
+            this.opts.logger.info('connected to etcd', {
+              at: this.opts.target ?? 'etcd',
+              prefix: this.opts.prefix,
+              failures,
+            });
           return;
         } catch (e) {
           this.setConnected(false);
           failures++;
-          const fields = { prefix: this.opts.prefix, error: errorMessage(e), retryInMs: backoff };
-          if (failures === 1) this.opts.logger.warn('view read failed', fields);
-          else this.opts.logger.debug('view read failed', fields);
+          // One line when etcd cannot be read (then quiet retries), and one when it can again.
+          const fields = {
+            at: this.opts.target ?? 'etcd',
+            reason: errorMessage(e),
+            prefix: this.opts.prefix,
+          };
+          if (failures === 1) this.opts.logger.warn('waiting for etcd', fields);
+          else this.opts.logger.debug('still waiting for etcd', { ...fields, retryInMs: backoff });
           await sleep(this.opts.clock, backoff);
           backoff = Math.min(backoff * 2, 1000);
         }

@@ -122,10 +122,11 @@ describe('PrefixView (memory etcd, fake clock)', () => {
     const started = s.view.start();
     await elapse(s.clock, 8000, 50);
     expect(
-      s.logger.records.filter((r) => r.message === 'view read failed' && r.level === 'warn'),
+      s.logger.records.filter((r) => r.message === 'waiting for etcd' && r.level === 'warn'),
     ).toHaveLength(1);
     s.client.heal();
     await until(s.clock, () => s.view.health.connected, 5000);
     await started;
+    expect(s.logger.records.map((r) => r.message)).toContain('connected to etcd');
   });
 });

@@ -1,10 +1,19 @@
 /**
- * VRRP instance configuration: the shape the CLI fills from `--vrid --priority --advert-int --vrrp-version
- * --unicast-peer --auth-pass --no-preempt`, and its validation. Errors name the field so the operator can fix
- * the right flag.
+ * VRRP instance configuration: the shape the agent builds from a group's settings and the interface's primary
+ * address, and its validation. The rules that do not depend on the interface are written once in @coord/core
+ * (rules.ts) and already checked by the config schema; this applies them again to the values an instance runs
+ * with, and adds the interface-dependent ones (primary address, a peer that is ourselves).
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { CoordError, bytesToIp, ipToBytes, type Family } from '@coord/core';
+import {
+  CoordError,
+  bytesToIp,
+  ipToBytes,
+  vrrpAdvertIntervalRule,
+  vrrpAuthPassRule,
+  vrrpFamilyRule,
+  type Family,
+} from '@coord/core';
 import type { VrrpAuth } from './codec.js';
 
 /** What the operator typed (or the config file said), before validation. */
@@ -81,22 +90,21 @@ export function validateVrrpConfig(input: VrrpConfigInput): ConfigResult {
 
   const seconds = input.advertInt === undefined ? 1 : Number(input.advertInt);
   let advertIntervalCs: number | undefined;
-  if (!Number.isFinite(seconds) || typeof input.advertInt === 'boolean') {
+  if (typeof input.advertInt === 'boolean') {
     fail('advert-int', `must be a number of seconds, got ${String(input.advertInt)}`);
-  } else if (version === 2) {
-    // RFC 3768 §5.3.7: an 8-bit count of whole seconds.
-    if (Number.isInteger(seconds) && seconds >= 1 && seconds <= 255) advertIntervalCs = seconds * 100;
-    else fail('advert-int', `VRRPv2 needs whole seconds 1-255, got ${seconds}`);
-  } else {
-    const cs = Math.round(seconds * 100);
-    if (Math.abs(cs - seconds * 100) < 1e-6 && cs >= 1 && cs <= 4095) advertIntervalCs = cs;
-    else fail('advert-int', `VRRPv3 needs 0.01-40.95 s in steps of 0.01, got ${seconds}`);
+  } else if (version === 2 || version === 3) {
+    const r = vrrpAdvertIntervalRule(version, seconds);
+    if (r.ok) advertIntervalCs = r.value;
+    else fail('advert-int', r.reason);
   }
 
   const primary = addressOf(input.primaryAddress);
   if (primary === undefined) fail('primary-address', `not an IP address: ${String(input.primaryAddress)}`);
   const family = primary?.family ?? 4;
-  if (version === 2 && family === 6) fail('vrrp-version', 'VRRPv2 carries IPv4 only; use --vrrp-version 3');
+  if (version === 2 || version === 3) {
+    const fam = vrrpFamilyRule(version, family);
+    if (!fam.ok) fail('vrrp-version', fam.reason);
+  }
 
   const addresses: string[] = [];
   const rawAddresses = list(input.addresses);
@@ -121,12 +129,12 @@ export function validateVrrpConfig(input: VrrpConfigInput): ConfigResult {
 
   let auth: VrrpAuth = { type: 'none' };
   if (input.authPass !== undefined) {
-    if (version !== 2) fail('auth-pass', 'authentication exists only in VRRPv2 (RFC 5798 §9 removed it)');
-    else if (typeof input.authPass !== 'string' || input.authPass.length === 0)
-      fail('auth-pass', 'must be a string');
-    else if (Buffer.byteLength(input.authPass, 'utf8') > 8)
-      fail('auth-pass', 'at most 8 bytes (RFC 3768 §5.3.6.1)');
-    else auth = { type: 'simple', password: input.authPass };
+    if (typeof input.authPass !== 'string') fail('auth-pass', 'must be a string');
+    else if (version === 2 || version === 3) {
+      const r = vrrpAuthPassRule(version, input.authPass);
+      if (r.ok) auth = { type: 'simple', password: r.value };
+      else fail('auth-pass', r.reason);
+    }
   }
   const preempt = input.preempt === undefined ? true : input.preempt;
   if (typeof preempt !== 'boolean') fail('preempt', `must be true or false, got ${String(input.preempt)}`);

@@ -1,0 +1,190 @@
+/**
+ * The options of every `coord` command, as data: yargs is built from these tables, COORD_* environment variables
+ * are applied from them (only to the command that declares the option), and the man pages and shell completion
+ * can be generated from them.
+ */
+import type { Options } from 'yargs';
+import { DEFAULT_CONTROL_SOCKET } from '@coord/agent';
+
+export type OptionTable = Record<string, Options>;
+
+/** Where every command looks for the node's config when --config is not given. */
+export const DEFAULT_CONFIG_PATH = '/etc/coord/coord.yaml';
+
+/** How to reach etcd: the same for every command (and the same names as etcdctl's). */
+export const CONNECTION_OPTIONS = {
+  config: {
+    type: 'string',
+    describe: `node config file; its etcd settings and cluster are used unless a flag overrides them [default: ${DEFAULT_CONFIG_PATH} when present]`,
+  },
+  etcd: {
+    type: 'string',
+    array: true,
+    describe: 'etcd endpoints, comma-separated or repeated (http(s)://HOST:2379)',
+  },
+  'etcd-cacert': { type: 'string', describe: 'verify the etcd servers with this CA certificate (PEM)' },
+  'etcd-cert': { type: 'string', describe: 'client certificate for etcd (PEM; with --etcd-key)' },
+  'etcd-key': { type: 'string', describe: 'private key of --etcd-cert (PEM)' },
+  'etcd-user': {
+    type: 'string',
+    describe: 'etcd user; its password comes from --etcd-password-file or COORD_ETCD_PASSWORD',
+  },
+  'etcd-password-file': { type: 'string', describe: 'file holding the etcd password (one line)' },
+  cluster: { type: 'string', describe: 'cluster name: the key prefix /coord/NAME/ in etcd' },
+} as const satisfies OptionTable;
+
+/** Commands that talk to etcd once: fail within this long. */
+export const TIMEOUT_OPTION = {
+  timeout: { type: 'number', describe: 'seconds to wait for etcd before giving up [default: 5]' },
+} as const satisfies OptionTable;
+
+export const CONTROL_OPTIONS = {
+  config: CONNECTION_OPTIONS.config,
+  'control-socket': {
+    type: 'string',
+    describe: `the local coord's control socket [default: controlSocket in the config, else ${DEFAULT_CONTROL_SOCKET}]`,
+  },
+} as const satisfies OptionTable;
+
+export const JOIN_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  node: { type: 'string', describe: 'this node’s name, unique in the cluster [default: the host name]' },
+  interface: { type: 'string', describe: 'interface that carries the VIPs' },
+  vip: { type: 'string', array: true, describe: 'virtual IP as ADDRESS/PREFIX (repeatable)' },
+  group: { type: 'string', describe: 'name of the VIP group the flags define [default: "default"]' },
+  priority: { type: 'number', describe: 'election priority 1-254, highest holds [default: 100]' },
+  ttl: { type: 'number', describe: 'lease TTL in whole seconds; bounds crash failover [default: 1]' },
+  preempt: {
+    type: 'boolean',
+    describe:
+      'take the VIP from a lower-priority holder (--no-preempt keeps the current holder) [default: true]',
+  },
+  'preempt-delay': { type: 'number', describe: 'seconds to be up before preempting [default: 0]' },
+  mode: {
+    type: 'string',
+    choices: ['etcd', 'vrrp'],
+    describe: 'etcd: lease election (default); vrrp: speak VRRP with keepalived peers',
+  },
+  vrid: { type: 'number', describe: 'VRRP mode: virtual router id 1-255 (as on the keepalived peers)' },
+  'advert-int': { type: 'number', describe: 'VRRP mode: advert interval in seconds [default: 1]' },
+  'vrrp-version': { type: 'number', choices: [2, 3], describe: 'VRRP mode: protocol version [default: 3]' },
+  'unicast-peer': {
+    type: 'string',
+    array: true,
+    describe: 'VRRP mode: send adverts to these peers instead of multicast',
+  },
+  'auth-pass': { type: 'string', describe: 'VRRP mode, v2 only: simple password (at most 8 bytes)' },
+  'track-script': {
+    type: 'string',
+    array: true,
+    describe: 'health check command (repeatable; run without a shell, exit 0 = healthy)',
+  },
+  'track-weight': {
+    type: 'number',
+    array: true,
+    describe: 'priority change of the track script in the same position (none: failing = FAULT)',
+  },
+  'track-interval': { type: 'number', describe: 'seconds between runs of each track script [default: 2]' },
+  'track-timeout': {
+    type: 'number',
+    describe: 'seconds before a track script counts as failed and is killed [default: 2]',
+  },
+  'track-rise': { type: 'number', describe: 'successes needed to turn healthy [default: 2]' },
+  'track-fall': { type: 'number', describe: 'failures needed to turn failed [default: 2]' },
+  'track-interface': {
+    type: 'string',
+    array: true,
+    describe: 'interface whose link/carrier loss puts the node in FAULT (repeatable)',
+  },
+  notify: { type: 'string', describe: 'command run on every transition (env COORD_STATE, COORD_GROUP, …)' },
+  'notify-leader': { type: 'string', describe: 'command run when this node holds the VIP' },
+  'notify-follower': { type: 'string', describe: 'command run when this node becomes a follower' },
+  'notify-fault': { type: 'string', describe: 'command run when a check puts the node in FAULT' },
+  'notify-stop': { type: 'string', describe: 'command run when coord stops' },
+  'haproxy-config': {
+    type: 'string',
+    describe: 'run the HAProxy loop: render the services in etcd to this file and keep HAProxy serving them',
+  },
+  'haproxy-base': {
+    type: 'string',
+    describe: 'node-local HAProxy config included in every render (never from etcd)',
+  },
+  'haproxy-bin': { type: 'string', describe: 'HAProxy binary [default: /usr/sbin/haproxy]' },
+  'haproxy-run-dir': {
+    type: 'string',
+    describe: 'master socket, pidfile and HAProxy log [default: /run/coord/haproxy]',
+  },
+  metrics: { type: 'string', describe: 'serve Prometheus metrics on ADDR:PORT (/metrics) [config: metrics]' },
+  'control-socket': {
+    type: 'string',
+    describe: `local control socket for status --local and reload-config ('' disables) [default: ${DEFAULT_CONTROL_SOCKET}]`,
+  },
+  'log-level': {
+    type: 'string',
+    choices: ['error', 'warn', 'info', 'debug'],
+    describe: 'log level [default: info]',
+  },
+} as const satisfies OptionTable;
+
+export const STATUS_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  ...TIMEOUT_OPTION,
+  json: { type: 'boolean', default: false, describe: 'print JSON for machines' },
+  local: {
+    type: 'boolean',
+    default: false,
+    describe: 'ask the coord running on this host (control socket), without etcd; works in VRRP mode',
+  },
+  'control-socket': CONTROL_OPTIONS['control-socket'],
+} as const satisfies OptionTable;
+
+export const SERVICE_OPTIONS = { ...CONNECTION_OPTIONS, ...TIMEOUT_OPTION } as const satisfies OptionTable;
+
+export const ROLES_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  ...TIMEOUT_OPTION,
+  apply: {
+    type: 'boolean',
+    default: false,
+    describe: 'create the roles in etcd (needs credentials allowed to manage roles, e.g. root)',
+  },
+} as const satisfies OptionTable;
+
+/** The option table of each command (by its first word): COORD_* variables apply only to these. */
+export const COMMAND_OPTIONS: Readonly<Record<string, OptionTable>> = {
+  join: JOIN_OPTIONS,
+  status: STATUS_OPTIONS,
+  service: SERVICE_OPTIONS,
+  server: SERVICE_OPTIONS,
+  'etcd-roles': ROLES_OPTIONS,
+  'reload-config': CONTROL_OPTIONS,
+  'check-config': { config: CONNECTION_OPTIONS.config },
+};
+
+/** COORD_ETCD_CACERT ↔ --etcd-cacert. */
+export function envName(option: string): string {
+  return `COORD_${option.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/**
+ * Arguments for the options of `command` that are set in the environment and not on the command line (the
+ * command line wins). Variables of options the command does not have are ignored — a COORD_CLUSTER exported for
+ * `coord status` must not break `coord check-config` — and so is COORD_ETCD_PASSWORD, which is never an argument.
+ */
+export function envArgs(argv: readonly string[], env: NodeJS.ProcessEnv): string[] {
+  const command = argv.find((a) => !a.startsWith('-'));
+  const table = command === undefined ? undefined : COMMAND_OPTIONS[command];
+  if (table === undefined) return [];
+  const given = new Set(
+    argv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0]?.replace(/^no-/, '') ?? ''),
+  );
+  const out: string[] = [];
+  for (const [name, spec] of Object.entries(table)) {
+    if (given.has(name)) continue;
+    const value = env[envName(name)];
+    if (value === undefined) continue;
+    if (spec.array === true) for (const v of value.split(',')) out.push(`--${name}=${v.trim()}`);
+    else out.push(`--${name}=${value}`);
+  }
+  return out;
+}

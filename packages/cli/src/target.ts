@@ -1,0 +1,151 @@
+/**
+ * One way to connect for every command: the node's config file (--config, else /etc/coord/coord.yaml when it
+ * exists), overridden by flags and COORD_* variables, validated by the same schema `coord join` uses, then
+ * resolved (TLS files read, password from its file or COORD_ETCD_PASSWORD). `coord status` on a node needs no
+ * flags.
+ */
+import { existsSync } from 'node:fs';
+import {
+  CoordError,
+  readConfigFile,
+  splitList,
+  validateConnectionSettings,
+  type ConnectionSettings,
+} from '@coord/core';
+import { createEtcdBackend, loadConnection, type EtcdBackend, type EtcdConnection } from '@coord/etcd';
+import { DEFAULT_CONFIG_PATH } from './options.js';
+
+/** The connection flags, as yargs hands them over. */
+export interface ConnectionArgs {
+  config?: string | undefined;
+  etcd?: string[] | undefined;
+  etcdCacert?: string | undefined;
+  etcdCert?: string | undefined;
+  etcdKey?: string | undefined;
+  etcdUser?: string | undefined;
+  etcdPasswordFile?: string | undefined;
+  cluster?: string | undefined;
+  timeout?: number | undefined;
+}
+
+export const DEFAULT_TIMEOUT_SEC = 5;
+
+/** The config file a command reads: --config, else the default path when it exists; `--config ''` reads none. */
+export function configPath(a: { config?: string | undefined }): string | undefined {
+  if (a.config === '') return undefined;
+  if (a.config !== undefined) return a.config;
+  return existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined;
+}
+
+/** The raw config file (or nothing), read as every command reads it. */
+export async function readNodeFile(a: { config?: string | undefined }): Promise<{
+  path: string | undefined;
+  raw: Record<string, unknown>;
+}> {
+  const path = configPath(a);
+  return { path, raw: path === undefined ? {} : await readConfigFile(path) };
+}
+
+/** The file's raw config with the connection flags applied over its `etcd` and `cluster` (not yet validated). */
+export function applyConnectionFlags(
+  raw: Record<string, unknown>,
+  a: ConnectionArgs,
+): Record<string, unknown> {
+  const fileEtcd = raw.etcd;
+  const etcd: Record<string, unknown> = Array.isArray(fileEtcd)
+    ? { endpoints: fileEtcd }
+    : typeof fileEtcd === 'object' && fileEtcd !== null
+      ? { ...fileEtcd }
+      : {};
+  if (a.etcd !== undefined) etcd.endpoints = splitList(a.etcd);
+  if (a.etcdCacert !== undefined) etcd.cacert = a.etcdCacert;
+  if (a.etcdCert !== undefined) etcd.cert = a.etcdCert;
+  if (a.etcdKey !== undefined) etcd.key = a.etcdKey;
+  if (a.etcdUser !== undefined) etcd.user = a.etcdUser;
+  if (a.etcdPasswordFile !== undefined) etcd.passwordFile = a.etcdPasswordFile;
+  return { ...raw, etcd, ...(a.cluster === undefined ? {} : { cluster: a.cluster }) };
+}
+
+/** Merge the connection flags over the file's `etcd` and `cluster`, and validate the result. */
+export function mergeConnection(
+  raw: Record<string, unknown>,
+  a: ConnectionArgs,
+  source: string,
+): ConnectionSettings {
+  const r = validateConnectionSettings(applyConnectionFlags(raw, a));
+  if (!r.ok) {
+    const first = r.issues[0];
+    throw new CoordError('ERR_COORD_CONFIG', `${source}: ${first?.path}: ${first?.message}`, {
+      hint: first?.hint ?? 'fix the setting named above',
+      details: { issues: r.issues },
+    });
+  }
+  return r.settings;
+}
+
+export interface Target {
+  readonly connection: EtcdConnection;
+  readonly cluster: string;
+  readonly timeoutMs: number;
+}
+
+/** Resolve where to connect for a one-shot command; `cluster` is required. */
+export async function resolveTarget(a: ConnectionArgs): Promise<Target> {
+  const { path, raw } = await readNodeFile(a);
+  const settings = mergeConnection(raw, a, path ?? 'flags');
+  if (settings.etcd.endpoints.length === 0)
+    throw new CoordError(
+      'ERR_COORD_USAGE',
+      'no etcd endpoint: give --etcd or a config file with etcd.endpoints',
+      {
+        hint: `e.g. --etcd https://10.0.0.2:2379, or run it on a node (${DEFAULT_CONFIG_PATH}) or with --config FILE`,
+      },
+    );
+  if (settings.cluster === undefined)
+    throw new CoordError('ERR_COORD_USAGE', 'no cluster: give --cluster or a config file with cluster:', {
+      hint: `e.g. --cluster prod, or run it on a node (${DEFAULT_CONFIG_PATH}) or with --config FILE`,
+    });
+  const timeoutSec = a.timeout ?? DEFAULT_TIMEOUT_SEC;
+  if (!(timeoutSec > 0 && timeoutSec <= 600))
+    throw new CoordError('ERR_COORD_USAGE', `--timeout must be 0-600 seconds, got ${String(a.timeout)}`, {
+      hint: 'e.g. --timeout 5',
+    });
+  const timeoutMs = Math.round(timeoutSec * 1000);
+  return {
+    connection: loadConnection(settings.etcd, { callTimeoutMs: timeoutMs }),
+    cluster: settings.cluster,
+    timeoutMs,
+  };
+}
+
+/**
+ * Run `fn` against etcd and fail within the timeout: a cut-off or unreachable etcd is reported as such after
+ * `--timeout` seconds, whatever the client's own retries would do.
+ */
+export async function withEtcd<T>(
+  t: Target,
+  fn: (etcd: EtcdBackend, cluster: string) => Promise<T>,
+): Promise<T> {
+  const etcd = createEtcdBackend(t.connection);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(
+        new CoordError(
+          'ERR_COORD_ETCD',
+          `etcd at ${t.connection.endpoints.join(',')} did not answer within ${t.timeoutMs / 1000} s`,
+          {
+            hint: 'check that the endpoints are reachable from here and the etcd cluster has quorum (or raise --timeout)',
+            details: { kind: 'deadline' },
+          },
+        ),
+      );
+    }, t.timeoutMs);
+  });
+  try {
+    return await Promise.race([fn(etcd, t.cluster), deadline]);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    etcd.close();
+  }
+}

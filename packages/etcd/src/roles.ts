@@ -1,0 +1,56 @@
+/**
+ * Least privilege for a cluster: the two etcd roles `coord etcd-roles` prints or creates. Binding users to them
+ * stays the operator's job (etcdctl user grant-role), and docs/etcd-auth.md shows the commands.
+ */
+import { clusterKeys } from './keys.js';
+
+export type Permission = 'read' | 'write' | 'readwrite';
+
+export interface RoleSpec {
+  readonly name: string;
+  readonly purpose: string;
+  /** Prefix permissions (etcd key ranges [prefix, prefix+1)). */
+  readonly permissions: readonly { readonly permission: Permission; readonly prefix: string }[];
+}
+
+/**
+ * `coord-node-<cluster>`: exactly what `coord join` needs — read the whole cluster prefix (the view), write its
+ * member, status and the groups' leader/last-holder keys. Leases need no key permission (a revoke needs write on
+ * the keys attached, which these grant). It cannot change services.
+ * `coord-admin-<cluster>`: read the cluster, write services (coord service/server set|rm).
+ */
+export function coordRoles(cluster: string): RoleSpec[] {
+  const k = clusterKeys(cluster);
+  return [
+    {
+      name: `coord-node-${cluster}`,
+      purpose: 'coord join: elect, hold VIPs, publish status, read services',
+      permissions: [
+        { permission: 'read', prefix: k.prefix },
+        { permission: 'readwrite', prefix: k.members },
+        { permission: 'readwrite', prefix: k.statuses },
+        { permission: 'readwrite', prefix: k.groups },
+      ],
+    },
+    {
+      name: `coord-admin-${cluster}`,
+      purpose: 'coord service/server set|rm and coord status',
+      permissions: [
+        { permission: 'read', prefix: k.prefix },
+        { permission: 'readwrite', prefix: k.services },
+      ],
+    },
+  ];
+}
+
+/** The etcdctl commands that create `roles` (what `coord etcd-roles` prints without --apply). */
+export function etcdctlRoleCommands(roles: readonly RoleSpec[]): string[] {
+  const out: string[] = [];
+  for (const r of roles) {
+    out.push(`# ${r.name}: ${r.purpose}`);
+    out.push(`etcdctl role add ${r.name}`);
+    for (const p of r.permissions)
+      out.push(`etcdctl role grant-permission ${r.name} --prefix=true ${p.permission} ${p.prefix}`);
+  }
+  return out;
+}
