@@ -510,3 +510,4 @@ export class MemoryClient implements EtcdBackend {
     }
   }
 }
+export * from './testing-pki.js';
