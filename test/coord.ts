@@ -20,6 +20,8 @@ export interface JoinOptions {
   ttlSec?: number;
   extraArgs?: string[];
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  /** Leave out `--etcd` (the test gives its own connection flags, e.g. TLS and a user, in `extraArgs`). */
+  withoutEtcdFlags?: boolean;
 }
 
 /** Fail loudly (never skip) when the CLI has not been built. */
@@ -38,8 +40,10 @@ export function joinArgs(lab: Lab, host: LabHost, o: JoinOptions): string[] {
   const args = [
     COORD_BIN,
     'join',
-    '--etcd',
-    lab.etcd.endpoints.join(','),
+    // Hosts share one filesystem: a node config of the machine itself is never read by lab nodes.
+    '--config',
+    '',
+    ...(o.withoutEtcdFlags === true ? [] : ['--etcd', lab.etcd.endpoints.join(',')]),
     '--cluster',
     o.cluster,
     '--node',

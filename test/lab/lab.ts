@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +11,7 @@ import {
   type IcmpProber,
   type Sampler,
 } from './observe.js';
+import { createTestPki, type CertFiles, type TestPki } from '@coord/etcd/testing';
 import { addressIn, macFor, makePrefix, namespaceNames, PLAN, randomSubnet, type LabSubnet } from './plan.js';
 import { safeKill, spawnInNamespace, waitFor, type LabProcess } from './proc.js';
 import {
@@ -38,6 +40,26 @@ export interface LabOptions {
   electionMs?: number;
   /** Goes into the prefix, for humans reading `ip netns list`. */
   name?: string;
+  /**
+   * etcd with TLS (a throw-away CA, https client URLs, --client-cert-auth), and with `auth` also etcd
+   * authentication enabled (a root user with a password). See {@link Lab.tls}.
+   */
+  tls?: { auth?: boolean };
+}
+
+/** The lab's etcd PKI and credentials, when it runs with TLS. */
+export interface LabTls {
+  readonly ca: string;
+  /** A client certificate for `cn` (issued once per file name; `days: -1` gives an expired one). */
+  client(cn: string, opts?: { days?: number; file?: string }): CertFiles;
+  /** A client certificate from a CA etcd does not trust (and that CA). */
+  foreignClient(cn: string): CertFiles & { ca: string };
+  /** `coord` flags for etcd's root (with auth) or a root-CN client certificate. */
+  rootArgs(): string[];
+  /** etcdctl flags (TLS, and root credentials once auth is on). */
+  etcdctlArgs(): string[];
+  /** Create an etcd user with a fresh password (written to `passwordFile`, 0600) and grant it `role`. */
+  addUser(user: string, role: string, passwordFile: string): Promise<void>;
 }
 
 export interface EtcdMember {
@@ -165,12 +187,23 @@ export class Lab {
   private readonly delayProxies = new Map<string, LabProcess>();
   private destroyed: Promise<void> | undefined;
   private seq = 0;
+  private readonly tlsOpts: { auth?: boolean } | undefined;
+  private pki: TestPki | undefined;
+  private server: CertFiles | undefined;
+  private readonly clients = new Map<string, CertFiles>();
+  private rootPassword: string | undefined;
 
-  private constructor(prefix: string, subnet: LabSubnet, opts: Required<Omit<LabOptions, 'name'>>) {
+  private constructor(
+    prefix: string,
+    subnet: LabSubnet,
+    opts: Required<Omit<LabOptions, 'name' | 'tls'>> & Pick<LabOptions, 'tls'>,
+  ) {
     this.prefix = prefix;
     this.subnet = subnet;
     this.runDir = join(LAB_RUN_ROOT, prefix);
     this.heartbeatMs = opts.heartbeatMs;
+    this.tlsOpts = opts.tls;
+    const scheme = opts.tls === undefined ? 'http' : 'https';
     this.electionMs = opts.electionMs;
     const names = namespaceNames(prefix, opts.hosts);
     this.switchNs = names.sw;
@@ -190,7 +223,7 @@ export class Lab {
         index: i,
         name: `m${i + 1}`,
         ip: ipAddr,
-        clientUrl: `http://${ipAddr}:${PLAN.etcdClientPort}`,
+        clientUrl: `${scheme}://${ipAddr}:${PLAN.etcdClientPort}`,
         peerUrl: `http://${ipAddr}:${PLAN.etcdPeerPort}`,
         dataDir: join(this.runDir, `etcd-m${i + 1}`),
         process: undefined,
@@ -208,6 +241,7 @@ export class Lab {
       etcdMembers: options.etcdMembers ?? 1,
       heartbeatMs: options.heartbeatMs ?? 50,
       electionMs: options.electionMs ?? 500,
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
     };
     if (opts.hosts < 1 || opts.hosts > 80) throw new RangeError(`hosts must be 1..80, got ${opts.hosts}`);
     const prefix = makePrefix(options.name);
@@ -228,7 +262,9 @@ export class Lab {
     installExitHooks();
     try {
       await lab.build();
+      lab.makePki();
       await lab.startEtcd();
+      await lab.enableAuth();
       await lab.startDelayProxies();
     } catch (err) {
       await lab.destroy();
@@ -298,7 +334,7 @@ export class Lab {
       '--data-dir',
       m.dataDir,
       '--listen-client-urls',
-      `${m.clientUrl},http://${m.ip}:${PLAN.etcdDirectPort}`,
+      `${m.clientUrl},${this.tlsOpts === undefined ? 'http' : 'https'}://${m.ip}:${PLAN.etcdDirectPort}`,
       '--advertise-client-urls',
       m.clientUrl,
       '--listen-peer-urls',
@@ -317,7 +353,124 @@ export class Lab {
       String(this.electionMs),
       '--logger',
       'zap',
+      ...(this.server === undefined || this.pki === undefined
+        ? []
+        : [
+            '--cert-file',
+            this.server.cert,
+            '--key-file',
+            this.server.key,
+            '--trusted-ca-file',
+            this.pki.ca,
+            '--client-cert-auth',
+          ]),
     ];
+  }
+
+  /** A CA, one server certificate for every member address, and a root client certificate. */
+  private makePki(): void {
+    if (this.tlsOpts === undefined) return;
+    this.pki = createTestPki(join(this.runDir, 'pki'));
+    this.server = this.pki.server(
+      'etcd-server',
+      this.etcd.members.map((m) => m.ip),
+    );
+  }
+
+  /** etcdctl's TLS flags (and root credentials once authentication is on). */
+  private etcdctlAuth(): string[] {
+    if (this.pki === undefined) return [];
+    const root = this.tlsClient('root');
+    return [
+      '--cacert',
+      this.pki.ca,
+      '--cert',
+      root.cert,
+      '--key',
+      root.key,
+      ...(this.rootPassword === undefined ? [] : ['--user', `root:${this.rootPassword}`]),
+    ];
+  }
+
+  private tlsClient(cn: string, opts: { days?: number; file?: string } = {}): CertFiles {
+    if (this.pki === undefined) throw new Error('this lab runs etcd without TLS');
+    const file = opts.file ?? `client-${cn}`;
+    let c = this.clients.get(file);
+    if (c === undefined) {
+      c = this.pki.client(cn, { ...opts, file });
+      this.clients.set(file, c);
+    }
+    return c;
+  }
+
+  /** etcd authentication: a root user (with the root role) and `auth enable`. */
+  private async enableAuth(): Promise<void> {
+    if (this.tlsOpts?.auth !== true) return;
+    const password = randomBytes(12).toString('hex');
+    const ctl = async (args: string[]) => {
+      const r = await inNs(
+        this.etcd.host.ns,
+        'etcdctl',
+        ['--endpoints', this.etcd.endpoints.join(','), ...this.etcdctlAuth(), ...args],
+        {
+          reject: false,
+          timeoutMs: 10_000,
+        },
+      );
+      if (r.exitCode !== 0) throw new Error(`etcdctl ${args.join(' ')}: ${r.stderr}`);
+    };
+    await ctl(['user', 'add', 'root', '--new-user-password', password]);
+    await ctl(['user', 'grant-role', 'root', 'root']);
+    await ctl(['auth', 'enable']);
+    this.rootPassword = password;
+    writeFileSync(join(this.runDir, 'root.password'), `${password}\n`, { mode: 0o600 });
+  }
+
+  /** The lab's etcd PKI and credentials (only for a lab created with `tls`). */
+  tls(): LabTls {
+    const pki = this.pki;
+    if (pki === undefined) throw new Error('this lab runs etcd without TLS (Lab.create({ tls: {} }))');
+    return {
+      ca: pki.ca,
+      client: (cn, opts) => this.tlsClient(cn, opts),
+      foreignClient: (cn) => pki.foreignClient(cn),
+      rootArgs: () => {
+        const root = this.tlsClient('root');
+        return [
+          '--etcd',
+          this.etcd.endpoints.join(','),
+          '--etcd-cacert',
+          pki.ca,
+          '--etcd-cert',
+          root.cert,
+          '--etcd-key',
+          root.key,
+          ...(this.rootPassword === undefined
+            ? []
+            : ['--etcd-user', 'root', '--etcd-password-file', join(this.runDir, 'root.password')]),
+        ];
+      },
+      etcdctlArgs: () => this.etcdctlAuth(),
+      addUser: async (user, role, passwordFile) => {
+        const password = randomBytes(12).toString('hex');
+        writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+        for (const args of [
+          ['user', 'add', user, '--new-user-password', password],
+          ['user', 'grant-role', user, role],
+        ]) {
+          const r = await inNs(
+            this.etcd.host.ns,
+            'etcdctl',
+            ['--endpoints', this.etcd.endpoints.join(','), ...this.etcdctlAuth(), ...args],
+            {
+              reject: false,
+              timeoutMs: 10_000,
+            },
+          );
+          if (r.exitCode !== 0) throw new Error(`etcdctl ${args.slice(0, 3).join(' ')}: ${r.stderr}`);
+        }
+      },
+    };
   }
 
   /**
@@ -397,6 +550,7 @@ export class Lab {
           [
             '--endpoints',
             members.map((m) => m.clientUrl).join(','),
+            ...this.etcdctlAuth(),
             '--command-timeout',
             '1s',
             'endpoint',
@@ -449,6 +603,7 @@ export class Lab {
       [
         '--endpoints',
         this.etcd.endpoints.join(','),
+        ...this.etcdctlAuth(),
         '--dial-timeout',
         '1s',
         '--command-timeout',
@@ -560,6 +715,11 @@ export class Lab {
     if (m.process?.running === true) return;
     this.startMember(m);
     await this.waitEtcdHealthy([m]);
+  }
+
+  /** @internal etcdctl's TLS and root flags (empty without TLS). */
+  etcdctlTlsArgs(): string[] {
+    return this.etcdctlAuth();
   }
 
   /** @internal */
@@ -703,6 +863,7 @@ export class LabFaults {
       [
         '--endpoints',
         alive.map((m) => m.clientUrl).join(','),
+        ...this.lab.etcdctlTlsArgs(),
         '--command-timeout',
         '1s',
         'endpoint',

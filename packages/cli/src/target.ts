@@ -7,12 +7,19 @@
 import { existsSync } from 'node:fs';
 import {
   CoordError,
+  isCoordError,
   readConfigFile,
   splitList,
   validateConnectionSettings,
   type ConnectionSettings,
 } from '@coord/core';
-import { createEtcdBackend, loadConnection, type EtcdBackend, type EtcdConnection } from '@coord/etcd';
+import {
+  createEtcdBackend,
+  diagnoseTls,
+  loadConnection,
+  type EtcdBackend,
+  type EtcdConnection,
+} from '@coord/etcd';
 import { DEFAULT_CONFIG_PATH } from './options.js';
 
 /** The connection flags, as yargs hands them over. */
@@ -144,6 +151,22 @@ export async function withEtcd<T>(
   });
   try {
     return await Promise.race([fn(etcd, t.cluster), deadline]);
+  } catch (e) {
+    // grpc-js hides why a TLS connection failed: one handshake of our own names the cause.
+    const kind = isCoordError(e) ? e.details?.kind : undefined;
+    if (
+      t.connection.tls !== undefined &&
+      (kind === 'unavailable' || kind === 'deadline' || kind === 'other')
+    ) {
+      const problem = await diagnoseTls(t.connection);
+      if (problem !== undefined)
+        throw new CoordError('ERR_COORD_ETCD', `etcd: ${problem.message}`, {
+          hint: problem.hint,
+          cause: e,
+          details: { kind: problem.kind },
+        });
+    }
+    throw e;
   } finally {
     if (timer !== undefined) clearTimeout(timer);
     etcd.close();

@@ -163,3 +163,104 @@ export function loadConnection(
     ...(opts.callTimeoutMs === undefined ? {} : { callTimeoutMs: opts.callTimeoutMs }),
   };
 }
+
+/** Map a TLS handshake failure seen by node:tls to what is wrong and what to do. */
+function tlsProblem(
+  e: NodeJS.ErrnoException,
+  server: string,
+): { kind: string; message: string; hint: string } | undefined {
+  const code = e.code ?? '';
+  const text = `${code} ${e.message}`;
+  if (/CERT_HAS_EXPIRED/.test(code))
+    return {
+      kind: 'tls-server-expired',
+      message: `the etcd server's certificate (${server}) has expired`,
+      hint: 'renew the etcd servers’ certificates',
+    };
+  if (/UNABLE_TO_VERIFY|SELF_SIGNED|UNABLE_TO_GET_ISSUER|DEPTH_ZERO/.test(code))
+    return {
+      kind: 'tls-unknown-ca',
+      message: `the etcd server's certificate (${server}) is not signed by --etcd-cacert`,
+      hint: 'give the CA that signed the etcd servers’ certificates with --etcd-cacert',
+    };
+  if (/ERR_TLS_CERT_ALTNAME_INVALID/.test(code))
+    return {
+      kind: 'tls-name',
+      message: `the etcd server's certificate does not name ${server}`,
+      hint: 'use the endpoint address the server certificate was issued for (its subjectAltName)',
+    };
+  if (/ALERT_CERTIFICATE_EXPIRED|certificate expired/i.test(text))
+    return {
+      kind: 'tls-client-expired',
+      message: `etcd (${server}) refused our client certificate: it has expired`,
+      hint: 'renew --etcd-cert (coord picks up the new files by itself)',
+    };
+  if (
+    /ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_REQUIRED|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE)|certificate required/i.test(
+      text,
+    )
+  )
+    return {
+      kind: 'tls-client-refused',
+      message: `etcd (${server}) refused our client certificate`,
+      hint: 'give --etcd-cert/--etcd-key issued by the CA etcd trusts (--trusted-ca-file on the servers)',
+    };
+  if (/WRONG_VERSION_NUMBER|wrong version number/i.test(text))
+    return {
+      kind: 'tls-not-tls',
+      message: `${server} does not speak TLS`,
+      hint: 'use http:// for a plaintext etcd, or enable TLS on it',
+    };
+  return undefined;
+}
+
+/**
+ * Find out why a TLS connection to etcd fails: grpc-js only says "UNAVAILABLE: No connection established", so
+ * one handshake with node:tls (same CA, certificate and key) names the cause. Resolves undefined when the
+ * handshake succeeds, the connection fails for another reason, or there is no TLS.
+ */
+export async function diagnoseTls(
+  conn: EtcdConnection,
+  timeoutMs = 2000,
+): Promise<{ kind: string; message: string; hint: string } | undefined> {
+  const tls = conn.tls;
+  const endpoint = conn.endpoints.find((e) => e.startsWith('https://'));
+  if (tls === undefined && endpoint === undefined) return undefined;
+  if (endpoint === undefined) return undefined;
+  const url = new URL(endpoint);
+  const server = url.host;
+  const { connect } = await import('node:tls');
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (r: { kind: string; message: string; hint: string } | undefined): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(r);
+    };
+    const socket = connect({
+      host: url.hostname,
+      port: Number(url.port === '' ? 2379 : url.port),
+      ...(tls?.ca === undefined ? {} : { ca: tls.ca }),
+      ...(tls?.cert === undefined ? {} : { cert: tls.cert }),
+      ...(tls?.key === undefined ? {} : { key: tls.key }),
+      ALPNProtocols: ['h2'],
+    });
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      const problem = tlsProblem(e, server);
+      // A refused client certificate that has expired: say that, whatever alert the server chose.
+      const expired = tls?.certExpiresAt !== undefined && tls.certExpiresAt.getTime() < Date.now();
+      if (problem?.kind === 'tls-client-refused' && expired)
+        done({
+          kind: 'tls-client-expired',
+          message: `etcd (${server}) refused our client certificate: it expired at ${tls.certExpiresAt?.toISOString() ?? ''}`,
+          hint: 'renew --etcd-cert (coord picks up the new files by itself)',
+        });
+      else done(problem);
+    });
+    // TLS 1.3: the server checks our certificate after the client finished; its alert comes a moment later.
+    socket.on('secureConnect', () => setTimeout(() => done(undefined), 300));
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+  });
+}
