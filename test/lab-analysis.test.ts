@@ -11,8 +11,16 @@ import {
   icmpLongestGap,
   macsSeen,
   type ArpTimeline,
+  type ObserverHealth,
   type Timeline,
 } from './lab/analysis.js';
+import {
+  coordReleases,
+  fencedRemovalProblems,
+  handoverProblems,
+  overlaps,
+  type Evidence,
+} from './lab/evidence.js';
 import {
   addressIn,
   macFor,
@@ -38,7 +46,10 @@ const tl: Timeline = {
     { t: 1300, host: 'h2', op: 'add' },
     { t: 1500, host: 'h1', op: 'del' },
   ],
+  observers: [],
 };
+
+const healthy = (name: string): ObserverHealth => ({ name, aliveAtStop: true, responsive: true });
 
 const arp = (replies: [number, string, number][]): ArpTimeline => ({
   vip: '10.1.1.200',
@@ -46,8 +57,10 @@ const arp = (replies: [number, string, number][]): ArpTimeline => ({
   start: 0,
   end: 10_000,
   sent: 100,
+  probes: Array.from({ length: 100 }, (_, i) => i * 100),
   replies: replies.map(([t, mac, seq]) => ({ t, mac, seq, kind: 'reply' })),
   garps: [],
+  observer: healthy('arp prober'),
 });
 
 describe('plan', () => {
@@ -144,8 +157,151 @@ describe('timeline analysis', () => {
 
   it('finds the longest ICMP silence', () => {
     const replies = [0, 10, 20, 520, 530].map((t, i) => ({ t, seq: i + 1, rttMs: 0.1 }));
-    const icmp = { vip: 'x', intervalMs: 10, start: 0, end: 600, replies, missing: [] };
+    const icmp = {
+      vip: 'x',
+      intervalMs: 10,
+      start: 0,
+      end: 600,
+      replies,
+      missing: [],
+      observer: healthy('ping'),
+    };
     expect(icmpLongestGap(icmp)).toEqual({ lastBefore: 20, firstAfter: 520, gapMs: 500 });
     expect(icmpLongestGap(icmp, { after: 500 })).toEqual({ lastBefore: 520, firstAfter: 530, gapMs: 10 });
+  });
+});
+
+describe('handover evidence', () => {
+  // h1 holds from the start; the fault at 1000; h1's address goes at 1400, h2 adds it at 1450.
+  const handover = (over: Partial<Timeline> = {}): Timeline => ({
+    vip: '10.1.1.200',
+    intervalMs: 20,
+    start: 500,
+    end: 2500,
+    initial: ['h1'],
+    samples: [],
+    events: [
+      { t: 1400, host: 'h1', op: 'del' },
+      { t: 1450, host: 'h2', op: 'add' },
+    ],
+    observers: [healthy('ip monitor h1'), healthy('ip monitor h2')],
+    ...over,
+  });
+  const evidence = (over: Partial<Evidence> = {}): Evidence => ({
+    timeline: handover(),
+    arp: arp([
+      [900, 'aa', 40],
+      [1500, 'bb', 100],
+    ]),
+    macs: { h1: 'aa', h2: 'bb' },
+    ...over,
+  });
+  const expectation = { initial: 'h1', final: 'h2', events: ['h1:del', 'h2:add'], faultAt: 1000 };
+
+  it('accepts a clean handover seen by live observers', () => {
+    expect(handoverProblems(evidence(), expectation)).toEqual([]);
+    expect(handoverProblems(evidence(), { ...expectation, onlyEvents: true })).toEqual([]);
+  });
+
+  it.each<[string, Partial<Evidence>, RegExp]>([
+    [
+      'an overlap shorter than one 20 ms sample',
+      {
+        timeline: handover({
+          events: [
+            { t: 1400, host: 'h2', op: 'add' },
+            { t: 1405, host: 'h1', op: 'del' },
+          ],
+        }),
+      },
+      /two holders for 5 ms/,
+    ],
+    [
+      'a dead ip monitor',
+      {
+        timeline: handover({
+          observers: [{ name: 'ip monitor h1', aliveAtStop: false, responsive: false, detail: 'exited' }],
+        }),
+      },
+      /ip monitor h1 was not working.*exited/,
+    ],
+    [
+      'a monitor that stopped reporting',
+      {
+        timeline: handover({ observers: [{ name: 'ip monitor h2', aliveAtStop: true, responsive: false }] }),
+      },
+      /ip monitor h2 was not working/,
+    ],
+    ['no monitor at all', { timeline: handover({ observers: [] }) }, /watched no host/],
+    [
+      'a dead ARP prober',
+      { arp: { ...arp([]), observer: { name: 'arp prober', aliveAtStop: false, responsive: false } } },
+      /arp prober was not working/,
+    ],
+    ['the wrong initial holder', { timeline: handover({ initial: ['h3'] }) }, /held by h3 at the start/],
+    ['a missing removal', { timeline: handover({ events: [] }) }, /address events \[\]/],
+    ['no answer before the fault', { arp: arp([[1500, 'bb', 100]]) }, /no ARP answer from h1/],
+    ['no answer from the new holder', { arp: arp([[900, 'aa', 40]]) }, /no ARP answer from h2/],
+    [
+      'an answer from the new holder only before it added the VIP',
+      {
+        arp: arp([
+          [900, 'aa', 40],
+          [1420, 'bb', 90],
+        ]),
+      },
+      /no ARP answer from h2/,
+    ],
+  ])('refuses %s', (_label, over, problem) => {
+    const problems = handoverProblems(evidence(over), expectation);
+    expect(problems.join('\n')).toMatch(problem);
+  });
+
+  it('refuses extra events when only the expected ones may happen', () => {
+    const flap = handover({
+      events: [
+        { t: 1400, host: 'h1', op: 'del' },
+        { t: 1450, host: 'h2', op: 'add' },
+        { t: 1600, host: 'h2', op: 'del' },
+        { t: 1700, host: 'h2', op: 'add' },
+      ],
+    });
+    const answers = arp([
+      [900, 'aa', 40],
+      [1800, 'bb', 130],
+    ]);
+    expect(handoverProblems(evidence({ timeline: flap, arp: answers }), expectation)).toEqual([]);
+    const strict = { ...expectation, onlyEvents: true };
+    expect(handoverProblems(evidence({ timeline: flap, arp: answers }), strict).join()).toMatch(
+      /expected exactly/,
+    );
+  });
+
+  it('lists overlapping intervals by host', () => {
+    expect(overlaps(tl)).toEqual([{ from: 1300, to: 1500, hosts: ['h1', 'h2'] }]);
+  });
+
+  it("tells coord's own fenced removal from a kernel expiry", () => {
+    const log = [
+      { message: 'transition', timestamp: '1970-01-01T00:00:01.390Z', from: 'leader', to: 'follower' },
+      {
+        message: 'vip released',
+        timestamp: '1970-01-01T00:00:01.401Z',
+        vips: ['10.1.1.200/24'],
+        reason: 'fenced: lease deadline passed',
+      },
+    ];
+    expect(coordReleases(log)).toEqual([
+      { t: 1401, reason: 'fenced: lease deadline passed', vips: ['10.1.1.200/24'] },
+    ]);
+    const x = { host: 'h1', faultAt: 1000, releasedBy: 2000 };
+    expect(fencedRemovalProblems(evidence(), log, x)).toEqual([]);
+    // No 'vip released' line: coord found nothing to remove, the kernel's lifetime had taken the address.
+    expect(fencedRemovalProblems(evidence(), log.slice(0, 1), x).join()).toMatch(/no 'vip released'/);
+    expect(fencedRemovalProblems(evidence(), log, { ...x, releasedBy: 1300 }).join()).toMatch(
+      /after its deadline/,
+    );
+    const reasons = [{ ...log[1], reason: 'reconcile: not the holder' }];
+    expect(fencedRemovalProblems(evidence(), reasons, x).join()).toMatch(/fenced/);
   });
 });

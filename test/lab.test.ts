@@ -9,7 +9,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { doubleReplyProbes, Lab, macsSeen, sweepStale, waitFor, type LabHost } from './lab/index.js';
+import {
+  doubleReplyProbes,
+  handoverProblems,
+  Lab,
+  macsSeen,
+  sweepStale,
+  waitFor,
+  watchVip,
+  type LabHost,
+} from './lab/index.js';
 
 const HOLD_LAB = fileURLToPath(new URL('./lab/bin/hold-lab.ts', import.meta.url));
 
@@ -121,24 +130,83 @@ describe('observers', () => {
     const span = (tl.replies.at(-1)?.t ?? 0) - (tl.replies[0]?.t ?? 0);
     expect(span / tl.replies.length).toBeLessThan(20);
     expect(Math.abs((tl.replies[0]?.t ?? 0) - Date.now())).toBeLessThan(10_000);
+    expect(tl.observer).toMatchObject({ aliveAtStop: true, responsive: true });
+  });
+
+  it('observers report whether they were alive at the end; a dead one is not taken as evidence', async () => {
+    const vip = lab.freeAddress(7);
+    await addVip(h2, vip);
+    const watch = await watchVip(lab, vip, { arp: true });
+    await waitFor('a reply from h2', () => watch.arp?.snapshot().some((r) => r.mac === h2.mac));
+    const faultAt = Date.now();
+    await delVip(h2, vip);
+    await addVip(h3, vip);
+    await waitFor('a reply from h3', () => watch.arp?.snapshot().some((r) => r.mac === h3.mac));
+    const live = await watch.stop();
+    expect(live.timeline.observers.map((o) => o.name)).toEqual([
+      'ip monitor h1',
+      'ip monitor h2',
+      'ip monitor h3',
+    ]);
+    const handover = { initial: 'h2', final: 'h3', events: ['h2:del', 'h3:add'], onlyEvents: true, faultAt };
+    expect(handoverProblems(live, handover)).toEqual([]);
+
+    // The same handover, watched by a sampler one of whose monitors died and a prober that died: refused.
+    const sampler = await lab.sampler(vip);
+    const arp = await lab.arpProber(vip);
+    await waitFor('a reply from h3', () => arp.snapshot().some((r) => r.mac === h3.mac));
+    process.kill(sampler.pids.get('h3') ?? -1, 'SIGKILL');
+    process.kill(arp.pid, 'SIGKILL');
+    const faultAt2 = Date.now();
+    await delVip(h3, vip); // unseen: the monitor of h3 is dead
+    await addVip(h2, vip);
+    await new Promise((r) => setTimeout(r, 100));
+    const dead = { timeline: await sampler.stop(), arp: await arp.stop(), macs: live.macs };
+    await delVip(h2, vip);
+    expect(dead.timeline.observers.find((o) => o.name === 'ip monitor h3')).toMatchObject({
+      aliveAtStop: false,
+      responsive: false,
+    });
+    expect(dead.arp.observer).toMatchObject({ aliveAtStop: false, responsive: false });
+    const problems = handoverProblems(dead, { ...handover, initial: 'h3', final: 'h2', faultAt: faultAt2 });
+    expect(problems.join('\n')).toMatch(/ip monitor h3 was not working/);
+    expect(problems.join('\n')).toMatch(/arp prober was not working/);
+    // What the frozen picture claims: h3 kept it (no delete seen) while h2 added it.
+    expect(problems.join('\n')).toMatch(/two holders/);
   });
 });
 
 describe('faults', () => {
+  // Once failed under load: replies read late by a busy prober were stamped after the link went down. Reply times
+  // are now the client kernel's receive stamps, and the window is judged by the probes sent inside it.
   it('link down stops the host answering ARP; link up restores it', async () => {
     const vip = lab.freeAddress(4);
     await addVip(h1, vip);
     const arp = await lab.arpProber(vip, { intervalMs: 10 });
     await waitFor('a reply from h1', () => arp.snapshot().length > 0);
     await lab.faults.linkDown(h1);
-    const tDown = Date.now();
-    await new Promise((r) => setTimeout(r, 300));
+    const tDown = Date.now(); // the port is down from (before) here…
+    const sentAtDown = arp.sentSoFar();
+    await waitFor('30 probes with the cable out', () => arp.sentSoFar() >= sentAtDown + 30, {
+      timeoutMs: 5000,
+    });
+    const tUpCalled = Date.now(); // …until (after) here
     await lab.faults.linkUp(h1);
     const tUp = Date.now();
     await waitFor('replies after link up', () => arp.snapshot().some((r) => r.t > tUp), { timeoutMs: 5000 });
     const tl = await arp.stop();
     await delVip(h1, vip);
-    expect(tl.replies.filter((r) => r.t > tDown + 20 && r.t < tUp)).toEqual([]);
+    expect(tl.observer).toMatchObject({ aliveAtStop: true, responsive: true });
+    // Date.now() is whole ms (floored): compare floored kernel stamps, so no slack is needed at either edge.
+    const inWindow = (t: number) => Math.floor(t) > tDown && Math.floor(t) < tUpCalled;
+    // The prober kept probing while the cable was out (by its own send times)…
+    const probesSent = tl.probes.filter(inWindow);
+    expect(probesSent.length).toBeGreaterThanOrEqual(20);
+    // …and nothing answered any of them: no reply reached the client's kernel in the window.
+    expect(tl.replies.filter((r) => inWindow(r.t))).toEqual([]);
+    // Control: the same prober got answers before and after.
+    expect(tl.replies.some((r) => r.t < tDown)).toBe(true);
+    expect(tl.replies.some((r) => r.t > tUp && r.mac === h1.mac)).toBe(true);
   });
 
   it('cutting a host from etcd makes its etcdctl time out while the LAN still works', async () => {

@@ -16,6 +16,21 @@ export interface HolderSample {
   holders: string[];
 }
 
+/**
+ * Whether an observer worked until it was stopped. An `ip monitor` or prober that died early leaves a frozen
+ * picture that passes every "never two holders" check: evidence from it counts only when this says it was live.
+ */
+export interface ObserverHealth {
+  /** e.g. `ip monitor h1`, `arp prober`, `ping`. */
+  name: string;
+  /** Still running when it was stopped. */
+  aliveAtStop: boolean;
+  /** Proved at the end that its whole pipeline still reported (a canary event seen, a final report read). */
+  responsive: boolean;
+  /** What went wrong, when something did. */
+  detail?: string;
+}
+
 /** What the address sampler saw: exact kernel events plus periodic samples derived from them. */
 export interface Timeline {
   vip: string;
@@ -26,13 +41,16 @@ export interface Timeline {
   initial: string[];
   samples: HolderSample[];
   events: AddressEvent[];
+  /** One `ip monitor` per host. */
+  observers: ObserverHealth[];
 }
 
 /** One ARP packet about the VIP seen by the client: a reply to our probe, or a gratuitous ARP. */
 export interface ArpReply {
+  /** When the client's kernel received it (SO_TIMESTAMPNS), not when the prober got round to reading it. */
   t: number;
   mac: string;
-  /** Number of probes sent when it arrived (replies with the same seq answer the same probe). */
+  /** Number of probes sent before it arrived: the probe it answers (replies with the same seq answer one probe). */
   seq: number;
   kind: 'reply' | 'garp';
 }
@@ -43,8 +61,11 @@ export interface ArpTimeline {
   start: number;
   end: number;
   sent: number;
+  /** Send time of every probe (probe n is `probes[n - 1]`). */
+  probes: number[];
   replies: ArpReply[];
   garps: ArpReply[];
+  observer: ObserverHealth;
 }
 
 export interface IcmpReply {
@@ -61,6 +82,7 @@ export interface IcmpTimeline {
   replies: IcmpReply[];
   /** Sequence numbers ping reported as unanswered ("no answer yet"). */
   missing: { t: number; seq: number }[];
+  observer: ObserverHealth;
 }
 
 /** Samples in which more than one host held the VIP: the split-brain the whole project exists to prevent. */

@@ -18,5 +18,6 @@ export type { ExitInfo, LabProcess } from './proc.js';
 export { waitFor } from './proc.js';
 export type { ArpProber, IcmpProber, Sampler } from './observe.js';
 export * from './analysis.js';
+export * from './evidence.js';
 export { type LabSubnet } from './plan.js';
 export { sweepStale } from './registry.js';

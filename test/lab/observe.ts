@@ -10,6 +10,7 @@ import type {
   HolderSample,
   IcmpReply,
   IcmpTimeline,
+  ObserverHealth,
   Timeline,
 } from './analysis.js';
 import { parseAddressEvent, parsePingLine } from './plan.js';
@@ -30,12 +31,18 @@ export interface ObserverContext {
 
 export interface Sampler {
   stop(): Promise<Timeline>;
+  /** The `ip monitor` PIDs by host name (a test may kill one to prove a dead monitor is noticed). */
+  readonly pids: ReadonlyMap<string, number>;
 }
 
 export interface ArpProber {
   stop(): Promise<ArpTimeline>;
   /** Replies so far (a copy), for polling while the prober runs. */
   snapshot(): ArpReply[];
+  /** Probes sent so far, as last reported (the prober reports every 100 ms). */
+  sentSoFar(): number;
+  /** The prober's PID (a test may kill it to prove a dead prober is noticed). */
+  readonly pid: number;
 }
 
 export interface IcmpProber {
@@ -46,6 +53,15 @@ export interface IcmpProber {
 const PROBE_SCRIPT = fileURLToPath(new URL('./bin/arp-probe.py', import.meta.url));
 /** Debian's interpreter, not whatever a shim on PATH points at. */
 const PYTHON = '/usr/bin/python3';
+/** Canary addresses live in 127.77.0.0/16 on `lo`: nothing in the lab manages or looks at them. */
+const CANARY_PREFIX = '127.77.';
+let canaries = 0;
+
+/** A canary address no other sampler of this process uses (namespaces are per lab, labs per process). */
+function nextCanary(): string {
+  const n = canaries++ % 65_024;
+  return `${CANARY_PREFIX}${Math.floor(n / 254)}.${(n % 254) + 1}`;
+}
 
 function hasSocket(pid: number): boolean {
   try {
@@ -84,6 +100,10 @@ function addressesOf(json: string, vip: string): Set<string> {
  * kernel add/delete the moment it happens (exact, and far cheaper than polling); a snapshot taken after the
  * monitor is listening gives the starting state. Periodic samples are derived from that state every
  * `intervalMs`.
+ *
+ * `stop()` first proves every monitor still works: it adds and removes a canary address (127.77.x.y/32 on `lo`,
+ * which no coord, keepalived or HAProxy of the lab looks at) in each host and waits for each monitor to report
+ * it. The result says, per host, whether the monitor was alive and reporting (`observers`).
  */
 export async function startSampler(
   hosts: readonly ObservedHost[],
@@ -95,6 +115,9 @@ export async function startSampler(
   const events: AddressEvent[] = [];
   const samples: HolderSample[] = [];
   const live = new Map<string, boolean>();
+  const exitedEarly = new Set<string>();
+  /** Canary addresses each monitor reported, per host. */
+  const canariesSeen = new Map<string, Set<string>>(hosts.map((h) => [h.name, new Set<string>()]));
   const holders = (): string[] =>
     [...held]
       .filter(([, s]) => s.size > 0)
@@ -111,10 +134,15 @@ export async function startSampler(
     });
     const pid = child.pid ?? -1;
     ctx.track(pid);
+    void child.then(() => exitedEarly.add(h.name));
     onLines(child.stdout, (line) => {
       const t = Date.now();
       if (live.get(h.name) !== true) return;
       const ev = parseAddressEvent(line);
+      if (ev !== undefined && ev.iface === 'lo' && ev.address.startsWith(CANARY_PREFIX)) {
+        canariesSeen.get(h.name)?.add(`${ev.op} ${ev.address}`);
+        return;
+      }
       if (ev?.address !== vip) return;
       const set = held.get(h.name) ?? new Set<string>();
       const before = set.size > 0;
@@ -142,14 +170,58 @@ export async function startSampler(
   samples.push({ t: start, holders: initial });
   const timer = setInterval(() => samples.push({ t: Date.now(), holders: holders() }), intervalMs);
   return {
+    pids: new Map(monitors.map((m) => [m.host.name, m.pid])),
     async stop() {
       clearInterval(timer);
       const end = Date.now();
       samples.push({ t: end, holders: holders() });
+      const canary = nextCanary();
+      const observers = await Promise.all(
+        monitors.map(async (m): Promise<ObserverHealth> => {
+          const name = `ip monitor ${m.host.name}`;
+          if (exitedEarly.has(m.host.name)) {
+            return { name, aliveAtStop: false, responsive: false, detail: 'exited before stop()' };
+          }
+          const seen = canariesSeen.get(m.host.name) ?? new Set<string>();
+          const problem = await proveCanary(m.host.ns, canary, seen);
+          return problem === undefined
+            ? { name, aliveAtStop: true, responsive: true }
+            : { name, aliveAtStop: !exitedEarly.has(m.host.name), responsive: false, detail: problem };
+        }),
+      );
       await Promise.all(monitors.map((m) => halt(m.child, m.pid, ctx)));
-      return { vip, intervalMs, start, end, initial, samples, events: events.filter((e) => e.t >= start) };
+      return {
+        vip,
+        intervalMs,
+        start,
+        end,
+        initial,
+        samples,
+        events: events.filter((e) => e.t >= start && e.t <= end),
+        observers,
+      };
     },
   };
+}
+
+/** Add and remove `canary` in `ns`; undefined when the monitor reported both, else what it missed. */
+async function proveCanary(ns: string, canary: string, seen: Set<string>): Promise<string | undefined> {
+  const change = (op: 'add' | 'del') =>
+    execa('ip', ['-n', ns, 'addr', op, `${canary}/32`, 'dev', 'lo'], { timeout: 5000, reject: false });
+  for (const op of ['add', 'del'] as const) {
+    const r = await change(op);
+    if (r.exitCode !== 0) return `could not ${op} canary ${canary}: ${String(r.stderr)}`;
+    try {
+      await waitFor(`ip monitor in ${ns} to report canary ${op}`, () => seen.has(`${op} ${canary}`), {
+        timeoutMs: 5000,
+        intervalMs: 10,
+      });
+    } catch {
+      if (op === 'add') await change('del');
+      return `canary ${op} ${canary} not reported within 5 s`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -172,16 +244,18 @@ export async function startArpProber(
   const replies: ArpReply[] = [];
   const garps: ArpReply[] = [];
   let ready: number | undefined;
-  let sent = 0;
+  let done: { sent: number; probes: number[] } | undefined;
+  let sentSoFar = 0;
   onLines(child.stdout, (line) => {
-    let msg: { type?: string; t?: number; mac?: string; seq?: number; sent?: number };
+    let msg: { type?: string; t?: number; mac?: string; seq?: number; sent?: number; probes?: number[] };
     try {
       msg = JSON.parse(line) as typeof msg;
     } catch {
       return;
     }
     if (msg.type === 'ready') ready = msg.t ?? Date.now();
-    if (msg.type === 'done') sent = msg.sent ?? 0;
+    if (msg.type === 'sent') sentSoFar = msg.sent ?? sentSoFar;
+    if (msg.type === 'done') done = { sent: msg.sent ?? 0, probes: msg.probes ?? [] };
     if ((msg.type === 'reply' || msg.type === 'garp') && msg.mac !== undefined) {
       const r: ArpReply = { t: msg.t ?? Date.now(), mac: msg.mac, seq: msg.seq ?? 0, kind: msg.type };
       (msg.type === 'reply' ? replies : garps).push(r);
@@ -196,10 +270,40 @@ export async function startArpProber(
     return ready;
   });
   return {
+    pid,
     snapshot: () => [...replies],
+    sentSoFar: () => sentSoFar,
     async stop() {
+      const aliveAtStop = !exitedEarly;
+      if (aliveAtStop) {
+        safeKill(pid, 'SIGTERM');
+        await waitFor('the ARP prober to report', () => done !== undefined, {
+          timeoutMs: 3000,
+          intervalMs: 10,
+        }).catch(() => undefined);
+      }
       await halt(child, pid, ctx);
-      return { vip, intervalMs, start, end: Date.now(), sent, replies, garps };
+      // The final report (every probe's send time) comes only from a prober that was working when told to stop.
+      const observer: ObserverHealth =
+        aliveAtStop && done !== undefined
+          ? { name: 'arp prober', aliveAtStop, responsive: true }
+          : {
+              name: 'arp prober',
+              aliveAtStop,
+              responsive: false,
+              detail: aliveAtStop ? 'no final report after SIGTERM' : 'exited before stop()',
+            };
+      return {
+        vip,
+        intervalMs,
+        start,
+        end: Date.now(),
+        sent: done?.sent ?? 0,
+        probes: done?.probes ?? [],
+        replies,
+        garps,
+        observer,
+      };
     },
   };
 }
@@ -225,18 +329,40 @@ export async function startIcmpProber(
   const replies: IcmpReply[] = [];
   const missing: { t: number; seq: number }[] = [];
   let started = false;
+  let exitedEarly = false;
+  let lastLineAt = 0;
+  void child.then(() => {
+    exitedEarly = true;
+  });
   onLines(child.stdout, (line) => {
     if (line.startsWith('PING ')) started = true;
     const p = parsePingLine(line);
+    if (p !== undefined) lastLineAt = Date.now();
     if (p?.kind === 'reply') replies.push({ t: p.t, seq: p.seq, rttMs: p.rttMs });
     if (p?.kind === 'missing') missing.push({ t: p.t, seq: p.seq });
   });
-  const start = await waitFor('ping started', () => (started ? Date.now() : undefined));
+  const start = await waitFor('ping started', () => {
+    if (exitedEarly) throw new Error('ping exited');
+    return started ? Date.now() : undefined;
+  });
   return {
     snapshot: () => [...replies],
     async stop() {
+      const stopAt = Date.now();
+      const aliveAtStop = !exitedEarly;
+      // With -O, ping prints a line for every probe, answered or not: silence means it stopped working.
+      const quietMs = stopAt - Math.max(lastLineAt, start);
+      const responsive = aliveAtStop && quietMs <= Math.max(1000, 20 * intervalMs);
       await halt(child, pid, ctx);
-      return { vip, intervalMs, start, end: Date.now(), replies, missing };
+      const observer: ObserverHealth = responsive
+        ? { name: 'ping', aliveAtStop, responsive }
+        : {
+            name: 'ping',
+            aliveAtStop,
+            responsive,
+            detail: aliveAtStop ? `no output for ${quietMs} ms before stop()` : 'exited before stop()',
+          };
+      return { vip, intervalMs, start, end: Date.now(), replies, missing, observer };
     },
   };
 }
