@@ -255,13 +255,18 @@ export function fencedRemovalProblems(
   return problems;
 }
 
+/** Throws with every problem of {@link fencedRemovalProblems}; returns coord's fenced release. */
 export function assertFencedRemoval(
   ev: Evidence,
   log: readonly Record<string, unknown>[],
   x: FencedRemovalExpectation,
-): void {
+): CoordRelease {
   const problems = fencedRemovalProblems(ev, log, x);
   if (problems.length > 0) throw new Error(`fenced removal not shown:\n  - ${problems.join('\n  - ')}`);
+  const vip = ev.timeline.vip;
+  return coordReleases(log, x.faultAt).find(
+    (r) => r.reason.startsWith('fenced') && r.vips.some((v) => v.split('/')[0] === vip),
+  ) as CoordRelease;
 }
 
 /** The lab's observers of one VIP, started together. */
