@@ -19,6 +19,7 @@ import {
   fencedRemovalProblems,
   handoverProblems,
   overlaps,
+  unfencedRemovals,
   type Evidence,
 } from './lab/evidence.js';
 import {
@@ -303,5 +304,26 @@ describe('handover evidence', () => {
     );
     const reasons = [{ ...log[1], reason: 'reconcile: not the holder' }];
     expect(fencedRemovalProblems(evidence(), reasons, x).join()).toMatch(/fenced/);
+  });
+
+  it('explains every removal by a fence of the host that lost the VIP, or says which was not', () => {
+    const release = (t: string, reason: string) => ({
+      message: 'vip released',
+      timestamp: t,
+      vips: ['10.1.1.200/24'],
+      reason,
+    });
+    const fenced = new Map([['h1', [release('1970-01-01T00:00:01.402Z', 'fenced: lease deadline passed')]]]);
+    expect(unfencedRemovals(evidence(), fenced)).toEqual([]);
+    const lost = new Map([['h1', [release('1970-01-01T00:00:01.402Z', 'session lost: lease expired')]]]);
+    expect(unfencedRemovals(evidence(), lost)).toEqual([]);
+    expect(unfencedRemovals(evidence(), new Map()).join()).toMatch(
+      /h1 lost the VIP at 1400 without a release/,
+    );
+    const other = new Map([['h1', [release('1970-01-01T00:00:01.402Z', 'resigned')]]]);
+    expect(unfencedRemovals(evidence(), other).join()).toMatch(/"resigned", not a fence/);
+    // A release long before the removal is another removal.
+    const early = new Map([['h1', [release('1970-01-01T00:00:00.100Z', 'fenced: lease deadline passed')]]]);
+    expect(unfencedRemovals(evidence(), early)).toHaveLength(1);
   });
 });
