@@ -86,7 +86,7 @@ describe('coord join (etcd mode)', () => {
     await touchFromClient(s.vip);
     expect(await lab.clientNeighbourMac(s.vip)).toBe(byName(first).mac);
     const watch = await watchVip(lab, s.vip, { arp: true, icmp: true });
-    await waitFor('an ARP answer from the holder', () => watch.arp?.snapshot().length);
+    await watch.answered(first);
     const faultAt = Date.now();
     procs.get(first)?.kill9();
     await lab.faults.linkDown(byName(first));
@@ -94,9 +94,7 @@ describe('coord join (etcd mode)', () => {
     await waitFor('client neighbour entry on the new MAC', async () =>
       (await lab.clientNeighbourMac(s.vip)) === byName(second).mac ? true : undefined,
     );
-    await waitFor('an ARP answer from the new holder', () =>
-      watch.arp?.snapshot().some((r) => r.t > faultAt && r.mac === byName(second).mac),
-    );
+    await watch.answered(second, faultAt);
     await waitFor('a ping reply from the new holder', () =>
       watch.icmp?.snapshot().some((r) => r.t > faultAt),
     );
@@ -123,14 +121,12 @@ describe('coord join (etcd mode)', () => {
     for (const p of procs.values()) await logged(p, 'session up');
     await touchFromClient(s.vip);
     const watch = await watchVip(lab, s.vip, { arp: true });
-    await waitFor('an ARP answer from the holder', () => watch.arp?.snapshot().length);
+    await watch.answered(first);
     const holder = procs.get(first)!;
     const faultAt = Date.now();
     const exit = await holder.stop(5000);
     const second = await waitForSingleHolder(lab, s.vip, { not: first, timeoutMs: 3000 });
-    await waitFor('an ARP answer from the new holder', () =>
-      watch.arp?.snapshot().some((r) => r.t > faultAt && r.mac === byName(second).mac),
-    );
+    await watch.answered(second, faultAt);
     const ev = await watch.stop();
     expect(exit.code).toBe(0);
     assertHandover(ev, {
@@ -161,7 +157,7 @@ describe('coord join (etcd mode)', () => {
     for (const p of procs.values()) await logged(p, 'session up');
     await touchFromClient(s.vip);
     const watch = await watchVip(lab, s.vip, { arp: true });
-    await waitFor('an ARP answer from the holder', () => watch.arp?.snapshot().length);
+    await watch.answered(first);
     const holder = procs.get(first)!;
     const faultAt = Date.now();
     holder.signal('SIGSTOP');
@@ -203,15 +199,13 @@ describe('coord join (etcd mode)', () => {
     const first = await waitForSingleHolder(lab, s.vip);
     await touchFromClient(s.vip);
     const watch = await watchVip(lab, s.vip, { arp: true });
-    await waitFor('an ARP answer from the holder', () => watch.arp?.snapshot().length);
+    await watch.answered(first);
     const cutAt = Date.now();
     await lab.faults.cutFromEtcd(byName(first));
     let second: string;
     try {
       second = await waitForSingleHolder(lab, s.vip, { not: first, timeoutMs: 5000 });
-      await waitFor('an ARP answer from the new holder', () =>
-        watch.arp?.snapshot().some((r) => r.t > cutAt && r.mac === byName(second).mac),
-      );
+      await watch.answered(second, cutAt);
       const ev = await watch.stop();
       assertHandover(ev, {
         initial: first,
@@ -252,13 +246,11 @@ describe('coord join (etcd mode)', () => {
     await waitForHolder(lab, s.vip, 'h2');
     await touchFromClient(s.vip);
     const watch = await watchVip(lab, s.vip, { arp: true });
-    await waitFor('an ARP answer from h2', () => watch.arp?.snapshot().length);
+    await watch.answered('h2');
     const joinedAt = Date.now();
     const h1 = join(byName('h1'), { cluster: s.cluster, vips: [s.cidr], priority: 200 });
     await waitForSingleHolder(lab, s.vip, { not: 'h2', timeoutMs: 5000 });
-    await waitFor('an ARP answer from h1', () =>
-      watch.arp?.snapshot().some((r) => r.mac === byName('h1').mac),
-    );
+    await watch.answered('h1', joinedAt);
     const ev = await watch.stop();
     assertHandover(ev, {
       initial: 'h2',

@@ -115,7 +115,7 @@ describe('etcd faults (3-member etcd)', () => {
     const { vip } = cluster();
     const first = await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
     const watch = await watchVip(lab, vip, { arp: true });
-    await waitFor('an ARP answer from the holder', () => watch.arp?.snapshot().length);
+    await watch.answered(first);
     await lab.faults.killEtcdMember(0);
     await lab.faults.killEtcdMember(1);
     const lostAt = Date.now(); // quorum is gone from here on
@@ -130,9 +130,7 @@ describe('etcd faults (3-member etcd)', () => {
     await lab.faults.restartEtcdMember(0);
     await lab.faults.restartEtcdMember(1);
     const final = await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
-    await waitFor('an ARP answer from the new holder', () =>
-      watch.arp?.snapshot().some((r) => r.t > recoveringAt && r.mac === lab.host(final).mac),
-    );
+    await watch.answered(final, recoveringAt);
     const ev = await watch.stop();
     assertHandover(ev, {
       initial: first,

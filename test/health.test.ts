@@ -6,7 +6,15 @@
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, doubleHolderSamples, waitFor, type LabHost, type LabProcess } from './lab/index.js';
+import {
+  Lab,
+  assertHandover,
+  waitFor,
+  watchVip,
+  type HandoverExpectation,
+  type LabHost,
+  type LabProcess,
+} from './lab/index.js';
 import { assertBuilt, COORD_BIN, controlSocketFor, startCoord, waitForHolder } from './coord.js';
 
 let lab: Lab;
@@ -30,6 +38,15 @@ function hookScript(): string {
   chmodSync(path, 0o755);
   return path;
 }
+
+/** Away from h1 to h2 and back, exactly once, never two holders, seen by live observers. */
+const awayAndBack = (faultAt: number): HandoverExpectation => ({
+  initial: 'h1',
+  final: 'h1',
+  events: ['h1:del', 'h2:add', 'h2:del', 'h1:add'],
+  onlyEvents: true,
+  faultAt,
+});
 
 async function inNs(host: LabHost, args: string[]) {
   return lab.exec(host, process.execPath, args, { reject: false, timeoutMs: 15_000 });
@@ -73,13 +90,16 @@ describe('health tracking and hooks', () => {
     }
     try {
       await waitForHolder(lab, vip, 'h1', 15_000);
-      const sampler = await lab.sampler(vip, { intervalMs: 20 });
+      const watch = await watchVip(lab, vip, { arp: true });
+      await watch.answered('h1');
+      const faultAt = Date.now();
       rmSync(healthy(h1));
       await waitForHolder(lab, vip, 'h2', 5000);
       writeFileSync(healthy(h1), '');
       await waitForHolder(lab, vip, 'h1', 5000);
-      const timeline = await sampler.stop();
-      expect(doubleHolderSamples(timeline)).toEqual([]);
+      const backAt = Date.now();
+      await watch.answered('h1', backAt);
+      assertHandover(await watch.stop(), awayAndBack(faultAt));
 
       // Metrics, scraped from inside h1's namespace.
       const scrape = await inNs(h1, [
@@ -150,13 +170,16 @@ describe('health tracking and hooks', () => {
     ];
     try {
       await waitForHolder(lab, vip, 'h1', 15_000);
-      const sampler = await lab.sampler(vip, { intervalMs: 20 });
+      const watch = await watchVip(lab, vip, { arp: true });
+      await watch.answered('h1');
+      const faultAt = Date.now();
       await lab.exec(h1, 'ip', ['link', 'set', 'trk1', 'down']);
       await waitForHolder(lab, vip, 'h2', 5000);
       await lab.exec(h1, 'ip', ['link', 'set', 'trk1', 'up']);
       await waitForHolder(lab, vip, 'h1', 5000);
-      const timeline = await sampler.stop();
-      expect(doubleHolderSamples(timeline)).toEqual([]);
+      const backAt = Date.now();
+      await watch.answered('h1', backAt);
+      assertHandover(await watch.stop(), awayAndBack(faultAt));
       expect(await procs[0]!.output()).toMatch(/"group faulted"/);
     } finally {
       await Promise.all(procs.map((p) => p.stop(5000)));

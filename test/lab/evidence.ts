@@ -18,6 +18,7 @@ import {
   type Timeline,
 } from './analysis.js';
 import type { ArpProber, IcmpProber, Sampler } from './observe.js';
+import { waitFor } from './proc.js';
 
 /** Everything the lab saw of one VIP during one scenario. */
 export interface Evidence {
@@ -300,6 +301,8 @@ export interface VipWatch {
   stop(): Promise<Evidence>;
   readonly arp: ArpProber | undefined;
   readonly icmp: IcmpProber | undefined;
+  /** Wait until the ARP prober got an answer from `host`'s MAC received after `after` (epoch ms). */
+  answered(host: string, after?: number, timeoutMs?: number): Promise<void>;
 }
 
 /** What {@link watchVip} needs of the lab (the `Lab` class provides it). */
@@ -323,6 +326,15 @@ export async function watchVip(
   return {
     arp,
     icmp,
+    async answered(host, after = -Infinity, timeoutMs = 10_000) {
+      const mac = macs[host];
+      if (arp === undefined || mac === undefined) throw new Error(`no ARP prober, or no host ${host}`);
+      await waitFor(
+        `an ARP answer from ${host}`,
+        () => arp.snapshot().some((r) => r.t > after && r.mac === mac),
+        { timeoutMs, intervalMs: 10 },
+      );
+    },
     async stop() {
       // Probers first: the sampler's canary check comes after the measurement, never inside it.
       const [a, i] = await Promise.all([arp?.stop(), icmp?.stop()]);
