@@ -278,6 +278,23 @@ describe('handover evidence', () => {
     );
   });
 
+  it('tolerates an overlap only when asked to (VRRP preemption), and only up to the amount asked', () => {
+    const overlapping = handover({
+      events: [
+        { t: 1400, host: 'h2', op: 'add' },
+        { t: 1450, host: 'h1', op: 'del' },
+      ],
+    });
+    const vrrp = { ...expectation, events: ['h2:add', 'h1:del'] };
+    expect(handoverProblems(evidence({ timeline: overlapping }), vrrp).join()).toMatch(/50 ms.*allowed 0/);
+    expect(handoverProblems(evidence({ timeline: overlapping }), { ...vrrp, allowOverlapMs: 50 })).toEqual(
+      [],
+    );
+    expect(
+      handoverProblems(evidence({ timeline: overlapping }), { ...vrrp, allowOverlapMs: 49 }),
+    ).toHaveLength(1);
+  });
+
   it('lists overlapping intervals by host', () => {
     expect(overlaps(tl)).toEqual([{ from: 1300, to: 1500, hosts: ['h1', 'h2'] }]);
   });
