@@ -5,9 +5,12 @@
  * model changes converges after it heals.
  */
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
 import { assertBuilt, COORD_BIN, coordLog, startCoord, waitForSingleHolder } from './coord.js';
+
+const HTTP_CLIENT = fileURLToPath(new URL('./lab/bin/http-client.ts', import.meta.url));
 
 let lab: Lab;
 let vip: string;
@@ -141,7 +144,8 @@ describe('coord join --haproxy-config', () => {
       `${lab.client.ip}:9001`,
     ]);
     expect(hostile.exitCode).not.toBe(0);
-    expect(hostile.stderr).toMatch(/name/);
+    // Refused for the field that is wrong, by its path in the model.
+    expect(hostile.stderr).toMatch(/servers\.\d+\.name: /);
     // Valid in the model, refused by `haproxy -c`: a server name that does not resolve.
     expect(
       (await coord(lab.hosts[0]!, ['server', 'set', 'web', 'ghost', 'no-such-host.invalid:80'])).exitCode,
@@ -179,8 +183,19 @@ describe('coord join --haproxy-config', () => {
     const h2 = lab.hosts[1]!;
     const before = await masterPid(h2);
     expect(before).toMatch(/^\d+$/);
+    // Two clients, a new connection per request, from before the stop until after the re-attach: every request
+    // must succeed and the listener must never go quiet.
+    const load = lab.spawn(
+      lab.client,
+      process.execPath,
+      ['--import', 'tsx', HTTP_CLIENT, 'load', `http://${h2.ip}:8080/`, '2', 'close'],
+      { name: 'load-h2' },
+    );
+    await waitFor('the load client to be served', async () => (await load.output()).includes('"firstOk"'), {
+      timeoutMs: 15_000,
+    });
+    const stopAt = Date.now();
     await procs.get(h2.name)?.stop(5000);
-    expect(await get(`http://${h2.ip}:8080/`)).toBe('backend-A');
     startNode(h2);
     await waitFor(
       'h2 coord to come back',
@@ -188,8 +203,26 @@ describe('coord join --haproxy-config', () => {
         (await procs.get(h2.name)?.output())?.includes('haproxy master re-attached') ? true : undefined,
       { timeoutMs: 15_000, intervalMs: 200 },
     );
+    const backAt = Date.now();
+    await load.stop(10_000);
+    const line = (await load.output()).split('\n').find((l) => l.startsWith('{"mode"'));
+    const r = JSON.parse(line ?? '{}') as {
+      ok: number;
+      failed: number;
+      errors: Record<string, number>;
+      bodies: Record<string, number>;
+      longestGapMs: number;
+      start: number;
+      end: number;
+    };
+    expect(r.start).toBeLessThan(stopAt);
+    expect(r.end).toBeGreaterThan(backAt);
+    expect(r.failed, JSON.stringify(r.errors)).toBe(0);
+    expect(Object.keys(r.bodies)).toEqual(['backend-A']);
+    expect(r.ok).toBeGreaterThan(20);
+    // Each request takes a few ms; a second without an answer would be an outage, not a slow client.
+    expect(r.longestGapMs).toBeLessThan(1000);
     expect(await masterPid(h2)).toBe(before);
-    expect(await get(`http://${h2.ip}:8080/`)).toBe('backend-A');
   });
 
   it('a node cut off from etcd while the model changes (and etcd compacts) converges after it heals', async () => {

@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { assertBuilt, COORD_BIN, coordLog, holdersOf, startCoord, waitForSingleHolder } from '../coord.js';
 import { Lab, waitFor, type LabHost, type LabProcess } from '../lab/index.js';
 
-const CLIENT = join(import.meta.dirname, 'http-client.ts');
+const CLIENT = join(import.meta.dirname, '../lab/bin/http-client.ts');
 const CLUSTER = 'lb';
 const WEIGHTS = [10, 20] as const;
 const POLL_MS = 10;

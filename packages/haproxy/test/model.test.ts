@@ -5,6 +5,7 @@ import {
   parseService,
   parseServiceJson,
   serializeService,
+  type ParseResult,
   type ServiceInput,
 } from '../src/index.js';
 import { decodeServiceEntries, serviceKey, serviceNameFromKey, servicesPrefix } from '../src/index.js';
@@ -17,6 +18,14 @@ const good: ServiceInput = {
 
 function withServer(patch: Record<string, unknown>): unknown {
   return { ...good, servers: [{ name: 's1', address: '10.0.1.1', port: 8080, ...patch }] };
+}
+
+/**
+ * The fields a refusal names ([] when the value was accepted). A refusal must name the field that is wrong: a
+ * refusal for some other reason would hide that the field under test was never checked.
+ */
+function refused(r: ParseResult): string[] {
+  return r.ok ? [] : [...new Set(r.errors.map((e) => e.path))].sort();
 }
 
 describe('parseService', () => {
@@ -57,10 +66,10 @@ describe('parseService', () => {
     '${HOME}',
   ];
   it.each(hostileNames)('refuses service name %j', (name) => {
-    expect(parseService({ ...good, name }).ok).toBe(false);
+    expect(refused(parseService({ ...good, name }))).toEqual(['name']);
   });
   it.each(hostileNames)('refuses server name %j', (name) => {
-    expect(parseService(withServer({ name })).ok).toBe(false);
+    expect(refused(parseService(withServer({ name })))).toEqual(['servers.0.name']);
   });
 
   const hostileAddresses = [
@@ -83,38 +92,40 @@ describe('parseService', () => {
     ' 10.0.1.1',
   ];
   it.each(hostileAddresses)('refuses server address %j', (address) => {
-    expect(parseService(withServer({ address })).ok).toBe(false);
+    expect(refused(parseService(withServer({ address })))).toEqual(['servers.0.address']);
   });
   it.each([...hostileAddresses, 'example.com', '*', '0'])('refuses bind address %j', (address) => {
-    expect(parseService({ ...good, binds: [{ address, port: 80 }] }).ok).toBe(false);
+    expect(refused(parseService({ ...good, binds: [{ address, port: 80 }] }))).toEqual(['binds.0.address']);
   });
 
+  // [label, value, the field the refusal must name ('' = the value as a whole)]
   it.each([
-    ['port 0', withServer({ port: 0 })],
-    ['port 65536', withServer({ port: 65536 })],
-    ['port as string', withServer({ port: '80' })],
-    ['fractional port', withServer({ port: 80.5 })],
-    ['weight 257', withServer({ weight: 257 })],
-    ['negative weight', withServer({ weight: -1 })],
-    ['unknown server key', withServer({ extra: 'check inter 1' })],
-    ['unknown service key', { ...good, option: 'httpchk' }],
-    ['mode with directive', { ...good, mode: 'http\n' }],
-    ['unknown balance', { ...good, balance: 'uri' }],
-    ['maxconn 0', { ...good, maxconn: 0 }],
-    ['no binds', { ...good, binds: [] }],
+    ['port 0', withServer({ port: 0 }), 'servers.0.port'],
+    ['port 65536', withServer({ port: 65536 }), 'servers.0.port'],
+    ['port as string', withServer({ port: '80' }), 'servers.0.port'],
+    ['fractional port', withServer({ port: 80.5 }), 'servers.0.port'],
+    ['weight 257', withServer({ weight: 257 }), 'servers.0.weight'],
+    ['negative weight', withServer({ weight: -1 }), 'servers.0.weight'],
+    ['unknown server key', withServer({ extra: 'check inter 1' }), 'servers.0'],
+    ['unknown service key', { ...good, option: 'httpchk' }, ''],
+    ['mode with directive', { ...good, mode: 'http\n' }, 'mode'],
+    ['unknown balance', { ...good, balance: 'uri' }, 'balance'],
+    ['maxconn 0', { ...good, maxconn: 0 }, 'maxconn'],
+    ['no binds', { ...good, binds: [] }, 'binds'],
     [
       'too many binds',
       {
         ...good,
         binds: Array.from({ length: LIMITS.maxBinds + 1 }, (_, i) => ({ address: '10.0.0.1', port: i + 1 })),
       },
+      'binds',
     ],
-    ['duplicate server names', { ...good, servers: [good.servers[0], good.servers[0]] }],
-    ['duplicate binds', { ...good, binds: [good.binds[0], good.binds[0]] }],
-    ['array', [good]],
-    ['null', null],
-  ])('refuses %s', (_label, value) => {
-    expect(parseService(value).ok).toBe(false);
+    ['duplicate server names', { ...good, servers: [good.servers[0], good.servers[0]] }, 'servers.1.name'],
+    ['duplicate binds', { ...good, binds: [good.binds[0], good.binds[0]] }, 'binds.1'],
+    ['array', [good], ''],
+    ['null', null, ''],
+  ])('refuses %s, naming the field', (_label, value, path) => {
+    expect(refused(parseService(value))).toEqual([path]);
   });
 
   it('accepts weight 0 and 256, backup and disabled', () => {

@@ -1,10 +1,13 @@
 /**
- * HTTP clients for `pnpm bench:reload`, run inside the lab's client namespace (`node --import tsx http-client.ts`).
+ * HTTP clients run inside the lab's client namespace (`node --import tsx http-client.ts`), for `pnpm bench:reload`
+ * and the HAProxy lab tests.
  *
  *   load URL CONCURRENCY keepalive|close
- *     CONCURRENCY workers request URL back to back until SIGTERM, then print one JSON line: ok, failed, errors by
- *     kind, bodies, and the first failures with their time. `keepalive` reuses connections (one agent, one socket
- *     per worker); `close` opens a new connection per request (no agent, `Connection: close`).
+ *     CONCURRENCY workers request URL back to back until SIGTERM. Prints {"firstOk": t} after the first good
+ *     answer, then at the end one JSON line: ok, failed, errors by kind, bodies, the first failures with their
+ *     time, and the longest time without a good answer (`longestGapMs`, counted from the start and to the end).
+ *     `keepalive` reuses connections (one agent, one socket per worker); `close` opens a new connection per
+ *     request (no agent, `Connection: close`).
  *
  *   poll INTERVAL_MS NAME=URL...
  *     One keep-alive client per target, a request every INTERVAL_MS; prints a JSON line {t, name, body} whenever a
@@ -66,12 +69,19 @@ async function load(url: string, concurrency: number, mode: string): Promise<voi
   const bodies: Record<string, number> = {};
   const failures: { t: number; error: string }[] = [];
   const t0 = Date.now();
+  let lastOk = t0;
+  let longestGapMs = 0;
   const worker = async (): Promise<void> => {
     while (!stop) {
       const o = await get(url, opts);
       if (o.body !== undefined) bodies[o.body] = (bodies[o.body] ?? 0) + 1;
-      if (o.ok) ok++;
-      else {
+      if (o.ok) {
+        const t = Date.now();
+        if (ok === 0) process.stdout.write(`${JSON.stringify({ firstOk: t })}\n`);
+        ok++;
+        longestGapMs = Math.max(longestGapMs, t - lastOk);
+        lastOk = t;
+      } else {
         failed++;
         const why = o.error ?? 'unknown';
         errors[why] = (errors[why] ?? 0) + 1;
@@ -82,9 +92,20 @@ async function load(url: string, concurrency: number, mode: string): Promise<voi
   await Promise.all(Array.from({ length: concurrency }, () => worker()));
   agent?.destroy();
   const t1 = Date.now();
-  process.stdout.write(
-    `${JSON.stringify({ mode, concurrency, ok, failed, errors, bodies, failures, start: t0, end: t1 })}\n`,
-  );
+  longestGapMs = Math.max(longestGapMs, t1 - lastOk);
+  const result = {
+    mode,
+    concurrency,
+    ok,
+    failed,
+    errors,
+    bodies,
+    failures,
+    longestGapMs,
+    start: t0,
+    end: t1,
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
 async function poll(intervalMs: number, targets: { name: string; url: string }[]): Promise<void> {
