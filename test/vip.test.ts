@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildUnsolicitedNa } from '@coord/vip';
+import { buildGratuitousArp, buildUnsolicitedNa } from '@coord/vip';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DRIVER = fileURLToPath(new URL('../packages/vip/test/lab/driver.ts', import.meta.url));
@@ -289,29 +289,55 @@ describe('announcements seen by the neighbour namespace', () => {
     expect(lines[1]).toContain(`Reply 192.0.2.110 is-at ${macA}`);
   });
 
-  // Linux only lets a gratuitous ARP override an entry updated within `locktime` (1 s) when it recognises it
-  // as gratuitous (arp_is_garp); for the reply form that needs target MAC = sender MAC. Each form must do it
-  // on its own, because some devices honour only one of them (kube-vip #80).
+  // Linux only lets an ARP override a neighbour entry updated within `locktime` when it recognises it as
+  // gratuitous (net/ipv4/arp.c, arp_is_garp: target IP = sender IP, and for the reply form target MAC = sender
+  // MAC). Each form must do it on its own, because some devices honour only one of them (kube-vip #80). The lock
+  // is raised to 5 s so that every frame below lands inside it; the controls send the same frame made not
+  // gratuitous and must be ignored, so an update proves the frame was taken as gratuitous, not merely as ARP.
+  const LOCK_MS = 5000;
+  /** Point B's entry for each address at a bogus MAC (a fresh update: the lock starts now); returns when. */
+  async function lockedEntries(...ips: string[]): Promise<number> {
+    await inNs(NS_B, 'sysctl', ['-qw', `net.ipv4.neigh.${IF_B}.locktime=${LOCK_MS / 10}`]);
+    const since = Date.now();
+    for (const ip of ips) {
+      await sh('ip', ['-n', NS_B, 'neigh', 'replace', ip, 'lladdr', BOGUS_MAC, 'dev', IF_B, 'nud', 'stale']);
+      expect(await neighMac(ip)).toBe(BOGUS_MAC);
+    }
+    return since;
+  }
+  const learned = (ip: string, what: string) =>
+    poll(`B to learn ${macA} for ${ip} from ${what}`, LOCK_MS, async () =>
+      (await neighMac(ip)) === macA ? true : undefined,
+    );
+
   for (const form of ['request', 'reply'] as const) {
     it(`updates an existing neighbour entry with the ${form} form alone`, async () => {
-      await sh('ip', [
-        '-n',
-        NS_B,
-        'neigh',
-        'replace',
-        '192.0.2.110',
-        'lladdr',
-        BOGUS_MAC,
-        'dev',
-        IF_B,
-        'nud',
-        'stale',
-      ]);
-      expect(await neighMac('192.0.2.110')).toBe(BOGUS_MAC);
+      const since = await lockedEntries('192.0.2.110');
       await d().ok({ op: 'garp', iface: IF_A, cidr: '192.0.2.110/32', form });
-      await poll(`B to learn ${macA} from a GARP ${form}`, 2000, async () =>
-        (await neighMac('192.0.2.110')) === macA ? true : undefined,
-      );
+      await learned('192.0.2.110', `a GARP ${form}`);
+      expect(Date.now() - since).toBeLessThan(LOCK_MS); // inside the lock: only a gratuitous ARP could do it
+    });
+
+    it(`control: a ${form} that is not gratuitous does not override the entry`, async () => {
+      const [plain, marker] = ['192.0.2.114', '192.0.2.115'];
+      const since = await lockedEntries(plain, marker);
+      const frame = buildGratuitousArp(Buffer.from(macA.replaceAll(':', ''), 'hex'), plain, form);
+      // ARP payload from byte 14: sender MAC at 22, sender IP at 28, target MAC at 32, target IP at 38.
+      if (form === 'request')
+        frame.set([192, 0, 2, 99], 38); // who-has 192.0.2.99 (nobody's) tell 192.0.2.114
+      else frame.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 32); // target MAC ≠ sender MAC
+      await d().ok({ op: 'frame', iface: IF_A, hex: frame.toString('hex') });
+      // A real GARP of the same form for the marker, sent after it on the same wire: once the marker has been
+      // learned, the plain frame has been processed too.
+      await d().ok({ op: 'garp', iface: IF_A, cidr: `${marker}/32`, form });
+      await learned(marker, `a GARP ${form}`);
+      expect(await neighMac(plain)).toBe(BOGUS_MAC);
+      expect(Date.now() - since).toBeLessThan(LOCK_MS);
+      // And the plain frame is a well-formed ARP that B does learn once no lock is in the way: only the lock,
+      // which gratuitous ARPs override, kept it out above.
+      await inNs(NS_B, 'sysctl', ['-qw', `net.ipv4.neigh.${IF_B}.locktime=0`]);
+      await d().ok({ op: 'frame', iface: IF_A, hex: frame.toString('hex') });
+      await learned(plain, `a plain ARP ${form} without a lock`);
     });
   }
 
