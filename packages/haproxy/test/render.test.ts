@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +49,8 @@ const base =
   'frontend stats\n  bind 127.0.0.1:8404\n  http-request return status 200 content-type text/plain string ok\n';
 
 describe('render', () => {
-  // Goldens: `vitest run -u` rewrites them; review the diff like code.
+  // Goldens: `vitest run -u` rewrites them; review the diff like code. A missing golden is written when run
+  // locally but fails under CI=1 (set by .ci/run), so CI never passes by creating its own expectation.
   it('matches the golden file (services sorted, defaults from docs/design.md)', async () => {
     await expect(render({ services })).toMatchFileSnapshot(join(fixtures, 'two-services.cfg'));
   });
@@ -66,6 +67,33 @@ describe('render', () => {
       },
     });
     await expect(text).toMatchFileSnapshot(join(fixtures, 'with-base.cfg'));
+  });
+
+  // The goldens above contain a DNS name HAProxy cannot resolve here; this one is checked by HAProxy itself, so
+  // the bytes pinned in a golden are also bytes HAProxy 2.6 accepts (globals, base, both modes, IPv6, flags).
+  it('matches a golden file that `haproxy -c` accepts', async () => {
+    const ipOnly = services.map((s) => ({ ...s, servers: s.servers.filter((x) => x.name !== 'spare') }));
+    const golden = join(fixtures, 'validated.cfg');
+    const text = render({
+      services: ipOnly,
+      base,
+      globals: { hardStopAfter: '5s', mworkerMaxReloads: 5, timeouts: { client: '1m' } },
+    });
+    await expect(text).toMatchFileSnapshot(golden);
+    // The same bytes as the golden (just matched), checked from a copy: a golden written by this very run (`-u`,
+    // or a first local run) reaches the disk only after the test.
+    const dir = mkdtempSync(join(tmpdir(), 'coord-golden-'));
+    try {
+      writeFileSync(join(dir, 'validated.cfg'), text);
+      const r = spawnSync('haproxy', ['-c', '-f', join(dir, 'validated.cfg')], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+      expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+      expect(r.stdout).toMatch(/Configuration file is valid/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('is deterministic: order of services, binds and servers does not change the bytes or the hash', () => {
