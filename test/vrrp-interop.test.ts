@@ -17,7 +17,6 @@ import {
 
 let lab: VrrpLab;
 const figures: string[] = [];
-const keepalivedLogs: string[] = [];
 
 beforeAll(async () => {
   lab = await createVrrpLab();
@@ -114,7 +113,7 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     await killed;
     await removeStaleVip(h2.ns);
     await soleHolder(h1.ns, 2000);
-    keepalivedLogs.push(k.log());
+    expect(complaints(k.log())).toEqual([]);
 
     // keepalived (100, preempt) takes the VIP back from coord (50); then resigns gracefully.
     k = await ka(100);
@@ -125,7 +124,6 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     figures.push(`v3 0.1 s graceful keepalived→coord: ${(await soleHolder(h1.ns, 2000, t0)).toFixed(0)} ms`);
     await stopped;
     await c.stop();
-    keepalivedLogs.push(k.log());
     expect(complaints(k.log())).toEqual([]);
   });
 
@@ -144,7 +142,6 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     await soleHolder(h1.ns, 2000);
     await c.stop();
     await waitFor('VIP released', async () => (await lab.vipHolders()).length === 0, 2000);
-    keepalivedLogs.push(k.log());
     expect(complaints(k.log())).toEqual([]);
   });
 
@@ -197,7 +194,6 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     await removeStaleVip(h2.ns);
     await soleHolder(h1.ns, 2000);
     await c.stop();
-    keepalivedLogs.push(k.log());
     expect(complaints(k.log())).toEqual([]);
   });
 
@@ -275,7 +271,6 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     );
     await stopped;
     await c.stop();
-    keepalivedLogs.push(k.log());
     expect(complaints(k.log())).toEqual([]);
   });
 
@@ -319,7 +314,6 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
       await stopped;
       await removeStaleVip(h1.ns);
       await removeStaleVip(h2.ns);
-      keepalivedLogs.push(k.log());
       expect(complaints(k.log())).toEqual([]);
     });
   }
@@ -392,10 +386,5 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     await lab.inject(h2, [{ hex: good.toString('hex'), ttl: 255 }]);
     await waitFor('coord yields to the valid advert', () => c.lastState() === 'backup', 2000);
     await c.stop();
-  });
-
-  it('keepalived logged no invalid/mismatch line in any run', () => {
-    expect(keepalivedLogs.length).toBeGreaterThanOrEqual(6);
-    expect(keepalivedLogs.flatMap(complaints)).toEqual([]);
   });
 });

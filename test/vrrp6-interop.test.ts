@@ -33,7 +33,6 @@ const h1: Host = { ns: `vrrp6-${suffix}-h1`, linkLocal: '' };
 const h2: Host = { ns: `vrrp6-${suffix}-h2`, linkLocal: '' };
 const created: string[] = [];
 const kills: (() => Promise<void>)[] = [];
-const keepalivedLogs: string[] = [];
 const figures: string[] = [];
 let dir = '';
 
@@ -274,7 +273,6 @@ describe('coord VRRPv3 over IPv6 ⇄ keepalived 2.2.7', () => {
     expect(k.log()).toMatch(/Backup received priority 0 advertisement/);
     await waitFor('keepalived MASTER', () => k.lastState() === 'MASTER', 1000);
     await k.stop();
-    keepalivedLogs.push(k.log());
     expect(complaints(k.log())).toEqual([]);
   });
 
@@ -294,7 +292,6 @@ describe('coord VRRPv3 over IPv6 ⇄ keepalived 2.2.7', () => {
     expect(c.lastState()).toBe('master');
     await c.stop();
     await waitFor('VIP released', async () => (await vipHolders()).length === 0, 2000);
-    keepalivedLogs.push(k.log());
     expect(complaints(k.log())).toEqual([]);
   });
 
@@ -312,10 +309,5 @@ describe('coord VRRPv3 over IPv6 ⇄ keepalived 2.2.7', () => {
     await waitFor('coord yields to the valid advert', () => c.lastState() === 'backup', 2000);
     expect(counters(c).dropped).toEqual({ 'bad-ttl': 1 });
     await c.stop();
-  });
-
-  it('keepalived logged no invalid/mismatch line in any run', () => {
-    expect(keepalivedLogs.length).toBe(2);
-    expect(keepalivedLogs.flatMap(complaints)).toEqual([]);
   });
 });
