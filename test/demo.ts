@@ -6,7 +6,7 @@
 import { execa } from 'execa';
 import { assertBuilt, COORD_BIN, startCoord, waitForHolder, waitForSingleHolder } from './coord.js';
 import { describeLab } from './lab/describe.js';
-import { doubleHolderSamples, failoverGap, Lab, type LabHost, type LabProcess } from './lab/index.js';
+import { doubleHolderMs, failoverGap, Lab, type LabHost, type LabProcess } from './lab/index.js';
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const say = (s = '') => console.log(s);
@@ -92,8 +92,10 @@ try {
     say(`    last answer from the old holder   ${rel(gap.lastOld)}  ${who(host(holder).mac)}`);
     say(`    first answer from the new holder  ${rel(gap.firstNew)}  ${who(host(next).mac)}`);
     say(`    ${bold(`gap the client saw: ${gap.gapMs === undefined ? '?' : Math.round(gap.gapMs)} ms`)}`);
+    const dead = [...timeline.observers, seen.observer].filter((o) => !o.aliveAtStop || !o.responsive);
     say(
-      `  20 ms samples of every interface: ${timeline.samples.length} taken, ${doubleHolderSamples(timeline).length} with two holders`,
+      `  two hosts held the VIP at once for ${bold(`${doubleHolderMs(timeline)} ms`)} (exact, from every host's kernel address events)` +
+        (dead.length === 0 ? '' : ` — BUT observers failed: ${dead.map((o) => o.name).join(', ')}`),
     );
     say(`  client's neighbour entry for ${vip} now points at ${who(await lab.clientNeighbourMac(vip))}`);
     return next;

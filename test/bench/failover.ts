@@ -4,20 +4,27 @@
  * the same lab. A benchmark, not a test: it prints figures and writes them as JSON; it asserts nothing.
  *
  * Measure: the client broadcasts an ARP request for the VIP every 10 ms; the gap is the first reply from the new
- * holder's MAC minus the last reply from the old holder's MAC (`failoverGap`). A 20 ms address sampler of every
- * host counts samples with two holders; probes answered by two MACs are counted from the ARP prober.
+ * holder's MAC minus the last reply from the old holder's MAC (`failoverGap`, reply times stamped by the client's
+ * kernel). Every host's kernel address events give the exact time two hosts held the VIP at once; probes answered
+ * by two MACs are counted from the ARP prober. A round whose observers were not alive at the end fails.
+ *
+ * Systems are interleaved round by round (round 1 of every system, then round 2…, the order rotating), so load
+ * from other work on the machine does not favour one system. Each system is started for its round and stopped
+ * after it, since a crash pulls the holder's cable and would hit every system on that host.
  *
  * Usage: pnpm bench:failover [--rounds 10] [--systems coord,keepalived-v3-1s] [--scenarios crash,freeze]
- *                            [--out bench-results/failover.json]
+ *                            [--etcd-members 3] [--out bench/results/failover.json]
  * Systems: coord (etcd lease), keepalived-v3-1s, keepalived-v3-100ms, coord-vrrp-1s, coord-vrrp-100ms (coord's
  * VRRP mode, same VRRPv3 settings as keepalived). A new system is one more entry in SYSTEMS.
+ * The JSON goes to bench/results/ (committed); `pnpm figures` regenerates the README's tables from it.
  */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { assertBuilt, COORD_BIN, holdersOf, startCoord } from '../coord.js';
 import {
+  doubleHolderMs,
   doubleHolderSamples,
   doubleReplyProbes,
   failoverGap,
@@ -28,8 +35,10 @@ import {
   type LabHost,
   type LabKeepalived,
   type LabProcess,
+  type Timeline,
 } from '../lab/index.js';
 import { descendants, safeKill } from '../lab/proc.js';
+import { commitOf, machineAt, MIN_FOR_P99, percentile, RESULTS_DIR, type ResultEnvelope } from './results.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration
@@ -168,14 +177,6 @@ const SCENARIOS: ScenarioName[] = ['crash', 'graceful', 'freeze'];
 // ---------------------------------------------------------------------------------------------------------------
 // Statistics
 
-/** Nearest-rank percentile of a non-empty list. */
-function percentile(values: readonly number[], p: number): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[rank - 1];
-}
-
 function mean(values: readonly number[]): number | undefined {
   return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length;
 }
@@ -200,6 +201,8 @@ interface RoundResult {
   /** The old holder kept answering and nobody else ever did (no takeover happened). */
   noTakeover?: boolean;
   doubleHolderSamples: number;
+  /** Exact time two hosts held the VIP at once, from the kernel's address events (ms). */
+  doubleHolderMs: number;
   doubleReplyProbes: number;
   /** Crash only: the VIP was still on the crashed holder's interface when the measurement ended. */
   staleVip?: boolean;
@@ -209,21 +212,46 @@ interface RoundResult {
   to?: string;
 }
 
-interface Row {
+/** One system × scenario: the gaps of the rounds that succeeded, and every round (failed ones included). */
+export interface Row {
   system: string;
   scenario: ScenarioName;
+  /** Rounds run. */
+  roundsRun: number;
+  /** Rounds with a measured gap. */
   n: number;
+  /** Rounds that failed (no measurement): counted here and listed in `rounds`, never dropped. */
   failed: number;
   gapsMs: number[];
   p50: number | undefined;
+  /** Only with at least MIN_FOR_P99 gaps; below that a nearest-rank p99 would be the maximum. */
   p99: number | undefined;
   max: number | undefined;
   mean: number | undefined;
   doubleHolderSamples: number;
+  doubleHolderMs: number;
   doubleReplyProbes: number;
   noTakeover: number;
   staleVipAfterCrash: number;
   rounds: RoundResult[];
+}
+
+/** What `bench/results/failover.json` holds. */
+export interface FailoverResults extends ResultEnvelope {
+  bench: 'failover';
+  config: {
+    systems: Record<string, Record<string, unknown>>;
+    scenarios: ScenarioName[];
+    priorities: Record<string, number>;
+    etcd: { members: number; heartbeatMs: number; electionMs: number };
+    coordTtlSec: number;
+    arpIntervalMs: number;
+    samplerIntervalMs: number;
+    freezeMs: number;
+    tailMs: number;
+    interleaved: true;
+  };
+  rows: Row[];
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -311,7 +339,13 @@ class SystemRun {
     const arp = await this.lab.arpProber(this.vip, { intervalMs: ARP_INTERVAL_MS });
     const sampler = await this.lab.sampler(this.vip, { intervalMs: SAMPLER_INTERVAL_MS });
     let seen: ArpTimeline | undefined;
-    const result: RoundResult = { round, ok: false, doubleHolderSamples: 0, doubleReplyProbes: 0 };
+    const result: RoundResult = {
+      round,
+      ok: false,
+      doubleHolderSamples: 0,
+      doubleHolderMs: 0,
+      doubleReplyProbes: 0,
+    };
     try {
       await sleep(LEAD_MS);
       const faultAt = Date.now();
@@ -342,12 +376,14 @@ class SystemRun {
       await sleep(TAIL_MS);
       seen = await arp.stop();
       const timeline = await sampler.stop();
+      const dead = [...timeline.observers, seen.observer].filter((o) => !o.aliveAtStop || !o.responsive);
+      if (dead.length > 0)
+        throw new Error(`observers not working at the end: ${dead.map((o) => o.name).join()}`);
       const next = this.newReply(seen.replies, faultAt, holder.mac);
       // An unplugged host cannot answer: its (stale) copy of the VIP is reported as staleVip instead.
-      const doubles = doubleHolderSamples(timeline).filter(
-        (x) => scenario !== 'crash' || x.holders.filter((h) => h !== holder.name).length > 1,
-      );
-      result.doubleHolderSamples = doubles.length;
+      const judged = scenario === 'crash' ? withoutHost(timeline, holder.name) : timeline;
+      result.doubleHolderSamples = doubleHolderSamples(judged).length;
+      result.doubleHolderMs = doubleHolderMs(judged);
       result.doubleReplyProbes = doubleReplyProbes(seen).length;
       result.from = holder.name;
       if (next !== undefined) {
@@ -389,6 +425,16 @@ class SystemRun {
   }
 }
 
+/** The timeline as if `host` did not exist (a host whose cable is pulled answers nobody). */
+function withoutHost(t: Timeline, host: string): Timeline {
+  return {
+    ...t,
+    initial: t.initial.filter((h) => h !== host),
+    samples: t.samples.map((x) => ({ ...x, holders: x.holders.filter((h) => h !== host) })),
+    events: t.events.filter((e) => e.host !== host),
+  };
+}
+
 interface Repair {
   scenario: ScenarioName;
   holder: LabHost;
@@ -413,14 +459,16 @@ function summarize(system: string, scenario: ScenarioName, rounds: RoundResult[]
   return {
     system,
     scenario,
+    roundsRun: rounds.length,
     n: gaps.length,
     failed: rounds.length - ok.length,
     gapsMs: gaps,
     p50: percentile(gaps, 50),
-    p99: percentile(gaps, 99),
+    p99: gaps.length >= MIN_FOR_P99 ? percentile(gaps, 99) : undefined,
     max: gaps.length === 0 ? undefined : Math.max(...gaps),
     mean: ((m) => (m === undefined ? undefined : Math.round(m * 10) / 10))(mean(gaps)),
     doubleHolderSamples: rounds.reduce((a, r) => a + r.doubleHolderSamples, 0),
+    doubleHolderMs: rounds.reduce((a, r) => a + r.doubleHolderMs, 0),
     doubleReplyProbes: rounds.reduce((a, r) => a + r.doubleReplyProbes, 0),
     noTakeover: rounds.filter((r) => r.noTakeover === true).length,
     staleVipAfterCrash: rounds.filter((r) => r.staleVip === true).length,
@@ -440,7 +488,7 @@ function table(rows: readonly Row[]): string {
     'p99',
     'max',
     'mean',
-    '2-holder',
+    '2-holder ms',
     '2-reply',
     'failed',
     'note',
@@ -454,7 +502,7 @@ function table(rows: readonly Row[]): string {
     f(r.p99),
     f(r.max),
     f(r.mean),
-    String(r.doubleHolderSamples),
+    String(r.doubleHolderMs),
     String(r.doubleReplyProbes),
     String(r.failed),
     [
@@ -491,7 +539,7 @@ function ratios(rows: readonly Row[]): string[] {
       const k = find(other, sc);
       if (c === undefined || k === undefined) continue;
       out.push(
-        `${ours} / ${other} ${sc.padEnd(8)}  p50 ${fmt(c.p50, k.p50)}  p99 ${fmt(c.p99, k.p99)}  mean ${fmt(c.mean, k.mean)}`,
+        `${ours} / ${other} ${sc.padEnd(8)}  p50 ${fmt(c.p50, k.p50)}  max ${fmt(c.max, k.max)}  mean ${fmt(c.mean, k.mean)}`,
       );
     }
   }
@@ -512,17 +560,26 @@ function parseList<T extends string>(value: string | undefined, known: readonly 
   return items as T[];
 }
 
+/** `list` rotated left by `k`: the system that goes first changes every round. */
+function rotate<T>(list: readonly T[], k: number): T[] {
+  const i = list.length === 0 ? 0 : k % list.length;
+  return [...list.slice(i), ...list.slice(0, i)];
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      out: { type: 'string', default: 'bench-results/failover.json' },
+      out: { type: 'string', default: join(RESULTS_DIR, 'failover.json') },
       rounds: { type: 'string', default: '10' },
       systems: { type: 'string' },
       scenarios: { type: 'string' },
+      'etcd-members': { type: 'string', default: '3' },
     },
   });
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer');
+  const etcdMembers = Number(values['etcd-members']);
+  if (etcdMembers !== 1 && etcdMembers !== 3) throw new Error('--etcd-members must be 1 or 3');
   const systems = parseList(
     values.systems,
     SYSTEMS.map((s) => s.name),
@@ -533,33 +590,36 @@ async function main(): Promise<void> {
   if (systems.some((s) => s.name.startsWith('coord'))) assertBuilt();
 
   const t0 = Date.now();
+  const load0 = loadavg()[0] ?? 0;
   const log = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
-  const lab = await Lab.create({ name: 'bench', hosts: 3, etcdMembers: 1, ...ETCD });
-  const rows: Row[] = [];
+  const lab = await Lab.create({ name: 'bench', hosts: 3, etcdMembers, ...ETCD });
+  const results = new Map<string, Map<ScenarioName, RoundResult[]>>(
+    systems.map((s) => [s.name, new Map(scenarios.map((sc) => [sc, []]))]),
+  );
+  const failedRound = (round: number, error: string): RoundResult => ({
+    round,
+    ok: false,
+    error,
+    doubleHolderSamples: 0,
+    doubleHolderMs: 0,
+    doubleReplyProbes: 0,
+  });
   try {
-    log(`lab ${lab.prefix} up`);
-    for (const sys of systems) {
-      const run = new SystemRun(lab, sys);
-      const results = new Map<ScenarioName, RoundResult[]>(scenarios.map((s) => [s, []]));
-      log(`${sys.name}: starting on h1-h3, VIP ${run.vip}`);
-      let broken: string | undefined;
-      try {
-        await run.startAll();
-      } catch (e) {
-        broken = errText(e);
-        log(`${sys.name}: did not settle: ${broken}`);
-      }
-      for (let round = 1; round <= rounds; round++) {
+    log(`lab ${lab.prefix} up (etcd: ${etcdMembers} member(s))`);
+    for (let round = 1; round <= rounds; round++) {
+      for (const sys of rotate(systems, round - 1)) {
+        const run = new SystemRun(lab, sys);
+        let broken: string | undefined;
+        try {
+          await run.startAll();
+        } catch (e) {
+          broken = errText(e);
+          log(`${sys.name} round ${round}: did not settle: ${broken}`);
+        }
         for (const sc of scenarios) {
           let r: RoundResult;
           if (broken !== undefined) {
-            r = {
-              round,
-              ok: false,
-              error: `system broken: ${broken}`,
-              doubleHolderSamples: 0,
-              doubleReplyProbes: 0,
-            };
+            r = failedRound(round, `system broken: ${broken}`);
           } else {
             let measured: { result: RoundResult; repair: Repair } | undefined;
             try {
@@ -570,7 +630,7 @@ async function main(): Promise<void> {
               // A failed measurement is a failed round; a failed repair keeps the measurement and notes it.
               r =
                 measured === undefined
-                  ? { round, ok: false, error: errText(e), doubleHolderSamples: 0, doubleReplyProbes: 0 }
+                  ? failedRound(round, errText(e))
                   : { ...measured.result, repairError: errText(e) };
               try {
                 await run.recover();
@@ -579,28 +639,30 @@ async function main(): Promise<void> {
               }
             }
           }
-          results.get(sc)?.push(r);
+          results.get(sys.name)?.get(sc)?.push(r);
           log(
             `${sys.name} ${sc} #${round}: ${
               r.ok
                 ? `gap ${Math.round(r.gapMs ?? 0)} ms ${r.from ?? '?'}→${r.noTakeover === true ? '(none)' : (r.to ?? '?')}` +
-                  ` 2-holder ${r.doubleHolderSamples} 2-reply ${r.doubleReplyProbes}` +
+                  ` 2-holder ${r.doubleHolderMs} ms 2-reply ${r.doubleReplyProbes}` +
                   (r.staleVip === true ? ' stale-vip' : '') +
                   (r.repairError === undefined ? '' : ` REPAIR FAILED: ${r.repairError}`)
                 : `FAILED: ${r.error ?? ''}`
             }`,
           );
         }
+        await run.stopAll().catch((e: unknown) => log(`${sys.name}: stopping: ${errText(e)}`));
       }
-      await run.stopAll();
-      for (const sc of scenarios) rows.push(summarize(sys.name, sc, results.get(sc) ?? []));
     }
   } finally {
     await lab.destroy();
   }
+  const rows: Row[] = systems.flatMap((sys) =>
+    scenarios.map((sc) => summarize(sys.name, sc, results.get(sys.name)?.get(sc) ?? [])),
+  );
 
   console.log('');
-  console.log(`gap = first ARP reply from the new MAC − last from the old (ms), ${rounds} rounds`);
+  console.log(`gap = first ARP reply from the new MAC − last from the old (ms), ${rounds} rounds per cell`);
   console.log(table(rows));
   const r = ratios(rows);
   if (r.length > 0) {
@@ -610,29 +672,39 @@ async function main(): Promise<void> {
   if (scenarios.includes('freeze')) {
     console.log(
       "\nfreeze: the paused node's kernel keeps answering ARP, so a takeover without fencing shows a tiny gap" +
-        '\nand two holders (2-holder × 20 ms, 2-reply probes); read the freeze gaps together with those columns.',
+        '\nand two holders (2-holder ms, 2-reply probes); read the freeze gaps together with those columns.',
     );
   }
-  const json = {
-    machine: { cpus: cpus().length, node: process.version },
-    when: new Date(t0).toISOString(),
+  const json: FailoverResults = {
+    schema: 1,
+    bench: 'failover',
+    date: new Date(t0).toISOString(),
     durationSec: Math.round((Date.now() - t0) / 1000),
+    commit: commitOf(),
+    machine: machineAt(load0),
+    args: process.argv.slice(2),
+    rounds: {
+      requested: rounds,
+      total: rows.reduce((a, x) => a + x.roundsRun, 0),
+      failed: rows.reduce((a, x) => a + x.failed, 0),
+    },
     config: {
-      rounds,
       systems: Object.fromEntries(systems.map((s) => [s.name, s.describe])),
       scenarios,
       priorities: PRIORITIES,
-      etcd: { members: 1, ...ETCD },
+      etcd: { members: etcdMembers, ...ETCD },
+      coordTtlSec: TTL_SEC,
       arpIntervalMs: ARP_INTERVAL_MS,
       samplerIntervalMs: SAMPLER_INTERVAL_MS,
       freezeMs: FREEZE_MS,
       tailMs: TAIL_MS,
+      interleaved: true,
     },
     rows,
   };
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(json, null, 2)}\n`);
-  console.log(`\nwrote ${out}`);
+  console.log(`\nwrote ${out} (README tables: pnpm figures)`);
 }
 
 await main();

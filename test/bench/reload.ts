@@ -17,7 +17,8 @@
  *     coord's debounce quiet window (50 ms), `haproxy -c`, and the reload.
  *
  * Usage: pnpm bench:reload [--reloads 100] [--samples 30] [--concurrency 8] [--gap-ms 300]
- *                          [--out bench-results/reload.json]
+ *                          [--out bench/results/reload.json]
+ * The JSON goes to bench/results/ (committed); `pnpm figures` regenerates the README's tables from it.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -25,6 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { assertBuilt, COORD_BIN, coordLog, holdersOf, startCoord, waitForSingleHolder } from '../coord.js';
 import { Lab, waitFor, type LabHost, type LabProcess } from '../lab/index.js';
+import { commitOf, machineAt, MIN_FOR_P99, percentile, RESULTS_DIR, type ResultEnvelope } from './results.js';
 
 const CLIENT = join(import.meta.dirname, '../lab/bin/http-client.ts');
 const CLUSTER = 'lb';
@@ -38,16 +40,10 @@ const CONVERGE_TIMEOUT_MS = 5000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-/** Nearest-rank percentile of a non-empty list. */
-function percentile(values: readonly number[], p: number): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(1, Math.ceil((p / 100) * sorted.length)) - 1];
-}
-
-interface Stats {
+export interface Stats {
   n: number;
   p50: number | undefined;
+  /** Only with at least MIN_FOR_P99 values (below that it would be the maximum). */
   p99: number | undefined;
   max: number | undefined;
   min: number | undefined;
@@ -56,13 +52,13 @@ function stats(values: readonly number[]): Stats {
   return {
     n: values.length,
     p50: percentile(values, 50),
-    p99: percentile(values, 99),
+    p99: values.length >= MIN_FOR_P99 ? percentile(values, 99) : undefined,
     max: values.length === 0 ? undefined : Math.max(...values),
     min: values.length === 0 ? undefined : Math.min(...values),
   };
 }
 
-interface LoadResult {
+export interface LoadResult {
   mode: string;
   concurrency: number;
   ok: number;
@@ -74,7 +70,7 @@ interface LoadResult {
   end: number;
 }
 
-interface PhaseA {
+export interface PhaseA {
   load: 'keepalive' | 'close';
   holder: string;
   holderAfter: string[];
@@ -108,7 +104,7 @@ interface ApplyLine {
   sinceChangeMs: number | undefined;
 }
 
-interface Sample {
+export interface Sample {
   i: number;
   body: string;
   tInvoke: number;
@@ -493,7 +489,7 @@ function phaseATable(rows: readonly PhaseA[]): string {
   );
 }
 
-interface LatencyRow {
+export interface LatencyRow {
   what: string;
   stats: Stats;
 }
@@ -537,13 +533,40 @@ function latencyTable(rows: readonly LatencyRow[]): string {
   );
 }
 
+/** What `bench/results/reload.json` holds. */
+export interface ReloadResults extends ResultEnvelope {
+  bench: 'reload';
+  error: string | undefined;
+  config: {
+    hosts: string[];
+    holder: string;
+    reloads: number;
+    gapMs: number;
+    concurrency: number;
+    weights: number[];
+    pollMs: number;
+    samples: number;
+    etcd: { members: number; heartbeatMs: number; electionMs: number };
+    latencyFrom: string;
+  };
+  reloadsUnderLoad: PhaseA[];
+  propagation:
+    | {
+        summary: LatencyRow[];
+        failedSamples: number;
+        pollerFailedRequests: number;
+        samples: Sample[];
+      }
+    | undefined;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Main
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      out: { type: 'string', default: 'bench-results/reload.json' },
+      out: { type: 'string', default: join(RESULTS_DIR, 'reload.json') },
       reloads: { type: 'string', default: '100' },
       samples: { type: 'string', default: '30' },
       concurrency: { type: 'string', default: '8' },
@@ -632,11 +655,22 @@ async function main(): Promise<void> {
     `\nload average (1 min) at start ${loadBefore[0]?.toFixed(1) ?? '?'}, at end ${loadavg()[0]?.toFixed(1) ?? '?'} (${cpus().length} cores)`,
   );
   if (error !== undefined) console.log(`\nbench FAILED: ${error}`);
-  const json = {
-    // Other work on the machine inflates every latency here (2 cores): the 1-minute load average, start and end.
-    machine: { cpus: cpus().length, node: process.version, loadavg1: [loadBefore[0], loadavg()[0]] },
-    when: new Date(t0).toISOString(),
+  const failedSamples = phaseB?.samples.filter((x) => x.error !== undefined).length ?? 0;
+  const json: ReloadResults = {
+    schema: 1,
+    bench: 'reload',
+    date: new Date(t0).toISOString(),
     durationSec: Math.round((Date.now() - t0) / 1000),
+    commit: commitOf(),
+    // Other work on the machine inflates every latency here (2 cores): the 1-minute load average, start and end.
+    machine: machineAt(loadBefore[0] ?? 0),
+    args: process.argv.slice(2),
+    // A round is one model change under load, or one propagation sample; a failed change or sample counts.
+    rounds: {
+      requested: reloads * loads.length + samples,
+      total: phaseA.reduce((a, r) => a + r.changes, 0) + (phaseB?.samples.length ?? 0),
+      failed: phaseA.reduce((a, r) => a + r.changeErrors, 0) + failedSamples,
+    },
     error,
     config: {
       hosts: nodes,
@@ -644,18 +678,23 @@ async function main(): Promise<void> {
       reloads,
       gapMs,
       concurrency,
-      weights: WEIGHTS,
+      weights: [...WEIGHTS],
       pollMs: POLL_MS,
       samples,
+      etcd: { members: lab.etcd.members.length, heartbeatMs: lab.heartbeatMs, electionMs: lab.electionMs },
       latencyFrom:
         'the `coord server set` process returning (fromReturn); also just before it was started (fromInvoke)',
-      debounce: { quietMs: 100, maxWaitMs: 1000 },
     },
     reloadsUnderLoad: phaseA,
     propagation:
       phaseB === undefined
         ? undefined
-        : { summary: latency, pollerFailedRequests: phaseB.pollerEvents, samples: phaseB.samples },
+        : {
+            summary: latency,
+            failedSamples,
+            pollerFailedRequests: phaseB.pollerEvents,
+            samples: phaseB.samples,
+          },
   };
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(json, null, 2)}\n`);

@@ -1,0 +1,281 @@
+/**
+ * The README's figures, generated from the committed benchmark results (bench/results/*.json), never typed.
+ *
+ *   pnpm figures         rewrite every generated block of README.md from bench/results/
+ *   pnpm check:readme    exit 1 when README.md differs from what the results say (scripts/test.sh runs it)
+ *
+ * A generated block sits between `<!-- figures:NAME:begin -->` and `<!-- figures:NAME:end -->`; everything
+ * between the markers is replaced. The functions here are pure (test/figures.test.ts); only `main` reads files.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FailoverResults, Row } from './failover.js';
+import type { ReloadResults, Stats } from './reload.js';
+import type { ResultEnvelope } from './results.js';
+
+const README = fileURLToPath(new URL('../../README.md', import.meta.url));
+const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+/** The generated blocks: name → the results file it is made from. */
+export const BLOCKS = { failover: 'failover.json', reload: 'reload.json' } as const;
+export type BlockName = keyof typeof BLOCKS;
+
+const ms = (v: number | undefined): string => (v === undefined ? '—' : String(Math.round(v)));
+const count = (v: number): string => v.toLocaleString('en-US');
+
+/** One line saying where, when and from what the figures come. */
+export function provenance(r: ResultEnvelope, command: string): string {
+  const m = r.machine;
+  const sha = r.commit.sha.slice(0, 10);
+  return (
+    `\`${[command, ...r.args].join(' ')}\` on ${r.date.slice(0, 10)}, commit \`${sha}\`` +
+    `${r.commit.dirty ? ' (with uncommitted changes)' : ''}; ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, ` +
+    `Linux ${m.kernel}, Node ${m.node}, load average ${m.loadavg1[0]} at the start and ${m.loadavg1[1]} at the end. ` +
+    `${r.rounds.failed} of ${r.rounds.total} rounds failed` +
+    `${r.rounds.failed > 0 ? ' (listed in the results file; the figures are over the rounds that succeeded)' : ''}.`
+  );
+}
+
+const SYSTEM_LABELS: Record<string, string> = {
+  coord: 'coord (etcd lease)',
+  'keepalived-v3-1s': 'keepalived, advert 1 s',
+  'keepalived-v3-100ms': 'keepalived, advert 0.1 s',
+  'coord-vrrp-1s': 'coord VRRP mode, advert 1 s',
+  'coord-vrrp-100ms': 'coord VRRP mode, advert 0.1 s',
+};
+
+/** "p50 / max", and how many rounds it is over when some failed. */
+function cell(row: Row | undefined): string {
+  if (row === undefined) return 'not run';
+  if (row.n === 0) return `no measurement (${row.failed} failed)`;
+  const over = row.failed > 0 ? ` (${row.n} of ${row.roundsRun})` : '';
+  return `${ms(row.p50)} / ${ms(row.max)}${over}`;
+}
+
+/** The failover block of the README. */
+export function renderFailover(r: FailoverResults): string {
+  const systems = Object.keys(r.config.systems);
+  const find = (system: string, scenario: string) =>
+    r.rows.find((x) => x.system === system && x.scenario === scenario);
+  const e = r.config.etcd;
+  const lines: string[] = [];
+  lines.push(
+    `${provenance(r, 'pnpm bench:failover')} Systems interleaved round by round; etcd: ${e.members} member${e.members === 1 ? '' : 's'}, ` +
+      `heartbeat ${e.heartbeatMs} ms / election ${e.electionMs} ms; coord TTL ${r.config.coordTtlSec} s; keepalived 2.2.7, VRRPv3.`,
+  );
+  lines.push('');
+  lines.push(
+    `Gap in ms = first ARP answer from the new holder's MAC − last from the old one, as the client's kernel received ` +
+      `them (probe every ${r.config.arpIntervalMs} ms): **median / max** over ${r.rounds.requested} round${r.rounds.requested === 1 ? '' : 's'} ` +
+      `per cell (the maximum, not a p99: too few rounds for one). "Two holders" is the total time two hosts had the ` +
+      `VIP at once in all rounds, from every host's kernel address events.`,
+  );
+  lines.push('');
+  lines.push(
+    '| system | crash (kill -9 + cable) | graceful stop | freeze (SIGSTOP ' +
+      `${r.config.freezeMs / 1000} s) | two holders | notes |`,
+  );
+  lines.push('|---|---|---|---|---|---|');
+  for (const system of systems) {
+    const rows = r.rows.filter((x) => x.system === system);
+    const twoMs = rows.reduce((a, x) => a + x.doubleHolderMs, 0);
+    const notes: string[] = [];
+    for (const x of rows) {
+      if (x.noTakeover > 0) notes.push(`${x.scenario}: no takeover in ${x.noTakeover} of ${x.roundsRun}`);
+      if (x.staleVipAfterCrash > 0)
+        notes.push(`VIP left on the crashed node in ${x.staleVipAfterCrash} of ${x.roundsRun}`);
+    }
+    lines.push(
+      `| ${SYSTEM_LABELS[system] ?? system} | ${cell(find(system, 'crash'))} | ${cell(find(system, 'graceful'))} | ` +
+        `${cell(find(system, 'freeze'))} | ${count(twoMs)} ms | ${notes.join('; ') || '—'} |`,
+    );
+  }
+  const targets = coordTargets(r);
+  if (targets !== undefined) {
+    lines.push('');
+    lines.push(targets);
+  }
+  const vrrp = vrrpRatios(r);
+  if (vrrp !== undefined) {
+    lines.push('');
+    lines.push(vrrp);
+  }
+  return lines.join('\n');
+}
+
+/** The failover targets coord set itself (crash median ≤ 1.5 s, graceful median ≤ 50 ms, never two holders). */
+function coordTargets(r: FailoverResults): string | undefined {
+  const rows = r.rows.filter((x) => x.system === 'coord');
+  if (rows.length === 0) return undefined;
+  const mark = (ok: boolean | undefined) => (ok === undefined ? '(not measured)' : ok ? '✔' : '✘');
+  const crash = rows.find((x) => x.scenario === 'crash')?.p50;
+  const graceful = rows.find((x) => x.scenario === 'graceful')?.p50;
+  const two = rows.reduce((a, x) => a + x.doubleHolderMs, 0);
+  return (
+    `Targets for coord: crash median ≤ 1500 ms ${mark(crash === undefined ? undefined : crash <= 1500)} ` +
+    `(${ms(crash)} ms), graceful median ≤ 50 ms ${mark(graceful === undefined ? undefined : graceful <= 50)} ` +
+    `(${ms(graceful)} ms), never two holders ${mark(two === 0)} (${count(two)} ms).`
+  );
+}
+
+/** coord's VRRP mode against keepalived with the same advert interval: ratio of the medians. */
+function vrrpRatios(r: FailoverResults): string | undefined {
+  const parts: string[] = [];
+  for (const [ours, theirs, label] of [
+    ['coord-vrrp-1s', 'keepalived-v3-1s', 'advert 1 s'],
+    ['coord-vrrp-100ms', 'keepalived-v3-100ms', 'advert 0.1 s'],
+  ] as const) {
+    for (const sc of r.config.scenarios) {
+      const a = r.rows.find((x) => x.system === ours && x.scenario === sc)?.p50;
+      const b = r.rows.find((x) => x.system === theirs && x.scenario === sc)?.p50;
+      if (a === undefined || b === undefined || b === 0) continue;
+      parts.push(`${sc} ${(a / b).toFixed(2)} (${label})`);
+    }
+  }
+  return parts.length === 0
+    ? undefined
+    : `coord's VRRP mode ÷ keepalived with the same settings, ratio of the medians: ${parts.join(', ')}.`;
+}
+
+function statsRow(label: string, s: Stats | undefined): string {
+  if (s === undefined || s.n === 0) return `| ${label} | 0 | — | — |`;
+  return `| ${label} | ${s.n} | ${ms(s.p50)} | ${ms(s.max)} |`;
+}
+
+/** The reload block of the README. */
+export function renderReload(r: ReloadResults): string {
+  const lines: string[] = [];
+  const e = r.config.etcd;
+  lines.push(
+    `${provenance(r, 'pnpm bench:reload')} 3 nodes running \`coord join\` with the HAProxy loop (etcd: ${e.members} ` +
+      `member${e.members === 1 ? '' : 's'}); a round is one model change under load or one propagation sample.` +
+      (r.error === undefined ? '' : ` **The run stopped early: ${r.error}.**`),
+  );
+  lines.push('');
+  lines.push(
+    `Reloads under load: \`coord server set\` changes a server weight ${r.config.reloads} times per load kind, ` +
+      `while ${r.config.concurrency} clients in the client namespace request \`http://VIP/\` back to back.`,
+  );
+  lines.push('');
+  lines.push(
+    '| load through the VIP | changes (failed) | reloads applied by the holder | requests | failed requests |',
+  );
+  lines.push('|---|---|---|---|---|');
+  for (const a of r.reloadsUnderLoad) {
+    const kind = a.load === 'keepalive' ? 'keep-alive connections' : 'a new connection per request';
+    lines.push(
+      `| ${kind} | ${a.changes} (${a.changeErrors}) | ${a.appliedByNode[a.holder] ?? 0} | ${count(a.requests)} | ` +
+        `**${count(a.failed)}** |`,
+    );
+  }
+  const p = r.propagation;
+  if (p !== undefined) {
+    const row = (what: string) => p.summary.find((x) => x.what === what)?.stats;
+    lines.push('');
+    lines.push(
+      `Propagation: ms from the \`coord server set\` command returning until every node's own HAProxy serves the ` +
+        `change (polled every ${r.config.pollMs} ms), and coord's own timings from its log; median / max over the ` +
+        `samples (${p.failedSamples} failed).`,
+    );
+    lines.push('');
+    lines.push('| ms | samples | median | max |');
+    lines.push('|---|---|---|---|');
+    lines.push(statsRow('last node serving, after the command returned', row('last node, from return')));
+    lines.push(
+      statsRow(
+        "a node's watch event → applied (debounce + driver run)",
+        row('coord log sinceChangeMs (all nodes)'),
+      ),
+    );
+    lines.push(
+      statsRow(
+        'driver run: render, `haproxy -c`, swap, reload, confirm',
+        row('coord log ms: driver run (all nodes)'),
+      ),
+    );
+    const last = row('last node, from return');
+    if (last !== undefined && last.max !== undefined) {
+      lines.push('');
+      lines.push(
+        `Target: every node serving a change within 300 ms ${last.max <= 300 ? '✔' : '✘'} (max ${ms(last.max)} ms).`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+const begin = (name: BlockName) =>
+  `<!-- figures:${name}:begin (generated by \`pnpm figures\`; do not edit) -->`;
+const end = (name: BlockName) => `<!-- figures:${name}:end -->`;
+
+/** `readme` with block `name` replaced by `body`; throws when the markers are missing or out of order. */
+export function replaceBlock(readme: string, name: BlockName, body: string): string {
+  const startRe = new RegExp(`<!-- figures:${name}:begin[^>]*-->`);
+  const m = startRe.exec(readme);
+  const stop = readme.indexOf(end(name));
+  if (m === null || stop < 0 || stop < m.index)
+    throw new Error(`README.md has no "<!-- figures:${name}:begin -->" … "${end(name)}" block`);
+  return `${readme.slice(0, m.index)}${begin(name)}\n${body}\n${readme.slice(stop)}`;
+}
+
+/** Every block regenerated from `results` (a missing result file is an error, not an empty table). */
+export function regenerate(
+  readme: string,
+  results: { failover: FailoverResults | undefined; reload: ReloadResults | undefined },
+): string {
+  let out = readme;
+  for (const name of Object.keys(BLOCKS) as BlockName[]) {
+    const r = results[name];
+    if (r === undefined) throw new Error(`bench/results/${BLOCKS[name]} is missing: run pnpm bench:${name}`);
+    out = replaceBlock(
+      out,
+      name,
+      name === 'failover' ? renderFailover(r as FailoverResults) : renderReload(r as ReloadResults),
+    );
+  }
+  return out;
+}
+
+/** The first line where `a` and `b` differ, for the error message. */
+export function firstDifference(a: string, b: string): string | undefined {
+  const x = a.split('\n');
+  const y = b.split('\n');
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return `line ${i + 1}:\n  README:  ${x[i] ?? '(end)'}\n  results: ${y[i] ?? '(end)'}`;
+  }
+  return undefined;
+}
+
+function readResults<T>(file: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(join(RESULTS, file), 'utf8')) as T;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+function main(): void {
+  const check = process.argv.includes('--check');
+  const readme = readFileSync(README, 'utf8');
+  const next = regenerate(readme, {
+    failover: readResults<FailoverResults>(BLOCKS.failover),
+    reload: readResults<ReloadResults>(BLOCKS.reload),
+  });
+  if (check) {
+    const diff = firstDifference(readme, next);
+    if (diff !== undefined) {
+      console.error(`README.md figures do not match bench/results/ (regenerate with: pnpm figures)\n${diff}`);
+      process.exit(1);
+    }
+    console.log('README.md figures match bench/results/');
+    return;
+  }
+  if (next !== readme) writeFileSync(README, next);
+  console.log(
+    next === readme ? 'README.md already up to date' : 'README.md figures regenerated from bench/results/',
+  );
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) main();

@@ -1,0 +1,200 @@
+/**
+ * The README's figures are generated from bench/results/ (test/bench/figures.ts); `pnpm check:readme` compares.
+ * These tests pin what the generator may and may not say: maxima are called maxima, failed rounds are counted
+ * and shown, every table names its machine, date, commit and etcd, and only the marked blocks are touched.
+ */
+import { describe, expect, it } from 'vitest';
+import type { FailoverResults, Row } from './bench/failover.js';
+import { firstDifference, regenerate, renderFailover, renderReload, replaceBlock } from './bench/figures.js';
+import type { ReloadResults } from './bench/reload.js';
+
+const envelope = {
+  schema: 1 as const,
+  date: '2026-11-29T10:00:00.000Z',
+  durationSec: 600,
+  commit: { sha: '0123456789abcdef0123456789abcdef01234567', dirty: false },
+  machine: {
+    cpus: 2,
+    cpuModel: 'Test CPU',
+    memGiB: 3.8,
+    kernel: '6.1.0',
+    node: 'v20.19.0',
+    loadavg1: [1.5, 2.25] as [number, number],
+  },
+  args: ['--rounds', '3'],
+};
+
+function row(system: string, scenario: 'crash' | 'graceful' | 'freeze', gaps: number[], failed = 0): Row {
+  const sorted = [...gaps].sort((a, b) => a - b);
+  return {
+    system,
+    scenario,
+    roundsRun: gaps.length + failed,
+    n: gaps.length,
+    failed,
+    gapsMs: gaps,
+    p50: sorted[Math.ceil(sorted.length / 2) - 1],
+    p99: undefined,
+    max: sorted.at(-1),
+    mean: undefined,
+    doubleHolderSamples: 0,
+    doubleHolderMs: system === 'keepalived-v3-100ms' && scenario === 'freeze' ? 2780 : 0,
+    doubleReplyProbes: 0,
+    noTakeover: system === 'keepalived-v3-1s' && scenario === 'freeze' ? 2 : 0,
+    staleVipAfterCrash: system.startsWith('keepalived') && scenario === 'crash' ? gaps.length : 0,
+    rounds: [],
+  };
+}
+
+const failover: FailoverResults = {
+  ...envelope,
+  bench: 'failover',
+  rounds: { requested: 3, total: 9, failed: 1 },
+  config: {
+    systems: { coord: {}, 'keepalived-v3-1s': {}, 'keepalived-v3-100ms': {} },
+    scenarios: ['crash', 'graceful', 'freeze'],
+    priorities: { h1: 150 },
+    etcd: { members: 3, heartbeatMs: 50, electionMs: 500 },
+    coordTtlSec: 1,
+    arpIntervalMs: 10,
+    samplerIntervalMs: 20,
+    freezeMs: 3000,
+    tailMs: 300,
+    interleaved: true,
+  },
+  rows: [
+    row('coord', 'crash', [1400, 1500, 1300]),
+    row('coord', 'graceful', [30, 40], 1),
+    row('coord', 'freeze', [600, 700, 650]),
+    row('keepalived-v3-1s', 'crash', [3400, 3300, 3500]),
+    row('keepalived-v3-1s', 'graceful', [620, 620, 630]),
+    row('keepalived-v3-1s', 'freeze', [30, 35, 40]),
+    row('keepalived-v3-100ms', 'crash', [280, 300, 320]),
+    row('keepalived-v3-100ms', 'graceful', [70, 70, 80]),
+    row('keepalived-v3-100ms', 'freeze', [10, 10, 10]),
+  ],
+};
+
+const stats = (n: number, p50: number, max: number) => ({ n, p50, p99: undefined, max, min: 1 });
+const reload: ReloadResults = {
+  ...envelope,
+  bench: 'reload',
+  rounds: { requested: 50, total: 50, failed: 0 },
+  error: undefined,
+  config: {
+    hosts: ['h1', 'h2', 'h3'],
+    holder: 'h1',
+    reloads: 20,
+    gapMs: 300,
+    concurrency: 8,
+    weights: [10, 20],
+    pollMs: 10,
+    samples: 10,
+    etcd: { members: 1, heartbeatMs: 50, electionMs: 500 },
+    latencyFrom: 'return',
+  },
+  reloadsUnderLoad: [
+    {
+      load: 'keepalive',
+      holder: 'h1',
+      holderAfter: ['h1'],
+      changes: 20,
+      changeErrors: 0,
+      changeErrorSamples: [],
+      etcdAlive: true,
+      cliMs: stats(20, 1000, 1500),
+      requests: 144_768,
+      ok: 144_768,
+      failed: 0,
+      errors: {},
+      bodies: {},
+      requestsPerSec: 3000,
+      appliedByNode: { h1: 20, h2: 20, h3: 20 },
+      otherResultsByNode: {},
+      masterReloads: { before: 0, after: 20, delta: 20 },
+      failures: [],
+    },
+  ],
+  propagation: {
+    summary: [
+      { what: 'last node, from return', stats: stats(10, 233, 311) },
+      { what: 'coord log sinceChangeMs (all nodes)', stats: stats(30, 245, 362) },
+      { what: 'coord log ms: driver run (all nodes)', stats: stats(30, 194, 313) },
+    ],
+    failedSamples: 0,
+    pollerFailedRequests: 0,
+    samples: [],
+  },
+};
+
+const readme = [
+  '# x',
+  'typed text stays',
+  '<!-- figures:failover:begin -->',
+  'stale',
+  '<!-- figures:failover:end -->',
+  'between',
+  '<!-- figures:reload:begin (old comment) -->',
+  '<!-- figures:reload:end -->',
+  'after',
+].join('\n');
+
+describe('README figures from bench/results', () => {
+  it('names the run: command, date, commit, machine, load, rounds and failed rounds, etcd', () => {
+    const text = renderFailover(failover);
+    expect(text).toContain('`pnpm bench:failover --rounds 3` on 2026-11-29, commit `0123456789`');
+    expect(text).toContain('2 × Test CPU, 3.8 GiB, Linux 6.1.0, Node v20.19.0');
+    expect(text).toContain('load average 1.5 at the start and 2.25 at the end');
+    expect(text).toContain('1 of 9 rounds failed');
+    expect(text).toContain('etcd: 3 members, heartbeat 50 ms / election 500 ms');
+    expect(renderFailover({ ...failover, commit: { ...failover.commit, dirty: true } })).toContain(
+      'with uncommitted changes',
+    );
+  });
+
+  it('reports median and maximum, never a p99 of a few rounds, and shows failed rounds per cell', () => {
+    const text = renderFailover(failover);
+    expect(text).toMatch(/\*\*median \/ max\*\*/);
+    expect(text).toContain('the maximum, not a p99');
+    expect(text.replace('not a p99', '')).not.toMatch(/p99/);
+    expect(text).toContain('| coord (etcd lease) | 1400 / 1500 | 30 / 40 (2 of 3) | 650 / 700 | 0 ms | — |');
+    expect(text).toContain('| keepalived, advert 0.1 s | 300 / 320 | 70 / 80 | 10 / 10 | 2,780 ms |');
+    expect(text).toContain('freeze: no takeover in 2 of 3');
+    expect(text).toContain('VIP left on the crashed node in 3 of 3');
+    expect(text).toContain('crash median ≤ 1500 ms ✔ (1400 ms), graceful median ≤ 50 ms ✔ (30 ms)');
+  });
+
+  it('says when a target is missed', () => {
+    const slow = {
+      ...failover,
+      rows: failover.rows.map((r) => (r.system === 'coord' ? { ...r, p50: 2000 } : r)),
+    };
+    expect(renderFailover(slow)).toMatch(/crash median ≤ 1500 ms ✘ \(2000 ms\)/);
+  });
+
+  it('renders the reload figures with failed requests and propagation maxima', () => {
+    const text = renderReload(reload);
+    expect(text).toContain('`pnpm bench:reload --rounds 3`');
+    expect(text).toContain('| keep-alive connections | 20 (0) | 20 | 144,768 | **0** |');
+    expect(text).toContain('| last node serving, after the command returned | 10 | 233 | 311 |');
+    expect(text).toContain('within 300 ms ✘ (max 311 ms)');
+  });
+
+  it('replaces only what is between the markers, and fails without them or without results', () => {
+    const out = regenerate(readme, { failover, reload });
+    expect(out.startsWith('# x\ntyped text stays\n<!-- figures:failover:begin')).toBe(true);
+    expect(out).not.toContain('stale');
+    expect(out).toContain('\n<!-- figures:failover:end -->\nbetween\n');
+    expect(out.endsWith('<!-- figures:reload:end -->\nafter')).toBe(true);
+    expect(regenerate(out, { failover, reload })).toBe(out);
+    expect(() => replaceBlock('no markers', 'failover', 'x')).toThrow(/no "<!-- figures:failover:begin/);
+    expect(() => regenerate(readme, { failover, reload: undefined })).toThrow(/reload.json is missing/);
+  });
+
+  it('points at the first line where README and results disagree', () => {
+    const out = regenerate(readme, { failover, reload });
+    const edited = out.replace('1400 / 1500', '1300 / 1500');
+    expect(firstDifference(edited, out)).toMatch(/^line \d+:\n {2}README: .*1300 \/ 1500/);
+    expect(firstDifference(out, out)).toBeUndefined();
+  });
+});
