@@ -277,7 +277,7 @@ export function assertFencedRemoval(
 
 /**
  * Problems with the claim "every time a host lost the VIP, it was that host's coord fencing itself": each delete
- * event must have a 'vip released' line on that host with a reason starting "fenced" or "session lost", within
+ * event must have a 'vip released' line on that host with a reason "fenced" or "session-lost", within
  * `withinMs` of the event (the log is written right after the netlink delete returns; the event is read by an
  * observer). A removal with no such line was the kernel's lifetime expiry or something else, not a fence.
  */
@@ -295,7 +295,7 @@ export function unfencedRemovals(
     const match = releases.find((r) => Math.abs(r.t - del.t) <= withinMs);
     if (match === undefined)
       problems.push(`${del.host} lost the VIP at ${del.t} without a release in its log`);
-    else if (!/^(fenced|session lost)/.test(match.reason))
+    else if (!/^(fenced|session-lost)$/.test(match.reason))
       problems.push(`${del.host} released the VIP at ${match.t} for "${match.reason}", not a fence`);
   }
   return problems;
