@@ -309,9 +309,7 @@ describe('handover evidence', () => {
         reason: 'fenced',
       },
     ];
-    expect(coordReleases(log)).toEqual([
-      { t: 1401, reason: 'fenced', vips: ['10.1.1.200/24'] },
-    ]);
+    expect(coordReleases(log)).toEqual([{ t: 1401, reason: 'fenced', vips: ['10.1.1.200/24'] }]);
     const x = { host: 'h1', faultAt: 1000, releasedBy: 2000 };
     expect(fencedRemovalProblems(evidence(), log, x)).toEqual([]);
     // No 'vip released' line: coord found nothing to remove, the kernel's lifetime had taken the address.
