@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock, MemoryLogger, parseCidr, type GroupSettings, type Vip } from '@coord/core';
-import { defaultTiming, takeoverGuardMs, type VacancyInfo } from '@coord/election';
+import { defaultTiming, takeoverGuardMs, WIRE_CAP_LIFETIMES, type VacancyInfo } from '@coord/election';
 import type { AddressLifetime, Announcer, HostAddress, VipPort } from '@coord/vip';
 import { GroupRunner, type GroupEtcdPort, type ProbePort } from '../src/group.js';
 
@@ -299,13 +299,13 @@ describe('GroupRunner (effects against fake ports, fake clock)', () => {
     expect(h.probes.closed).toBe(1);
   });
 
-  it('without a prober it waits the full cap (guard + lifetime) after an unclean vacancy', async () => {
+  it('without a prober it waits the full cap (guard + two lifetimes) after an unclean vacancy', async () => {
     const h = harness({
       vacancy: { clean: false, guardMs: undefined, lifetimeMs: undefined },
       prober: 'none',
     });
     await elect(h);
-    const cap = takeoverGuardMs(defaultTiming(1000)) + 1000;
+    const cap = takeoverGuardMs(defaultTiming(1000)) + WIRE_CAP_LIFETIMES * 1000;
     await healthy(h, cap - 50);
     expect(h.held.has('10.0.0.50')).toBe(false);
     await healthy(h, 200);

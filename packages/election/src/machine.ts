@@ -86,6 +86,14 @@ export type VacancyInfo =
   | { readonly clean: true }
   | { readonly clean: false; readonly guardMs: number | undefined; readonly lifetimeMs: number | undefined };
 
+/**
+ * How many lifetimes past the guard the successor keeps waiting for a quiet wire. The kernel's lifetime worker can
+ * put off deleting an expired address by about a second whenever an address changes on the host (measured by the
+ * soak, docs/design.md "Kernel"), so a copy can outlive its lifetime by about another lifetime; past that,
+ * whatever answers is not a copy of ours.
+ */
+export const WIRE_CAP_LIFETIMES = 2;
+
 /** Waiting for the wire to go quiet before claiming after an unclean vacancy. */
 export interface WireWait {
   readonly startedAt: number;
@@ -93,7 +101,7 @@ export interface WireWait {
   readonly lastAnswerAt: number | null;
   /** Probing is impossible here: wait until `capAt`. */
   readonly failed: boolean;
-  /** Claim anyway from here on: the previous holder's guard plus the full lifetime have passed. */
+  /** Claim anyway from here on: the guard plus WIRE_CAP_LIFETIMES lifetimes have passed. */
   readonly capAt: number;
 }
 
@@ -318,9 +326,14 @@ function becomeLeader(
     {
       ...base,
       claimAt,
-      wire: { startedAt: now, lastAnswerAt: null, failed: false, capAt: claimAt + lifetime },
+      wire: {
+        startedAt: now,
+        lastAnswerAt: null,
+        failed: false,
+        capAt: claimAt + WIRE_CAP_LIFETIMES * lifetime,
+      },
     },
-    `guard ${guard} ms, then a quiet wire (at most ${guard + lifetime} ms)`,
+    `guard ${guard} ms, then a quiet wire (at most ${guard + WIRE_CAP_LIFETIMES * lifetime} ms)`,
   );
 }
 

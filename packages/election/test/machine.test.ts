@@ -16,6 +16,7 @@ import {
   PROBE_QUIET_MS,
   MAX_SLOW_ACKS,
   CAMPAIGN_RETRY_MS,
+  WIRE_CAP_LIFETIMES,
 } from '../src/index.js';
 
 const timing = defaultTiming(1000);
@@ -209,9 +210,9 @@ describe('election machine', () => {
     expect(types(quiet.effects)).toContain('add-vip');
   });
 
-  it('claims at the cap (guard + the full lifetime) even if the wire never goes quiet', () => {
+  it('claims at the cap (guard + two lifetimes) even if the wire never goes quiet', () => {
     const { state } = elected(false);
-    const cap = 2 + takeoverGuardMs(timing) + kernelLifetimeSec(timing) * 1000;
+    const cap = 2 + takeoverGuardMs(timing) + WIRE_CAP_LIFETIMES * kernelLifetimeSec(timing) * 1000;
     const events: GroupEvent[] = [];
     for (let t = 25; t < cap; t += 25) {
       events.push({ type: 'wire-answered', now: t });
@@ -230,7 +231,7 @@ describe('election machine', () => {
 
   it('without a way to probe, waits until the cap', () => {
     const { state } = elected(false);
-    const cap = 2 + takeoverGuardMs(timing) + kernelLifetimeSec(timing) * 1000;
+    const cap = 2 + takeoverGuardMs(timing) + WIRE_CAP_LIFETIMES * kernelLifetimeSec(timing) * 1000;
     const failed = run(
       [
         { type: 'probe-failed', now: 3 },
@@ -265,7 +266,7 @@ describe('election machine', () => {
     // Our own guard is 125 ms; the old holder (other settings) said its VIP may outlive its lease by 900 ms.
     expect(takeoverGuardMs(defaultTiming(2000))).toBe(125);
     expect(state.claimAt).toBe(12 + 900);
-    expect(state.wire?.capAt).toBe(12 + 900 + 5000);
+    expect(state.wire?.capAt).toBe(12 + 900 + WIRE_CAP_LIFETIMES * 5000);
   });
 
   it('a netlink reply after the ack window fences at once: VIP removed, new session', () => {
