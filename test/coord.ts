@@ -122,3 +122,43 @@ export async function coordLog(proc: LabProcess): Promise<Record<string, unknown
   }
   return out;
 }
+
+/**
+ * For a lab created with `tls: { auth: true }`: create the cluster's roles (coord etcd-roles --apply, as root)
+ * and one etcd user per host bound to the node role, each with its own client certificate (CN = the user) and
+ * password file. Returns the `coord` connection flags of a host's node (use with `withoutEtcdFlags`).
+ */
+export async function tlsNodeCredentials(lab: Lab, cluster: string): Promise<(host: LabHost) => string[]> {
+  const tls = lab.tls();
+  const r = await lab.exec(
+    lab.hosts[0] as LabHost,
+    process.execPath,
+    [COORD_BIN, 'etcd-roles', '--cluster', cluster, '--apply', ...tls.rootArgs()],
+    {
+      reject: false,
+      timeoutMs: 20_000,
+    },
+  );
+  if (r.exitCode !== 0) throw new Error(`coord etcd-roles --apply: ${r.stderr}`);
+  const password = (user: string) => join(lab.runDir, `${user}.password`);
+  for (const h of lab.hosts)
+    await tls.addUser(`coord-${h.name}`, `coord-node-${cluster}`, password(`coord-${h.name}`));
+  return (host) => {
+    const user = `coord-${host.name}`;
+    const cert = tls.client(user);
+    return [
+      '--etcd',
+      lab.etcd.endpoints.join(','),
+      '--etcd-cacert',
+      tls.ca,
+      '--etcd-cert',
+      cert.cert,
+      '--etcd-key',
+      cert.key,
+      '--etcd-user',
+      user,
+      '--etcd-password-file',
+      password(user),
+    ];
+  };
+}

@@ -9,7 +9,15 @@ import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, doubleHolderMs, waitFor, type LabHost, type LabProcess } from './lab/index.js';
-import { assertBuilt, COORD_BIN, coordLog, holdersOf, startCoord, waitForSingleHolder } from './coord.js';
+import {
+  assertBuilt,
+  COORD_BIN,
+  coordLog,
+  holdersOf,
+  startCoord,
+  tlsNodeCredentials,
+  waitForSingleHolder,
+} from './coord.js';
 
 let lab: Lab;
 const CLUSTER = 'tls';
@@ -41,16 +49,7 @@ beforeAll(async () => {
   lab = await Lab.create({ hosts: 3, etcdMembers: 3, tls: { auth: true }, name: 'tls' });
   vip = lab.freeAddress(1);
   // The roles (coord etcd-roles --apply, with root), a user per node bound to the node role, an admin.
-  const r = await coord(lab.hosts[0] as LabHost, [
-    'etcd-roles',
-    '--cluster',
-    CLUSTER,
-    '--apply',
-    ...lab.tls().rootArgs(),
-  ]);
-  if (r.exitCode !== 0) throw new Error(`coord etcd-roles --apply: ${r.stderr}`);
-  for (const h of lab.hosts)
-    await lab.tls().addUser(`coord-${h.name}`, `coord-node-${CLUSTER}`, pw(`coord-${h.name}`));
+  await tlsNodeCredentials(lab, CLUSTER);
   await lab.tls().addUser('alice', `coord-admin-${CLUSTER}`, pw('alice'));
   lab.hosts.forEach((h, i) => startNode(h, 150 - i * 50));
 });

@@ -14,7 +14,8 @@
  *
  * Usage: pnpm bench:failover [--rounds 10] [--systems coord,keepalived-v3-1s] [--scenarios crash,freeze]
  *                            [--etcd-members 3] [--out bench/results/failover.json]
- * Systems: coord (etcd lease), keepalived-v3-1s, keepalived-v3-100ms, coord-vrrp-1s, coord-vrrp-100ms (coord's
+ * Systems: coord (etcd lease), coord-tls (the same over TLS with client certificates and etcd authentication, in a
+ * second lab whose etcd runs so), keepalived-v3-1s, keepalived-v3-100ms, coord-vrrp-1s, coord-vrrp-100ms (coord's
  * VRRP mode, same VRRPv3 settings as keepalived). A new system is one more entry in SYSTEMS.
  * The JSON goes to bench/results/ (committed); `pnpm figures` regenerates the README's tables from it.
  */
@@ -22,7 +23,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { assertBuilt, COORD_BIN, holdersOf, startCoord } from '../coord.js';
+import { assertBuilt, COORD_BIN, holdersOf, startCoord, tlsNodeCredentials } from '../coord.js';
 import {
   doubleHolderMs,
   doubleHolderSamples,
@@ -61,6 +62,8 @@ const ETCD = { heartbeatMs: 50, electionMs: 500 };
 /** One system under test: how to start one node of it on a host. Everything else is generic. */
 interface SystemDef {
   name: string;
+  /** Runs in the TLS lab (etcd with TLS, client-certificate and password authentication) instead of the plain one. */
+  tls?: boolean;
   /** lab.freeAddress(vipIndex): a different VIP per system. */
   vipIndex: number;
   /** What goes into the JSON's config for this system. */
@@ -151,6 +154,9 @@ function coordVrrpSystem(name: string, vipIndex: number, vrid: number, advertInt
   };
 }
 
+/** The node flags of the TLS lab (set once it is up). */
+let tlsCredentials: ((host: LabHost) => string[]) | undefined;
+
 const SYSTEMS: SystemDef[] = [
   {
     name: 'coord',
@@ -163,6 +169,27 @@ const SYSTEMS: SystemDef[] = [
         priority: PRIORITIES[host.name] ?? 100,
         ttlSec: TTL_SEC,
         logLevel: 'warn',
+      }),
+  },
+  {
+    name: 'coord-tls',
+    tls: true,
+    vipIndex: 6,
+    describe: {
+      impl: 'coord join (etcd lease) over TLS',
+      etcd: 'https, --client-cert-auth, authentication on, node-role user',
+      ttlSec: TTL_SEC,
+      preempt: true,
+    },
+    start: (lab, host, vip) =>
+      startCoord(lab, host, {
+        cluster: 'bench',
+        vips: [`${vip}/${lab.subnet.prefix}`],
+        priority: PRIORITIES[host.name] ?? 100,
+        ttlSec: TTL_SEC,
+        logLevel: 'warn',
+        withoutEtcdFlags: true,
+        extraArgs: tlsCredentials?.(host) ?? [],
       }),
   },
   keepalivedSystem('keepalived-v3-1s', 2, 52, 1),
@@ -528,6 +555,7 @@ function ratios(rows: readonly Row[]): string[] {
     a === undefined || b === undefined || b === 0 ? '—' : (a / b).toFixed(2);
   // [ours, theirs]: coord (etcd) against both keepalived settings; coord's VRRP mode against the same advert_int.
   const pairs: [string, string][] = [
+    ['coord-tls', 'coord'],
     ['coord', 'keepalived-v3-1s'],
     ['coord', 'keepalived-v3-100ms'],
     ['coord-vrrp-1s', 'keepalived-v3-1s'],
@@ -592,7 +620,18 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const load0 = loadavg()[0] ?? 0;
   const log = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
-  const lab = await Lab.create({ name: 'bench', hosts: 3, etcdMembers, ...ETCD });
+  const plain = systems.some((s) => s.tls !== true)
+    ? await Lab.create({ name: 'bench', hosts: 3, etcdMembers, ...ETCD })
+    : undefined;
+  const tlsLab = systems.some((s) => s.tls === true)
+    ? await Lab.create({ name: 'bench-tls', hosts: 3, etcdMembers, ...ETCD, tls: { auth: true } })
+    : undefined;
+  if (tlsLab !== undefined) tlsCredentials = await tlsNodeCredentials(tlsLab, 'bench');
+  const labOf = (s: SystemDef): Lab => {
+    const l = s.tls === true ? tlsLab : plain;
+    if (l === undefined) throw new Error(`no lab for ${s.name}`);
+    return l;
+  };
   const results = new Map<string, Map<ScenarioName, RoundResult[]>>(
     systems.map((s) => [s.name, new Map(scenarios.map((sc) => [sc, []]))]),
   );
@@ -605,10 +644,11 @@ async function main(): Promise<void> {
     doubleReplyProbes: 0,
   });
   try {
-    log(`lab ${lab.prefix} up (etcd: ${etcdMembers} member(s))`);
+    for (const l of [plain, tlsLab])
+      if (l !== undefined) log(`lab ${l.prefix} up (etcd: ${etcdMembers} member(s))`);
     for (let round = 1; round <= rounds; round++) {
       for (const sys of rotate(systems, round - 1)) {
-        const run = new SystemRun(lab, sys);
+        const run = new SystemRun(labOf(sys), sys);
         let broken: string | undefined;
         try {
           await run.startAll();
@@ -655,7 +695,8 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await lab.destroy();
+    await plain?.destroy();
+    await tlsLab?.destroy();
   }
   const rows: Row[] = systems.flatMap((sys) =>
     scenarios.map((sc) => summarize(sys.name, sc, results.get(sys.name)?.get(sc) ?? [])),

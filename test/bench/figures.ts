@@ -39,6 +39,7 @@ export function provenance(r: ResultEnvelope, command: string): string {
 
 const SYSTEM_LABELS: Record<string, string> = {
   coord: 'coord (etcd lease)',
+  'coord-tls': 'coord over TLS (client certificates, etcd auth)',
   'keepalived-v3-1s': 'keepalived, advert 1 s',
   'keepalived-v3-100ms': 'keepalived, advert 0.1 s',
   'coord-vrrp-1s': 'coord VRRP mode, advert 1 s',
@@ -96,6 +97,11 @@ export function renderFailover(r: FailoverResults): string {
     lines.push('');
     lines.push(targets);
   }
+  const tls = tlsRatios(r);
+  if (tls !== undefined) {
+    lines.push('');
+    lines.push(tls);
+  }
   const vrrp = vrrpRatios(r);
   if (vrrp !== undefined) {
     lines.push('');
@@ -117,6 +123,21 @@ function coordTargets(r: FailoverResults): string | undefined {
     `(${ms(crash)} ms), graceful median ≤ 50 ms ${mark(graceful === undefined ? undefined : graceful <= 50)} ` +
     `(${ms(graceful)} ms), never two holders ${mark(two === 0)} (${count(two)} ms).`
   );
+}
+
+/** coord over TLS against plaintext coord (target: within 5 %), for crash and graceful stops. */
+function tlsRatios(r: FailoverResults): string | undefined {
+  const parts: string[] = [];
+  for (const sc of ['crash', 'graceful'] as const) {
+    const a = r.rows.find((x) => x.system === 'coord-tls' && x.scenario === sc)?.p50;
+    const b = r.rows.find((x) => x.system === 'coord' && x.scenario === sc)?.p50;
+    if (a === undefined || b === undefined || b === 0) continue;
+    const ratio = a / b;
+    parts.push(`${sc} ${ratio.toFixed(2)} ${ratio <= 1.05 ? '✔' : '✘'}`);
+  }
+  return parts.length === 0
+    ? undefined
+    : `coord over TLS ÷ plaintext coord, ratio of the medians (target ≤ 1.05): ${parts.join(', ')}.`;
 }
 
 /** coord's VRRP mode against keepalived with the same advert interval: ratio of the medians. */
