@@ -1,0 +1,140 @@
+/**
+ * One way to connect for every command (issue #9), with the real binary: a node's config file gives `status`,
+ * `status --local` and `reload-config` everything they need; a cut-off etcd fails a command within --timeout;
+ * `join` says "waiting for etcd" once and "connected to etcd" when it is.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
+import { assertBuilt, COORD_BIN, coordLog, waitForSingleHolder } from './coord.js';
+
+let lab: Lab;
+let running: LabProcess[] = [];
+
+beforeAll(async () => {
+  assertBuilt();
+  lab = await Lab.create({ hosts: 2, name: 'cli' });
+});
+
+afterEach(async () => {
+  await Promise.all(running.map((p) => p.stop(3000)));
+  running = [];
+});
+
+afterAll(async () => {
+  await lab?.destroy();
+});
+
+const h = (i: number): LabHost => lab.hosts[i] as LabHost;
+
+/** A node's YAML config, as an operator would write /etc/coord/coord.yaml. */
+function nodeConfig(host: LabHost, cluster: string, vip: string): string {
+  const path = join(lab.runDir, `${host.name}-${cluster}.yaml`);
+  writeFileSync(
+    path,
+    [
+      `etcd: [${lab.etcd.endpoints.join(', ')}]`,
+      `cluster: ${cluster}`,
+      `node: ${host.name}`,
+      `controlSocket: ${join(lab.runDir, `${host.name}-${cluster}-yaml.sock`)}`,
+      'groups:',
+      '  - name: web',
+      '    interface: eth0',
+      `    vips: [${vip}/${lab.subnet.prefix}]`,
+      '',
+    ].join('\n'),
+  );
+  return path;
+}
+
+function coord(host: LabHost, args: string[], env: Record<string, string> = {}) {
+  return lab.exec(host, process.execPath, [COORD_BIN, ...args], { reject: false, timeoutMs: 30_000, env });
+}
+
+describe('one way to connect', () => {
+  it('a node config file is all status, status --local and reload-config need', async () => {
+    const host = h(0);
+    const vip = lab.freeAddress(1);
+    const cfg = nodeConfig(host, 'files', vip);
+    running.push(
+      lab.spawn(host, process.execPath, [COORD_BIN, 'join', '--config', cfg], { name: 'coord-files' }),
+    );
+    await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+    // COORD_CONFIG is the same as --config; no --etcd, no --cluster.
+    const st = await coord(host, ['status', '--json'], { COORD_CONFIG: cfg });
+    expect(st.stderr).toBe('');
+    const status = JSON.parse(st.stdout) as { cluster: string; groups: { holder: string | null }[] };
+    expect(status.cluster).toBe('files');
+    expect(status.groups[0]?.holder).toBe(host.name);
+    const local = await coord(host, ['status', '--local', '--config', cfg]);
+    expect(local.exitCode).toBe(0);
+    expect(JSON.parse(local.stdout)).toMatchObject({ node: host.name });
+    const reload = await coord(host, ['reload-config', '--config', cfg]);
+    expect(reload.stdout).toMatch(/no change/);
+    // A COORD_* variable of an option the command does not have is ignored, not an error.
+    const check = await coord(host, ['check-config', cfg], { COORD_CLUSTER: 'other', COORD_TIMEOUT: '3' });
+    expect(check.exitCode).toBe(0);
+    expect(check.stdout).toMatch(/OK/);
+  });
+
+  it('a command against a cut-off etcd fails within --timeout, saying so', async () => {
+    const host = h(1);
+    await lab.faults.cutFromEtcd(host);
+    try {
+      const started = Date.now();
+      const r = await coord(host, [
+        'status',
+        '--etcd',
+        lab.etcd.endpoints.join(','),
+        '--cluster',
+        'x',
+        '--timeout',
+        '2',
+      ]);
+      const took = Date.now() - started;
+      expect(r.exitCode).toBe(5);
+      expect(r.stderr).toMatch(/did not answer within 2 s/);
+      // 2 s, plus starting Node and loading the CLI on a loaded 2-core machine.
+      expect(took).toBeLessThan(2000 + 3000);
+    } finally {
+      await lab.faults.healEtcd(host);
+    }
+  });
+
+  it('join says "waiting for etcd" once while it cannot reach it, then "connected to etcd"', async () => {
+    const host = h(1);
+    const vip = lab.freeAddress(2);
+    await lab.faults.cutFromEtcd(host);
+    let p: LabProcess;
+    try {
+      p = lab.spawn(
+        host,
+        process.execPath,
+        [COORD_BIN, 'join', '--config', nodeConfig(host, 'waiting', vip)],
+        {
+          name: 'coord-waiting',
+        },
+      );
+      running.push(p);
+      await waitFor('the waiting line', async () =>
+        (await coordLog(p)).some((l) => l.message === 'waiting for etcd') ? true : undefined,
+      );
+      await new Promise((r) => setTimeout(r, 4000)); // several retries go by
+    } finally {
+      await lab.faults.healEtcd(host);
+    }
+    await waitFor(
+      'connected',
+      async () => ((await coordLog(p)).some((l) => l.message === 'connected to etcd') ? true : undefined),
+      { timeoutMs: 15_000 },
+    );
+    const log = await coordLog(p);
+    const waiting = log.filter((l) => l.message === 'waiting for etcd');
+    expect(waiting).toHaveLength(1);
+    expect(waiting[0]?.level).toBe('warn');
+    expect(String(waiting[0]?.at)).toBe(lab.etcd.endpoints.join(','));
+    expect(log.filter((l) => l.level === 'warn' && /etcd/.test(String(l.message)))).toHaveLength(1);
+    await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+  });
+});
