@@ -3,8 +3,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { CoordError, errorMessage, type Logger } from '@coord/core';
 
-/** Where `coord join` listens and `coord status --local` / `coord reload-config` connect by default. */
-export const DEFAULT_CONTROL_SOCKET = '/run/coord/coord.sock';
+export { DEFAULT_CONTROL_SOCKET } from '@coord/core';
 
 export type ControlRequest = { cmd: 'status' } | { cmd: 'reload-config' };
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string; hint?: string };

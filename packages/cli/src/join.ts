@@ -1,7 +1,13 @@
 import { rmSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { hostname } from 'node:os';
-import { CoordError, requireNodeConfig, systemClock, type NodeConfig } from '@coord/core';
+import {
+  CoordError,
+  DEFAULT_CONFIG_PATH,
+  requireNodeConfig,
+  systemClock,
+  type NodeConfig,
+} from '@coord/core';
 import {
   attachHealth,
   attachHooks,
@@ -16,7 +22,6 @@ import {
 import { bindPreflight, checkNonlocalBind, createHaproxyDriver, type HaproxyDriver } from '@coord/haproxy';
 import { createAnnouncer, createNetlinkVipPort, createWireProber } from '@coord/vip';
 import { createLogger } from './logging.js';
-import { DEFAULT_CONFIG_PATH } from './options.js';
 import { applyConnectionFlags, configPath, readNodeFile, type ConnectionArgs } from './target.js';
 import { VERSION } from './version.js';
 

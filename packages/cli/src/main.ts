@@ -1,11 +1,5 @@
 import yargs from 'yargs';
-import { CoordError, errorMessage, isCoordError } from '@coord/core';
-import { controlRequest, DEFAULT_CONTROL_SOCKET } from '@coord/agent';
-import { applyRoles, coordRoles, etcdctlRoleCommands } from '@coord/etcd';
-import { checkConfigFile, formatIssues, summarize } from './check.js';
-import { runJoin } from './join.js';
-import { formatServiceList, serverRm, serverSet, serviceList, serviceRm, serviceSet } from './services.js';
-import { formatClusterStatus, readClusterStatus } from './status.js';
+import { CoordError, DEFAULT_CONTROL_SOCKET, errorMessage, isCoordError } from '@coord/core';
 import {
   CONTROL_OPTIONS,
   envArgs,
@@ -14,11 +8,28 @@ import {
   SERVICE_OPTIONS,
   STATUS_OPTIONS,
 } from './options.js';
-import { mergeConnection, readNodeFile, resolveTarget } from './target.js';
 import { VERSION } from './version.js';
 
 const EXAMPLE_JOIN =
   'coord join --etcd http://10.0.0.2:2379 --cluster prod --node lb1 --interface eth0 --vip 10.0.0.50/24 --priority 150';
+
+/**
+ * Each command loads its implementation when it runs: `coord --version` and `--help` load only yargs and the
+ * option tables, `coord status` never loads the agent (docs: the footprint targets in the README).
+ */
+const load = {
+  join: () => import('./join.js'),
+  services: () => import('./services.js'),
+  status: () => import('./status.js'),
+  check: () => import('./check.js'),
+  target: () => import('./target.js'),
+  control: () => import('@coord/agent/control'),
+  etcd: () => import('@coord/etcd'),
+};
+
+async function controlRequest(...args: Parameters<typeof import('@coord/agent/control').controlRequest>) {
+  return (await load.control()).controlRequest(...args);
+}
 
 /** The control socket of the local coord: --control-socket, else the config's controlSocket, else the default. */
 async function controlSocketOf(a: {
@@ -26,7 +37,7 @@ async function controlSocketOf(a: {
   controlSocket?: string | undefined;
 }): Promise<string> {
   if (a.controlSocket !== undefined) return a.controlSocket;
-  const { raw } = await readNodeFile(a);
+  const { raw } = await (await load.target()).readNodeFile(a);
   return typeof raw.controlSocket === 'string' && raw.controlSocket !== ''
     ? raw.controlSocket
     : DEFAULT_CONTROL_SOCKET;
@@ -79,7 +90,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
             'take part in a keepalived cluster (VRRPv3, advert 1 s)',
           ),
       async (a) => {
-        code = await runJoin(a);
+        code = await (await load.join()).runJoin(a);
       },
     )
     .command(
@@ -105,7 +116,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           process.stdout.write(`${JSON.stringify(res.result, null, 2)}\n`);
           return;
         }
-        const s = await readClusterStatus(await resolveTarget(a));
+        const { formatClusterStatus, readClusterStatus } = await load.status();
+        const s = await readClusterStatus(await (await load.target()).resolveTarget(a));
         process.stdout.write(a.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatClusterStatus(s)}\n`);
       },
     )
@@ -134,7 +146,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
               .option('maxconn', { type: 'number', describe: 'connection limit of the frontend' })
               .example('coord service set web --bind 10.0.0.50:80 --balance leastconn --check', ''),
           async (a) => {
-            const rev = await serviceSet(a);
+            const rev = await (await load.services()).serviceSet(a);
             process.stdout.write(
               rev === 0 ? `service ${a.name} unchanged\n` : `service ${a.name} set (etcd revision ${rev})\n`,
             );
@@ -146,7 +158,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           (z) => z.positional('name', { type: 'string', demandOption: true }),
           async (a) => {
             process.stdout.write(
-              (await serviceRm(a)) ? `service ${a.name} removed\n` : `no service ${a.name}\n`,
+              (await (await load.services()).serviceRm(a))
+                ? `service ${a.name} removed\n`
+                : `no service ${a.name}\n`,
             );
           },
         )
@@ -155,6 +169,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           'list services and their servers (and any value the agents refuse)',
           (z) => z.option('json', { type: 'boolean', default: false }),
           async (a) => {
+            const { formatServiceList, serviceList } = await load.services();
             const l = await serviceList(a);
             process.stdout.write(a.json ? `${JSON.stringify(l, null, 2)}\n` : `${formatServiceList(l)}\n`);
           },
@@ -177,7 +192,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
               .option('disabled', { type: 'boolean', describe: 'keep it configured but send it nothing' })
               .example('coord server set web app1 10.0.1.11:8080 --weight 10', ''),
           async (a) => {
-            const rev = await serverSet(a);
+            const rev = await (await load.services()).serverSet(a);
             process.stdout.write(
               rev === 0
                 ? `server ${a.name} unchanged\n`
@@ -194,7 +209,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
               .positional('name', { type: 'string', demandOption: true }),
           async (a) => {
             process.stdout.write(
-              (await serverRm(a))
+              (await (await load.services()).serverRm(a))
                 ? `server ${a.service}/${a.name} removed\n`
                 : `no server ${a.service}/${a.name}\n`,
             );
@@ -234,7 +249,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           })
           .options({ config: CONTROL_OPTIONS.config }),
       async (a) => {
-        const file = a.file ?? (await readNodeFile(a)).path;
+        const file = a.file ?? (await (await load.target()).readNodeFile(a)).path;
+        const { checkConfigFile, formatIssues, summarize } = await load.check();
         if (file === undefined)
           throw new CoordError('ERR_COORD_USAGE', 'no config file to check', {
             hint: 'give the file: coord check-config /etc/coord/coord.yaml',
@@ -262,6 +278,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       async (a) => {
         if (!a.apply) {
           // Only the cluster is needed to print; it is validated like everywhere (it names keys and roles).
+          const { mergeConnection, readNodeFile } = await load.target();
+          const { coordRoles, etcdctlRoleCommands } = await load.etcd();
           const { path, raw } = await readNodeFile(a);
           const { cluster } = mergeConnection(raw, { cluster: a.cluster }, path ?? 'flags');
           if (cluster === undefined)
@@ -274,7 +292,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           );
           return;
         }
-        const t = await resolveTarget(a);
+        const { applyRoles, coordRoles } = await load.etcd();
+        const t = await (await load.target()).resolveTarget(a);
         const r = await applyRoles(t.connection, coordRoles(t.cluster));
         for (const n of r.created) process.stdout.write(`created role ${n}\n`);
         for (const n of r.updated) process.stdout.write(`role ${n} existed; permissions granted\n`);

@@ -4,12 +4,9 @@
  * can be generated from them.
  */
 import type { Options } from 'yargs';
-import { DEFAULT_CONTROL_SOCKET } from '@coord/agent';
+import { DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET } from '@coord/core';
 
 export type OptionTable = Record<string, Options>;
-
-/** Where every command looks for the node's config when --config is not given. */
-export const DEFAULT_CONFIG_PATH = '/etc/coord/coord.yaml';
 
 /** How to reach etcd: the same for every command (and the same names as etcdctl's). */
 export const CONNECTION_OPTIONS = {

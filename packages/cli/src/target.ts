@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import {
   CoordError,
+  DEFAULT_CONFIG_PATH,
   isCoordError,
   readConfigFile,
   splitList,
@@ -20,7 +21,6 @@ import {
   type EtcdBackend,
   type EtcdConnection,
 } from '@coord/etcd';
-import { DEFAULT_CONFIG_PATH } from './options.js';
 
 /** The connection flags, as yargs hands them over. */
 export interface ConnectionArgs {

@@ -5,3 +5,4 @@ export * from './net.js';
 export * from './types.js';
 export * from './config.js';
 export * from './rules.js';
+export * from './paths.js';
