@@ -133,7 +133,7 @@ describe('health tracking and hooks', () => {
         controlSocketFor(lab, h1, 'health'),
       ]);
       expect(reload.exitCode).not.toBe(0);
-      expect(reload.stderr).toMatch(/without --config/);
+      expect(reload.stderr).toMatch(/started without a config file/);
     } finally {
       await Promise.all(procs.map((p) => p.stop(5000)));
     }

@@ -127,4 +127,42 @@ describe('host safety', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(await holdersOf(lab, vip)).toEqual([]);
   });
+
+  it('a VIP added behind a follower’s back is removed at once (address notifications), not at the next periodic check', async () => {
+    const vip = lab.freeAddress(3);
+    const cidr = `${vip}/${lab.subnet.prefix}`;
+    const holder = startCoord(lab, h(0), { cluster: 'stray', vips: [cidr], priority: 200 });
+    const follower = startCoord(lab, h(1), { cluster: 'stray', vips: [cidr], priority: 100 });
+    running.push(holder, follower);
+    await waitFor(
+      'h1 to hold the VIP',
+      async () => ((await holdersOf(lab, vip)).join() === 'h1' ? true : undefined),
+      {
+        timeoutMs: 15_000,
+      },
+    );
+    await waitFor('the follower to be up', async () =>
+      (await coordLog(follower)).some((l) => l.message === 'session up') ? true : undefined,
+    );
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    await lab.exec(h(1), 'ip', ['addr', 'add', cidr, 'dev', 'eth0']);
+    await waitFor(
+      'the stray copy gone',
+      async () => ((await holdersOf(lab, vip)).join() === 'h1' ? true : undefined),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+      },
+    );
+    const timeline = await sampler.stop();
+    const add = timeline.events.find((e) => e.host === 'h2' && e.op === 'add');
+    const del = timeline.events.find((e) => e.host === 'h2' && e.op === 'del');
+    expect(add).toBeDefined();
+    expect(del).toBeDefined();
+    // The periodic comparison runs every 5 s when notifications are on: well under that means a notification did it.
+    expect(del!.t - add!.t).toBeLessThan(1000);
+    expect(
+      (await coordLog(follower)).some((l) => l.message === 'vip present on a non-holder; removing'),
+    ).toBe(true);
+  });
 });

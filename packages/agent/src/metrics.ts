@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CoordError, errorMessage, type Logger } from '@coord/core';
+import { CoordError, errorMessage, listenRule, type Logger } from '@coord/core';
 
 const ROLES = [
   'follower',
@@ -109,8 +109,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'coord_process_' });
+  private processMetrics = false;
+
+  /**
+   * Node's process metrics (memory, CPU, event loop delay) — only when they are served: the event-loop-delay
+   * monitor wakes the process every `eventLoopMonitoringPrecision` ms, work an idle agent should not do for
+   * nobody. 100 ms is plenty for a scrape every few seconds.
+   */
+  enableProcessMetrics(): void {
+    if (this.processMetrics) return;
+    this.processMetrics = true;
+    collectDefaultMetrics({
+      register: this.registry,
+      prefix: 'coord_process_',
+      eventLoopMonitoringPrecision: 100,
+    });
   }
 
   setRole(group: string, role: string): void {
@@ -118,21 +131,20 @@ export class Metrics {
   }
 }
 
-/** Parse `ADDR:PORT` (IPv6 as `[::1]:9100`). */
+/** Parse `ADDR:PORT` (IPv6 as `[::1]:9100`) with the rule the config schema uses (core/rules.ts). */
 export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
-  const port = m === null ? NaN : Number(m[3]);
-  if (m === null || !(port >= 1 && port <= 65535)) {
-    throw new CoordError('ERR_COORD_CONFIG', `metrics: "${text}" is not ADDR:PORT`, {
+  const r = listenRule(text);
+  if (!r.ok)
+    throw new CoordError('ERR_COORD_CONFIG', `metrics: ${r.reason}`, {
       hint: 'e.g. --metrics 127.0.0.1:9100',
     });
-  }
-  return { host: m[1] ?? (m[2] === '' ? '0.0.0.0' : (m[2] ?? '0.0.0.0')), port };
+  return r.value;
 }
 
 /** Serve `/metrics` (Prometheus text format). */
 export async function serveMetrics(metrics: Metrics, listen: string, logger: Logger): Promise<Server> {
   const { host, port } = parseListen(listen);
+  metrics.enableProcessMetrics();
   const server = createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end('see /metrics\n');

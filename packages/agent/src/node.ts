@@ -36,7 +36,7 @@ import {
   type MemberRecord,
   type StatusRecord,
 } from '@coord/etcd';
-import type { Announcer, VipPort } from '@coord/vip';
+import type { AddressEvent, Announcer, VipPort } from '@coord/vip';
 import { GroupRunner, type GroupFact, type ProbePort } from './group.js';
 import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
@@ -57,9 +57,14 @@ export interface NodeDeps {
   readonly metrics?: Metrics;
   /** Keeps HAProxy in line with the services in etcd (when this node runs the HAProxy loop). */
   readonly haproxy?: HaproxyLoop;
-  /** How often the interface is compared with the desired state. */
+  /**
+   * Address change notifications (RTNLGRP_IPV4/6_IFADDR): with them a VIP removed or added behind our back is
+   * reconciled at once and the periodic comparison becomes a slow backstop (notifications can be lost).
+   */
+  readonly watchAddresses?: (onEvent: (e: AddressEvent) => void) => { close(): void };
+  /** How often the interface is compared with the desired state (default 500 ms, 5 s with address events). */
   readonly reconcileMs?: number;
-  /** How often the node's status is written to etcd. */
+  /** The node's status is written when it changes, and at least this often (default 30 s). */
   readonly statusMs?: number;
 }
 
@@ -111,6 +116,10 @@ export class CoordNode {
   private readonly groups: GroupRunner[];
   private readonly log: Logger;
   private timers: Repeating[] = [];
+  private addressWatch: { close(): void } | undefined;
+  private reconcilePending = false;
+  /** What the last status write said (without its volatile fields), and when it went out. */
+  private lastStatus: { digest: string; at: number } | undefined;
   private present = new Map<string, Set<string>>();
   private stopped = false;
   private config: NodeConfig;
@@ -224,8 +233,12 @@ export class CoordNode {
     await this.view.start();
     this.session.start();
     const { clock } = this.deps;
-    this.timers.push(every(clock, this.deps.reconcileMs ?? 500, () => void this.reconcile()));
-    this.timers.push(every(clock, this.deps.statusMs ?? 2000, () => void this.publishStatus()));
+    this.addressWatch = this.deps.watchAddresses?.((e) => this.onAddressEvent(e));
+    const reconcileMs = this.deps.reconcileMs ?? (this.addressWatch === undefined ? 500 : 5000);
+    this.timers.push(every(clock, reconcileMs, () => void this.reconcile()));
+    // Checked every second, written only when something changed (or as a heartbeat): an idle node writes
+    // nothing, and its peers' views are not woken for nothing.
+    this.timers.push(every(clock, 1000, () => void this.publishStatus()));
     if (this.deps.haproxy !== undefined) {
       const loop = this.deps.haproxy;
       this.timers.push(every(clock, 10_000, () => loop.recheck()));
@@ -251,6 +264,7 @@ export class CoordNode {
     this.stopped = true;
     for (const t of this.timers) t.stop();
     this.timers = [];
+    this.addressWatch?.close();
     for (const g of this.groups) g.dispatch({ type: 'stop', now: this.deps.clock.now() });
     // First the VIPs (each group's lane), then the resigns queued behind them.
     const removed = await within(
@@ -312,7 +326,27 @@ export class CoordNode {
 
   /** Publish this node's status now (e.g. right after an HAProxy apply), not at the next tick. */
   publishNow(): void {
-    void this.publishStatus();
+    void this.publishStatus(true);
+  }
+
+  /**
+   * A kernel address notification. Our own refreshes of a VIP we hold are the common case and need nothing; a VIP
+   * that disappeared, or that appeared while we do not hold it, is reconciled at once.
+   */
+  private onAddressEvent(e: AddressEvent): void {
+    if (this.stopped) return;
+    const group = this.config.groups.find((g) => g.vips.some((v) => v.address === e.address.address));
+    if (group === undefined) return;
+    const runner = this.groups.find((g) => g.name === group.name);
+    const holding = runner?.current.role === 'leader' && runner.current.vipHeld;
+    if (e.op === 'add' && holding) return;
+    if (this.reconcilePending) return;
+    this.reconcilePending = true;
+    // A burst of notifications (several VIPs of a group) becomes one comparison.
+    this.deps.clock.setTimeout(() => {
+      this.reconcilePending = false;
+      void this.reconcile();
+    }, 5);
   }
 
   /**
@@ -700,15 +734,25 @@ export class CoordNode {
     }
   }
 
-  private async publishStatus(): Promise<void> {
+  /** Write the status when it changed (its volatile fields aside), when forced, or as a heartbeat. */
+  private async publishStatus(force = false): Promise<void> {
     const health = this.view.health;
     this.deps.metrics?.etcdConnected.set(health.connected ? 1 : 0);
     this.deps.metrics?.etcdStaleness.set(Math.max(0, this.deps.clock.now() - health.lastHeardAt) / 1000);
     const leaseId = this.session.currentLeaseId;
     if (leaseId === null || this.stopped) return;
+    const status = this.status();
+    const now = this.deps.clock.now();
+    // The revision moves with every write anyone makes, staleness and time with the clock: not changes of ours.
+    const digest = JSON.stringify({ ...status, at: 0, etcd: { ...status.etcd, revision: 0, staleMs: 0 } });
+    const heartbeat = this.deps.statusMs ?? 30_000;
+    const last = this.lastStatus;
+    if (!force && last !== undefined && last.digest === digest && now - last.at < heartbeat) return;
+    this.lastStatus = { digest, at: now };
     try {
-      await this.store.putStatus(leaseId, this.status());
+      await this.store.putStatus(leaseId, status);
     } catch (e) {
+      this.lastStatus = undefined;
       this.log.debug('status publish failed', { error: errorMessage(e) });
     }
   }

@@ -20,7 +20,7 @@ import {
   VrrpNode,
 } from '@coord/agent';
 import { bindPreflight, checkNonlocalBind, createHaproxyDriver, type HaproxyDriver } from '@coord/haproxy';
-import { createAnnouncer, createNetlinkVipPort, createWireProber } from '@coord/vip';
+import { createAnnouncer, createNetlinkVipPort, createWireProber, watchAddresses } from '@coord/vip';
 import { createLogger } from './logging.js';
 import { applyConnectionFlags, configPath, readNodeFile, type ConnectionArgs } from './target.js';
 import { VERSION } from './version.js';
@@ -228,6 +228,7 @@ export async function runJoin(args: JoinArgs): Promise<number> {
           vipPort,
           announcer,
           prober: createWireProber({ logger }),
+          watchAddresses: (onEvent) => watchAddresses(onEvent, { logger }),
           version: VERSION,
           metrics,
           ...(haproxyLoop === undefined ? {} : { haproxy: haproxyLoop }),

@@ -29,3 +29,4 @@ export type { ArpFields, GarpForm, NaFields } from './frames.js';
 export { createWireProber, MAX_FRAMES_PER_DRAIN } from './prober.js';
 export type { ProbeSession, WireAnswer, WireProber, WireProberOptions } from './prober.js';
 export { netlinkErrno, toCoordError } from './errors.js';
+export * from './addresses.js';

@@ -52,7 +52,10 @@ export function watchLinks(onEvent: (e: LinkEvent) => void, opts: WatchLinksOpti
 
   events.socket.on('message', (msgs) => {
     for (const m of msgs) {
-      if (m.seq !== 0 || (m.type !== RTM_NEWLINK && m.type !== RTM_DELLINK)) continue; // notifications only
+      // Replies to our own dump go to its request, not here; and a notification caused by a command such as
+      // `ip link set eth0 down` carries that command's sequence number, so seq is no filter (it used to be, and
+      // such a change on this host was missed).
+      if (m.type !== RTM_NEWLINK && m.type !== RTM_DELLINK) continue;
       try {
         deliver(netlink.rt.parseLinkMessage(m.data), m.type === RTM_DELLINK);
       } catch (e) {
