@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Idempotent set-up of a Debian 12 build and test machine (root, Node 20 already installed): the tools the lab and
-# the tests run, the distribution's own etcd/HAProxy/keepalived services out of the way (said before it is done),
-# pnpm, dependencies, build. It stops system services: meant for development and CI machines, not for a load
-# balancer in production.
+# Idempotent set-up of a Debian 12 development, lab or CI machine (root, Node 20 already installed): the tools the
+# lab, the tests, the build and the package build run, pnpm, dependencies, build. It is not how coord is installed
+# on a load balancer — that is the Debian package (pnpm package; README "Install"). It never stops, disables or
+# reconfigures a service: the lab runs its own etcd, HAProxy and keepalived inside network namespaces, so the
+# system's instances (if any) do not get in its way.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -32,6 +33,11 @@ declare -A tool_package=(
   [systemd-analyze]=systemd
   [g++]=build-essential
   [make]=build-essential
+  [strip]=binutils
+  [openssl]=openssl
+  [lintian]=lintian
+  [man]=man-db
+  [groff]=groff-base
 )
 declare -A wanted=()
 for tool in "${!tool_package[@]}"; do
@@ -49,7 +55,7 @@ if ((${#wanted[@]} > 0)); then
   missing=("${!wanted[@]}")
   log "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Keep the packages from starting their daemons during installation (they would bind ports and take VIPs).
+  # Keep the packages being installed from starting their daemons (a fresh etcd or keepalived has nothing to do here).
   # An existing policy-rc.d is the machine owner's: it is left exactly as it is.
   policy=/usr/sbin/policy-rc.d
   ours=0
@@ -79,46 +85,6 @@ if ((${#wanted[@]} > 0)); then
   }
 else
   log "every tool the lab uses is present"
-fi
-
-# The lab runs its own etcd, HAProxy and keepalived inside namespaces; system instances would hold the same ports
-# and VIPs. Say what is about to be stopped or disabled before doing it, and touch only what is running/enabled.
-services=(etcd haproxy keepalived)
-if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-  for svc in "${services[@]}"; do
-    unit="$svc.service"
-    systemctl cat "$unit" >/dev/null 2>&1 || continue
-    if systemctl is-active --quiet "$unit"; then
-      log "stopping $unit: the lab runs its own $svc in network namespaces"
-      systemctl stop "$unit"
-    fi
-    if systemctl is-enabled --quiet "$unit" 2>/dev/null; then
-      log "disabling $unit so that it does not start at boot (undo: systemctl enable $unit)"
-      systemctl disable --quiet "$unit"
-    fi
-  done
-else
-  # Without systemd, init scripts cannot be asked reliably (keepalived's answers 0 to anything without a config).
-  # A system instance runs in this (the root) network namespace; lab instances (ours or anyone's) run in their
-  # own.
-  root_netns=$(readlink /proc/$$/ns/net)
-  system_pids() {
-    local exe pids=() p
-    exe=$(command -v "$1") || return 0
-    for p in /proc/[0-9]*; do
-      [[ $(readlink "$p/exe" 2>/dev/null) == "$exe" && $(readlink "$p/ns/net" 2>/dev/null) == "$root_netns" ]] &&
-        pids+=("${p#/proc/}")
-    done
-    echo "${pids[*]}"
-  }
-  for svc in "${services[@]}"; do
-    [[ -x /etc/init.d/$svc ]] || continue
-    pids=$(system_pids "$svc")
-    if [[ -n $pids ]]; then
-      log "stopping /etc/init.d/$svc (pid $pids in the root namespace): the lab runs its own $svc in network namespaces"
-      /etc/init.d/"$svc" stop >/dev/null
-    fi
-  done
 fi
 
 if ! command -v pnpm >/dev/null 2>&1 || [[ $(pnpm --version) != 12.4.2 ]]; then
