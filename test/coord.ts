@@ -11,6 +11,16 @@ import { waitFor } from './lab/index.js';
 export const COORD_BIN = fileURLToPath(new URL('../packages/cli/bin/coord.js', import.meta.url));
 const COORD_DIST = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
 
+/**
+ * The command lab nodes run `coord join` with: COORD_COMMAND when set (the installed package: `/usr/bin/coord`;
+ * a staged one: `…/usr/lib/coord/node …/usr/lib/coord/coord.mjs`), else this checkout's build under the current
+ * Node. The CLI commands the tests run themselves always use the checkout's build.
+ */
+export const COORD_COMMAND: readonly string[] =
+  process.env['COORD_COMMAND'] !== undefined && process.env['COORD_COMMAND'].trim() !== ''
+    ? process.env['COORD_COMMAND'].trim().split(/\s+/)
+    : [process.execPath, COORD_BIN];
+
 export interface JoinOptions {
   cluster: string;
   vips: string[];
@@ -36,9 +46,9 @@ export function controlSocketFor(lab: Lab, host: LabHost, cluster: string): stri
   return join(lab.runDir, `${host.name}-${cluster}.sock`);
 }
 
+/** The arguments of `coord join` for a lab node (without the command itself: see {@link COORD_COMMAND}). */
 export function joinArgs(lab: Lab, host: LabHost, o: JoinOptions): string[] {
   const args = [
-    COORD_BIN,
     'join',
     // Hosts share one filesystem: a node config of the machine itself is never read by lab nodes.
     '--config',
@@ -66,10 +76,11 @@ export function joinArgs(lab: Lab, host: LabHost, o: JoinOptions): string[] {
   return [...args, ...(o.extraArgs ?? [])];
 }
 
-/** Start `coord join` in `host`. */
+/** Start `coord join` in `host` (with {@link COORD_COMMAND}). */
 export function startCoord(lab: Lab, host: LabHost, o: JoinOptions): LabProcess {
-  assertBuilt();
-  return lab.spawn(host, process.execPath, joinArgs(lab, host, o), { name: `coord-${o.cluster}` });
+  if (process.env['COORD_COMMAND'] === undefined) assertBuilt();
+  const [cmd, ...pre] = COORD_COMMAND as [string, ...string[]];
+  return lab.spawn(host, cmd, [...pre, ...joinArgs(lab, host, o)], { name: `coord-${o.cluster}` });
 }
 
 /** The hosts whose interface holds `address` right now. */

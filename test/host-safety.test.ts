@@ -42,7 +42,7 @@ describe('host safety', () => {
     const r = await lab.exec(
       host,
       process.execPath,
-      joinArgs(lab, host, { cluster: 'own', vips: [own] }).slice(0),
+      [COORD_BIN, ...joinArgs(lab, host, { cluster: 'own', vips: [own] })],
       {
         reject: false,
         timeoutMs: 15_000,
