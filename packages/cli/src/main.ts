@@ -1,17 +1,20 @@
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { CoordError, DEFAULT_CONTROL_SOCKET, errorMessage, isCoordError } from '@coord/core';
 import {
+  COMMANDS,
   CONTROL_OPTIONS,
   envArgs,
   JOIN_OPTIONS,
+  LIST_OPTIONS,
   ROLES_OPTIONS,
+  SERVER_SET_OPTIONS,
   SERVICE_OPTIONS,
+  SERVICE_SET_OPTIONS,
   STATUS_OPTIONS,
+  subcommand,
+  type CommandDoc,
 } from './options.js';
 import { VERSION } from './version.js';
-
-const EXAMPLE_JOIN =
-  'coord join --etcd http://10.0.0.2:2379 --cluster prod --node lb1 --interface eth0 --vip 10.0.0.50/24 --priority 150';
 
 /**
  * Each command loads its implementation when it runs: `coord --version` and `--help` load only yargs and the
@@ -30,6 +33,15 @@ const load = {
 async function controlRequest(...args: Parameters<typeof import('@coord/agent/control').controlRequest>) {
   return (await load.control()).controlRequest(...args);
 }
+
+/** Add a command's documented examples (options.ts) to its yargs builder. */
+function documented<T>(y: Argv<T>, doc: CommandDoc): Argv<T> {
+  let out = y;
+  for (const [cmd, what] of doc.examples) out = out.example(cmd, what);
+  return out;
+}
+
+const sub = (parent: 'service' | 'server', name: string): CommandDoc => subcommand(COMMANDS[parent], name);
 
 /** The control socket of the local coord: --control-socket, else the config's controlSocket, else the default. */
 async function controlSocketOf(a: {
@@ -63,6 +75,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   // COORD_* variables apply only to the options of the command being run (options.ts).
   const cli = yargs([...argv, ...envArgs(argv, env)])
     .scriptName('coord')
+    // main() returns the exit status; bin/coord.js exits with it (completion, --help and --version too).
+    .exitProcess(false)
     .version(VERSION)
     .strict()
     .recommendCommands()
@@ -79,31 +93,17 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         '/etc/coord/coord.yaml when it exists (or --config FILE) for their etcd settings and cluster.',
     )
     .command(
-      'join',
-      'join the cluster: elect a holder per VIP group through etcd leases and hold the VIP while elected',
-      (y) =>
-        y
-          .options(JOIN_OPTIONS)
-          .example(EXAMPLE_JOIN, 'join cluster "prod" as lb1 holding 10.0.0.50 when elected')
-          .example(
-            'coord join --mode vrrp --interface eth0 --vrid 51 --vip 10.0.0.50/24 --priority 100',
-            'take part in a keepalived cluster (VRRPv3, advert 1 s)',
-          ),
+      COMMANDS.join.command,
+      COMMANDS.join.summary,
+      (y) => documented(y.options(JOIN_OPTIONS), COMMANDS.join),
       async (a) => {
         code = await (await load.join()).runJoin(a);
       },
     )
     .command(
-      'status',
-      'show members, holders, epochs and where each VIP actually is',
-      (y) =>
-        y
-          .options(STATUS_OPTIONS)
-          .example('coord status', 'on a node: who holds what, read with the node’s own config')
-          .example(
-            'coord status --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --cluster prod',
-            'from elsewhere',
-          ),
+      COMMANDS.status.command,
+      COMMANDS.status.summary,
+      (y) => documented(y.options(STATUS_OPTIONS), COMMANDS.status),
       async (a) => {
         if (a.local) {
           const res = await controlRequest(await controlSocketOf(a), { cmd: 'status' });
@@ -121,30 +121,17 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         process.stdout.write(a.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatClusterStatus(s)}\n`);
       },
     )
-    .command('service', 'manage the HAProxy services every node serves (stored in etcd)', (y) =>
+    .command(COMMANDS.service.command, COMMANDS.service.summary, (y) =>
       y
         .options(SERVICE_OPTIONS)
         .command(
-          'set <name>',
-          'create or update a service (its servers are kept)',
+          sub('service', 'set').command,
+          sub('service', 'set').summary,
           (z) =>
-            z
-              .positional('name', { type: 'string', demandOption: true })
-              .option('bind', {
-                type: 'string',
-                array: true,
-                demandOption: true,
-                describe: 'ADDR:PORT to listen on (repeatable)',
-              })
-              .option('mode', { type: 'string', choices: ['http', 'tcp'], describe: '[default: http]' })
-              .option('balance', {
-                type: 'string',
-                choices: ['roundrobin', 'leastconn', 'source'],
-                describe: '[default: roundrobin]',
-              })
-              .option('check', { type: 'boolean', describe: 'health-check the servers' })
-              .option('maxconn', { type: 'number', describe: 'connection limit of the frontend' })
-              .example('coord service set web --bind 10.0.0.50:80 --balance leastconn --check', ''),
+            documented(
+              z.positional('name', { type: 'string', demandOption: true }).options(SERVICE_SET_OPTIONS),
+              sub('service', 'set'),
+            ),
           async (a) => {
             const rev = await (await load.services()).serviceSet(a);
             process.stdout.write(
@@ -153,8 +140,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           },
         )
         .command(
-          'rm <name>',
-          'remove a service',
+          sub('service', 'rm').command,
+          sub('service', 'rm').summary,
           (z) => z.positional('name', { type: 'string', demandOption: true }),
           async (a) => {
             process.stdout.write(
@@ -165,9 +152,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           },
         )
         .command(
-          'list',
-          'list services and their servers (and any value the agents refuse)',
-          (z) => z.option('json', { type: 'boolean', default: false }),
+          sub('service', 'list').command,
+          sub('service', 'list').summary,
+          (z) => z.options(LIST_OPTIONS),
           async (a) => {
             const { formatServiceList, serviceList } = await load.services();
             const l = await serviceList(a);
@@ -176,21 +163,21 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         )
         .demandCommand(1, 'name a subcommand: set | rm | list'),
     )
-    .command('server', 'manage the servers of a service', (y) =>
+    .command(COMMANDS.server.command, COMMANDS.server.summary, (y) =>
       y
         .options(SERVICE_OPTIONS)
         .command(
-          'set <service> <name> <address>',
-          'add or update a server (ADDR:PORT)',
+          sub('server', 'set').command,
+          sub('server', 'set').summary,
           (z) =>
-            z
-              .positional('service', { type: 'string', demandOption: true })
-              .positional('name', { type: 'string', demandOption: true })
-              .positional('address', { type: 'string', demandOption: true, describe: 'ADDR:PORT' })
-              .option('weight', { type: 'number', describe: '0-256 [default: 1]' })
-              .option('backup', { type: 'boolean', describe: 'only used when no other server is up' })
-              .option('disabled', { type: 'boolean', describe: 'keep it configured but send it nothing' })
-              .example('coord server set web app1 10.0.1.11:8080 --weight 10', ''),
+            documented(
+              z
+                .positional('service', { type: 'string', demandOption: true })
+                .positional('name', { type: 'string', demandOption: true })
+                .positional('address', { type: 'string', demandOption: true, describe: 'ADDR:PORT' })
+                .options(SERVER_SET_OPTIONS),
+              sub('server', 'set'),
+            ),
           async (a) => {
             const rev = await (await load.services()).serverSet(a);
             process.stdout.write(
@@ -201,8 +188,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           },
         )
         .command(
-          'rm <service> <name>',
-          'remove a server',
+          sub('server', 'rm').command,
+          sub('server', 'rm').summary,
           (z) =>
             z
               .positional('service', { type: 'string', demandOption: true })
@@ -218,8 +205,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         .demandCommand(1, 'name a subcommand: set | rm'),
     )
     .command(
-      'reload-config',
-      're-read the config file of the coord running on this host (same as SIGHUP)',
+      COMMANDS['reload-config'].command,
+      COMMANDS['reload-config'].summary,
       (y) => y.options(CONTROL_OPTIONS),
       async (a) => {
         const res = await controlRequest(await controlSocketOf(a), { cmd: 'reload-config' });
@@ -239,8 +226,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       },
     )
     .command(
-      'check-config [file]',
-      'validate a YAML config as coord join would: print every error with its path and a hint; exit 0 when valid',
+      COMMANDS['check-config'].command,
+      COMMANDS['check-config'].summary,
       (y) =>
         y
           .positional('file', {
@@ -265,16 +252,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       },
     )
     .command(
-      'etcd-roles',
-      'print (or with --apply create) the etcd roles for least privilege: coord-node-CLUSTER and coord-admin-CLUSTER',
-      (y) =>
-        y
-          .options(ROLES_OPTIONS)
-          .example('coord etcd-roles --cluster prod', 'print the etcdctl commands')
-          .example(
-            'coord etcd-roles --cluster prod --apply --etcd https://10.0.0.2:2379 --etcd-user root --etcd-password-file /root/etcd-root',
-            'create them',
-          ),
+      COMMANDS['etcd-roles'].command,
+      COMMANDS['etcd-roles'].summary,
+      (y) => documented(y.options(ROLES_OPTIONS), COMMANDS['etcd-roles']),
       async (a) => {
         if (!a.apply) {
           // Only the cluster is needed to print; it is validated like everywhere (it names keys and roles).
@@ -297,6 +277,17 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         const r = await applyRoles(t.connection, coordRoles(t.cluster));
         for (const n of r.created) process.stdout.write(`created role ${n}\n`);
         for (const n of r.updated) process.stdout.write(`role ${n} existed; permissions granted\n`);
+      },
+    )
+    .completion(COMMANDS.completion.command, COMMANDS.completion.summary)
+    .command(
+      'manpage <page>',
+      false, // hidden: the package build generates coord(8) and coord.yaml(5) with it
+      (y) =>
+        y.positional('page', { type: 'string', choices: ['coord.8', 'coord.yaml.5'], demandOption: true }),
+      async (a) => {
+        const { coordPage, configPage } = await import('./manpages.js');
+        process.stdout.write(a.page === 'coord.8' ? coordPage(VERSION) : await configPage(VERSION));
       },
     )
     .fail((msg, err, y) => {

@@ -185,3 +185,151 @@ export function envArgs(argv: readonly string[], env: NodeJS.ProcessEnv): string
   }
   return out;
 }
+
+export const SERVICE_SET_OPTIONS = {
+  bind: { type: 'string', array: true, demandOption: true, describe: 'ADDR:PORT to listen on (repeatable)' },
+  mode: { type: 'string', choices: ['http', 'tcp'], describe: '[default: http]' },
+  balance: {
+    type: 'string',
+    choices: ['roundrobin', 'leastconn', 'source'],
+    describe: '[default: roundrobin]',
+  },
+  check: { type: 'boolean', describe: 'health-check the servers' },
+  maxconn: { type: 'number', describe: 'connection limit of the frontend' },
+} as const satisfies OptionTable;
+
+export const LIST_OPTIONS = {
+  json: { type: 'boolean', default: false, describe: 'print JSON for machines' },
+} as const satisfies OptionTable;
+
+export const SERVER_SET_OPTIONS = {
+  weight: { type: 'number', describe: '0-256 [default: 1]' },
+  backup: { type: 'boolean', describe: 'only used when no other server is up' },
+  disabled: { type: 'boolean', describe: 'keep it configured but send it nothing' },
+} as const satisfies OptionTable;
+
+/** What a command is, for `--help`, the man page and completion alike. */
+export interface CommandDoc {
+  /** The command with its positionals, in yargs syntax (`check-config [file]`). */
+  readonly command: string;
+  readonly summary: string;
+  /** More than the summary, for the man page (a paragraph). */
+  readonly description?: string;
+  readonly options: OptionTable;
+  readonly examples: readonly (readonly [string, string])[];
+  readonly subcommands?: readonly CommandDoc[];
+}
+
+/** A subcommand's doc (`service set`…), by its first word. */
+export function subcommand(parent: CommandDoc, name: string): CommandDoc {
+  const d = parent.subcommands?.find((c) => c.command.split(' ')[0] === name);
+  if (d === undefined) throw new Error(`no subcommand ${name} of ${parent.command}`);
+  return d;
+}
+
+export const COMMANDS = {
+  join: {
+    command: 'join',
+    summary:
+      'join the cluster: elect a holder per VIP group through etcd leases and hold the VIP while elected',
+    description:
+      'Runs in the foreground until SIGTERM or SIGINT (a graceful stop: the VIPs go, then the leadership). SIGHUP ' +
+      're-reads the config file and picks up rotated etcd certificates. Flags override the config file; --priority, ' +
+      '--preempt and --preempt-delay apply to every group, --interface and --vip define one group.',
+    options: JOIN_OPTIONS,
+    examples: [
+      [
+        'coord join --etcd http://10.0.0.2:2379 --cluster prod --node lb1 --interface eth0 --vip 10.0.0.50/24 --priority 150',
+        'join cluster "prod" as lb1 holding 10.0.0.50 when elected',
+      ],
+      [
+        'coord join --mode vrrp --interface eth0 --vrid 51 --vip 10.0.0.50/24 --priority 100',
+        'take part in a keepalived cluster (VRRPv3, advert 1 s)',
+      ],
+    ],
+  },
+  status: {
+    command: 'status',
+    summary: 'show members, holders, epochs and where each VIP actually is',
+    description:
+      'Reads the cluster from etcd, or with --local asks the coord running on this host through its control ' +
+      'socket (no etcd needed; works in VRRP mode).',
+    options: STATUS_OPTIONS,
+    examples: [
+      ['coord status', 'on a node: who holds what, read with the node’s own config'],
+      ['coord status --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --cluster prod', 'from elsewhere'],
+    ],
+  },
+  service: {
+    command: 'service',
+    summary: 'manage the HAProxy services every node serves (stored in etcd)',
+    options: SERVICE_OPTIONS,
+    examples: [],
+    subcommands: [
+      {
+        command: 'set <name>',
+        summary: 'create or update a service (its servers are kept)',
+        options: SERVICE_SET_OPTIONS,
+        examples: [['coord service set web --bind 10.0.0.50:80 --balance leastconn --check', '']],
+      },
+      { command: 'rm <name>', summary: 'remove a service', options: {}, examples: [] },
+      {
+        command: 'list',
+        summary: 'list services and their servers (and any value the agents refuse)',
+        options: LIST_OPTIONS,
+        examples: [],
+      },
+    ],
+  },
+  server: {
+    command: 'server',
+    summary: 'manage the servers of a service',
+    options: SERVICE_OPTIONS,
+    examples: [],
+    subcommands: [
+      {
+        command: 'set <service> <name> <address>',
+        summary: 'add or update a server (ADDR:PORT)',
+        options: SERVER_SET_OPTIONS,
+        examples: [['coord server set web app1 10.0.1.11:8080 --weight 10', '']],
+      },
+      { command: 'rm <service> <name>', summary: 'remove a server', options: {}, examples: [] },
+    ],
+  },
+  'reload-config': {
+    command: 'reload-config',
+    summary: 're-read the config file of the coord running on this host (same as SIGHUP)',
+    description:
+      'Priorities and preemption change live; a change to groups, VIPs, interfaces, etcd or the TTL needs a ' +
+      'restart, and the command exits 3 naming it.',
+    options: CONTROL_OPTIONS,
+    examples: [],
+  },
+  'check-config': {
+    command: 'check-config [file]',
+    summary:
+      'validate a YAML config as coord join would: print every error with its path and a hint; exit 0 when valid',
+    options: { config: CONNECTION_OPTIONS.config },
+    examples: [['coord check-config /etc/coord/coord.yaml', '']],
+  },
+  'etcd-roles': {
+    command: 'etcd-roles',
+    summary:
+      'print (or with --apply create) the etcd roles for least privilege: coord-node-CLUSTER and coord-admin-CLUSTER',
+    options: ROLES_OPTIONS,
+    examples: [
+      ['coord etcd-roles --cluster prod', 'print the etcdctl commands'],
+      [
+        'coord etcd-roles --cluster prod --apply --etcd https://10.0.0.2:2379 --etcd-user root --etcd-password-file /root/etcd-root',
+        'create them',
+      ],
+    ],
+  },
+  completion: {
+    command: 'completion',
+    summary:
+      'print a bash completion script (installed by the package as /usr/share/bash-completion/completions/coord)',
+    options: {},
+    examples: [['coord completion >> ~/.bashrc', '']],
+  },
+} as const satisfies Record<string, CommandDoc>;

@@ -45,63 +45,141 @@ const seconds = (what: string, min: number, max: number) =>
 
 const groupSchema = z
   .object({
-    name: name('group name'),
-    interface: interfaceName,
-    vips: z.array(vipText).min(1, 'a group needs at least one VIP'),
+    name: name('group name').describe(
+      'Name of the VIP group: one election per group, in etcd and in the logs.',
+    ),
+    interface: interfaceName.describe('Interface the VIPs are added to and announced on (e.g. eth0).'),
+    vips: z
+      .array(vipText)
+      .min(1, 'a group needs at least one VIP')
+      .describe('The virtual IPs of the group, as ADDRESS/PREFIX (IPv4 or IPv6); they move together.'),
     priority: z
       .number()
       .int('priority must be a whole number')
       .min(1, 'priority must be 1-254 (1-255 in VRRP mode)')
       .max(255, 'priority must be 1-254 (1-255 in VRRP mode)')
-      .default(100),
+      .default(100)
+      .describe(
+        'Election priority, 1-254 (VRRP mode: 1-255, 255 owns the address); the highest live one holds. Default 100.',
+      ),
     /** VRRP mode: the virtual router id shared with the keepalived peers. */
     vrid: z
       .number()
       .int('vrid must be a whole number')
       .min(1, 'vrid must be 1-255')
       .max(255, 'vrid must be 1-255')
-      .optional(),
+      .optional()
+      .describe('VRRP mode: the virtual router id, 1-255, the same as on the keepalived peers.'),
     /** VRRP mode: advertisement interval in seconds (v2: whole seconds). */
-    advertInt: seconds('advertInt', 0.01, 255).default(1),
-    vrrpVersion: z.union([z.literal(2), z.literal(3)], { error: 'vrrpVersion must be 2 or 3' }).default(3),
-    unicastPeers: z.array(z.string()).default([]),
+    advertInt: seconds('advertInt', 0.01, 255)
+      .default(1)
+      .describe(
+        'VRRP mode: advertisement interval in seconds; VRRPv2 takes whole seconds 1-255, VRRPv3 0.01-40.95. Default 1.',
+      ),
+    vrrpVersion: z
+      .union([z.literal(2), z.literal(3)], { error: 'vrrpVersion must be 2 or 3' })
+      .default(3)
+      .describe('VRRP mode: protocol version, 2 (RFC 3768, IPv4 only) or 3 (RFC 5798). Default 3.'),
+    unicastPeers: z
+      .array(z.string())
+      .default([])
+      .describe('VRRP mode: send adverts to these peer addresses instead of the VRRP multicast group.'),
     /** VRRPv2 simple password (at most 8 bytes); never logged. */
-    authPass: z.string().optional(),
-    preempt: z.boolean().default(true),
-    preemptDelay: seconds('preemptDelay', 0, 3600).default(0),
+    authPass: z
+      .string()
+      .optional()
+      .describe('VRRP mode, v2 only: simple password, at most 8 bytes (RFC 3768 §5.3.6.1); never logged.'),
+    preempt: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Take the group from a lower-priority holder (false: the current holder keeps it). Default true.',
+      ),
+    preemptDelay: seconds('preemptDelay', 0, 3600)
+      .default(0)
+      .describe('Seconds this node must have been up before it preempts. Default 0.'),
     announce: z
       .object({
-        count: z.number().int().min(1).max(20).default(3),
-        interval: seconds('announce.interval', 0.01, 10).default(0.1),
-        refresh: seconds('announce.refresh', 0, 3600).default(10),
+        count: z
+          .number()
+          .int()
+          .min(1)
+          .max(20)
+          .default(3)
+          .describe('Gratuitous ARP / unsolicited NA bursts sent when the VIPs are claimed. Default 3.'),
+        interval: seconds('announce.interval', 0.01, 10)
+          .default(0.1)
+          .describe('Seconds between the announcements of a burst. Default 0.1.'),
+        refresh: seconds('announce.refresh', 0, 3600)
+          .default(10)
+          .describe('Seconds between announcements while holding (0: none after the burst). Default 10.'),
       })
       .strict()
-      .default({ count: 3, interval: 0.1, refresh: 10 }),
+      .default({ count: 3, interval: 0.1, refresh: 10 })
+      .describe('How the holder announces its VIPs (both GARP forms for IPv4, an unsolicited NA for IPv6).'),
   })
   .strict();
 
 const trackScriptSchema = z
   .object({
-    name: name('track script name').optional(),
+    name: name('track script name')
+      .optional()
+      .describe('Name of the check in logs, status and metrics. Default script1, script2, …'),
     /** Program and arguments, split without a shell (quotes allowed; pipes and variables are refused). */
-    command: z.string().min(1, 'command must not be empty').max(1024, 'command is too long'),
-    interval: seconds('interval', 0.1, 3600).default(2),
-    timeout: seconds('timeout', 0.1, 600).default(2),
-    rise: z.number().int().min(1).max(100).default(2),
-    fall: z.number().int().min(1).max(100).default(2),
+    command: z
+      .string()
+      .min(1, 'command must not be empty')
+      .max(1024, 'command is too long')
+      .describe(
+        'Program and arguments, run without a shell (quotes allowed; pipes and variables refused); exit 0 = healthy.',
+      ),
+    interval: seconds('interval', 0.1, 3600)
+      .default(2)
+      .describe('Seconds between runs, start to start. Default 2.'),
+    timeout: seconds('timeout', 0.1, 600)
+      .default(2)
+      .describe('Seconds before a run counts as failed and is killed with what it started. Default 2.'),
+    rise: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(2)
+      .describe('Successes in a row to turn healthy. Default 2.'),
+    fall: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(2)
+      .describe('Failures in a row to turn failed. Default 2.'),
     /** Added to the priority while failing (negative) or while passing (positive); none = FAULT when failing. */
-    weight: z.number().int().min(-254).max(254).optional(),
+    weight: z
+      .number()
+      .int()
+      .min(-254)
+      .max(254)
+      .optional()
+      .describe(
+        'Added to the priority while failing (negative) or passing (positive); none: failing puts the node in FAULT.',
+      ),
   })
   .strict();
 
 const notifySchema = z
   .object({
-    any: z.string().min(1).optional(),
-    leader: z.string().min(1).optional(),
-    follower: z.string().min(1).optional(),
-    fault: z.string().min(1).optional(),
-    stop: z.string().min(1).optional(),
-    timeout: seconds('notify.timeout', 0.1, 600).default(10),
+    any: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Command run on every transition, after the state’s own command.'),
+    leader: z.string().min(1).optional().describe('Command run when this node holds the VIPs.'),
+    follower: z.string().min(1).optional().describe('Command run when this node becomes a follower.'),
+    fault: z.string().min(1).optional().describe('Command run when a check puts the node in FAULT.'),
+    stop: z.string().min(1).optional().describe('Command run when coord stops.'),
+    timeout: seconds('notify.timeout', 0.1, 600)
+      .default(10)
+      .describe('Seconds a hook may run before it is killed. Default 10.'),
   })
   .strict();
 
@@ -120,18 +198,33 @@ const etcdSchema = z.preprocess(
   (v) => (Array.isArray(v) ? { endpoints: v } : v),
   z
     .object({
-      endpoints: z.array(z.string({ error: 'an etcd endpoint must be a string' })).default([]),
-      cacert: filePath('etcd.cacert').optional(),
-      cert: filePath('etcd.cert').optional(),
-      key: filePath('etcd.key').optional(),
+      endpoints: z
+        .array(z.string({ error: 'an etcd endpoint must be a string' }))
+        .default([])
+        .describe('etcd client URLs, http://HOST:2379 or https://HOST:2379; no credentials in them.'),
+      cacert: filePath('etcd.cacert')
+        .optional()
+        .describe('PEM CA certificate that verifies the etcd servers.'),
+      cert: filePath('etcd.cert').optional().describe('PEM client certificate for etcd (with key).'),
+      key: filePath('etcd.key')
+        .optional()
+        .describe('PEM private key of the client certificate (unencrypted).'),
       user: z
         .string({ error: 'etcd.user must be a string' })
         .min(1, 'etcd.user must not be empty')
         .max(128, 'etcd.user is too long')
-        .optional(),
-      passwordFile: filePath('etcd.passwordFile').optional(),
+        .optional()
+        .describe(
+          'etcd user (authentication enabled); its password comes from passwordFile or COORD_ETCD_PASSWORD.',
+        ),
+      passwordFile: filePath('etcd.passwordFile')
+        .optional()
+        .describe('File holding the etcd password (one line, mode 0600).'),
       /** Refused with a hint (never echoed): see the superRefine below. */
-      password: z.unknown().optional(),
+      password: z
+        .unknown()
+        .optional()
+        .describe('Not accepted: a password goes in passwordFile or COORD_ETCD_PASSWORD.'),
     })
     .strict()
     .superRefine((e, ctx) => {
@@ -184,50 +277,105 @@ const listenAddress = z.string({ error: 'must be ADDR:PORT' }).superRefine((v, c
 /** The node config: the YAML file and the flags both end up here. */
 const nodeConfigObject = z
   .object({
-    mode: z.enum(['etcd', 'vrrp']).default('etcd'),
-    etcd: etcdSchema.prefault({ endpoints: [] }),
-    cluster: name('cluster').optional(),
-    node: name('node'),
+    mode: z
+      .enum(['etcd', 'vrrp'])
+      .default('etcd')
+      .describe(
+        'etcd: elect through etcd leases (fenced); vrrp: speak VRRP with keepalived peers. Default etcd.',
+      ),
+    etcd: etcdSchema
+      .prefault({ endpoints: [] })
+      .describe(
+        'How to reach etcd: a list of endpoint URLs, or an object with endpoints and TLS/user settings.',
+      ),
+    cluster: name('cluster')
+      .optional()
+      .describe('Cluster name: the key prefix /coord/NAME/ in etcd, and part of the etcd role names.'),
+    node: name('node').describe(
+      'This node’s name, unique in the cluster. Default: the host name (its first label).',
+    ),
     ttl: z
       .number()
       .int('ttl must be whole seconds (etcd leases are)')
       .min(1, 'ttl must be at least 1')
       .max(60, 'ttl must be at most 60')
-      .default(1),
-    logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
-    /** Serve Prometheus metrics on ADDR:PORT (/metrics). */
-    metrics: listenAddress.optional(),
-    /** The local control socket (`coord status --local`, `coord reload-config`); '' disables it. */
+      .default(1)
+      .describe(
+        'Lease TTL in whole seconds: a crashed holder is replaced within about TTL + 0.5 s. Default 1.',
+      ),
+    logLevel: z
+      .enum(['error', 'warn', 'info', 'debug'])
+      .default('info')
+      .describe('Log level: error, warn, info or debug. Default info.'),
+    metrics: listenAddress.optional().describe('Serve Prometheus metrics on ADDR:PORT at /metrics.'),
     controlSocket: z
       .string({ error: 'controlSocket must be a path' })
       .max(107, 'controlSocket is too long for a unix socket path')
-      .optional(),
-    groups: z.array(groupSchema).min(1, 'configure at least one group (--interface and --vip)'),
+      .optional()
+      .describe(
+        "Local control socket (coord status --local, reload-config); '' disables it. Default /run/coord/coord.sock.",
+      ),
+    groups: z
+      .array(groupSchema)
+      .min(1, 'configure at least one group (--interface and --vip)')
+      .describe('The VIP groups this node stands for.'),
     track: z
       .object({
-        scripts: z.array(trackScriptSchema).default([]),
+        scripts: z.array(trackScriptSchema).default([]).describe('Health-check commands.'),
         interfaces: z
           .array(
             z
-              .object({ name: interfaceName, weight: z.number().int().min(-254).max(254).optional() })
+              .object({
+                name: interfaceName.describe(
+                  'Interface whose link or carrier loss counts as a failed check.',
+                ),
+                weight: z
+                  .number()
+                  .int()
+                  .min(-254)
+                  .max(254)
+                  .optional()
+                  .describe('Priority change while it is down; none: down puts the node in FAULT.'),
+              })
               .strict(),
           )
-          .default([]),
+          .default([])
+          .describe('Tracked interfaces.'),
       })
       .strict()
-      .default({ scripts: [], interfaces: [] }),
-    notify: notifySchema.default({ timeout: 10 }),
-    /** HAProxy driven from etcd (etcd mode): where to write the rendered config, and the node-local base. */
+      .default({ scripts: [], interfaces: [] })
+      .describe('Health checks: weights move the priority, a failing check without weight is FAULT.'),
+    notify: notifySchema
+      .default({ timeout: 10 })
+      .describe(
+        'Hooks run on every transition, in order, one at a time, with COORD_STATE, COORD_GROUP, … set.',
+      ),
     haproxy: z
       .object({
-        config: z.string().min(1),
-        base: z.string().min(1).optional(),
-        bin: z.string().min(1).default('/usr/sbin/haproxy'),
-        runDir: z.string().min(1).default('/run/coord/haproxy'),
-        nonlocalBind: z.enum(['set', 'require', 'ignore']).default('set'),
+        config: z.string().min(1).describe('Where coord writes the HAProxy config it renders from etcd.'),
+        base: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Node-local HAProxy config put into every render (never from etcd).'),
+        bin: z
+          .string()
+          .min(1)
+          .default('/usr/sbin/haproxy')
+          .describe('HAProxy binary. Default /usr/sbin/haproxy.'),
+        runDir: z
+          .string()
+          .min(1)
+          .default('/run/coord/haproxy')
+          .describe('HAProxy master socket and pidfile. Default /run/coord/haproxy.'),
+        nonlocalBind: z
+          .enum(['set', 'require', 'ignore'])
+          .default('set')
+          .describe('net.ipv4.ip_nonlocal_bind: set it to 1, require it, or ignore it. Default set.'),
       })
       .strict()
-      .optional(),
+      .optional()
+      .describe('Run the HAProxy loop (etcd mode): keep HAProxy serving the services in etcd.'),
   })
   .strict();
 
@@ -390,6 +538,9 @@ function settings(c: RawConfig) {
           },
   };
 }
+
+/** The shape of the config file, with a description of every key (coord.yaml(5) is generated from it). */
+export const nodeConfigShape = nodeConfigObject;
 
 /** The node config schema: validation, cross-field rules and the mapping to settings, in one place. */
 export const nodeConfigSchema = nodeConfigObject.superRefine(crossCheck).transform(settings);
