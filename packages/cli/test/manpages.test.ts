@@ -108,10 +108,10 @@ describe('bash completion', () => {
     let out = '';
     const write = process.stdout.write.bind(process.stdout);
     const log = console.log;
-    process.stdout.write = ((chunk: string) => {
+    process.stdout.write = (chunk: string) => {
       out += chunk;
       return true;
-    });
+    };
     console.log = (...args: unknown[]) => {
       out += `${args.map(String).join(' ')}\n`;
     };
