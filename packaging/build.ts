@@ -160,6 +160,17 @@ function licenseText(dir: string): string | undefined {
   return f === undefined ? undefined : readFileSync(join(dir, f), 'utf8').trim();
 }
 
+/** SPDX ids whose full text Debian ships in /usr/share/common-licenses. */
+const COMMON_LICENSES: Readonly<Record<string, string>> = {
+  'Apache-2.0': 'Apache-2.0',
+  'MPL-2.0': 'MPL-2.0',
+  'GPL-2.0': 'GPL-2',
+  'GPL-3.0': 'GPL-3',
+  'LGPL-2.1': 'LGPL-2.1',
+  'LGPL-3.0': 'LGPL-3',
+  'CC0-1.0': 'CC0-1.0',
+};
+
 function licenseId(dir: string): string {
   const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { license?: unknown };
   return typeof pkg.license === 'string' ? pkg.license : 'see-text';
@@ -181,17 +192,10 @@ function copyright(thirdParty: { name: string; dir: string }[]): string {
     'Copyright: Node.js contributors and others',
     'License: Node.js',
   ];
-  const nodeLicense = [
-    '/usr/share/doc/nodejs/LICENSE',
-    join(dirname(process.execPath), '../share/doc/node/LICENSE'),
-  ].find(existsSync);
-  if (nodeLicense === undefined)
-    throw new Error('the Node.js LICENSE file was not found: cannot ship its binary without it');
   lines.push(
-    ...readFileSync(nodeLicense, 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => (l.trim() === '' ? ' .' : ` ${l}`)),
+    ' Node.js is MIT licensed; it includes third-party code under their own licenses (some Apache-2.0, whose',
+    ' text Debian ships in /usr/share/common-licenses/Apache-2.0). The complete notice, as Node.js publishes it,',
+    ' is installed as /usr/share/doc/coord/LICENSE.nodejs.',
   );
   for (const p of thirdParty) {
     const text = licenseText(p.dir);
@@ -201,8 +205,14 @@ function copyright(thirdParty: { name: string; dir: string }[]): string {
       `Comment: bundled npm package ${p.name}`,
       `Copyright: the ${p.name} authors`,
     );
-    lines.push(`License: ${licenseId(p.dir)}`);
-    if (text !== undefined) lines.push(...text.split('\n').map((l) => (l.trim() === '' ? ' .' : ` ${l}`)));
+    const id = licenseId(p.dir);
+    const common = COMMON_LICENSES[id];
+    lines.push(`License: ${id}`);
+    // Licenses Debian ships in /usr/share/common-licenses are referred to, not copied (Debian policy 12.5).
+    if (common !== undefined)
+      lines.push(` On Debian systems, the full text is in /usr/share/common-licenses/${common}.`);
+    else if (text !== undefined)
+      lines.push(...text.split('\n').map((l) => (l.trim() === '' ? ' .' : ` ${l}`)));
     else
       lines.push(` The ${p.name} package ships no license text; its package.json says ${licenseId(p.dir)}.`);
   }
@@ -269,8 +279,8 @@ const PRERM = `#!/bin/sh
 # the new one is started by the operator or by systemd). KillMode=process: the HAProxy master coord started keeps
 # serving; it is not coord's to stop.
 set -e
-if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-    systemctl stop coord.service >/dev/null 2>&1 || true
+if [ "$1" = remove ] && [ -d /run/systemd/system ] && command -v deb-systemd-invoke >/dev/null 2>&1; then
+    deb-systemd-invoke stop coord.service >/dev/null 2>&1 || true
 fi
 exit 0
 `;
@@ -306,6 +316,7 @@ async function main(): Promise<void> {
 
   // 2. The runtime: the Node binary this was built and tested with.
   copy(process.execPath, join(lib, 'node'), 0o755);
+  strip(join(lib, 'node'));
 
   // 3. Native parts. Our addons load '../build/Release/<name>.node' relative to their module: lib/ sits where
   //    src/ or dist/ sit in the checkout, so /usr/lib/coord/build/Release is where they look.
@@ -328,10 +339,8 @@ async function main(): Promise<void> {
       f.startsWith(`prebuilds/linux-${process.arch}/`),
   );
   const gypBuild = realpathSync(join(netlink, '..', 'node-gyp-build'));
-  copyPackage(
-    gypBuild,
-    join(lib, 'node_modules/node-gyp-build'),
-    (f) => f === 'package.json' || f === 'LICENSE' || /^[^/]+\.js$/.test(f),
+  copyPackage(gypBuild, join(lib, 'node_modules/node-gyp-build'), (f) =>
+    ['package.json', 'LICENSE', 'index.js', 'node-gyp-build.js'].includes(f),
   );
   const rawSocket = dependencyDir('vrrp', 'raw-socket');
   copyPackage(
@@ -340,6 +349,7 @@ async function main(): Promise<void> {
     (f) => f === 'package.json' || f === 'index.js' || f === 'LICENSE' || f === 'build/Release/raw.node',
   );
   strip(join(lib, 'node_modules/raw-socket/build/Release/raw.node'));
+  strip(join(lib, `node_modules/netlink/prebuilds/linux-${process.arch}/node.napi.node`));
 
   // 4. The system's side: unit, conffiles, sysctl.
   copy(join(ROOT, 'deploy/coord.service'), join(stage, 'lib/systemd/system/coord.service'));
@@ -353,6 +363,13 @@ async function main(): Promise<void> {
   writeFile(join(stage, 'usr/share/man/man8/coord.8.gz'), gzip(coord(['manpage', 'coord.8'])));
   writeFile(join(stage, 'usr/share/man/man5/coord.yaml.5.gz'), gzip(coord(['manpage', 'coord.yaml.5'])));
 
+  // The runtime is Node.js as built upstream, with its own zlib (and OpenSSL) linked in: not a copy we could
+  // replace by Debian's libraries without rebuilding Node.
+  writeFile(
+    join(stage, 'usr/share/lintian/overrides/coord'),
+    '# The private Node.js runtime under /usr/lib/coord carries the libraries Node.js links statically.\ncoord: embedded-library zlib [usr/lib/coord/node]\n',
+  );
+
   // 6. Documentation.
   const doc = join(stage, 'usr/share/doc/coord');
   const thirdParty = [
@@ -362,6 +379,13 @@ async function main(): Promise<void> {
     { name: 'raw-socket', dir: rawSocket },
   ];
   writeFile(join(doc, 'copyright'), copyright(thirdParty));
+  const nodeLicense = [
+    '/usr/share/doc/nodejs/LICENSE',
+    join(dirname(process.execPath), '../share/doc/node/LICENSE'),
+  ].find(existsSync);
+  if (nodeLicense === undefined)
+    throw new Error('the Node.js LICENSE file was not found: cannot ship its binary without it');
+  copy(nodeLicense, join(doc, 'LICENSE.nodejs'));
   writeFile(join(doc, 'changelog.gz'), gzip(debianChangelog(ver)));
   copy(join(ROOT, 'README.md'), join(doc, 'README.md'));
   copy(join(ROOT, 'CHANGELOG.md'), join(doc, 'CHANGELOG.md'));
