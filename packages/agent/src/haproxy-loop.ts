@@ -44,6 +44,8 @@ export function modelFingerprint(services: readonly Service[]): string {
 export class HaproxyLoop {
   private current = new Map<string, Service>();
   private lastFingerprint: string | undefined;
+  /** Apply requests handed to the driver so far (and clash verdicts): only the newest one reports its result. */
+  private requests = 0;
   private state: HaproxyStatus | undefined;
   private readonly log: Logger;
   private readonly prefix: string;
@@ -122,6 +124,7 @@ export class HaproxyLoop {
       // Forget the last model: an apply still in flight must not overwrite this verdict, and removing the clash
       // (back to that same model) must be applied and reported again.
       this.lastFingerprint = undefined;
+      this.requests++;
       this.state = {
         revision,
         model: modelFingerprint(list),
@@ -139,6 +142,7 @@ export class HaproxyLoop {
     if (fingerprint === this.lastFingerprint && !resync && refused.length === 0) return;
     this.lastFingerprint = fingerprint;
     const startedAt = this.opts.clock.now();
+    const request = ++this.requests;
     this.state = {
       revision,
       model: fingerprint,
@@ -150,8 +154,9 @@ export class HaproxyLoop {
     };
     this.opts.driver.apply(list, { revision, reason: resync ? 'resync' : 'watch' }).then(
       (r) => {
-        // A newer model may have been handed over meanwhile; report only the newest.
-        if (this.lastFingerprint !== fingerprint) return;
+        // A newer request may have been handed over meanwhile (the driver coalesces them into one apply, whose
+        // result every request then gets): report only the newest, so one apply is logged and counted once.
+        if (this.requests !== request) return;
         this.opts.metrics?.reloads.inc({ result: r.result });
         if (r.result === 'applied') this.opts.metrics?.reloadSeconds.observe(r.durationMs / 1000);
         const level = r.result === 'applied' || r.result === 'unchanged' ? 'info' : 'error';
