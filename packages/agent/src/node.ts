@@ -14,6 +14,7 @@ import {
   kernelLifetimeSec,
   keepaliveIntervalMs,
   MAX_SLOW_ACKS,
+  HOST_CHANGE_MIN_LEFT_MS,
   takeoverGuardMs,
   type Candidate,
   type LeaderRecord,
@@ -499,7 +500,8 @@ export class CoordNode {
   }
 
   private noteAck(rttMs: number): void {
-    const window = defaultTiming(this.session.grantedTtlMs).ackWindowMs;
+    // Slow: the ack leaves too little of its window to add or refresh a VIP with (as the machine judges it).
+    const window = defaultTiming(this.session.grantedTtlMs).ackWindowMs - HOST_CHANGE_MIN_LEFT_MS;
     if (rttMs > window) {
       this.slowRun++;
       this.promptRun = 0;
@@ -512,7 +514,7 @@ export class CoordNode {
       this.acksSlow = slow;
       this.log.warn(slow ? 'etcd acks are slow: not a candidate' : 'etcd acks are prompt again', {
         rttMs: Math.round(rttMs),
-        ackWindowMs: window,
+        usableRttMs: window,
       });
       this.updateCandidacy();
     }

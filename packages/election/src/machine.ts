@@ -18,6 +18,8 @@ import {
   fenceDeadline,
   kernelLifetimeSec,
   MAX_SLOW_ACKS,
+  HOST_CHANGE_MIN_LEFT_MS,
+  ackUsable,
   PROBE_QUIET_MS,
   takeoverGuardMs,
   type TimingConfig,
@@ -355,9 +357,10 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       if (s.session === null || s.session.leaseId !== e.leaseId) return s;
       if (e.sentAt <= s.session.lastAckSentAt) return s;
       const session = { ...s.session, lastAckSentAt: e.sentAt, lastAckAt: e.now };
-      const prompt = e.now - e.sentAt <= session.timing.ackWindowMs;
+      // Prompt: the ack leaves room to add or refresh the VIP within its ack window (see takeoverGuardMs).
+      const prompt = ackUsable(session.timing, e.sentAt, e.now);
       let next: GroupState = { ...s, session, freshAckRequested: false };
-      // Refresh the kernel's dead-man switch only from a prompt ack (see takeoverGuardMs).
+      // Refresh the kernel's dead-man switch only from a prompt ack.
       if (s.role === 'leader' && s.vipHeld && prompt && e.now < deadlineOf(next)) {
         effects.push({
           type: 'refresh-vip',
@@ -379,7 +382,7 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
           'slow-acks',
           effects,
           true,
-          `${next.slowAcks} acks in a row slower than ${session.timing.ackWindowMs} ms`,
+          `${next.slowAcks} acks in a row slower than ${session.timing.ackWindowMs - HOST_CHANGE_MIN_LEFT_MS} ms`,
         );
         // Leave room for another node; the node also stops being a candidate while its acks are slow.
         return { ...dropped, campaignRetryAt: e.now + 2 * session.timing.ttlMs };
@@ -555,8 +558,9 @@ function evaluateLeader(config: GroupConfig, s: GroupState, now: number, effects
   const guardDone = s.claimAt !== null && now >= s.claimAt;
   const clear = wireClear(s.wire, now);
   if (session !== null && !s.vipHeld && guardDone && clear && s.epoch !== null) {
-    // Add only within the ack window of a keepalive, so the kernel lifetime cannot outlive the lease.
-    if (now - session.lastAckSentAt <= session.timing.ackWindowMs) {
+    // Add only within the ack window of a keepalive, so the kernel lifetime cannot outlive the lease — and only
+    // with room left for the kernel's reply to come back inside it; otherwise get a fresh ack first.
+    if (ackUsable(session.timing, session.lastAckSentAt, now)) {
       if (s.wire !== null) effects.push({ type: 'probe-stop' });
       effects.push({
         type: 'add-vip',

@@ -23,6 +23,22 @@ export interface TimingConfig {
 const ACK_WINDOW_MS = 125;
 
 /**
+ * A VIP add or refresh is sent only while at least this much of its ack window is left: the kernel's reply must
+ * come back inside the window (a later one fences the holder), and on a busy machine reading that reply can take
+ * tens of milliseconds although the kernel itself answers in one. With less left, the holder asks for a fresh
+ * keepalive first (one etcd round trip) instead of racing the window.
+ */
+export const HOST_CHANGE_MIN_LEFT_MS = 50;
+
+/**
+ * Whether an ack of a keepalive sent at `sentAt` still leaves room, at `now`, for a VIP add or refresh to be
+ * answered within the ack window (see HOST_CHANGE_MIN_LEFT_MS).
+ */
+export function ackUsable(t: TimingConfig, sentAt: number, now: number): boolean {
+  return sentAt + t.ackWindowMs - now >= HOST_CHANGE_MIN_LEFT_MS;
+}
+
+/**
  * Default timing for a granted TTL (see README "How it stays safe"): lifetime = the TTL in whole seconds, so the
  * kernel never drops the VIP before the holder's own fencing deadline; ack window 125 ms; takeover guard 125 ms.
  */

@@ -15,6 +15,7 @@ import {
   type VacancyInfo,
   PROBE_QUIET_MS,
   MAX_SLOW_ACKS,
+  HOST_CHANGE_MIN_LEFT_MS,
   CAMPAIGN_RETRY_MS,
   WIRE_CAP_LIFETIMES,
 } from '../src/index.js';
@@ -488,6 +489,42 @@ describe('election machine', () => {
     const r = run([{ type: 'session-up', now: 50, leaseId: 'L2', timing, sentAt: 50 }], config, state);
     expect(r.state.role).not.toBe('leader');
     expect(types(r.effects)[0]).toBe('remove-vip');
+  });
+
+  it('adds the VIP only with room left in the ack window for the reply; otherwise gets a fresh ack first', () => {
+    const base = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 0, leader: null },
+    ]);
+    // Won 100 ms after the last ack's send: inside the 125 ms window, but with 25 ms < HOST_CHANGE_MIN_LEFT_MS left.
+    const late = timing.ackWindowMs - HOST_CHANGE_MIN_LEFT_MS + 25;
+    const won = run(
+      [{ type: 'campaign-result', now: late, won: true, epoch: 9, vacancy: CLEAN }],
+      config,
+      base.state,
+    );
+    expect(types(won.effects)).toContain('keepalive-now');
+    expect(types(won.effects)).not.toContain('add-vip');
+    // The fresh ack leaves the whole window: the add goes out with it.
+    const acked = run(
+      [{ type: 'session-acked', now: late + 3, leaseId: 'L1', sentAt: late + 1 }],
+      config,
+      won.state,
+    );
+    expect(acked.effects).toContainEqual({
+      type: 'add-vip',
+      epoch: 9,
+      lifetimeSec: 1,
+      notAfter: late + 1 + timing.ackWindowMs,
+    });
+  });
+
+  it('does not refresh from an ack that leaves too little of its window for the reply', () => {
+    const { state } = elected(true);
+    const rtt = timing.ackWindowMs - HOST_CHANGE_MIN_LEFT_MS + 1;
+    const r = run([{ type: 'session-acked', now: 250 + rtt, leaseId: 'L1', sentAt: 250 }], config, state);
+    expect(types(r.effects)).not.toContain('refresh-vip');
   });
 
   it('refreshes the kernel lifetime only from prompt acks', () => {
