@@ -20,6 +20,7 @@ import {
   handoverProblems,
   overlaps,
   unfencedRemovals,
+  blips,
   type Evidence,
 } from './lab/evidence.js';
 import {
@@ -340,5 +341,16 @@ describe('handover evidence', () => {
     // A release long before the removal is another removal.
     const early = new Map([['h1', [release('1970-01-01T00:00:00.100Z', 'fenced')]]]);
     expect(unfencedRemovals(evidence(), early)).toHaveLength(1);
+    // The holder's own copy ran out and it put the VIP back itself: not a move, so not a missing fence...
+    const blip = handover({
+      events: [
+        { t: 1400, host: 'h1', op: 'del' },
+        { t: 1406, host: 'h1', op: 'add' },
+      ],
+    });
+    expect(unfencedRemovals(evidence({ timeline: blip }), new Map())).toEqual([]);
+    expect(blips(evidence({ timeline: blip }))).toEqual([{ t: 1400, host: 'h1', op: 'del' }]);
+    // ...but when another host added the VIP next, it was a move.
+    expect(blips(evidence())).toEqual([]);
   });
 });

@@ -12,6 +12,7 @@ import {
   doubleHolderMs,
   holderAt,
   holderIntervals,
+  type AddressEvent,
   type ArpTimeline,
   type IcmpTimeline,
   type ObserverHealth,
@@ -279,7 +280,9 @@ export function assertFencedRemoval(
  * Problems with the claim "every time a host lost the VIP, it was that host's coord fencing itself": each delete
  * event must have a 'vip released' line on that host with a reason "fenced" or "session-lost", within
  * `withinMs` of the event (the log is written right after the netlink delete returns; the event is read by an
- * observer). A removal with no such line was the kernel's lifetime expiry or something else, not a fence.
+ * observer). A removal with no such line was the kernel's lifetime expiry or something else, not a fence —
+ * unless it was not a move at all: the holder's own copy expired and the holder restored it (its log says so)
+ * before anybody else added the VIP.
  */
 export function unfencedRemovals(
   ev: Evidence,
@@ -288,17 +291,34 @@ export function unfencedRemovals(
 ): string[] {
   const vip = ev.timeline.vip;
   const problems: string[] = [];
-  for (const del of ev.timeline.events.filter((e) => e.op === 'del')) {
+  const events = ev.timeline.events;
+  for (const del of events.filter((e) => e.op === 'del')) {
     const releases = coordReleases(logs.get(del.host) ?? []).filter((r) =>
       r.vips.some((v) => v.split('/')[0] === vip),
     );
     const match = releases.find((r) => Math.abs(r.t - del.t) <= withinMs);
+    // Not a move: the holder's own copy ran out (no prompt ack to refresh it with) and the holder put it back
+    // itself (a refresh re-creates it, or the reconcile restores it) — the next event is its own add, nobody
+    // else's, within `withinMs`. A blip on the holder, counted by blips(), not a missing fence.
+    if (match === undefined && isBlip(events, del, withinMs)) continue;
     if (match === undefined)
       problems.push(`${del.host} lost the VIP at ${del.t} without a release in its log`);
     else if (!/^(fenced|session-lost)$/.test(match.reason))
       problems.push(`${del.host} released the VIP at ${match.t} for "${match.reason}", not a fence`);
   }
   return problems;
+}
+
+/** A delete on a host whose next address event (of any host) is that same host's add within `withinMs`. */
+function isBlip(events: readonly AddressEvent[], del: AddressEvent, withinMs: number): boolean {
+  const next = events.find((e) => e.t >= del.t && e !== del);
+  return next?.host === del.host && next.op === 'add' && next.t - del.t <= withinMs;
+}
+
+/** Holder blips (see unfencedRemovals): the VIP gone from its holder and back on the same host, nobody between. */
+export function blips(ev: Evidence, withinMs = 1000): AddressEvent[] {
+  const events = ev.timeline.events;
+  return events.filter((e) => e.op === 'del' && isBlip(events, e, withinMs));
 }
 
 /** The lab's observers of one VIP, started together. */
