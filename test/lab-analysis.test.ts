@@ -30,6 +30,7 @@ import {
   parsePingLine,
   prefixOfNamespace,
   randomSubnet,
+  splitMonitorTimestamp,
 } from './lab/plan.js';
 
 const tl: Timeline = {
@@ -340,5 +341,24 @@ describe('handover evidence', () => {
     // A release long before the removal is another removal.
     const early = new Map([['h1', [release('1970-01-01T00:00:00.100Z', 'fenced')]]]);
     expect(unfencedRemovals(evidence(), early)).toHaveLength(1);
+  });
+});
+
+describe('ip -ts monitor lines', () => {
+  it('splits the timestamp ip put on the line (local time, microseconds) from the event', () => {
+    const line = '[2026-11-28T05:46:56.587728] Deleted 1: lo    inet 10.99.0.1/32 scope global lo';
+    const { t, rest } = splitMonitorTimestamp(line);
+    expect(t).toBe(new Date(2026, 10, 28, 5, 46, 56).getTime() + 587.728);
+    expect(rest).toBe('Deleted 1: lo    inet 10.99.0.1/32 scope global lo');
+    expect(parseAddressEvent(rest)).toEqual({
+      op: 'del',
+      iface: 'lo',
+      address: '10.99.0.1',
+      prefixLength: 32,
+    });
+    expect(splitMonitorTimestamp('2: eth0    inet 10.1.1.5/24')).toEqual({
+      t: undefined,
+      rest: '2: eth0    inet 10.1.1.5/24',
+    });
   });
 });

@@ -55,6 +55,12 @@ export interface ArpReply {
   kind: 'reply' | 'garp';
 }
 
+/** A progress report of the ARP prober: `sent` probes had gone out by time `t` (the last one's send time). */
+export interface ArpTick {
+  t: number;
+  sent: number;
+}
+
 export interface ArpTimeline {
   vip: string;
   intervalMs: number;
