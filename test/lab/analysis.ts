@@ -179,7 +179,9 @@ export function failoverGap(
 }
 
 /** Probes answered by more than one MAC: each is proof of two holders on the wire at that moment. */
-export function doubleReplyProbes(arp: ArpTimeline): { seq: number; t: number; macs: string[] }[] {
+export function doubleReplyProbes(arp: {
+  readonly replies: readonly ArpReply[];
+}): { seq: number; t: number; macs: string[] }[] {
   const bySeq = new Map<number, { t: number; macs: Set<string> }>();
   for (const r of arp.replies) {
     const entry = bySeq.get(r.seq) ?? { t: r.t, macs: new Set<string>() };
