@@ -3,8 +3,15 @@
  * control socket), a three-member etcd, the client's ARP prober and the hosts' address sampler. The impure half of
  * the soak; the schedule, checkers and summary it feeds are pure (schedule.ts, check.ts, report.ts).
  */
+import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { reloadNodeConfig, startCoordFromFile, writeNodeConfig, type NodeFileOptions } from '../coord.js';
+import {
+  controlSocketFor,
+  reloadNodeConfig,
+  startCoordFromFile,
+  writeNodeConfig,
+  type NodeFileOptions,
+} from '../coord.js';
 import {
   Lab,
   waitFor,
@@ -211,6 +218,30 @@ export class SoakCluster {
       if (!n.held && n.proc !== undefined && !n.proc.running) this.startNode(name);
     }
     return out;
+  }
+
+  /**
+   * Whether every node that should run has come up far enough to accept on its control socket (pacing only: a
+   * restarted coord can take seconds to start on a loaded machine, and the next round should find the cluster
+   * whole). Never used to judge anything.
+   */
+  async nodesUp(): Promise<boolean> {
+    const checks = [...this.nodes.values()]
+      .filter((n) => !n.held)
+      .map(
+        (n) =>
+          new Promise<boolean>((resolve) => {
+            const sock = connect(controlSocketFor(this.lab, n.host, CLUSTER));
+            const done = (ok: boolean) => {
+              sock.destroy();
+              resolve(ok);
+            };
+            sock.once('connect', () => done(true));
+            sock.once('error', () => done(false));
+            sock.setTimeout(1000, () => done(false));
+          }),
+      );
+    return (await Promise.all(checks)).every(Boolean);
   }
 
   /** Who holds the VIP, per the sampler (exact kernel events). */

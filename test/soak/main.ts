@@ -317,9 +317,9 @@ async function main(): Promise<number> {
 }
 
 /**
- * Wait until exactly one host holds the VIP and answers the client (a reply at or after `from`), and nothing has
- * changed for SETTLE_QUIET_MS since `from` or the last address event, whichever is later. Gives up waiting for the
- * answered holder at `from + LIVENESS_BOUND_MS`, and for the quiet SETTLE_CAP_MS after that.
+ * Wait until exactly one host holds the VIP and answers the client (a reply at or after `from`), every node that
+ * should run is up, and nothing has changed for SETTLE_QUIET_MS since then (or since the last address event).
+ * Gives up waiting for the answered holder at `from + LIVENESS_BOUND_MS`, and for the rest SETTLE_CAP_MS later.
  */
 async function settle(c: SoakCluster, from: number): Promise<void> {
   const answered = () => {
@@ -331,8 +331,10 @@ async function settle(c: SoakCluster, from: number): Promise<void> {
   const gotOne = await pollUntil(answered, from + LIVENESS_BOUND_MS);
   if (!gotOne) return;
   const cap = Date.now() + SETTLE_CAP_MS;
+  while (!(await c.nodesUp()) && Date.now() < cap) await sleep(100);
+  const upAt = Date.now();
   await pollUntil(() => {
-    const quietSince = Math.max(from, c.sampler.lastEvent()?.t ?? 0);
+    const quietSince = Math.max(upAt, c.sampler.lastEvent()?.t ?? 0);
     return Date.now() - quietSince >= SETTLE_QUIET_MS && answered();
   }, cap);
 }
