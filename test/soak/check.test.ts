@@ -16,6 +16,7 @@ import {
   overlaps,
   recovery,
   sentAt,
+  twoMacStretches,
   twoMacWindows,
   type ObserverAudit,
   type RoundFindings,
@@ -143,6 +144,15 @@ describe('two-MAC windows (one probe answered by two MACs)', () => {
     ]);
     expect(twoMacWindows(replies, owner, { from: 1060, to: 2000 })).toEqual([]);
     expect(twoMacWindows(answers('h1', 1000, 2000), owner)).toEqual([]);
+  });
+
+  it('groups consecutive probes answered by the same two hosts into one stretch', () => {
+    const w = (seq: number, hosts = ['h1', 'h2']) => ({ seq, t: seq * 10, macs: [], hosts });
+    expect(twoMacStretches([w(12), w(10), w(11), w(20), w(21, ['h2', 'h3'])])).toEqual([
+      { fromSeq: 10, toSeq: 12, from: 100, to: 120, probes: 3, hosts: ['h1', 'h2'] },
+      { fromSeq: 20, toSeq: 20, from: 200, to: 200, probes: 1, hosts: ['h1', 'h2'] },
+      { fromSeq: 21, toSeq: 21, from: 210, to: 210, probes: 1, hosts: ['h2', 'h3'] },
+    ]);
   });
 
   it('fails the round', () => {

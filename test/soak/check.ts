@@ -73,6 +73,29 @@ export function twoMacWindows(
   return list.map((d) => ({ ...d, hosts: d.macs.map((m) => macOwner.get(m) ?? m) }));
 }
 
+/** Consecutive two-MAC probes answered by the same hosts, as one stretch: how a reader wants to see them. */
+export interface TwoMacStretch {
+  fromSeq: number;
+  toSeq: number;
+  from: number;
+  to: number;
+  probes: number;
+  hosts: string[];
+}
+
+export function twoMacStretches(windows: readonly TwoMacWindow[]): TwoMacStretch[] {
+  const out: TwoMacStretch[] = [];
+  for (const w of [...windows].sort((a, b) => a.seq - b.seq)) {
+    const last = out.at(-1);
+    if (last !== undefined && w.seq === last.toSeq + 1 && w.hosts.join() === last.hosts.join()) {
+      last.toSeq = w.seq;
+      last.to = w.t;
+      last.probes++;
+    } else out.push({ fromSeq: w.seq, toSeq: w.seq, from: w.t, to: w.t, probes: 1, hosts: [...w.hosts] });
+  }
+  return out;
+}
+
 /** Probes sent by time `t`, interpolated between the prober's progress ticks (undefined before the first). */
 export function sentAt(ticks: readonly ArpTick[], t: number): number | undefined {
   if (ticks.length === 0) return undefined;
@@ -264,10 +287,18 @@ export function judgeRound(f: RoundFindings): Violation[] {
   const out: Violation[] = [];
   for (const o of f.overlaps) {
     if (o.ms > 0)
-      out.push({ kind: 'two-holders', detail: `${o.hosts.join('+')} held the VIP together for ${o.ms} ms` });
+      out.push({
+        kind: 'two-holders',
+        detail: `${o.hosts.join('+')} held the VIP together for ${o.ms.toFixed(1)} ms (kernel events)`,
+      });
   }
-  for (const w of f.twoMacs)
-    out.push({ kind: 'two-macs', detail: `probe ${w.seq} answered by ${w.hosts.join(' and ')}` });
+  for (const w of twoMacStretches(f.twoMacs))
+    out.push({
+      kind: 'two-macs',
+      detail:
+        `${w.probes} probe${w.probes === 1 ? '' : 's'} (seq ${w.fromSeq}${w.probes > 1 ? `-${w.toSeq}` : ''}, ` +
+        `${Math.round(w.to - w.from)} ms) answered by ${w.hosts.join(' and ')}`,
+    });
   if (f.liveness.afterHealMs === undefined)
     out.push({
       kind: 'liveness',

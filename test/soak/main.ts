@@ -25,6 +25,7 @@ import {
   overlaps,
   recovery,
   sentAt,
+  twoMacStretches,
   twoMacWindows,
   type Liveness,
   type ObserverAudit,
@@ -55,12 +56,13 @@ const SETTLE_CAP_MS = 8000;
 /** Rough length of a round beyond its faults (recovery, settle, audit), to stop before the budget runs out. */
 const ROUND_OVERHEAD_MS = 4000;
 
-/** A run of consecutive ARP replies from one MAC: the client's view of who answered, compressed. */
+/** A run of consecutive probes answered by the same host(s): the client's view of who answered, compressed. */
 interface WireRun {
-  host: string;
+  /** 'h1', or 'h1+h2' while both answered each probe. */
+  hosts: string;
   from: number;
   to: number;
-  replies: number;
+  probes: number;
 }
 
 interface RoundRecord {
@@ -92,16 +94,22 @@ interface RoundRecord {
 }
 
 function wireRuns(replies: readonly ArpReply[], macOwner: ReadonlyMap<string, string>): WireRun[] {
-  const out: WireRun[] = [];
+  const bySeq = new Map<number, { t: number; hosts: Set<string> }>();
   for (const r of replies) {
-    const host = macOwner.get(r.mac) ?? r.mac;
-    const last = out.at(-1);
-    if (last?.host === host) {
-      last.to = r.t;
-      last.replies++;
-    } else out.push({ host, from: r.t, to: r.t, replies: 1 });
+    const e = bySeq.get(r.seq) ?? { t: r.t, hosts: new Set<string>() };
+    e.hosts.add(macOwner.get(r.mac) ?? r.mac);
+    bySeq.set(r.seq, e);
   }
-  return out.map((w) => ({ ...w, from: Math.round(w.from), to: Math.round(w.to) }));
+  const out: WireRun[] = [];
+  for (const [, e] of [...bySeq].sort((a, b) => a[0] - b[0])) {
+    const hosts = [...e.hosts].sort().join('+');
+    const last = out.at(-1);
+    if (last?.hosts === hosts) {
+      last.to = Math.round(e.t);
+      last.probes++;
+    } else out.push({ hosts, from: Math.round(e.t), to: Math.round(e.t), probes: 1 });
+  }
+  return out;
 }
 
 function parseKinds(text: string | undefined): RoundKind[] | undefined {
@@ -301,8 +309,10 @@ async function main(): Promise<number> {
     const inRounds = (t: number) => records.some((r) => t >= r.startedAt && t <= r.endedAt);
     for (const o of allOverlaps.filter((x) => !inRounds(x.from)))
       console.log(`  outside rounds: two-holders: ${o.hosts.join('+')} for ${o.ms} ms at ${o.from}`);
-    for (const w of allTwoMacs.filter((x) => !inRounds(x.t)))
-      console.log(`  outside rounds: two-macs: probe ${w.seq} answered by ${w.hosts.join(' and ')}`);
+    for (const w of twoMacStretches(allTwoMacs.filter((x) => !inRounds(x.t))))
+      console.log(
+        `  outside rounds: two-macs: ${w.probes} probe(s) from seq ${w.fromSeq} answered by ${w.hosts.join(' and ')}`,
+      );
   }
   const exits = records.flatMap((r) => r.unexpectedExits.map((u) => ({ round: r.index, ...u })));
   for (const u of exits)
@@ -457,8 +467,11 @@ async function runRound(c: SoakCluster, plan: RoundPlan, log: (s: string) => voi
       `, silence ${record.longestSilenceMs} ms, holder now ${record.holdersAfter.join(',') || 'none'}` +
       (violations.length === 0
         ? ''
-        : `  VIOLATIONS: ${violations.map((v) => `${v.kind}: ${v.detail}`).join('; ')}`),
+        : `  VIOLATIONS: ${[...new Set(violations.map((v) => v.kind))]
+            .map((k) => `${violations.filter((v) => v.kind === k).length}× ${k}`)
+            .join(', ')}`),
   );
+  for (const v of violations) log(`  ${v.kind}: ${v.detail}`);
   for (const n of notes) log(`  note: ${n}`);
   for (const u of unexpected) log(`  note: coord on ${u.node} exited by itself: ${JSON.stringify(u.exit)}`);
   return record;

@@ -128,7 +128,7 @@ export function formatTotals(t: Totals): string {
     '¹ quorum loss: measured from quorum’s return; every other fault from its injection.',
     `time to one holder = until exactly one host holds the VIP and the client's ARP probes are answered by its MAC`,
     '',
-    `two-holder time (exact kernel events, all hosts):  ${t.twoHolderMs} ms   (must be 0)`,
+    `two-holder time (exact kernel events, all hosts):  ${t.twoHolderMs === 0 ? '0' : t.twoHolderMs.toFixed(1)} ms   (must be 0)`,
     `two-MAC windows (one probe answered by two MACs):  ${t.twoMacWindows}   (must be 0)`,
     `availability (probes answered / sent):             ${pct} of ${t.probesSent} probes`,
     `rounds ${t.rounds} in ${t.durationSec} s, violations ${t.violations}` +

@@ -75,14 +75,14 @@ describe('schedule', () => {
 
   it('is pinned: a change in the order of draws would break every printed seed', () => {
     expect(rounds(42, 8).map((r) => r.faults.map(describeFault).join(' + '))).toEqual([
-      'coord-restart h3',
-      'etcd-cut holder for 2343 ms',
-      'vip-removed holder',
-      'reload-config holder priority 150',
-      'coord-restart holder',
-      'kill9 holder for 1899 ms',
-      'kill9 h2 for 801 ms',
-      'kill9 h2 for 767 ms',
+      'etcd-quorum-loss members 0+2 for 2345 ms',
+      'etcd-cut h2 for 2687 ms',
+      'etcd-cut holder for 3588 ms',
+      'sigstop holder for 2604 ms',
+      'kill9 h1 for 1571 ms',
+      'etcd-quorum-loss members 0+2 for 1094 ms',
+      'etcd-leader-kill for 567 ms',
+      'etcd-leader-kill for 2523 ms',
     ]);
   });
 
@@ -98,7 +98,8 @@ describe('schedule', () => {
       if (f.kind === 'etcd-loss') expect(f.lossPct! >= 30 && f.lossPct! <= 70).toBe(true);
       if (f.kind === 'asym-cut') expect(['to-etcd', 'from-etcd']).toContain(f.direction);
       if (f.kind === 'reload-config') expect(OPTS.priorities).toContain(f.priority);
-      if (f.kind === 'vip-removed') expect(f.target).toEqual({ role: 'holder' });
+      if (f.kind === 'vip-removed' || f.kind === 'kill9-churn') expect(f.target).toEqual({ role: 'holder' });
+      if (f.kind === 'kill9-churn') expect(f.churnMs! >= 500 && f.churnMs! <= 950).toBe(true);
       if (resourceOf(f.kind) === 'etcd') expect(f.target).toBeUndefined();
       else expect(f.target).toBeDefined();
       if (f.kind === 'etcd-quorum-loss') {
@@ -111,7 +112,7 @@ describe('schedule', () => {
 
   it('aims most node faults at the holder, the rest at drawn nodes', () => {
     const single = rounds(11, 1000)
-      .filter((r) => r.kind !== 'overlap' && r.kind !== 'vip-removed')
+      .filter((r) => !['overlap', 'vip-removed', 'kill9-churn'].includes(r.kind))
       .flatMap((r) => r.faults)
       .filter((f) => f.target !== undefined);
     const holder = single.filter((f) => f.target?.role === 'holder').length / single.length;

@@ -10,6 +10,14 @@ import type { Rng } from './prng.js';
 export const FAULT_KINDS = [
   /** kill -9 of the node's coord (whole process group), restarted after `holdMs`. */
   'kill9',
+  /**
+   * kill -9 of the node's coord while another address on that node changes every `churnMs` (500–950 ms), as a
+   * second VIP group, a DHCP renewal or IPv6 temporary addresses do on a real host. Each change re-arms the
+   * kernel's per-namespace address-lifetime worker with a one-second minimum interval (check_lifetime in
+   * net/ipv4/devinet.c), so the dead holder's VIP can outlive its valid_lft by up to `churnMs`. Without it the
+   * lab is quieter than any real host and every lifetime expires on time.
+   */
+  'kill9-churn',
   /** SIGSTOP of the node's coord for `holdMs` (0.2–5 s), then SIGCONT. */
   'sigstop',
   /** Every packet between the node and every etcd member dropped for `holdMs` (the LAN stays up). */
@@ -52,6 +60,7 @@ export type Resource = 'process' | 'network' | 'vip' | 'etcd';
 export function resourceOf(kind: FaultKind): Resource {
   switch (kind) {
     case 'kill9':
+    case 'kill9-churn':
     case 'sigstop':
     case 'coord-restart':
     case 'graceful-rejoin':
@@ -85,6 +94,8 @@ export interface FaultSpec {
   members?: [number, number];
   /** reload-config only: the priority written to the node's YAML. */
   priority?: number;
+  /** kill9-churn only: the period of the address changes on the node (ms). */
+  churnMs?: number;
 }
 
 export interface RoundPlan {
@@ -117,6 +128,7 @@ const WEIGHT: Record<RoundKind, number> = {
 /** How long each fault lasts, in ms [min, max]. */
 export const HOLD_MS: Record<FaultKind, readonly [number, number]> = {
   kill9: [300, 3000],
+  'kill9-churn': [1500, 3000],
   sigstop: [200, 5000],
   'etcd-cut': [500, 4000],
   'lan-cut': [500, 4000],
@@ -151,6 +163,10 @@ export function drawFault(rng: Rng, kind: FaultKind, o: ScheduleOptions, atMs = 
       break;
     case 'reload-config':
       spec.priority = rng.pick(o.priorities);
+      break;
+    case 'kill9-churn':
+      spec.target = { role: 'holder' };
+      spec.churnMs = rng.int(500, 950);
       break;
     case 'vip-removed':
       spec.target = { role: 'holder' };
@@ -188,7 +204,7 @@ function drawOverlap(rng: Rng, o: ScheduleOptions): FaultSpec[] {
   // The second node fault hits the holder (maybe a new one by then) or a node that does not hold the VIP.
   const other = rng.int(0, o.nodes.length - 1);
   const hitHolder = rng.chance(0.5);
-  if (second.target !== undefined && kind !== 'vip-removed')
+  if (second.target !== undefined && kind !== 'vip-removed' && kind !== 'kill9-churn')
     second.target = hitHolder ? { role: 'holder' } : { role: 'other', index: other };
   return [first, second];
 }
@@ -222,6 +238,7 @@ export function describeFault(f: FaultSpec): string {
     f.lossPct === undefined ? '' : ` ${f.lossPct}%`,
     f.members === undefined ? '' : ` members ${f.members.join('+')}`,
     f.priority === undefined ? '' : ` priority ${f.priority}`,
+    f.churnMs === undefined ? '' : ` churn every ${f.churnMs} ms`,
   ].join('');
   const at = f.atMs > 0 ? ` at +${f.atMs} ms` : '';
   const hold = f.holdMs > 0 ? ` for ${f.holdMs} ms` : '';
