@@ -29,8 +29,8 @@ export const TTL_SEC = 1;
 export const ARP_INTERVAL_MS = 10;
 /** Initial priorities: a preferred holder, so heals and restarts also exercise preemption handovers. */
 export const INITIAL_PRIORITIES: Readonly<Record<string, number>> = { h1: 150, h2: 100, h3: 50 };
-/** The unrelated address kill9-churn changes on the dead holder's host (TEST-NET-1, RFC 5737). */
-const CHURN_ADDRESS = '192.0.2.1';
+/** The unrelated address kill9-addr-change changes on the dead holder's host (TEST-NET-1, RFC 5737). */
+const CHANGED_ADDRESS = '192.0.2.1';
 /** What a reload-config may write. */
 export const RELOAD_PRIORITIES = [50, 100, 150, 200] as const;
 /** etcd at heartbeat 50 ms / election 500 ms: the lease TTL 1 s needs an election timeout ≤ 666 ms. */
@@ -358,7 +358,7 @@ export class SoakCluster {
         }
         return () => Promise.resolve(this.startNode(n.host.name));
       }
-      case 'kill9-churn': {
+      case 'kill9-addr-change': {
         const n = need();
         const p = n.proc;
         n.held = true;
@@ -367,10 +367,22 @@ export class SoakCluster {
           p.kill9();
           await p.exited;
         }
-        const churn = this.churnAddresses(n.host, spec.churnMs ?? 900);
+        // The dead holder's copy runs on the lifetime of its last refresh, which ip monitor reported.
+        const refreshed = this.sampler.lastRefresh(n.host.name);
+        const at = (refreshed ?? Date.now()) + (spec.changeAfterMs ?? 900);
+        const late = Date.now() - at;
+        await sleep(Math.max(0, -late));
+        await this.changeUnrelatedAddress(n.host);
+        rec.notes.push(
+          refreshed === undefined
+            ? `no refresh of the VIP seen on ${n.host.name}: address changed ${spec.changeAfterMs ?? 900} ms after the kill`
+            : `address on ${n.host.name}'s lo changed ${Math.round(Date.now() - refreshed)} ms after its last VIP refresh` +
+                (late > 0 ? ` (${late} ms late)` : ''),
+        );
         return async () => {
-          const changes = await churn.stop();
-          rec.notes.push(`${changes} address changes on ${n.host.name}'s lo while coord was down`);
+          await this.lab.exec(n.host, 'ip', ['addr', 'del', `${CHANGED_ADDRESS}/32`, 'dev', 'lo'], {
+            reject: false,
+          });
           this.startNode(n.host.name);
         };
       }
@@ -476,43 +488,16 @@ export class SoakCluster {
   }
 
   /**
-   * Change an unrelated address on `host` every `periodMs` until stopped (then remove it): what other VIP groups,
-   * DHCP or IPv6 temporary addresses do on a real host. 192.0.2.1 is TEST-NET-1 (RFC 5737), on lo.
+   * Add (or replace) an unrelated address on `host`'s lo, as other VIP groups, DHCP or IPv6 temporary addresses do
+   * on a real host. 192.0.2.1 is TEST-NET-1 (RFC 5737).
    */
-  private churnAddresses(host: LabHost, periodMs: number): { stop(): Promise<number> } {
-    let stopped = false;
-    let changes = 0;
-    const loop = (async () => {
-      while (!stopped) {
-        const at = Date.now();
-        await this.lab.exec(
-          host,
-          'ip',
-          [
-            'addr',
-            'replace',
-            `${CHURN_ADDRESS}/32`,
-            'dev',
-            'lo',
-            'valid_lft',
-            '3600',
-            'preferred_lft',
-            '3600',
-          ],
-          { reject: false },
-        );
-        changes++;
-        await sleep(Math.max(0, at + periodMs - Date.now()));
-      }
-      await this.lab.exec(host, 'ip', ['addr', 'del', `${CHURN_ADDRESS}/32`, 'dev', 'lo'], { reject: false });
-    })();
-    return {
-      async stop() {
-        stopped = true;
-        await loop;
-        return changes;
-      },
-    };
+  private async changeUnrelatedAddress(host: LabHost): Promise<void> {
+    await this.lab.exec(
+      host,
+      'ip',
+      ['addr', 'replace', `${CHANGED_ADDRESS}/32`, 'dev', 'lo', 'valid_lft', '3600', 'preferred_lft', '3600'],
+      { reject: false },
+    );
   }
 
   /** Everything back to normal after a failed round: links up, nft rules gone, nodes and etcd running. */

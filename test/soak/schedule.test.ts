@@ -98,8 +98,10 @@ describe('schedule', () => {
       if (f.kind === 'etcd-loss') expect(f.lossPct! >= 30 && f.lossPct! <= 70).toBe(true);
       if (f.kind === 'asym-cut') expect(['to-etcd', 'from-etcd']).toContain(f.direction);
       if (f.kind === 'reload-config') expect(OPTS.priorities).toContain(f.priority);
-      if (f.kind === 'vip-removed' || f.kind === 'kill9-churn') expect(f.target).toEqual({ role: 'holder' });
-      if (f.kind === 'kill9-churn') expect(f.churnMs! >= 500 && f.churnMs! <= 950).toBe(true);
+      if (f.kind === 'vip-removed' || f.kind === 'kill9-addr-change')
+        expect(f.target).toEqual({ role: 'holder' });
+      if (f.kind === 'kill9-addr-change')
+        expect(f.changeAfterMs! >= 750 && f.changeAfterMs! <= 930).toBe(true);
       if (resourceOf(f.kind) === 'etcd') expect(f.target).toBeUndefined();
       else expect(f.target).toBeDefined();
       if (f.kind === 'etcd-quorum-loss') {
@@ -112,7 +114,7 @@ describe('schedule', () => {
 
   it('aims most node faults at the holder, the rest at drawn nodes', () => {
     const single = rounds(11, 1000)
-      .filter((r) => !['overlap', 'vip-removed', 'kill9-churn'].includes(r.kind))
+      .filter((r) => !['overlap', 'vip-removed', 'kill9-addr-change'].includes(r.kind))
       .flatMap((r) => r.faults)
       .filter((f) => f.target !== undefined);
     const holder = single.filter((f) => f.target?.role === 'holder').length / single.length;

@@ -11,13 +11,14 @@ export const FAULT_KINDS = [
   /** kill -9 of the node's coord (whole process group), restarted after `holdMs`. */
   'kill9',
   /**
-   * kill -9 of the node's coord while another address on that node changes every `churnMs` (500–950 ms), as a
-   * second VIP group, a DHCP renewal or IPv6 temporary addresses do on a real host. Each change re-arms the
-   * kernel's per-namespace address-lifetime worker with a one-second minimum interval (check_lifetime in
-   * net/ipv4/devinet.c), so the dead holder's VIP can outlive its valid_lft by up to `churnMs`. Without it the
-   * lab is quieter than any real host and every lifetime expires on time.
+   * kill -9 of the holder's coord, then one unrelated address change on that node `changeAfterMs` (750–930 ms)
+   * after the dead holder's last lifetime refresh — what a second VIP group, a DHCP renewal or an IPv6 temporary
+   * address does on a real host at some moment. The change runs the kernel's per-namespace address-lifetime
+   * worker, which then waits its one-second minimum interval (check_lifetime in net/ipv4/devinet.c): the dead
+   * holder's VIP outlives its valid_lft by about `changeAfterMs`. Without such a change the lab is quieter than
+   * any real host and every lifetime expires on time.
    */
-  'kill9-churn',
+  'kill9-addr-change',
   /** SIGSTOP of the node's coord for `holdMs` (0.2–5 s), then SIGCONT. */
   'sigstop',
   /** Every packet between the node and every etcd member dropped for `holdMs` (the LAN stays up). */
@@ -60,7 +61,7 @@ export type Resource = 'process' | 'network' | 'vip' | 'etcd';
 export function resourceOf(kind: FaultKind): Resource {
   switch (kind) {
     case 'kill9':
-    case 'kill9-churn':
+    case 'kill9-addr-change':
     case 'sigstop':
     case 'coord-restart':
     case 'graceful-rejoin':
@@ -94,8 +95,8 @@ export interface FaultSpec {
   members?: [number, number];
   /** reload-config only: the priority written to the node's YAML. */
   priority?: number;
-  /** kill9-churn only: the period of the address changes on the node (ms). */
-  churnMs?: number;
+  /** kill9-addr-change only: when the unrelated address changes, after the VIP's last refresh (ms). */
+  changeAfterMs?: number;
 }
 
 export interface RoundPlan {
@@ -128,7 +129,7 @@ const WEIGHT: Record<RoundKind, number> = {
 /** How long each fault lasts, in ms [min, max]. */
 export const HOLD_MS: Record<FaultKind, readonly [number, number]> = {
   kill9: [300, 3000],
-  'kill9-churn': [1500, 3000],
+  'kill9-addr-change': [2000, 3000],
   sigstop: [200, 5000],
   'etcd-cut': [500, 4000],
   'lan-cut': [500, 4000],
@@ -164,9 +165,9 @@ export function drawFault(rng: Rng, kind: FaultKind, o: ScheduleOptions, atMs = 
     case 'reload-config':
       spec.priority = rng.pick(o.priorities);
       break;
-    case 'kill9-churn':
+    case 'kill9-addr-change':
       spec.target = { role: 'holder' };
-      spec.churnMs = rng.int(500, 950);
+      spec.changeAfterMs = rng.int(750, 930);
       break;
     case 'vip-removed':
       spec.target = { role: 'holder' };
@@ -204,7 +205,7 @@ function drawOverlap(rng: Rng, o: ScheduleOptions): FaultSpec[] {
   // The second node fault hits the holder (maybe a new one by then) or a node that does not hold the VIP.
   const other = rng.int(0, o.nodes.length - 1);
   const hitHolder = rng.chance(0.5);
-  if (second.target !== undefined && kind !== 'vip-removed' && kind !== 'kill9-churn')
+  if (second.target !== undefined && kind !== 'vip-removed' && kind !== 'kill9-addr-change')
     second.target = hitHolder ? { role: 'holder' } : { role: 'other', index: other };
   return [first, second];
 }
@@ -238,7 +239,7 @@ export function describeFault(f: FaultSpec): string {
     f.lossPct === undefined ? '' : ` ${f.lossPct}%`,
     f.members === undefined ? '' : ` members ${f.members.join('+')}`,
     f.priority === undefined ? '' : ` priority ${f.priority}`,
-    f.churnMs === undefined ? '' : ` churn every ${f.churnMs} ms`,
+    f.changeAfterMs === undefined ? '' : ` address change at refresh+${f.changeAfterMs} ms`,
   ].join('');
   const at = f.atMs > 0 ? ` at +${f.atMs} ms` : '';
   const hold = f.holdMs > 0 ? ` for ${f.holdMs} ms` : '';
