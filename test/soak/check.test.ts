@@ -185,7 +185,29 @@ describe('recovery (time to one answered holder)', () => {
       backAt: 3411,
       host: 'h2',
       ms: 1411,
+      afterHeal: false,
     });
+  });
+
+  it('a VIP that only moves after the heal (a rejoining node preempting) counts from when it left', () => {
+    const t = tl(
+      ['h2'],
+      [
+        [4000, 'h2', 'del'],
+        [4030, 'h1', 'add'],
+      ],
+    );
+    const replies = [...answers('h2', 1000, 4000), ...answers('h1', 4030, 5000)];
+    // Fault injected at 1500 on h1 (not the holder), healed at 2500; h1 preempts at 4000.
+    expect(recovery(t, replies, owner, 1500, 5000, 2500)).toEqual({
+      leftAt: 4000,
+      backAt: 4031,
+      host: 'h1',
+      ms: 31,
+      afterHeal: true,
+    });
+    // Left before the heal: from the injection, as always.
+    expect(recovery(t, replies, owner, 1500, 5000, 4500)).toMatchObject({ ms: 2531, afterHeal: false });
   });
 
   it('needs the wire: a holder in the kernel that the client never hears is not recovered', () => {

@@ -170,8 +170,14 @@ export interface Recovery {
   /** First answered single holder after it left. */
   backAt: number | undefined;
   host: string | undefined;
-  /** backAt − origin; 0 when the VIP never left its holder; undefined when it did not come back in the window. */
+  /**
+   * backAt − origin; 0 when the VIP never left its holder; undefined when it did not come back in the window.
+   * When it only left after every fault was healed (a rejoining node preempting, a late fence), backAt − leftAt:
+   * the time from the injection would count the seconds the VIP sat untouched on its holder.
+   */
   ms: number | undefined;
+  /** The VIP left only after the heal (see `ms`). */
+  afterHeal: boolean;
 }
 
 /**
@@ -185,17 +191,20 @@ export function recovery(
   macOwner: ReadonlyMap<string, string>,
   origin: number,
   until: number,
+  healedAt: number = until,
 ): Recovery {
   let leftAt: number | undefined;
   if (holderAt(tl, origin).length !== 1) leftAt = origin;
   else leftAt = tl.events.find((e) => e.t >= origin && e.t <= until)?.t;
-  if (leftAt === undefined) return { leftAt, backAt: undefined, host: undefined, ms: 0 };
+  if (leftAt === undefined) return { leftAt, backAt: undefined, host: undefined, ms: 0, afterHeal: false };
   const back = firstAnsweredSingleHolder(tl, replies, macOwner, { from: leftAt, to: until });
+  const afterHeal = leftAt > healedAt;
   return {
     leftAt,
     backAt: back?.t,
     host: back?.host,
-    ms: back === undefined ? undefined : back.t - origin,
+    ms: back === undefined ? undefined : back.t - (afterHeal ? leftAt : origin),
+    afterHeal,
   };
 }
 

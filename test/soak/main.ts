@@ -413,7 +413,7 @@ async function runRound(c: SoakCluster, plan: RoundPlan, log: (s: string) => voi
   const quorumBack = done.find((d) => d.quorumBackAt !== undefined)?.quorumBackAt;
   const firstInjection = done[0]?.injectedAt ?? startedAt;
   const origin = quorumBack ?? firstInjection;
-  const rec = recovery(tl, replies, c.macOwner, origin, endedAt);
+  const rec = recovery(tl, replies, c.macOwner, origin, endedAt, healedAt);
   let fenceMs: number | undefined;
   for (const d of done) {
     if (d.spec.kind !== 'etcd-cut' || d.target === undefined) continue;
@@ -462,7 +462,11 @@ async function runRound(c: SoakCluster, plan: RoundPlan, log: (s: string) => voi
   const notes = done.flatMap((d) => d.notes);
   log(
     `  ${targets}: one holder after ${rec.ms === undefined ? 'NEVER' : `${Math.round(rec.ms)} ms`}` +
-      (quorumBack === undefined ? '' : ' (from quorum return)') +
+      (rec.afterHeal
+        ? ' (it left after the heal)'
+        : quorumBack === undefined
+          ? ''
+          : ' (from quorum return)') +
       (fenceMs === undefined ? '' : `, fenced in ${Math.round(fenceMs)} ms`) +
       `, silence ${record.longestSilenceMs} ms, holder now ${record.holdersAfter.join(',') || 'none'}` +
       (violations.length === 0

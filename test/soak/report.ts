@@ -125,7 +125,8 @@ export function formatTable(rows: readonly Row[]): string {
 export function formatTotals(t: Totals): string {
   const pct = t.availability === undefined ? '—' : `${(t.availability * 100).toFixed(2)} %`;
   return [
-    '¹ quorum loss: measured from quorum’s return; every other fault from its injection.',
+    '¹ quorum loss: measured from quorum’s return; every other fault from its injection — or, when the VIP only',
+    '  left after the heal (a rejoining node preempting, a late fence), from when it left.',
     `time to one holder = until exactly one host holds the VIP and the client's ARP probes are answered by its MAC`,
     '',
     `two-holder time (exact kernel events, all hosts):  ${t.twoHolderMs === 0 ? '0' : t.twoHolderMs.toFixed(1)} ms   (must be 0)`,
