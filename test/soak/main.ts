@@ -186,6 +186,7 @@ async function main(): Promise<number> {
         livenessBoundMs: LIVENESS_BOUND_MS,
         settleQuietMs: SETTLE_QUIET_MS,
       },
+      lab: { prefix: cluster.lab.prefix, runDir: cluster.lab.runDir, vip: cluster.vip },
       harnessFailure,
       observerSelfTest: cluster.selfTest,
       rounds: records,
