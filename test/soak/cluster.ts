@@ -121,7 +121,7 @@ export class SoakCluster {
       const c = new SoakCluster(lab, sampler, arp);
       c.selfTest = await c.checkObservers();
       log(
-        `observer self-test: two holders put by hand for ${c.selfTest.overlapMs} ms, ` +
+        `observer self-test: two holders put by hand for ${Math.round(c.selfTest.overlapMs)} ms, ` +
           `${c.selfTest.twoMacWindows} two-MAC probes seen`,
       );
       if (!c.selfTest.ok)

@@ -166,7 +166,10 @@ async function main(): Promise<number> {
   let probesSentTotal = 0;
   let availabilityTotal: number | undefined;
 
-  const writeJson = (done: boolean) => {
+  const writeJson = (
+    done: boolean,
+    totals?: { twoHolderMs: number; twoMacWindows: number; availability?: number; probesSent: number },
+  ) => {
     const json = {
       tool: 'coord soak',
       seed,
@@ -190,18 +193,7 @@ async function main(): Promise<number> {
       harnessFailure,
       observerSelfTest: cluster.selfTest,
       rounds: records,
-      ...(finalTimeline === undefined
-        ? {}
-        : {
-            totals: {
-              twoHolderMs: overlapMs(
-                overlaps(finalTimeline, { from: cluster.selfTest.to + 1, to: finalTimeline.end }),
-              ),
-              twoMacWindows: records.reduce((s, r) => s + r.twoMacs.length, 0),
-              availability: availabilityTotal,
-              probesSent: probesSentTotal,
-            },
-          }),
+      ...(totals === undefined ? {} : { totals }),
     };
     mkdirSync(dirname(jsonPath), { recursive: true });
     writeFileSync(jsonPath, `${JSON.stringify(json, null, 1)}\n`);
@@ -271,7 +263,12 @@ async function main(): Promise<number> {
   const allOverlaps = overlaps(finalTimeline, after).filter((o) => o.ms > 0);
   const twoHolderMs = overlapMs(allOverlaps);
   const allTwoMacs = twoMacWindows(finalReplies, cluster.macOwner, after);
-  writeJson(true);
+  writeJson(true, {
+    twoHolderMs,
+    twoMacWindows: allTwoMacs.length,
+    ...(availabilityTotal === undefined ? {} : { availability: availabilityTotal }),
+    probesSent: probesSentTotal,
+  });
 
   const summaryInput: RoundSummaryInput[] = records.map((r) => ({
     index: r.index,
