@@ -3,6 +3,7 @@
  * control socket), a three-member etcd, the client's ARP prober and the hosts' address sampler. The impure half of
  * the soak; the schedule, checkers and summary it feeds are pure (schedule.ts, check.ts, report.ts).
  */
+import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -21,7 +22,8 @@ import {
   type LabProcess,
   type Sampler,
 } from '../lab/index.js';
-import { overlaps, twoMacWindows } from './check.js';
+import { overlaps, twoMacWindows, type Window } from './check.js';
+import { parseLog, storyOf, type StoryLine } from './explain.js';
 import { resourceOf, type FaultSpec, type Resource } from './schedule.js';
 
 export const CLUSTER = 'soak';
@@ -45,6 +47,8 @@ interface Node {
   held: boolean;
   /** Processes that ended without the soak asking, with how (coord crashed or exited by itself). */
   unexpected: { at: number; exit: ExitInfo; pid: number }[];
+  /** The log file of every coord process the node has run, oldest first. */
+  logFiles: string[];
 }
 
 /** A fault as it was injected: the concrete target, times, and what happened on the way. */
@@ -104,6 +108,7 @@ export class SoakCluster {
         proc: undefined,
         held: false,
         unexpected: [],
+        logFiles: [],
       });
       this.busy.set(h.name, new Set());
     }
@@ -202,6 +207,7 @@ export class SoakCluster {
     const n = this.node(name);
     const proc = startCoordFromFile(this.lab, n.host, CLUSTER);
     n.proc = proc;
+    n.logFiles.push(proc.logFile);
     n.held = false;
     void proc.exited.then((exit) => {
       // Only a process the soak did not stop or kill counts as unexpected.
@@ -244,6 +250,19 @@ export class SoakCluster {
           }),
       );
     return (await Promise.all(checks)).every(Boolean);
+  }
+
+  /**
+   * What each node's coord logged within the window (every process it ran), to explain a round. Never judged:
+   * the verdict comes from the observers alone.
+   */
+  async story(w: Window): Promise<StoryLine[][]> {
+    return Promise.all(
+      [...this.nodes].map(async ([name, n]) => {
+        const logs = await Promise.all(n.logFiles.map((f) => readFile(f, 'utf8').catch(() => '')));
+        return storyOf(name, logs.flatMap(parseLog), w);
+      }),
+    );
   }
 
   /** Who holds the VIP, per the sampler (exact kernel events). */

@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { assertBuilt } from '../coord.js';
-import { holderAt, type ArpReply, type Timeline } from '../lab/index.js';
+import { holderAt, type ArpReply, type ObserverHealth, type Timeline } from '../lab/index.js';
 import {
   availability,
   droppedAt,
@@ -47,6 +47,7 @@ import {
 } from './cluster.js';
 import { createRng, parseSeed, randomSeed } from './prng.js';
 import { formatTable, formatTotals, FENCE_TARGET_MS, summarize, type RoundSummaryInput } from './report.js';
+import { formatStory } from './explain.js';
 import { describeFault, ROUND_KINDS, schedule, type RoundKind, type RoundPlan } from './schedule.js';
 
 /** After the heal and one answered holder: no address event for this long before the next round. */
@@ -91,6 +92,11 @@ interface RoundRecord {
   unexpectedExits: { node: string; at: number; code: number | null; signal: string | null }[];
   violations: Violation[];
   harnessError?: string;
+  /**
+   * Rounds with a violation: what the nodes' coord logged from 1 s before the round to its end, relative to the
+   * origin. Explains the violation to a reader; never part of the verdict.
+   */
+  coordStory?: string[];
 }
 
 function wireRuns(replies: readonly ArpReply[], macOwner: ReadonlyMap<string, string>): WireRun[] {
@@ -161,6 +167,8 @@ async function main(): Promise<number> {
   let harnessFailure: string | undefined;
   let finalTimeline: Timeline | undefined;
   let finalReplies: ArpReply[] = [];
+  /** How each observer ended: every `ip monitor` reported its canary, the prober delivered its final report. */
+  let finalObservers: ObserverHealth[] = [];
   let firstRoundAt: number | undefined;
   let lastRoundEnd: number | undefined;
   let probesSentTotal = 0;
@@ -168,7 +176,13 @@ async function main(): Promise<number> {
 
   const writeJson = (
     done: boolean,
-    totals?: { twoHolderMs: number; twoMacWindows: number; availability?: number; probesSent: number },
+    totals?: {
+      twoHolderMs: number;
+      twoMacWindows: number;
+      availability?: number;
+      probesSent: number;
+      observersAtEnd: ObserverHealth[];
+    },
   ) => {
     const json = {
       tool: 'coord soak',
@@ -238,9 +252,11 @@ async function main(): Promise<number> {
   } finally {
     try {
       await cluster.stopNodes();
-      finalTimeline = await cluster.sampler.stop();
+      // The prober first, then the sampler: its canary check comes after the measurement, never inside it.
       const arp = await cluster.arp.stop();
+      finalTimeline = await cluster.sampler.stop();
       finalReplies = arp.replies;
+      finalObservers = [...finalTimeline.observers, arp.observer];
       if (firstRoundAt !== undefined && lastRoundEnd !== undefined) {
         // The final report has every probe's send time: as progress reports, exact.
         const everyProbe = arp.probes.map((t, i) => ({ t, sent: i + 1 }));
@@ -263,11 +279,14 @@ async function main(): Promise<number> {
   const allOverlaps = overlaps(finalTimeline, after).filter((o) => o.ms > 0);
   const twoHolderMs = overlapMs(allOverlaps);
   const allTwoMacs = twoMacWindows(finalReplies, cluster.macOwner, after);
+  // An observer that stopped working makes everything it reported worthless, the last round included.
+  const deadAtEnd = finalObservers.filter((o) => !o.aliveAtStop || !o.responsive);
   writeJson(true, {
     twoHolderMs,
     twoMacWindows: allTwoMacs.length,
     ...(availabilityTotal === undefined ? {} : { availability: availabilityTotal }),
     probesSent: probesSentTotal,
+    observersAtEnd: finalObservers,
   });
 
   const summaryInput: RoundSummaryInput[] = records.map((r) => ({
@@ -298,7 +317,7 @@ async function main(): Promise<number> {
     }),
   );
   const bad = records.filter((r) => r.violations.length > 0);
-  if (bad.length > 0 || allOverlaps.length > 0 || allTwoMacs.length > 0) {
+  if (bad.length > 0 || allOverlaps.length > 0 || allTwoMacs.length > 0 || deadAtEnd.length > 0) {
     console.log('\nviolations:');
     for (const r of bad)
       for (const v of r.violations)
@@ -307,6 +326,8 @@ async function main(): Promise<number> {
     const inRounds = (t: number) => records.some((r) => t >= r.startedAt && t <= r.endedAt);
     for (const o of allOverlaps.filter((x) => !inRounds(x.from)))
       console.log(`  outside rounds: two-holders: ${o.hosts.join('+')} for ${o.ms} ms at ${o.from}`);
+    for (const o of deadAtEnd)
+      console.log(`  at the end: dead-observer: ${o.name} (${o.detail ?? 'not working'})`);
     for (const w of twoMacStretches(allTwoMacs.filter((x) => !inRounds(x.t))))
       console.log(
         `  outside rounds: two-macs: ${w.probes} probe(s) from seq ${w.fromSeq} answered by ${w.hosts.join(' and ')}`,
@@ -319,7 +340,7 @@ async function main(): Promise<number> {
     );
   if (harnessFailure !== undefined) console.log(`\nharness failure: ${harnessFailure}`);
   console.log(`\nwrote ${jsonPath}`);
-  if (violations > 0 || allOverlaps.length > 0 || allTwoMacs.length > 0) return 1;
+  if (violations > 0 || allOverlaps.length > 0 || allTwoMacs.length > 0 || deadAtEnd.length > 0) return 1;
   if (harnessFailure !== undefined) return 2;
   return 0;
 }
@@ -456,6 +477,8 @@ async function runRound(c: SoakCluster, plan: RoundPlan, log: (s: string) => voi
     violations,
     ...(harnessError === undefined ? {} : { harnessError }),
   };
+  if (violations.length > 0)
+    record.coordStory = formatStory(await c.story({ from: startedAt - 1000, to: endedAt }), origin);
   const targets = done.map((d) => `${d.spec.kind}→${d.target ?? 'etcd'}`).join(', ');
   const notes = done.flatMap((d) => d.notes);
   log(
@@ -474,6 +497,20 @@ async function runRound(c: SoakCluster, plan: RoundPlan, log: (s: string) => voi
             .join(', ')}`),
   );
   for (const v of violations) log(`  ${v.kind}: ${v.detail}`);
+  if (violations.length > 0) {
+    const rel = (t: number) => `${t >= origin ? '+' : ''}${Math.round(t - origin)}`;
+    log(
+      `  kernel events (ms from the injection): ${record.events.map((e) => `${rel(e.t)} ${e.host} ${e.op}`).join(', ')}`,
+    );
+    log(
+      `  client's view: ${record.wire
+        .filter((r) => r.to >= origin - 500)
+        .map((r) => `${r.hosts} ${rel(r.from)}..${rel(r.to)} (${r.probes})`)
+        .join(', ')}`,
+    );
+    log("  coord's own account (its logs; explains, never judges):");
+    for (const line of record.coordStory ?? []) log(`    ${line}`);
+  }
   for (const n of notes) log(`  note: ${n}`);
   for (const u of unexpected) log(`  note: coord on ${u.node} exited by itself: ${JSON.stringify(u.exit)}`);
   return record;
