@@ -2,9 +2,10 @@
  * Runs the real `coord` binary (built dist) inside lab hosts. Tests, the demo and the benchmarks share this so
  * they exercise exactly what an operator runs.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { controlRequest } from '@coord/agent';
 import type { Lab, LabHost, LabProcess } from './lab/index.js';
 import { waitFor } from './lab/index.js';
 
@@ -172,4 +173,79 @@ export async function tlsNodeCredentials(lab: Lab, cluster: string): Promise<(ho
       password(user),
     ];
   };
+}
+
+/** A node's settings for a YAML `--config` file (what `reload-config` re-reads). */
+export interface NodeFileOptions {
+  cluster: string;
+  vips: string[];
+  priority: number;
+  ttlSec?: number;
+  preempt?: boolean;
+  logLevel?: 'error' | 'warn' | 'info' | 'debug';
+}
+
+/** Where a lab node's YAML config lives (namespaces share the filesystem). */
+export function configFileFor(lab: Lab, host: LabHost, cluster: string): string {
+  return join(lab.runDir, `${host.name}-${cluster}.yaml`);
+}
+
+/** The YAML of one node: everything in the file and nothing on the command line, so a reload sees all of it. */
+export function nodeConfigYaml(lab: Lab, host: LabHost, o: NodeFileOptions): string {
+  return [
+    'mode: etcd',
+    'etcd:',
+    ...lab.etcd.endpoints.map((e) => `  - ${e}`),
+    `cluster: ${o.cluster}`,
+    `node: ${host.name}`,
+    `controlSocket: ${controlSocketFor(lab, host, o.cluster)}`,
+    `ttl: ${o.ttlSec ?? 1}`,
+    `logLevel: ${o.logLevel ?? 'info'}`,
+    'groups:',
+    '  - name: default',
+    `    interface: ${host.iface}`,
+    '    vips:',
+    ...o.vips.map((v) => `      - ${v}`),
+    `    priority: ${o.priority}`,
+    `    preempt: ${o.preempt ?? true}`,
+    '',
+  ].join('\n');
+}
+
+/** Write (or rewrite) the node's YAML config; returns its path. */
+export function writeNodeConfig(lab: Lab, host: LabHost, o: NodeFileOptions): string {
+  const file = configFileFor(lab, host, o.cluster);
+  writeFileSync(file, nodeConfigYaml(lab, host, o));
+  return file;
+}
+
+/**
+ * Start `coord join --config FILE` in `host` (with {@link COORD_COMMAND}); the file names the node's control socket
+ * ({@link controlSocketFor}).
+ */
+export function startCoordFromFile(lab: Lab, host: LabHost, cluster: string): LabProcess {
+  if (process.env['COORD_COMMAND'] === undefined) assertBuilt();
+  const [cmd, ...pre] = COORD_COMMAND as [string, ...string[]];
+  return lab.spawn(host, cmd, [...pre, 'join', '--config', configFileFor(lab, host, cluster)], {
+    name: `coord-${cluster}`,
+  });
+}
+
+/**
+ * What `coord reload-config` does, without the CLI's start-up (about 1 s, several on a loaded machine, which would
+ * blur when the reload happened): the same control request over the node's control socket.
+ */
+export async function reloadNodeConfig(
+  lab: Lab,
+  host: LabHost,
+  cluster: string,
+): Promise<{ ok: boolean; applied: string[]; restartRequired: string[]; error?: string }> {
+  try {
+    const res = await controlRequest(controlSocketFor(lab, host, cluster), { cmd: 'reload-config' });
+    if (!res.ok) return { ok: false, applied: [], restartRequired: [], error: res.error };
+    const r = res.result as { applied: string[]; restartRequired: string[] };
+    return { ok: true, applied: r.applied, restartRequired: r.restartRequired };
+  } catch (e) {
+    return { ok: false, applied: [], restartRequired: [], error: e instanceof Error ? e.message : String(e) };
+  }
 }

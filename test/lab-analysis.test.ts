@@ -31,6 +31,7 @@ import {
   parsePingLine,
   prefixOfNamespace,
   randomSubnet,
+  splitMonitorTimestamp,
 } from './lab/plan.js';
 
 const tl: Timeline = {
@@ -352,5 +353,24 @@ describe('handover evidence', () => {
     expect(blips(evidence({ timeline: blip }))).toEqual([{ t: 1400, host: 'h1', op: 'del' }]);
     // ...but when another host added the VIP next, it was a move.
     expect(blips(evidence())).toEqual([]);
+  });
+});
+
+describe('ip -ts monitor lines', () => {
+  it('splits the timestamp ip put on the line (local time, microseconds) from the event', () => {
+    const line = '[2026-11-28T05:46:56.587728] Deleted 1: lo    inet 10.99.0.1/32 scope global lo';
+    const { t, rest } = splitMonitorTimestamp(line);
+    expect(t).toBe(new Date(2026, 10, 28, 5, 46, 56).getTime() + 587.728);
+    expect(rest).toBe('Deleted 1: lo    inet 10.99.0.1/32 scope global lo');
+    expect(parseAddressEvent(rest)).toEqual({
+      op: 'del',
+      iface: 'lo',
+      address: '10.99.0.1',
+      prefixLength: 32,
+    });
+    expect(splitMonitorTimestamp('2: eth0    inet 10.1.1.5/24')).toEqual({
+      t: undefined,
+      rest: '2: eth0    inet 10.1.1.5/24',
+    });
   });
 });

@@ -55,6 +55,12 @@ export interface ArpReply {
   kind: 'reply' | 'garp';
 }
 
+/** A progress report of the ARP prober: `sent` probes had gone out by time `t` (the last one's send time). */
+export interface ArpTick {
+  t: number;
+  sent: number;
+}
+
 export interface ArpTimeline {
   vip: string;
   intervalMs: number;
@@ -173,7 +179,9 @@ export function failoverGap(
 }
 
 /** Probes answered by more than one MAC: each is proof of two holders on the wire at that moment. */
-export function doubleReplyProbes(arp: ArpTimeline): { seq: number; t: number; macs: string[] }[] {
+export function doubleReplyProbes(arp: {
+  readonly replies: readonly ArpReply[];
+}): { seq: number; t: number; macs: string[] }[] {
   const bySeq = new Map<number, { t: number; macs: Set<string> }>();
   for (const r of arp.replies) {
     const entry = bySeq.get(r.seq) ?? { t: r.t, macs: new Set<string>() };

@@ -806,6 +806,21 @@ export class LabFaults {
     );
   }
 
+  /**
+   * Drop one direction only, silently: `'to-etcd'` drops what `host` sends to etcd (its requests and keepalives
+   * never arrive, etcd's pushes still do), `'from-etcd'` drops what etcd sends back (requests and keepalives
+   * still reach etcd — the lease stays alive — but no answer ever comes back). The LAN stays up. Same table as
+   * {@link cutFromEtcd}: `healEtcd` undoes either, and one replaces the other.
+   */
+  async cutFromEtcdOneWay(host: LabHost, direction: 'to-etcd' | 'from-etcd'): Promise<void> {
+    const set = this.etcdSet();
+    const rule =
+      direction === 'to-etcd'
+        ? `chain out { type filter hook output priority -150; policy accept; ip daddr ${set} drop; }`
+        : `chain in { type filter hook input priority -150; policy accept; ip saddr ${set} drop; }`;
+    await this.nft(host, 'coordlab_cut', `table inet coordlab_cut {\n  ${rule}\n}`);
+  }
+
   async healEtcd(host: LabHost): Promise<void> {
     await this.nft(host, 'coordlab_cut', undefined);
   }

@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import type {
   AddressEvent,
   ArpReply,
+  ArpTick,
   ArpTimeline,
   HolderSample,
   IcmpReply,
@@ -13,7 +14,7 @@ import type {
   ObserverHealth,
   Timeline,
 } from './analysis.js';
-import { parseAddressEvent, parsePingLine } from './plan.js';
+import { parseAddressEvent, parsePingLine, splitMonitorTimestamp } from './plan.js';
 import { safeKill, waitFor } from './proc.js';
 
 /** The part of a host an observer needs. */
@@ -33,6 +34,23 @@ export interface Sampler {
   stop(): Promise<Timeline>;
   /** The `ip monitor` PIDs by host name (a test may kill one to prove a dead monitor is noticed). */
   readonly pids: ReadonlyMap<string, number>;
+  /** Hosts holding the VIP right now, from the exact events (sorted). */
+  holders(): string[];
+  /**
+   * The timeline so far (copies), without stopping, for checks while the sampler keeps running. Only `stop()`
+   * proves the monitors with its canary, so each observer here reads unresponsive ("not proved"): a snapshot
+   * is never evidence for `assertHandover`.
+   */
+  snapshot(): Timeline;
+  /** Hosts whose `ip monitor` has exited: the sampler's state for them is frozen and must not be trusted. */
+  deadMonitors(): string[];
+  /** The latest add/del event so far (cheap, for "has it been quiet?"). */
+  lastEvent(): AddressEvent | undefined;
+  /**
+   * When `host`'s kernel last reported the VIP added or replaced (a lifetime refresh is a replace, and ip monitor
+   * shows it): the start of the lifetime its copy now runs on.
+   */
+  lastRefresh(host: string): number | undefined;
 }
 
 export interface ArpProber {
@@ -41,6 +59,12 @@ export interface ArpProber {
   snapshot(): ArpReply[];
   /** Probes sent so far, as last reported (the prober reports every 100 ms). */
   sentSoFar(): number;
+  /** Those reports so far (a copy): `sent` probes had gone out by time `t`; proof that it still probes. */
+  ticks(): ArpTick[];
+  /** Whether the probing process still runs. */
+  running(): boolean;
+  /** Replies received at or after `t` (a copy; cheap when `t` is recent). */
+  repliesSince(t: number): ArpReply[];
   /** The prober's PID (a test may kill it to prove a dead prober is noticed). */
   readonly pid: number;
 }
@@ -99,7 +123,8 @@ function addressesOf(json: string, vip: string): Set<string> {
  * Watch which hosts hold `vip` on any interface. One `ip monitor address` per host namespace reports every
  * kernel add/delete the moment it happens (exact, and far cheaper than polling); a snapshot taken after the
  * monitor is listening gives the starting state. Periodic samples are derived from that state every
- * `intervalMs`.
+ * `intervalMs`. With `-ts`, `ip` stamps each event when it reads it, so an event's time does not depend on how
+ * late a busy test process gets the line; events are kept in time order across hosts.
  *
  * `stop()` first proves every monitor still works: it adds and removes a canary address (127.77.x.y/32 on `lo`,
  * which no coord, keepalived or HAProxy of the lab looks at) in each host and waits for each monitor to report
@@ -116,6 +141,9 @@ export async function startSampler(
   const samples: HolderSample[] = [];
   const live = new Map<string, boolean>();
   const exitedEarly = new Set<string>();
+  /** Per host, the time of the VIP's last RTM_NEWADDR: its add or a lifetime refresh. */
+  const lastNew = new Map<string, number>();
+  let stopped = false;
   /** Canary addresses each monitor reported, per host. */
   const canariesSeen = new Map<string, Set<string>>(hosts.map((h) => [h.name, new Set<string>()]));
   const holders = (): string[] =>
@@ -124,7 +152,8 @@ export async function startSampler(
       .map(([h]) => h)
       .sort();
   const monitors = hosts.map((h) => {
-    const child = execa('ip', ['-o', '-n', h.ns, 'monitor', 'address'], {
+    // -ts: `ip` stamps each message when it reads it (see splitMonitorTimestamp).
+    const child = execa('ip', ['-o', '-ts', '-n', h.ns, 'monitor', 'address'], {
       stdin: 'ignore',
       stdout: 'pipe',
       stderr: 'ignore',
@@ -135,8 +164,10 @@ export async function startSampler(
     const pid = child.pid ?? -1;
     ctx.track(pid);
     void child.then(() => exitedEarly.add(h.name));
-    onLines(child.stdout, (line) => {
-      const t = Date.now();
+    onLines(child.stdout, (raw) => {
+      const stamped = splitMonitorTimestamp(raw);
+      const t = stamped.t ?? Date.now();
+      const line = stamped.rest;
       if (live.get(h.name) !== true) return;
       const ev = parseAddressEvent(line);
       if (ev !== undefined && ev.iface === 'lo' && ev.address.startsWith(CANARY_PREFIX)) {
@@ -144,13 +175,20 @@ export async function startSampler(
         return;
       }
       if (ev?.address !== vip) return;
+      if (ev.op === 'add') lastNew.set(h.name, t);
       const set = held.get(h.name) ?? new Set<string>();
       const before = set.size > 0;
       if (ev.op === 'add') set.add(ev.iface);
       else set.delete(ev.iface);
       held.set(h.name, set);
       const after = set.size > 0;
-      if (before !== after) events.push({ t, host: h.name, op: after ? 'add' : 'del' });
+      if (before !== after) {
+        // Kept in time order: each host's monitor stamps its own events, and the pipes deliver them with
+        // different delays, so a later-stamped event can arrive first.
+        let i = events.length;
+        while (i > 0 && (events[i - 1]?.t ?? 0) > t) i--;
+        events.splice(i, 0, { t, host: h.name, op: after ? 'add' : 'del' });
+      }
     });
     return { host: h, child, pid };
   });
@@ -169,9 +207,33 @@ export async function startSampler(
   const initial = holders();
   samples.push({ t: start, holders: initial });
   const timer = setInterval(() => samples.push({ t: Date.now(), holders: holders() }), intervalMs);
+  const observed = (e: AddressEvent): boolean => e.t >= start;
   return {
     pids: new Map(monitors.map((m) => [m.host.name, m.pid])),
+    holders,
+    lastRefresh: (host) => lastNew.get(host),
+    lastEvent: () => {
+      const e = events.at(-1);
+      return e === undefined || !observed(e) ? undefined : { ...e };
+    },
+    deadMonitors: () => (stopped ? [] : hosts.map((h) => h.name).filter((n) => exitedEarly.has(n))),
+    snapshot: () => ({
+      vip,
+      intervalMs,
+      start,
+      end: Date.now(),
+      initial: [...initial],
+      samples: samples.map((x) => ({ t: x.t, holders: [...x.holders] })),
+      events: events.filter(observed).map((e) => ({ ...e })),
+      observers: monitors.map((m) => ({
+        name: `ip monitor ${m.host.name}`,
+        aliveAtStop: !exitedEarly.has(m.host.name),
+        responsive: false,
+        detail: 'a snapshot: only stop() proves a monitor with its canary',
+      })),
+    }),
     async stop() {
+      stopped = true;
       clearInterval(timer);
       const end = Date.now();
       samples.push({ t: end, holders: holders() });
@@ -246,6 +308,7 @@ export async function startArpProber(
   let ready: number | undefined;
   let done: { sent: number; probes: number[] } | undefined;
   let sentSoFar = 0;
+  const ticks: ArpTick[] = [];
   onLines(child.stdout, (line) => {
     let msg: { type?: string; t?: number; mac?: string; seq?: number; sent?: number; probes?: number[] };
     try {
@@ -254,7 +317,10 @@ export async function startArpProber(
       return;
     }
     if (msg.type === 'ready') ready = msg.t ?? Date.now();
-    if (msg.type === 'sent') sentSoFar = msg.sent ?? sentSoFar;
+    if (msg.type === 'sent') {
+      sentSoFar = msg.sent ?? sentSoFar;
+      if (sentSoFar > 0) ticks.push({ t: msg.t ?? Date.now(), sent: sentSoFar });
+    }
     if (msg.type === 'done') done = { sent: msg.sent ?? 0, probes: msg.probes ?? [] };
     if ((msg.type === 'reply' || msg.type === 'garp') && msg.mac !== undefined) {
       const r: ArpReply = { t: msg.t ?? Date.now(), mac: msg.mac, seq: msg.seq ?? 0, kind: msg.type };
@@ -273,6 +339,14 @@ export async function startArpProber(
     pid,
     snapshot: () => [...replies],
     sentSoFar: () => sentSoFar,
+    ticks: () => ticks.map((x) => ({ ...x })),
+    running: () => !exitedEarly,
+    repliesSince: (t) => {
+      // Replies come in kernel receive order: scan back from the newest.
+      let i = replies.length;
+      while (i > 0 && (replies[i - 1]?.t ?? 0) >= t) i--;
+      return replies.slice(i).map((r) => ({ ...r }));
+    },
     async stop() {
       const aliveAtStop = !exitedEarly;
       if (aliveAtStop) {

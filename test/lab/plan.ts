@@ -96,6 +96,27 @@ export function parseAddressEvent(
   return { op: deleted === undefined ? 'add' : 'del', iface, address, prefixLength: Number(plen) };
 }
 
+/**
+ * Split the `[2026-11-28T05:46:56.587728] ` prefix that `ip -ts monitor` puts on each line: the time `ip` read the
+ * kernel's message, in local time with microseconds. Taken by `ip` itself, it is free of the pipe and of the
+ * reader's event-loop delays (tens of ms on a loaded machine). `t` is undefined when there is no prefix.
+ */
+export function splitMonitorTimestamp(line: string): { t: number | undefined; rest: string } {
+  const m = /^\[(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})\]\s*/.exec(line);
+  if (m === null) return { t: undefined, rest: line };
+  const [y, mo, d, h, mi, sec, us] = m.slice(1).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const t = new Date(y, mo - 1, d, h, mi, sec).getTime() + us / 1000;
+  return { t, rest: line.slice(m[0].length) };
+}
+
 /** Parse one line of `ping -D -O`: a reply or a "no answer yet" report, with the ping process's epoch time. */
 export function parsePingLine(
   line: string,
