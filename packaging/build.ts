@@ -11,7 +11,7 @@
  * Layout: /usr/bin/coord (a two-line wrapper), /usr/lib/coord/{node, coord.mjs, lib/, build/Release/,
  * node_modules/}, the systemd unit, /etc/coord/{coord.yaml, haproxy-base.cfg} as conffiles, the sysctl drop-in,
  * bash completion, coord(8) and coord.yaml(5), /usr/share/doc/coord. Maintainer scripts apply the sysctl setting
- * and stop coord on removal; they never start, stop or disable any other service (packaging/README.md).
+ * and stop coord on removal; they never start, stop or disable any other service (README, "Install").
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -107,8 +107,14 @@ async function bundle(stage: string, ver: string): Promise<string[]> {
     // Native addons with their own loaders: installed as packages beside the bundle.
     external: ['netlink', 'raw-socket'],
     define: { __COORD_VERSION__: JSON.stringify(ver) },
-    // CommonJS dependencies inside an ESM bundle still call require().
-    banner: { js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
+    // CommonJS dependencies inside an ESM bundle still call require() and read __dirname (etcd3 loads
+    // `${__dirname}/../proto/rpc.proto` when it is first imported: lib/../proto, copied there below).
+    banner: {
+      js:
+        "import{createRequire as __cr}from'node:module';import{fileURLToPath as __fu}from'node:url';" +
+        "import{dirname as __dn}from'node:path';const require=__cr(import.meta.url);" +
+        'const __filename=__fu(import.meta.url);const __dirname=__dn(__filename);',
+    },
     logLevel: 'warning',
   });
   for (const f of readdirSync(lib)) chmodSync(join(lib, f), 0o644);
@@ -196,6 +202,14 @@ function copyright(thirdParty: { name: string; dir: string }[]): string {
     ' Node.js is MIT licensed; it includes third-party code under their own licenses (some Apache-2.0, whose',
     ' text Debian ships in /usr/share/common-licenses/Apache-2.0). The complete notice, as Node.js publishes it,',
     ' is installed as /usr/share/doc/coord/LICENSE.nodejs.',
+  );
+  lines.push(
+    '',
+    'Files: usr/lib/coord/proto/*',
+    "Comment: etcd's gRPC protocol definitions, as the etcd3 npm package ships them",
+    'Copyright: The etcd Authors',
+    'License: Apache-2.0',
+    ' On Debian systems, the full text is in /usr/share/common-licenses/Apache-2.0.',
   );
   for (const p of thirdParty) {
     const text = licenseText(p.dir);
@@ -317,6 +331,11 @@ async function main(): Promise<void> {
   // 2. The runtime: the Node binary this was built and tested with.
   copy(process.execPath, join(lib, 'node'), 0o755);
   strip(join(lib, 'node'));
+
+  // etcd's gRPC definitions, which etcd3 reads at run time (see the banner in bundle()).
+  const etcd3 = dependencyDir('etcd', 'etcd3');
+  for (const f of readdirSync(join(etcd3, 'proto')).filter((x) => x.endsWith('.proto')))
+    copy(join(etcd3, 'proto', f), join(lib, 'proto', f));
 
   // 3. Native parts. Our addons load '../build/Release/<name>.node' relative to their module: lib/ sits where
   //    src/ or dist/ sit in the checkout, so /usr/lib/coord/build/Release is where they look.
