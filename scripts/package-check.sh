@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The Debian package as an operator gets it (CI runs this after the tests): build it, lintian, install it on this
+# machine with apt, check the installed files, run a lab failover (crash and graceful stop) with the installed
+# /usr/bin/coord, remove it (only the conffiles stay), purge it (nothing stays). Needs root and a set-up checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[package-check] %s\n' "$*"; }
+fail() {
+  printf '[package-check] FAILED: %s\n' "$*" >&2
+  exit 1
+}
+
+if dpkg -s coord >/dev/null 2>&1; then
+  fail "a coord package is already installed here; purge it first (apt-get purge coord)"
+fi
+
+log "building the package"
+pnpm package
+arch=$(dpkg --print-architecture)
+version=$(node -p "require('./packages/cli/package.json').version")
+deb="build/coord_${version}_${arch}.deb"
+[[ -f $deb ]] || fail "$deb was not built"
+log "$deb: $(du -h "$deb" | cut -f1)"
+
+log "lintian (errors fail)"
+lintian --allow-root --tag-display-limit 0 --fail-on error "$deb"
+
+cleanup() {
+  if dpkg -s coord >/dev/null 2>&1 || dpkg -l coord 2>/dev/null | grep -q '^rc'; then
+    DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq coord >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+log "installing with apt (Debian's own packages only, no network needed for coord itself)"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "./$deb" >/dev/null
+
+[[ $(/usr/bin/coord --version) == "$version" ]] || fail "coord --version does not print $version"
+/usr/bin/coord check-config /etc/coord/coord.yaml || fail "the shipped /etc/coord/coord.yaml does not check"
+systemd-analyze verify /lib/systemd/system/coord.service || fail "systemd-analyze verify coord.service"
+for f in /usr/share/man/man8/coord.8.gz /usr/share/man/man5/coord.yaml.5.gz \
+  /usr/share/bash-completion/completions/coord /usr/lib/sysctl.d/99-coord.conf /etc/coord/haproxy-base.cfg \
+  /usr/share/doc/coord/copyright; do
+  [[ -s $f ]] || fail "$f is missing"
+done
+man -l /usr/share/man/man8/coord.8.gz >/dev/null 2>&1 || fail "man coord does not render"
+[[ $(sysctl -n net.ipv4.ip_nonlocal_bind) == 1 ]] || fail "postinst did not apply net.ipv4.ip_nonlocal_bind"
+log "installed files check out"
+
+log "lab failover with the installed /usr/bin/coord (crash, graceful stop)"
+COORD_COMMAND=/usr/bin/coord pnpm exec vitest run --project lab test/election.test.ts \
+  -t 'fails over after kill -9|on SIGTERM the holder'
+
+log "remove: only the conffiles stay"
+DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq coord >/dev/null
+dpkg -l coord | grep -q '^rc' || fail "after remove, coord is not in the config-files state"
+for f in /usr/bin/coord /usr/lib/coord /lib/systemd/system/coord.service /usr/share/man/man8/coord.8.gz; do
+  [[ ! -e $f ]] || fail "$f is still there after remove"
+done
+[[ -f /etc/coord/coord.yaml ]] || fail "remove took the conffile /etc/coord/coord.yaml"
+
+log "purge: nothing stays"
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq coord >/dev/null
+! dpkg -l coord 2>/dev/null | grep -q '^[a-z][a-z] *coord' || fail "dpkg still knows coord after purge"
+for f in /etc/coord /var/lib/coord /usr/lib/coord /usr/bin/coord; do
+  [[ ! -e $f ]] || fail "$f is still there after purge"
+done
+trap - EXIT
+log "ok"
