@@ -10,8 +10,8 @@ function coalescingDriver() {
   const driver: HaproxyDriver = {
     apply: () => new Promise<ApplyResult>((resolve) => waiters.push(resolve)),
     status: () => ({ pending: waiters.length > 0 }) as ReturnType<HaproxyDriver['status']>,
-    stop: async () => {},
-    stopHaproxy: async () => true,
+    stop: () => Promise.resolve(),
+    stopHaproxy: () => Promise.resolve(true),
   };
   return {
     driver,
