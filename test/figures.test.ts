@@ -5,7 +5,16 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { FailoverResults, Row } from './bench/failover.js';
-import { firstDifference, regenerate, renderFailover, renderReload, replaceBlock } from './bench/figures.js';
+import {
+  firstDifference,
+  judgeFootprint,
+  regenerate,
+  renderFailover,
+  renderFootprint,
+  renderReload,
+  replaceBlock,
+} from './bench/figures.js';
+import type { CliRow, FootprintResults, NodeIdle, SystemIdle } from './bench/footprint.js';
 import type { ReloadResults } from './bench/reload.js';
 
 const envelope = {
@@ -127,6 +136,100 @@ const reload: ReloadResults = {
   },
 };
 
+function node(host: string, rssMiB: number, cpuPct: number): NodeIdle {
+  return {
+    host,
+    holder: host === 'h1',
+    ok: true,
+    rssEndKb: rssMiB * 1024,
+    rssMaxKb: rssMiB * 1024,
+    hwmKb: rssMiB * 1024,
+    pssEndKb: undefined,
+    cpuTicks: 0,
+    wallMs: 60_000,
+    cpuPct,
+    processes: [],
+    perSecond: { rssKb: [], ticks: [] },
+  };
+}
+
+function idleOf(
+  system: 'coord' | 'keepalived',
+  rss: [number, number, number],
+  cpu: [number, number, number],
+) {
+  const stat = (v: [number, number, number]) => ({
+    holder: v[0],
+    median: [...v].sort((a, b) => a - b)[1],
+    max: Math.max(...v),
+  });
+  const s: SystemIdle = {
+    system,
+    describe: system,
+    processes: system,
+    ok: true,
+    settleMs: 3000,
+    loadavg1AtStart: 0.5,
+    idleSeconds: 60,
+    nodes: ['h1', 'h2', 'h3'].map((h, i) => node(h, rss[i] ?? 0, cpu[i] ?? 0)),
+    summary: { rssEndMiB: stat(rss), rssMaxMiB: stat(rss), cpuPct: stat(cpu) },
+  };
+  return s;
+}
+
+function cliRow(name: CliRow['name'], p50: number, max: number, failed = 0): CliRow {
+  return {
+    name,
+    argv: [],
+    runsMs: Array.from({ length: 20 - failed }, () => p50),
+    warmupMs: 1,
+    failed,
+    errors: [],
+    p50,
+    max,
+  };
+}
+
+const footprint: FootprintResults = {
+  ...envelope,
+  args: [],
+  bench: 'footprint',
+  rounds: { requested: 20, total: 146, failed: 1 },
+  config: {
+    hosts: ['h1', 'h2', 'h3'],
+    priorities: { h1: 150, h2: 100, h3: 50 },
+    etcd: { members: 1, heartbeatMs: 50, electionMs: 500 },
+    coordTtlSec: 1,
+    keepalived: { version: '2.2.7', vrrpVersion: 3, advertIntSec: 1 },
+    idleSeconds: 60,
+    settleSeconds: 5,
+    sampleIntervalMs: 1000,
+    clkTck: 100,
+    cliRuns: 20,
+    cliHost: 'h2',
+    maxLoad: 1.5,
+    coord: {
+      kind: 'staged',
+      command: ['/x/node', '/x/coord.mjs'],
+      version: '0.1.0',
+      node: { path: '/x/node', version: 'v20.19.0' },
+    },
+  },
+  phases: [],
+  idle: [
+    idleOf('coord', [60.5, 58, 59.25], [0.8, 0.3, 0.25]),
+    idleOf('keepalived', [13, 12.9, 12.8], [0.02, 0.01, 0]),
+  ],
+  cli: [
+    cliRow('coord --version', 120, 180),
+    cliRow('coord --help', 400, 450),
+    cliRow('coord status', 350, 500, 1),
+    cliRow('coord service list', 280, 300),
+    cliRow('node -e 0', 50, 60),
+    cliRow('keepalived --version', 3, 5),
+  ],
+};
+
 const readme = [
   '# x',
   'typed text stays',
@@ -136,6 +239,8 @@ const readme = [
   'between',
   '<!-- figures:reload:begin (old comment) -->',
   '<!-- figures:reload:end -->',
+  '<!-- figures:footprint:begin -->',
+  '<!-- figures:footprint:end -->',
   'after',
 ].join('\n');
 
@@ -180,19 +285,62 @@ describe('README figures from bench/results', () => {
     expect(text).toContain('within 300 ms ✘ (max 311 ms)');
   });
 
+  it('renders the footprint: both systems per node, CLI median / max, and each target with ✔ or ✘', () => {
+    const text = renderFootprint(footprint);
+    expect(text).toContain('`pnpm bench:footprint` on 2026-11-29, commit `0123456789`');
+    expect(text).toContain('1 of 146 rounds failed');
+    expect(text).toContain('the package as `pnpm package` staged it (its own Node v20.19.0');
+    expect(text).toContain("keepalived's figures are its parent and its VRRP child summed");
+    expect(text).toContain('**holder · median / max** over the 3 nodes');
+    expect(text).toContain(
+      '| RSS, largest sample, MiB | 60.5 · 59.3 / 60.5 | 13.0 · 12.9 / 13.0 | ≤ 64 MiB (largest sample, max over the nodes) ✔ |',
+    );
+    expect(text).toContain(
+      '| idle CPU, % of one core | 0.80 · 0.30 / 0.80 | 0.02 · 0.01 / 0.02 | ≤ 0.5 % (max over the nodes) ✘ |',
+    );
+    expect(text).toContain('| `--version`, ms | 120 / 180 | 3 / 5 | ≤ 150 ms (median) ✔ |');
+    expect(text).toContain('| `coord status`, ms | 350 / 500 (19 of 20) | — | ≤ 300 ms (median) ✘ |');
+    expect(text).toContain('| `--help`, ms | 400 / 450 | — | — |');
+    expect(text).toContain('| `node -e 0` (the same Node, baseline), ms | 50 / 60 | — | — |');
+    expect(text).toContain(
+      'Targets for coord: RSS ≤ 64 MiB ✔ (60.5 MiB), idle CPU ≤ 0.5 % ✘ (0.8 %), `coord --version` ≤ 150 ms ✔ (120 ms), ' +
+        '`coord status` ≤ 300 ms ✘ (350 ms), `coord service list` ≤ 300 ms ✔ (280 ms).',
+    );
+    expect(text).not.toMatch(/p99/);
+  });
+
+  it('says when the staged coord is older than the code, and what was not measured', () => {
+    const stale = {
+      ...footprint,
+      config: { ...footprint.config, coord: { ...footprint.config.coord, stale: true } },
+    };
+    expect(renderFootprint(stale)).toContain(
+      '**staged before the newest commit to packages/ or packaging/**',
+    );
+    const noCoord = { ...footprint, idle: footprint.idle.filter((x) => x.system !== 'coord'), cli: [] };
+    expect(judgeFootprint(noCoord).every((t) => t.ok === undefined)).toBe(true);
+    expect(renderFootprint(noCoord)).toContain('RSS ≤ 64 MiB (not measured)');
+  });
+
   it('replaces only what is between the markers, and fails without them or without results', () => {
-    const out = regenerate(readme, { failover, reload });
+    const out = regenerate(readme, { failover, reload, footprint });
     expect(out.startsWith('# x\ntyped text stays\n<!-- figures:failover:begin')).toBe(true);
     expect(out).not.toContain('stale');
     expect(out).toContain('\n<!-- figures:failover:end -->\nbetween\n');
-    expect(out.endsWith('<!-- figures:reload:end -->\nafter')).toBe(true);
-    expect(regenerate(out, { failover, reload })).toBe(out);
+    expect(out).toContain('<!-- figures:reload:end -->\n<!-- figures:footprint:begin');
+    expect(out.endsWith('<!-- figures:footprint:end -->\nafter')).toBe(true);
+    expect(regenerate(out, { failover, reload, footprint })).toBe(out);
     expect(() => replaceBlock('no markers', 'failover', 'x')).toThrow(/no "<!-- figures:failover:begin/);
-    expect(() => regenerate(readme, { failover, reload: undefined })).toThrow(/reload.json is missing/);
+    expect(() => regenerate(readme, { failover, reload: undefined, footprint })).toThrow(
+      /reload.json is missing/,
+    );
+    expect(() => regenerate(readme, { failover, reload, footprint: undefined })).toThrow(
+      /footprint.json is missing/,
+    );
   });
 
   it('points at the first line where README and results disagree', () => {
-    const out = regenerate(readme, { failover, reload });
+    const out = regenerate(readme, { failover, reload, footprint });
     const edited = out.replace('1400 / 1500', '1300 / 1500');
     expect(firstDifference(edited, out)).toMatch(/^line \d+:\n {2}README: .*1300 \/ 1500/);
     expect(firstDifference(out, out)).toBeUndefined();

@@ -11,6 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FailoverResults, Row } from './failover.js';
+import type { CliName, FootprintResults, NodeStat } from './footprint.js';
 import type { ReloadResults, Stats } from './reload.js';
 import type { ResultEnvelope } from './results.js';
 
@@ -18,7 +19,11 @@ const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 /** The generated blocks: name → the results file it is made from. */
-export const BLOCKS = { failover: 'failover.json', reload: 'reload.json' } as const;
+export const BLOCKS = {
+  failover: 'failover.json',
+  reload: 'reload.json',
+  footprint: 'footprint.json',
+} as const;
 export type BlockName = keyof typeof BLOCKS;
 
 const ms = (v: number | undefined): string => (v === undefined ? '—' : String(Math.round(v)));
@@ -226,6 +231,133 @@ export function renderReload(r: ReloadResults): string {
   return lines.join('\n');
 }
 
+/** One footprint target of coord, judged on a figure of the results (undefined: not measured). */
+export interface FootprintTarget {
+  key: 'rss' | 'cpu' | 'version' | 'status' | 'service list';
+  what: string;
+  /** "≤ 64 MiB" */
+  limit: string;
+  /** Which figure is judged, e.g. "max over the nodes". */
+  on: string;
+  value: number | undefined;
+  unit: string;
+  ok: boolean | undefined;
+}
+
+/**
+ * The footprint coord set itself against keepalived (which it replaces): an idle agent's RSS ≤ 64 MiB and CPU ≤
+ * 0.5 % on every node (the worst node is judged), `coord --version` ≤ 150 ms and `coord status` / `coord service
+ * list` ≤ 300 ms (the median of the runs; the maximum is shown beside it).
+ */
+export function judgeFootprint(r: FootprintResults): FootprintTarget[] {
+  const coord = r.idle.find((x) => x.system === 'coord');
+  const cli = (name: CliName) => r.cli.find((x) => x.name === name)?.p50;
+  const t = (
+    key: FootprintTarget['key'],
+    what: string,
+    limit: number,
+    unit: string,
+    on: string,
+    value: number | undefined,
+  ): FootprintTarget => ({
+    key,
+    what,
+    limit: `≤ ${limit} ${unit}`,
+    on,
+    value,
+    unit,
+    ok: value === undefined ? undefined : value <= limit,
+  });
+  return [
+    t('rss', 'RSS', 64, 'MiB', 'largest sample, max over the nodes', coord?.summary.rssMaxMiB.max),
+    t('cpu', 'idle CPU', 0.5, '%', 'max over the nodes', coord?.summary.cpuPct.max),
+    t('version', '`coord --version`', 150, 'ms', 'median', cli('coord --version')),
+    t('status', '`coord status`', 300, 'ms', 'median', cli('coord status')),
+    t('service list', '`coord service list`', 300, 'ms', 'median', cli('coord service list')),
+  ];
+}
+
+const fixed = (v: number | undefined, digits: number): string => (v === undefined ? '—' : v.toFixed(digits));
+
+/** "holder · median / max" over the nodes. */
+function nodeCell(s: NodeStat | undefined, digits: number): string {
+  if (s === undefined || s.max === undefined) return 'not measured';
+  return `${fixed(s.holder, digits)} · ${fixed(s.median, digits)} / ${fixed(s.max, digits)}`;
+}
+
+/** The footprint block of the README. */
+export function renderFootprint(r: FootprintResults): string {
+  const c = r.config;
+  const coord = r.idle.find((x) => x.system === 'coord');
+  const ka = r.idle.find((x) => x.system === 'keepalived');
+  const judged = judgeFootprint(r);
+  const mark = (ok: boolean | undefined) => (ok === undefined ? '(not measured)' : ok ? '✔' : '✘');
+  const target = (key: FootprintTarget['key']) => {
+    const x = judged.find((j) => j.key === key);
+    return x === undefined ? '—' : `${x.limit} (${x.on}) ${mark(x.ok)}`;
+  };
+  const cli = (name: CliName) => {
+    const row = r.cli.find((x) => x.name === name);
+    if (row === undefined) return '—';
+    if (row.runsMs.length === 0) return `no measurement (${row.failed} failed)`;
+    const over = row.failed > 0 ? ` (${row.runsMs.length} of ${row.runsMs.length + row.failed})` : '';
+    return `${ms(row.p50)} / ${ms(row.max)}${over}`;
+  };
+  const which =
+    c.coord.kind === 'staged'
+      ? `the package as \`pnpm package\` staged it (its own Node ${c.coord.node.version}, \`node coord.mjs\`)` +
+        (c.coord.stale === true ? ', **staged before the newest commit to packages/ or packaging/**' : '')
+      : c.coord.kind === 'checkout'
+        ? `this checkout's \`packages/cli/bin/coord.js\` on Node ${c.coord.node.version}`
+        : `\`${c.coord.command.join(' ')}\` (Node ${c.coord.node.version})`;
+  const failedSystems = r.idle.filter((x) => !x.ok);
+  const lines: string[] = [];
+  lines.push(
+    `${provenance(r, 'pnpm bench:footprint')} ${c.hosts.length} nodes (etcd: ${c.etcd.members} member${c.etcd.members === 1 ? '' : 's'}), ` +
+      `one group, priorities ${Object.values(c.priorities).join('/')}; each system idle for ${c.idleSeconds} s once the ` +
+      `first node alone held the VIP (and ${c.settleSeconds} s more). coord: TTL ${c.coordTtlSec} s, ${which}; ` +
+      `keepalived ${c.keepalived.version}: VRRPv${c.keepalived.vrrpVersion}, advert ${c.keepalived.advertIntSec} s.` +
+      failedSystems.map((x) => ` **${x.system}: ${x.error ?? 'failed'}.**`).join(''),
+  );
+  lines.push('');
+  lines.push(
+    `RSS is VmRSS (/proc/PID/status) at the end of the idle window and the largest of the samples taken every ` +
+      `${c.sampleIntervalMs / 1000} s; CPU is utime + stime (/proc/PID/stat) over the window's wall time, in % of one core; ` +
+      `**holder · median / max** over the ${c.hosts.length} nodes. keepalived's figures are its parent and its VRRP ` +
+      `child summed. CLI: wall time of the whole process (bash \`time\` in lab host ${c.cliHost}), **median / max** ` +
+      `over ${c.cliRuns} runs, commands interleaved after one warm-up run each; \`status\` and \`service list\` read the ` +
+      `lab's etcd while the coord nodes run.`,
+  );
+  lines.push('');
+  lines.push(`| | coord | keepalived ${c.keepalived.version} | target for coord |`);
+  lines.push('|---|---|---|---|');
+  lines.push(
+    `| RSS at the end, MiB | ${nodeCell(coord?.summary.rssEndMiB, 1)} | ${nodeCell(ka?.summary.rssEndMiB, 1)} | — |`,
+  );
+  lines.push(
+    `| RSS, largest sample, MiB | ${nodeCell(coord?.summary.rssMaxMiB, 1)} | ${nodeCell(ka?.summary.rssMaxMiB, 1)} | ${target('rss')} |`,
+  );
+  lines.push(
+    `| idle CPU, % of one core | ${nodeCell(coord?.summary.cpuPct, 2)} | ${nodeCell(ka?.summary.cpuPct, 2)} | ${target('cpu')} |`,
+  );
+  lines.push(
+    `| \`--version\`, ms | ${cli('coord --version')} | ${cli('keepalived --version')} | ${target('version')} |`,
+  );
+  lines.push(`| \`--help\`, ms | ${cli('coord --help')} | ${cli('keepalived --help')} | — |`);
+  lines.push(`| \`coord status\`, ms | ${cli('coord status')} | — | ${target('status')} |`);
+  lines.push(`| \`coord service list\`, ms | ${cli('coord service list')} | — | ${target('service list')} |`);
+  lines.push(`| \`node -e 0\` (the same Node, baseline), ms | ${cli('node -e 0')} | — | — |`);
+  lines.push('');
+  lines.push(
+    `Targets for coord: ${judged
+      .map(
+        (x) => `${x.what} ${x.limit} ${mark(x.ok)} (${x.value === undefined ? '—' : `${x.value} ${x.unit}`})`,
+      )
+      .join(', ')}.`,
+  );
+  return lines.join('\n');
+}
+
 const begin = (name: BlockName) =>
   `<!-- figures:${name}:begin (generated by \`pnpm figures\`; do not edit) -->`;
 const end = (name: BlockName) => `<!-- figures:${name}:end -->`;
@@ -243,18 +375,29 @@ export function replaceBlock(readme: string, name: BlockName, body: string): str
 /** Every block regenerated from `results` (a missing result file is an error, not an empty table). */
 export function regenerate(
   readme: string,
-  results: { failover: FailoverResults | undefined; reload: ReloadResults | undefined },
+  results: {
+    failover: FailoverResults | undefined;
+    reload: ReloadResults | undefined;
+    footprint: FootprintResults | undefined;
+  },
 ): string {
+  const missing = (name: BlockName) =>
+    new Error(`bench/results/${BLOCKS[name]} is missing: run pnpm bench:${name}`);
+  const render = (name: BlockName): string => {
+    switch (name) {
+      case 'failover':
+        if (results.failover === undefined) throw missing(name);
+        return renderFailover(results.failover);
+      case 'reload':
+        if (results.reload === undefined) throw missing(name);
+        return renderReload(results.reload);
+      case 'footprint':
+        if (results.footprint === undefined) throw missing(name);
+        return renderFootprint(results.footprint);
+    }
+  };
   let out = readme;
-  for (const name of Object.keys(BLOCKS) as BlockName[]) {
-    const r = results[name];
-    if (r === undefined) throw new Error(`bench/results/${BLOCKS[name]} is missing: run pnpm bench:${name}`);
-    out = replaceBlock(
-      out,
-      name,
-      name === 'failover' ? renderFailover(r as FailoverResults) : renderReload(r as ReloadResults),
-    );
-  }
+  for (const name of Object.keys(BLOCKS) as BlockName[]) out = replaceBlock(out, name, render(name));
   return out;
 }
 
@@ -283,6 +426,7 @@ function main(): void {
   const next = regenerate(readme, {
     failover: readResults<FailoverResults>(BLOCKS.failover),
     reload: readResults<ReloadResults>(BLOCKS.reload),
+    footprint: readResults<FootprintResults>(BLOCKS.footprint),
   });
   if (check) {
     const diff = firstDifference(readme, next);
