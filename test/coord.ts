@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlRequest } from '@coord/agent';
 import type { Lab, LabHost, LabProcess } from './lab/index.js';
-import { waitFor } from './lab/index.js';
+import { jsonLines, waitFor } from './lab/index.js';
 
 export const COORD_BIN = fileURLToPath(new URL('../packages/cli/bin/coord.js', import.meta.url));
 const COORD_DIST = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
@@ -122,17 +122,7 @@ export function waitForHolder(lab: Lab, address: string, name: string, timeoutMs
 
 /** Each log line of a coord node, parsed (coord logs JSON lines when not on a terminal). */
 export async function coordLog(proc: LabProcess): Promise<Record<string, unknown>[]> {
-  const text = await proc.output();
-  const out: Record<string, unknown>[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // a partial last line
-    }
-  }
-  return out;
+  return jsonLines(await proc.output());
 }
 
 /**

@@ -39,7 +39,8 @@ import {
   type Timeline,
 } from '../lab/index.js';
 import { descendants, safeKill } from '../lab/proc.js';
-import { commitOf, machineAt, MIN_FOR_P99, percentile, RESULTS_DIR, type ResultEnvelope } from './results.js';
+import { keepalivedConf } from './keepalived.js';
+import { envelopeOf, MIN_FOR_P99, percentile, RESULTS_DIR, type ResultEnvelope } from './results.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration
@@ -71,25 +72,6 @@ interface SystemDef {
   start(lab: Lab, host: LabHost, vip: string): LabProcess;
   /** After kill -9, before the restart: what a reboot would clear (keepalived refuses to start on stale pid files). */
   afterCrash?(proc: LabProcess): void;
-}
-
-function keepalivedConf(o: { vrid: number; priority: number; advertInt: number; cidr: string }): string {
-  return [
-    'global_defs {',
-    '  vrrp_version 3',
-    '}',
-    'vrrp_instance VI {',
-    '  state BACKUP',
-    '  interface eth0',
-    `  virtual_router_id ${o.vrid}`,
-    `  priority ${o.priority}`,
-    `  advert_int ${o.advertInt}`,
-    '  virtual_ipaddress {',
-    `    ${o.cidr} dev eth0`,
-    '  }',
-    '}',
-    '',
-  ].join('\n');
 }
 
 function keepalivedSystem(name: string, vipIndex: number, vrid: number, advertInt: number): SystemDef {
@@ -717,13 +699,7 @@ async function main(): Promise<void> {
     );
   }
   const json: FailoverResults = {
-    schema: 1,
-    bench: 'failover',
-    date: new Date(t0).toISOString(),
-    durationSec: Math.round((Date.now() - t0) / 1000),
-    commit: commitOf(),
-    machine: machineAt(load0),
-    args: process.argv.slice(2),
+    ...envelopeOf('failover', t0, load0),
     rounds: {
       requested: rounds,
       total: rows.reduce((a, x) => a + x.roundsRun, 0),

@@ -40,7 +40,8 @@ import { parseArgs } from 'node:util';
 import { Lab, waitFor, type LabHost, type LabProcess } from '../lab/index.js';
 import { descendants } from '../lab/proc.js';
 import { judgeFootprint } from './figures.js';
-import { commitOf, machineAt, percentile, RESULTS_DIR, type ResultEnvelope } from './results.js';
+import { keepalivedConf } from './keepalived.js';
+import { envelopeOf, percentile, RESULTS_DIR, type ResultEnvelope } from './results.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration
@@ -326,25 +327,6 @@ function resolveCoord(given: string | undefined): Omit<CoordUnderTest, 'version'
 // ---------------------------------------------------------------------------------------------------------------
 // Idle nodes
 
-function keepalivedConf(priority: number, cidr: string): string {
-  return [
-    'global_defs {',
-    '  vrrp_version 3',
-    '}',
-    'vrrp_instance VI {',
-    '  state BACKUP',
-    '  interface eth0',
-    `  virtual_router_id ${VRID}`,
-    `  priority ${priority}`,
-    `  advert_int ${ADVERT_INT_SEC}`,
-    '  virtual_ipaddress {',
-    `    ${cidr} dev eth0`,
-    '  }',
-    '}',
-    '',
-  ].join('\n');
-}
-
 type CoordModule = typeof import('../coord.js');
 
 interface SystemDef {
@@ -380,9 +362,18 @@ function systemDefs(coord: CoordModule): Record<SystemName, SystemDef> {
       vipIndex: 2,
       processCount: 2,
       start: (lab, host, cidr) =>
-        lab.startKeepalived(host, keepalivedConf(PRIORITIES[host.name] ?? 100, cidr), {
-          name: 'ka-footprint',
-        }),
+        lab.startKeepalived(
+          host,
+          keepalivedConf({
+            vrid: VRID,
+            priority: PRIORITIES[host.name] ?? 100,
+            advertInt: ADVERT_INT_SEC,
+            cidr,
+          }),
+          {
+            name: 'ka-footprint',
+          },
+        ),
     },
   };
 }
@@ -835,13 +826,7 @@ async function main(): Promise<void> {
     0,
   );
   const json: FootprintResults = {
-    schema: 1,
-    bench: 'footprint',
-    date: new Date(t0).toISOString(),
-    durationSec: Math.round((Date.now() - t0) / 1000),
-    commit: commitOf(),
-    machine: machineAt(load0),
-    args: process.argv.slice(2),
+    ...envelopeOf('footprint', t0, load0),
     rounds: {
       requested: cliRuns,
       total:

@@ -26,7 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { assertBuilt, COORD_BIN, coordLog, holdersOf, startCoord, waitForSingleHolder } from '../coord.js';
 import { Lab, waitFor, type LabHost, type LabProcess } from '../lab/index.js';
-import { commitOf, machineAt, MIN_FOR_P99, percentile, RESULTS_DIR, type ResultEnvelope } from './results.js';
+import { envelopeOf, MIN_FOR_P99, percentile, RESULTS_DIR, type ResultEnvelope } from './results.js';
 
 const CLIENT = join(import.meta.dirname, '../lab/bin/http-client.ts');
 const CLUSTER = 'lb';
@@ -657,14 +657,8 @@ async function main(): Promise<void> {
   if (error !== undefined) console.log(`\nbench FAILED: ${error}`);
   const failedSamples = phaseB?.samples.filter((x) => x.error !== undefined).length ?? 0;
   const json: ReloadResults = {
-    schema: 1,
-    bench: 'reload',
-    date: new Date(t0).toISOString(),
-    durationSec: Math.round((Date.now() - t0) / 1000),
-    commit: commitOf(),
     // Other work on the machine inflates every latency here (2 cores): the 1-minute load average, start and end.
-    machine: machineAt(loadBefore[0] ?? 0),
-    args: process.argv.slice(2),
+    ...envelopeOf('reload', t0, loadBefore[0] ?? 0),
     // A round is one model change under load, or one propagation sample; a failed change or sample counts.
     rounds: {
       requested: reloads * loads.length + samples,

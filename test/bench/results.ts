@@ -47,6 +47,26 @@ export interface ResultEnvelope {
   rounds: { requested: number; total: number; failed: number };
 }
 
+/**
+ * The envelope of a run that started at `t0` (epoch ms) with the 1-minute load average `startLoad`: everything
+ * but the rounds, taken now (duration, commit, machine with its load at the start and now, arguments).
+ */
+export function envelopeOf<B extends ResultEnvelope['bench']>(
+  bench: B,
+  t0: number,
+  startLoad: number,
+): Omit<ResultEnvelope, 'rounds' | 'bench'> & { bench: B } {
+  return {
+    schema: 1,
+    bench,
+    date: new Date(t0).toISOString(),
+    durationSec: Math.round((Date.now() - t0) / 1000),
+    commit: commitOf(),
+    machine: machineAt(startLoad),
+    args: process.argv.slice(2),
+  };
+}
+
 export function commitOf(): Commit {
   const git = (...args: string[]): string =>
     execFileSync('git', args, {

@@ -3,6 +3,21 @@
  * timelines from the sampler, the ARP prober, the ICMP prober and the test itself can be compared directly.
  */
 
+/** The JSON lines of a log's text (coord logs JSON lines when not on a terminal); other lines and a partial last
+ * one are skipped. */
+export function jsonLines(text: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a partial last line
+    }
+  }
+  return out;
+}
+
 /** A VIP appearing on (`add`) or leaving (`del`) a host's interface, as the kernel reported it. */
 export interface AddressEvent {
   t: number;

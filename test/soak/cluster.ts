@@ -14,6 +14,7 @@ import {
   type NodeFileOptions,
 } from '../coord.js';
 import {
+  jsonLines,
   Lab,
   waitFor,
   type ArpProber,
@@ -23,7 +24,7 @@ import {
   type Sampler,
 } from '../lab/index.js';
 import { overlaps, twoMacWindows, type Window } from './check.js';
-import { parseLog, storyOf, type StoryLine } from './explain.js';
+import { storyOf, type StoryLine } from './explain.js';
 import { resourceOf, type FaultSpec, type Resource } from './schedule.js';
 
 export const CLUSTER = 'soak';
@@ -252,6 +253,17 @@ export class SoakCluster {
     return (await Promise.all(checks)).every(Boolean);
   }
 
+  /** kill -9 a node's coord (it stays held until the soak restarts it); a note when it was not running. */
+  private async kill9(n: Node, rec: InjectedFault): Promise<void> {
+    const p = n.proc;
+    n.held = true;
+    if (p === undefined || !p.running) rec.notes.push(`${n.host.name} was not running`);
+    else {
+      p.kill9();
+      await p.exited;
+    }
+  }
+
   /**
    * What each node's coord logged within the window (every process it ran), to explain a round. Never judged:
    * the verdict comes from the observers alone.
@@ -260,7 +272,7 @@ export class SoakCluster {
     return Promise.all(
       [...this.nodes].map(async ([name, n]) => {
         const logs = await Promise.all(n.logFiles.map((f) => readFile(f, 'utf8').catch(() => '')));
-        return storyOf(name, logs.flatMap(parseLog), w);
+        return storyOf(name, logs.flatMap(jsonLines), w);
       }),
     );
   }
@@ -368,24 +380,12 @@ export class SoakCluster {
     switch (spec.kind) {
       case 'kill9': {
         const n = need();
-        const p = n.proc;
-        n.held = true;
-        if (p === undefined || !p.running) rec.notes.push(`${n.host.name} was not running`);
-        else {
-          p.kill9();
-          await p.exited;
-        }
+        await this.kill9(n, rec);
         return () => Promise.resolve(this.startNode(n.host.name));
       }
       case 'kill9-addr-change': {
         const n = need();
-        const p = n.proc;
-        n.held = true;
-        if (p === undefined || !p.running) rec.notes.push(`${n.host.name} was not running`);
-        else {
-          p.kill9();
-          await p.exited;
-        }
+        await this.kill9(n, rec);
         // The dead holder's copy runs on the lifetime of its last refresh, which ip monitor reported.
         const refreshed = this.sampler.lastRefresh(n.host.name);
         const at = (refreshed ?? Date.now()) + (spec.changeAfterMs ?? 900);

@@ -3,7 +3,8 @@
  * reasons as codes. It explains a violation; nothing here feeds a verdict.
  */
 import { describe, expect, it } from 'vitest';
-import { formatStory, parseLog, REASON_TEXT, storyOf, tell } from './explain.js';
+import { jsonLines } from '../lab/analysis.js';
+import { formatStory, REASON_TEXT, storyOf, tell } from './explain.js';
 
 const at = (ms: number) => new Date(Date.UTC(2026, 10, 28, 6, 20, 38) + ms).toISOString();
 const T0 = Date.parse(at(0));
@@ -87,6 +88,6 @@ describe('a round as coord told it', () => {
   });
 
   it('reads JSON lines and skips the rest', () => {
-    expect(parseLog('starting\n{"message":"a"}\n{"message":"b"\n')).toEqual([{ message: 'a' }]);
+    expect(jsonLines('starting\n{"message":"a"}\n{"message":"b"\n')).toEqual([{ message: 'a' }]);
   });
 });

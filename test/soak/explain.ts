@@ -104,17 +104,3 @@ export function formatStory(stories: readonly StoryLine[][], origin: number): st
         `${`${l.t >= origin ? '+' : ''}${Math.round(l.t - origin)} ms`.padStart(9)}  ${l.node}  ${l.text}`,
     );
 }
-
-/** JSON lines of a coord log file's text (other lines, and a partial last one, are skipped). */
-export function parseLog(text: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // a partial last line
-    }
-  }
-  return out;
-}
