@@ -255,7 +255,7 @@ export class GroupRunner {
       }
       case 'resign':
         // Queued behind the VIP removal that precedes it in the lane.
-        this.resigning = this.lane.idle().then(() => this.resign(e.epoch, e.leaseId));
+        this.resigning = this.lane.idle().then(() => this.resign(e.epoch, e.leaseId, e.clean));
         return;
       case 'keepalive-now':
         this.opts.etcd.keepaliveNow();
@@ -366,7 +366,7 @@ export class GroupRunner {
    * the call must not leave the group held by a key that no VIP follows). After a failed VIP removal the node
    * does not resign at all: it lets the lease expire, so the successor waits out the stale copy.
    */
-  private async resign(epoch: number, leaseId: string | null): Promise<void> {
+  private async resign(epoch: number, leaseId: string | null, clean: boolean): Promise<void> {
     if (this.removeFailed) {
       this.log.error('not resigning: the vip removal failed; letting the lease expire', { epoch });
       this.opts.etcd.restartSession(`group ${this.name}: vip removal failed`);
@@ -375,8 +375,8 @@ export class GroupRunner {
     let backoff = RESIGN_RETRY_MIN_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        const applied = await this.opts.etcd.resign(this.name, epoch, true);
-        this.log.info('resigned', { epoch, applied, ...(attempt > 1 ? { attempt } : {}) });
+        const applied = await this.opts.etcd.resign(this.name, epoch, clean);
+        this.log.info('resigned', { epoch, applied, clean, ...(attempt > 1 ? { attempt } : {}) });
         return;
       } catch (err) {
         // Our key lives exactly as long as the lease it was created with: once that lease is gone, so is the key.

@@ -114,6 +114,32 @@ describe('CoordNode in a simulated cluster', () => {
     expect(won.at(-1)?.reason).not.toBe('elected');
   });
 
+  it('regression (soak seed 50, round 78): a release before the wire went quiet does not vouch for the old copy', async () => {
+    // a dies with a slow kernel (its copy outlives the lease); b wins unclean and waits on the wire; b is stopped
+    // before it ever claims. Its release is not clean: c must wait for a's copy too, not claim at once.
+    const s = three([150, 100, 50]);
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    s.node('a').kernel.slackMs = () => 1200;
+    await s.run(300);
+    s.kill('a');
+    await s.until(
+      'b leads, waiting on the wire',
+      () => s.node('b').logger.records.some((r) => r.message === 'vip still answered on the wire; waiting'),
+      5000,
+    );
+    expect(s.holder()).toBe('a');
+    const stopped = s.node('b').node.stop();
+    await s.until('c holds alone', () => s.holder() === 'c', 8000);
+    await stopped;
+    expect(s.lan.violations).toEqual([]);
+    const won = s.logs('c', 'transition').filter((f) => f.to === 'leader');
+    expect(won.at(-1)?.reason).not.toBe('elected');
+    const resigned = s.node('b').logger.records.filter((r) => r.message === 'resigned');
+    expect(resigned.map((r) => r.fields['clean'])).toEqual([false]);
+  });
+
   it('regression (failed removal): the holder never resigns or revokes; the successor waits for expiry', async () => {
     const s = three();
     await s.startAll();

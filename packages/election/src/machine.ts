@@ -172,7 +172,12 @@ export type Effect =
   | { type: 'announce'; epoch: number }
   | { type: 'keepalive-now' }
   /** Delete our leader key (guarded by epoch); clean only if the VIP removal before it succeeded. */
-  | { type: 'resign'; epoch: number; leaseId: string | null }
+  /**
+   * Delete our leader key (guarded by the epoch). `clean`: nothing of ours or of an earlier holder can be left on
+   * any interface — false when we won after an unclean vacancy and leave before the wire went quiet (we never
+   * checked the previous holder's copy was gone, so our release must not vouch for it).
+   */
+  | { type: 'resign'; epoch: number; leaseId: string | null; clean: boolean }
   /** Replace the session: a fenced node never silently resumes. */
   | { type: 'restart-session' }
   /** Start / stop probing the VIP on the wire (RFC 5227 ARP probe, IPv6 DAD NS). */
@@ -273,7 +278,13 @@ function dropLeadership(
   if (s.wire !== null) effects.push({ type: 'probe-stop' });
   effects.push({ type: 'remove-vip', reason });
   if (resign && s.epoch !== null)
-    effects.push({ type: 'resign', epoch: s.epoch, leaseId: s.session?.leaseId ?? null });
+    effects.push({
+      type: 'resign',
+      epoch: s.epoch,
+      leaseId: s.session?.leaseId ?? null,
+      // Still waiting out an unclean vacancy (guard or wire): the previous holder's copy may live on.
+      clean: s.wire === null,
+    });
   return transition(
     s,
     'follower',

@@ -481,7 +481,7 @@ describe('election machine', () => {
     const fresh = run([{ type: 'leader-observed', now: 3, leader: null, revision: 8 }], config, state);
     expect(fresh.state.role).not.toBe('leader');
     // ...and it resigns the epoch anyway (a no-op if the key is gone), so a surviving key cannot block the group.
-    expect(fresh.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1' });
+    expect(fresh.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true });
   });
 
   it('a new lease ends a leadership won under the old one (VIP removed first)', () => {
@@ -527,6 +527,30 @@ describe('election machine', () => {
     expect(types(r.effects)).not.toContain('refresh-vip');
   });
 
+  it('a leader that leaves before the wire went quiet after an unclean vacancy resigns unclean', () => {
+    const { state } = elected(false);
+    expect(state.wire).not.toBeNull();
+    const stopped = run([{ type: 'stop', now: 50 }], config, state);
+    expect(stopped.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: false });
+    // Once it claimed (the wire was quiet), its own release vouches for the VIP being gone.
+    const claimed = run(
+      [
+        { type: 'tick', now: takeoverGuardMs(timing) + PROBE_QUIET_MS + 1 },
+        {
+          type: 'session-acked',
+          now: takeoverGuardMs(timing) + PROBE_QUIET_MS + 3,
+          leaseId: 'L1',
+          sentAt: takeoverGuardMs(timing) + PROBE_QUIET_MS + 2,
+        },
+      ],
+      config,
+      state,
+    );
+    expect(claimed.state.vipHeld).toBe(true);
+    const after = run([{ type: 'stop', now: 600 }], config, claimed.state);
+    expect(after.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true });
+  });
+
   it('refreshes the kernel lifetime only from prompt acks', () => {
     const { state } = elected(true);
     const prompt = run([{ type: 'session-acked', now: 251, leaseId: 'L1', sentAt: 250 }], config, state);
@@ -567,7 +591,7 @@ describe('election machine', () => {
     expect(due.state.role).toBe('follower');
     const t = types(due.effects);
     expect(t.indexOf('remove-vip')).toBeLessThan(t.indexOf('resign'));
-    expect(due.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1' });
+    expect(due.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true });
   });
 
   it('keeps the group when the higher-priority member does not preempt', () => {
