@@ -327,7 +327,7 @@ describe('daemons', () => {
     await waitFor('VRRP child gone', () => !existsSync(`/proc/${child}`), { timeoutMs: 3000 });
     const tl = await sampler.stop();
     expect(tl.events.filter((e) => e.op === 'add').map((e) => e.host)).toEqual(['h3']);
-    // A killed holder leaves the VIP behind (LESSONS.md): the lab shows it, the test cleans it.
+    // A killed holder leaves the VIP behind (docs/design.md, "keepalived 2.2.7"): the lab shows it, the test cleans it.
     expect(await lab.addresses(h3)).toContain(vip);
     await delVip(h3, vip);
   });

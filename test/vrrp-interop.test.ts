@@ -45,7 +45,7 @@ async function holdsSteadily(ns: string, ms: number): Promise<void> {
   }
 }
 
-/** What a restarting agent does first (LESSONS.md): a killed holder left its VIP behind. */
+/** What a restarting agent does first (docs/design.md, "keepalived 2.2.7"): a killed holder left its VIP behind. */
 async function removeStaleVip(ns: string): Promise<void> {
   await run('ip', ['-n', ns, 'addr', 'flush', 'dev', 'eth0', 'to', `${lab.vip}/32`]);
 }
