@@ -15,6 +15,7 @@ import {
   keepaliveIntervalMs,
   MAX_SLOW_ACKS,
   HOST_CHANGE_MIN_LEFT_MS,
+  ackUsable,
   takeoverGuardMs,
   type Candidate,
   type LeaderRecord,
@@ -500,9 +501,10 @@ export class CoordNode {
   }
 
   private noteAck(rttMs: number): void {
-    // Slow: the ack leaves too little of its window to add or refresh a VIP with (as the machine judges it).
-    const window = defaultTiming(this.session.grantedTtlMs).ackWindowMs - HOST_CHANGE_MIN_LEFT_MS;
-    if (rttMs > window) {
+    // Slow: the ack leaves too little of its window to add or refresh a VIP with (the machine's own rule).
+    const timing = defaultTiming(this.session.grantedTtlMs);
+    const window = timing.ackWindowMs - HOST_CHANGE_MIN_LEFT_MS;
+    if (!ackUsable(timing, 0, rttMs)) {
       this.slowRun++;
       this.promptRun = 0;
     } else {
