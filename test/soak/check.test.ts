@@ -186,6 +186,7 @@ describe('recovery (time to one answered holder)', () => {
       host: 'h2',
       ms: 1411,
       afterHeal: false,
+      outageMs: 511,
     });
   });
 
@@ -205,9 +206,14 @@ describe('recovery (time to one answered holder)', () => {
       host: 'h1',
       ms: 31,
       afterHeal: true,
+      outageMs: 31,
     });
-    // Left before the heal: from the injection, as always.
-    expect(recovery(t, replies, owner, 1500, 5000, 4500)).toMatchObject({ ms: 2531, afterHeal: false });
+    // Left before the heal: from the injection, as always; the outage itself is still 31 ms.
+    expect(recovery(t, replies, owner, 1500, 5000, 4500)).toMatchObject({
+      ms: 2531,
+      afterHeal: false,
+      outageMs: 31,
+    });
   });
 
   it('needs the wire: a holder in the kernel that the client never hears is not recovered', () => {
@@ -367,8 +373,8 @@ describe('summary', () => {
       ...extra,
     });
     const rows = summarize([
-      r(1, 'kill9', 1400),
-      r(2, 'kill9', 1500),
+      r(1, 'kill9', 1400, { outageMs: 400 }),
+      r(2, 'kill9', 1500, { outageMs: 500 }),
       r(3, 'sigstop', 900),
       r(4, 'sigstop', undefined, { violations: [{ kind: 'liveness', detail: 'x' }] }),
       r(5, 'etcd-cut', 1700, { fenceMs: 1700 }),
@@ -377,15 +383,15 @@ describe('summary', () => {
     ]);
     expect(rows.map((x) => x.kind)).toEqual(['etcd-cut', 'etcd-leader-kill', 'kill9', 'sigstop']);
     const by = Object.fromEntries(rows.map((x) => [x.kind, x]));
-    expect(by['kill9']).toMatchObject({ n: 2, p50: 1400, p99: 1500, max: 1500, meets: true, violations: 0 });
+    expect(by['kill9']).toMatchObject({ n: 2, p50: 1400, p99: 1500, max: 1500, outageP99: 500, meets: true });
     expect(by['sigstop']).toMatchObject({ n: 2, recovered: 1, meets: false, violations: 1 });
     expect(by['etcd-cut']).toMatchObject({ fenceMax: 1700, fenceMeets: false, meets: true });
     expect(by['etcd-leader-kill']).toMatchObject({ n: 1, harnessErrors: 1, meets: undefined });
     const table = formatTable(rows);
     expect(table.split('\n')[0]).toMatch(
-      /^fault\s+n\s+p50 ms\s+p99 ms\s+max ms\s+p99 target\s+fence max\s+violations$/,
+      /^fault\s+n\s+p50 ms\s+p99 ms\s+max ms\s+outage p99\s+p99 target\s+fence max\s+violations$/,
     );
-    expect(table).toMatch(/kill9\s+2\s+1400\s+1500\s+1500\s+≤ 2000 ✔/);
+    expect(table).toMatch(/kill9\s+2\s+1400\s+1500\s+1500\s+500\s+≤ 2000 ✔/);
     expect(table).toMatch(/sigstop\s+2 \(1 unrecovered\)/);
     expect(table).toMatch(/1700 \(≤ 1600\) ✘/);
     const totals = formatTotals({

@@ -178,6 +178,11 @@ export interface Recovery {
   ms: number | undefined;
   /** The VIP left only after the heal (see `ms`). */
   afterHeal: boolean;
+  /**
+   * backAt − leftAt: how long the client had no single answered holder, whenever that began. For a fault that
+   * leaves the holder serving until it bites (loss towards etcd), `ms` also counts the seconds before it did.
+   */
+  outageMs: number | undefined;
 }
 
 /**
@@ -196,7 +201,8 @@ export function recovery(
   let leftAt: number | undefined;
   if (holderAt(tl, origin).length !== 1) leftAt = origin;
   else leftAt = tl.events.find((e) => e.t >= origin && e.t <= until)?.t;
-  if (leftAt === undefined) return { leftAt, backAt: undefined, host: undefined, ms: 0, afterHeal: false };
+  if (leftAt === undefined)
+    return { leftAt, backAt: undefined, host: undefined, ms: 0, afterHeal: false, outageMs: 0 };
   const back = firstAnsweredSingleHolder(tl, replies, macOwner, { from: leftAt, to: until });
   const afterHeal = leftAt > healedAt;
   return {
@@ -205,6 +211,7 @@ export function recovery(
     host: back?.host,
     ms: back === undefined ? undefined : back.t - (afterHeal ? leftAt : origin),
     afterHeal,
+    outageMs: back === undefined ? undefined : back.t - leftAt,
   };
 }
 

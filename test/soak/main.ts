@@ -294,6 +294,7 @@ async function main(): Promise<number> {
     kind: r.kind,
     faults: r.plan,
     recoveryMs: r.recovery.ms,
+    outageMs: r.recovery.outageMs,
     fenceMs: r.fenceMs,
     harnessError: r.harnessError,
     violations: r.violations,

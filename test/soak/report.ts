@@ -13,6 +13,8 @@ export interface RoundSummaryInput {
   faults: string[];
   /** Time to one holder (ms), undefined when it did not happen in the round. */
   recoveryMs: number | undefined;
+  /** How long the client had no single answered holder, from when the VIP left (0: it never did). */
+  outageMs?: number | undefined;
   /** etcd-cut rounds that lasted long enough to need it: cut → the cut holder's VIP gone (ms). */
   fenceMs?: number | undefined;
   /** True when the round could not run as planned (a harness error): counted apart. */
@@ -27,6 +29,8 @@ export interface Row {
   p50: number | undefined;
   p99: number | undefined;
   max: number | undefined;
+  /** p99 of the outages (VIP gone → one answered holder again), whenever they began. */
+  outageP99: number | undefined;
   /** The target this row is held to (ms), and whether the p99 meets it. */
   targetMs: number;
   meets: boolean | undefined;
@@ -55,6 +59,7 @@ export function summarize(rounds: readonly RoundSummaryInput[]): Row[] {
     const rs = rounds.filter((r) => r.kind === kind);
     const ran = rs.filter((r) => r.harnessError === undefined);
     const rec = ran.flatMap((r) => (r.recoveryMs === undefined ? [] : [r.recoveryMs]));
+    const outages = ran.flatMap((r) => (r.outageMs === undefined ? [] : [r.outageMs]));
     const fences = ran.flatMap((r) => (r.fenceMs === undefined ? [] : [r.fenceMs]));
     const p99 = percentile(rec, 99);
     // A round that never got back to one holder misses the target whatever the others did.
@@ -67,6 +72,7 @@ export function summarize(rounds: readonly RoundSummaryInput[]): Row[] {
       p50: percentile(rec, 50),
       p99,
       max: rec.length === 0 ? undefined : Math.max(...rec),
+      outageP99: percentile(outages, 99),
       targetMs: RECOVERY_TARGET_MS,
       meets: p99 === undefined ? undefined : p99 <= RECOVERY_TARGET_MS && unrecovered === 0,
       fenceMax,
@@ -96,13 +102,24 @@ const mark = (ok: boolean | undefined): string => (ok === undefined ? '' : ok ? 
 
 /** The table, as fixed-width text. */
 export function formatTable(rows: readonly Row[]): string {
-  const head = ['fault', 'n', 'p50 ms', 'p99 ms', 'max ms', 'p99 target', 'fence max', 'violations'];
+  const head = [
+    'fault',
+    'n',
+    'p50 ms',
+    'p99 ms',
+    'max ms',
+    'outage p99',
+    'p99 target',
+    'fence max',
+    'violations',
+  ];
   const body = rows.map((r) => [
     r.kind,
     r.recovered === r.n ? String(r.n) : `${r.n} (${r.n - r.recovered} unrecovered)`,
     ms(r.p50),
     ms(r.p99),
     ms(r.max),
+    ms(r.outageP99),
     `≤ ${r.targetMs}${r.kind === 'etcd-quorum-loss' ? ' ¹' : ''}${mark(r.meets)}`,
     r.fenceMax === undefined ? '' : `${ms(r.fenceMax)} (≤ ${FENCE_TARGET_MS})${mark(r.fenceMeets)}`,
     r.harnessErrors > 0 ? `${r.violations} (+${r.harnessErrors} harness)` : String(r.violations),
@@ -115,7 +132,7 @@ export function formatTable(rows: readonly Row[]): string {
   };
   const line = (row: string[]): string =>
     row
-      .map((c, i) => pad(c, widths[i] ?? 0, i === 0 || i >= 5))
+      .map((c, i) => pad(c, widths[i] ?? 0, i === 0 || i >= 6))
       .join('  ')
       .trimEnd();
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
@@ -128,6 +145,7 @@ export function formatTotals(t: Totals): string {
     '¹ quorum loss: measured from quorum’s return; every other fault from its injection — or, when the VIP only',
     '  left after the heal (a rejoining node preempting, a late fence), from when it left.',
     `time to one holder = until exactly one host holds the VIP and the client's ARP probes are answered by its MAC`,
+    'outage = from the VIP leaving its single holder to that point, whenever it left (loss towards etcd bites late)',
     '',
     `two-holder time (exact kernel events, all hosts):  ${t.twoHolderMs === 0 ? '0' : t.twoHolderMs.toFixed(1)} ms   (must be 0)`,
     `two-MAC windows (one probe answered by two MACs):  ${t.twoMacWindows}   (must be 0)`,
