@@ -260,12 +260,6 @@ export class GroupRunner {
       case 'keepalive-now':
         this.opts.etcd.keepaliveNow();
         return;
-      case 'restart-session':
-        // Behind the VIP removal in the lane: the lease goes only after the VIP (the node waits for every group).
-        void this.lane.run('restart session', () => {
-          this.opts.etcd.restartSession(`group ${this.name} fenced`);
-        });
-        return;
       case 'probe-start':
         this.startProbe();
         return;

@@ -352,7 +352,7 @@ export class CoordNode {
   }
 
   /**
-   * A group fenced itself (or could not remove its VIP): every group drops leadership first (the lease they all
+   * A group could not remove its VIP: every group drops leadership first (the lease they all
    * share is going), their VIP removals finish, and only then is the lease left. It is revoked — letting others
    * claim at once — only when every removal succeeded; otherwise it expires on its own, and the successor's
    * guard and wire probe cover the copy that may be left.
@@ -512,6 +512,9 @@ export class CoordNode {
       this.slowRun = 0;
     }
     const slow = this.acksSlow ? this.promptRun < MAX_SLOW_ACKS : this.slowRun >= MAX_SLOW_ACKS;
+    // Proving promptness again: ask for the next ack at once rather than one keepalive interval later, so a
+    // healthy link is trusted again within a few round trips (a lossy one rarely gets that many in a row).
+    if (slow && this.promptRun > 0) this.session.keepaliveNow();
     if (slow !== this.acksSlow) {
       this.acksSlow = slow;
       this.log.warn(slow ? 'etcd acks are slow: not a candidate' : 'etcd acks are prompt again', {
@@ -535,7 +538,23 @@ export class CoordNode {
     });
   }
 
+  /**
+   * A group fenced: no ack came in time. This node's acks must prove prompt again (MAX_SLOW_ACKS in a row) before
+   * it stands for election, so a node with a failing etcd link does not win a group back from a healthy holder.
+   */
+  private distrustAcks(): void {
+    this.session.reopen('fenced');
+    this.slowRun = 0;
+    this.promptRun = 0;
+    if (!this.acksSlow) {
+      this.acksSlow = true;
+      this.log.warn('fenced: not a candidate until etcd acks are prompt again', { needed: MAX_SLOW_ACKS });
+      this.updateCandidacy();
+    }
+  }
+
   private onFact(fact: GroupFact): void {
+    if (fact.type === 'transitioned' && fact.reason === 'fenced') this.distrustAcks();
     const m = this.deps.metrics;
     if (m !== undefined) {
       switch (fact.type) {

@@ -91,6 +91,28 @@ describe('CoordNode in a simulated cluster', () => {
     expect(s.holders()).toEqual(['a']);
   });
 
+  it('etcd without a leader for longer than the deadline: the holder fences, then gets its VIP back itself', async () => {
+    // An etcd raft election (0.5–1 s) can outlast the 0.9 s deadline; the new etcd leader extends every lease. The
+    // holder removes its VIP at its deadline but keeps its key: the first prompt ack puts the VIP back, and no
+    // other node ever campaigns (before: a new session, another holder, then a preemption back: three moves).
+    const s = three([150, 100, 50]);
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    s.etcd.loseQuorum();
+    await s.until('a fenced', () => s.holders().length === 0, 1500, 1);
+    await s.run(300);
+    s.etcd.restore();
+    const back = await s.until('a holds again', () => s.holder() === 'a', 1000, 1);
+    expect(back).toBeLessThan(100);
+    await s.run(1000);
+    expect(s.holders()).toEqual(['a']);
+    expect(s.lan.violations).toEqual([]);
+    const fenced = s.logs('a', 'transition').filter((f) => f.reason === 'fenced');
+    expect(fenced.map((f) => `${String(f.from)}→${String(f.to)}`)).toEqual(['leader→leader']);
+    for (const n of ['b', 'c']) expect(s.logs(n, 'campaign won')).toEqual([]);
+  });
+
   it('regression (stale clean vacancy): a node whose watch missed a whole epoch still waits out the old copy', async () => {
     // b preempted... here: a holds and releases cleanly to b (a stops); c's link drops; b is killed with a slow
     // kernel; c heals and finds the group vacant again. Its view's last vacancy was clean — the campaign must

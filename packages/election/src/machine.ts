@@ -5,10 +5,14 @@
  *  FOLLOWER ─────────────────────────────────────► CAMPAIGNING ─────────────────────────────────► LEADER
  *     ▲  ▲                lost the race                 │   won an unclean one: wait out the guard, │  │
  *     │  └──────────────────────────────────────────────┘   then until nobody answers on the wire  │  │
- *     │        deadline passed / session lost / late netlink reply → remove VIP, new session      │  │
+ *     │                     session lost → remove VIP (the lease is gone)                          │  │
  *     ├─────────────────────────────────────────────────────────────────────────────────────────────┘  │
- *     │        preempted, fault, acks too slow to claim, or stop → remove VIP, then resign              │
+ *     │  preempted, fault, acks too slow to claim, fenced without a prompt ack, or stop →               │
+ *     │  remove VIP, then resign                                                                       │
  *     └────────────────────────────────────────────────────────────────────────────────────────────────┘
+ *
+ *  A leader whose deadline passed (or whose netlink reply came too late) removes its VIP and stays leader for
+ *  the fence grace: a prompt ack puts the VIP back, none hands the group over (docs/design.md, "Fencing").
  *
  * The runtime (agent) executes effects in order and feeds results back as events. Time arrives inside events, so
  * tests drive this with a fake clock. Transition reasons are a closed union: hooks and metrics act on them.
@@ -16,6 +20,8 @@
 import { bestCandidate, electable, preemptingChallenger, type Candidate } from './candidates.js';
 import {
   fenceDeadline,
+  fenceGraceMs,
+  fenceRepeatMs,
   kernelLifetimeSec,
   MAX_SLOW_ACKS,
   HOST_CHANGE_MIN_LEFT_MS,
@@ -42,7 +48,10 @@ export type TransitionReason =
   | 'lost-race'
   | 'session-lost'
   | 'session-replaced'
-  /** The holder's own deadline passed (or a netlink reply came too late to trust the VIP's lifetime). */
+  /**
+   * The holder's own deadline passed (or a netlink reply came too late to trust the VIP's lifetime): leader →
+   * leader without the VIP while it waits for a prompt ack, leader → follower when none came (or it fenced twice).
+   */
   | 'fenced'
   | 'leader-vanished'
   | 'leader-taken'
@@ -130,6 +139,10 @@ export interface GroupState {
   readonly freshAckRequested: boolean;
   /** Leader only: acks in a row too slow to add the VIP with (see MAX_SLOW_ACKS). */
   readonly slowAcks: number;
+  /** Leader only: fenced at this time and the VIP not back yet (it resigns at fencedAt + the fence grace). */
+  readonly fencedAt: number | null;
+  /** Leader only: the last fence in this epoch (a second one within fenceRepeatMs hands over at once). */
+  readonly lastFenceAt: number | null;
   /** After a lost or failed campaign, not before this (no hot loop while the view lags or etcd is down). */
   readonly campaignRetryAt: number;
   /** Campaigns lost in a row (the retry pause grows with it). */
@@ -178,8 +191,6 @@ export type Effect =
    * checked the previous holder's copy was gone, so our release must not vouch for it).
    */
   | { type: 'resign'; epoch: number; leaseId: string | null; clean: boolean }
-  /** Replace the session: a fenced node never silently resumes. */
-  | { type: 'restart-session' }
   /** Start / stop probing the VIP on the wire (RFC 5227 ARP probe, IPv6 DAD NS). */
   | { type: 'probe-start' }
   | { type: 'probe-stop' }
@@ -214,6 +225,8 @@ export function initialState(): GroupState {
     vipHeld: false,
     freshAckRequested: false,
     slowAcks: 0,
+    fencedAt: null,
+    lastFenceAt: null,
     campaignRetryAt: 0,
     lostCampaigns: 0,
     droppedEpoch: null,
@@ -298,6 +311,7 @@ function dropLeadership(
       vipHeld: false,
       freshAckRequested: false,
       slowAcks: 0,
+      fencedAt: null,
     },
     detail,
   );
@@ -321,6 +335,8 @@ function becomeLeader(
     vipHeld: false,
     freshAckRequested: false,
     slowAcks: 0,
+    fencedAt: null,
+    lastFenceAt: null,
     lostCampaigns: 0,
   };
   if (vacancy.clean || s.session === null) {
@@ -395,8 +411,9 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
           true,
           `${next.slowAcks} acks in a row slower than ${session.timing.ackWindowMs - HOST_CHANGE_MIN_LEFT_MS} ms`,
         );
-        // Leave room for another node; the node also stops being a candidate while its acks are slow.
-        return { ...dropped, campaignRetryAt: e.now + 2 * session.timing.ttlMs };
+        // The node stops being a candidate while its acks are slow (its own rule, docs/design.md "Candidacy"),
+        // so another node takes the group; no pause of our own here, which would outlast that rule.
+        return dropped;
       }
       return next;
     }
@@ -471,7 +488,7 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       return s.role === 'leader' && s.vipHeld ? { ...s, vipHeld: false } : s;
     case 'vip-late':
       if (s.role !== 'leader') return s;
-      return fence(s, effects, 'a netlink reply came after the ack window');
+      return fence(s, e.now, effects, 'a netlink reply came after the ack window');
     case 'wire-answered':
       return s.wire === null ? s : { ...s, wire: { ...s.wire, lastAnswerAt: e.now } };
     case 'probe-failed':
@@ -486,11 +503,35 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
   }
 }
 
-/** Drop everything and start a new session: the lease can no longer be trusted to cover the VIP. */
-function fence(s: GroupState, effects: Effect[], detail: string): GroupState {
-  const next = dropLeadership(s, 'fenced', effects, false, detail);
-  effects.push({ type: 'restart-session' });
-  return { ...next, session: null };
+/**
+ * The VIP can no longer be trusted to expire before a successor's guard: remove it now. The lease may well be
+ * alive (an etcd leader election, a burst of loss), and a prompt ack would prove it, so the first fence keeps the
+ * key for the fence grace (see evaluateLeader); a second one soon after hands the group over at once.
+ */
+function fence(s: GroupState, now: number, effects: Effect[], detail: string): GroupState {
+  const timing = s.session?.timing;
+  if (timing === undefined || (s.lastFenceAt !== null && now - s.lastFenceAt < fenceRepeatMs(timing))) {
+    const again = timing === undefined ? '' : `; fenced twice within ${fenceRepeatMs(timing)} ms`;
+    return { ...dropLeadership(s, 'fenced', effects, true, detail + again), lastFenceAt: now };
+  }
+  if (s.vipHeld) effects.push({ type: 'remove-vip', reason: 'fenced' });
+  effects.push({ type: 'keepalive-now' });
+  const grace = fenceGraceMs(timing);
+  return transition(
+    s,
+    'leader',
+    'fenced',
+    effects,
+    {
+      vipHeld: false,
+      claimAt: s.vipHeld ? now : s.claimAt,
+      fencedAt: now,
+      lastFenceAt: now,
+      freshAckRequested: true,
+      slowAcks: 0,
+    },
+    `${detail}; VIP removed, keeping the lease ${grace} ms for a prompt ack`,
+  );
 }
 
 function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effect[]): GroupState {
@@ -547,9 +588,19 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
   return s;
 }
 
-function evaluateLeader(config: GroupConfig, s: GroupState, now: number, effects: Effect[]): GroupState {
-  const deadline = deadlineOf(s);
-  if (now >= deadline) return fence(s, effects, 'lease deadline passed');
+function evaluateLeader(config: GroupConfig, state: GroupState, now: number, effects: Effect[]): GroupState {
+  const deadline = deadlineOf(state);
+  let s = state;
+  if (now >= deadline && s.fencedAt === null) {
+    s = fence(s, now, effects, 'lease deadline passed');
+    if (s.role !== 'leader') return s;
+  }
+  if (s.fencedAt !== null && s.session !== null) {
+    const grace = fenceGraceMs(s.session.timing);
+    if (now >= s.fencedAt + grace)
+      return dropLeadership(s, 'fenced', effects, true, `no prompt etcd ack within ${grace} ms of the fence`);
+    effects.push({ type: 'arm-timer', at: s.fencedAt + grace });
+  }
   if (config.self.priority < 1) {
     // Faulted (a health check with no weight failed): never hold the VIP, hand the group over cleanly.
     return dropLeadership(s, 'fault', effects, true);
@@ -580,13 +631,13 @@ function evaluateLeader(config: GroupConfig, s: GroupState, now: number, effects
         notAfter: session.lastAckSentAt + session.timing.ackWindowMs,
       });
       effects.push({ type: 'announce', epoch: s.epoch });
-      next = { ...next, vipHeld: true, wire: null, slowAcks: 0 };
+      next = { ...next, vipHeld: true, wire: null, slowAcks: 0, fencedAt: null };
     } else if (!s.freshAckRequested) {
       effects.push({ type: 'keepalive-now' });
       next = { ...next, freshAckRequested: true };
     }
   }
-  effects.push({ type: 'arm-timer', at: deadline });
+  if (deadline > now) effects.push({ type: 'arm-timer', at: deadline });
   if (next.claimAt !== null && !next.vipHeld && next.claimAt > now)
     effects.push({ type: 'arm-timer', at: next.claimAt });
   if (next.wire !== null && !next.vipHeld && guardDone && !clear)

@@ -89,6 +89,23 @@ export const PROBE_QUIET_MS = 75;
  */
 export const MAX_SLOW_ACKS = 4;
 
+/**
+ * A holder whose deadline passed removes its VIP at once but keeps its key and lease for this long, asking for a
+ * prompt ack: one proves the lease alive (etcd cannot renew a lease it has expired), so the VIP goes back through
+ * the same fresh-ack rule as any claim. An etcd raft election (0.5–1 s here) outlasts the 0.9 s deadline of TTL
+ * 1 s, and the new etcd leader extends every lease, so the holder gets its VIP back instead of handing the group
+ * to a node that must wait out a guard (docs/design.md, "Fencing"). Without a prompt ack by then it resigns, so
+ * a healthy node takes over: this is all an asymmetric cut (keepalives arrive, acks do not) can cost.
+ */
+export function fenceGraceMs(t: TimingConfig): number {
+  return Math.round(t.ttlMs / 2);
+}
+
+/** A second fence this soon after the last one hands the group over at once: a holder must not flap the VIP. */
+export function fenceRepeatMs(t: TimingConfig): number {
+  return 3 * t.ttlMs;
+}
+
 /** Keepalive cadence: four per TTL, so one lost keepalive never costs the lease. */
 export function keepaliveIntervalMs(t: TimingConfig): number {
   return Math.max(50, Math.floor(t.ttlMs / 4));

@@ -3,6 +3,8 @@ import {
   bestCandidate,
   defaultTiming,
   fenceDeadline,
+  fenceGraceMs,
+  fenceRepeatMs,
   initialState,
   kernelLifetimeSec,
   step,
@@ -270,12 +272,14 @@ describe('election machine', () => {
     expect(state.wire?.capAt).toBe(12 + 900 + WIRE_CAP_LIFETIMES * 5000);
   });
 
-  it('a netlink reply after the ack window fences at once: VIP removed, new session', () => {
+  it('a netlink reply after the ack window fences at once: VIP removed, lease kept for a prompt ack', () => {
     const { state } = elected(true);
     const r = run([{ type: 'vip-late', now: 130 }], config, state);
-    expect(r.state.role).toBe('follower');
-    expect(types(r.effects)).toEqual(['remove-vip', 'transition', 'restart-session']);
+    expect(r.state.role).toBe('leader');
+    expect(r.state.vipHeld).toBe(false);
+    expect(types(r.effects)).toEqual(['remove-vip', 'keepalive-now', 'transition']);
     expect(r.effects).toContainEqual(expect.objectContaining({ type: 'transition', reason: 'fenced' }));
+    expect(r.state.fencedAt).toBe(130);
     expect(types(r.effects)).not.toContain('resign');
   });
 
@@ -305,9 +309,9 @@ describe('election machine', () => {
     expect(effects).toContainEqual(expect.objectContaining({ type: 'transition', reason: 'slow-acks' }));
     const t = types(effects);
     expect(t.indexOf('remove-vip')).toBeLessThan(t.indexOf('resign'));
-    // It does not campaign straight back (its node also stops being a candidate while acks are slow).
-    const vacant = run([{ type: 'leader-observed', now: 1300, leader: null }], config, state);
-    expect(types(vacant.effects)).not.toContain('campaign');
+    // Whether it stands again is its node's rule (not a candidate while acks are slow: node.test.ts); the
+    // machine adds no pause of its own that could outlast it.
+    expect(state.campaignRetryAt).toBe(0);
   });
 
   it('a prompt ack in between resets the count of slow ones', () => {
@@ -561,24 +565,91 @@ describe('election machine', () => {
     expect(slow.effects).toContainEqual({ type: 'arm-timer', at: fenceDeadline(timing, 500) });
   });
 
-  it('fences itself at its own deadline with no word from etcd, and starts a new session', () => {
+  it('fences itself at its own deadline with no word from etcd: VIP removed, key and lease kept', () => {
     const { state } = elected(true);
     const deadline = fenceDeadline(timing, 0);
     const before = run([{ type: 'tick', now: deadline - 1 }], config, state);
     expect(before.state.role).toBe('leader');
+    expect(before.state.vipHeld).toBe(true);
     const at = run([{ type: 'tick', now: deadline }], config, state);
-    expect(at.state.role).toBe('follower');
-    expect(types(at.effects)).toEqual(['remove-vip', 'transition', 'restart-session']);
-    expect(at.state.session).toBeNull();
+    expect(at.state.role).toBe('leader');
+    expect(at.state.vipHeld).toBe(false);
+    expect(at.state.session).not.toBeNull();
+    expect(types(at.effects).slice(0, 3)).toEqual(['remove-vip', 'keepalive-now', 'transition']);
+    expect(types(at.effects)).not.toContain('resign');
+    // It resigns at the end of the grace unless a prompt ack came.
+    expect(at.effects).toContainEqual({ type: 'arm-timer', at: deadline + fenceGraceMs(timing) });
   });
 
-  it('after a freeze, a late ack cannot revive leadership: the deadline is checked first', () => {
+  it('a prompt ack within the fence grace puts the VIP back (the lease was alive: an etcd leader election)', () => {
+    const { state } = elected(true);
+    const deadline = fenceDeadline(timing, 0);
+    const fenced = run([{ type: 'tick', now: deadline }], config, state);
+    // The stalled keepalives are answered late (slow): nothing is added on those.
+    const stale = run(
+      [{ type: 'session-acked', now: deadline + 100, leaseId: 'L1', sentAt: 750 }],
+      config,
+      fenced.state,
+    );
+    expect(types(stale.effects)).not.toContain('add-vip');
+    expect(stale.state.role).toBe('leader');
+    const back = run(
+      [{ type: 'session-acked', now: deadline + 203, leaseId: 'L1', sentAt: deadline + 200 }],
+      config,
+      stale.state,
+    );
+    expect(back.effects).toContainEqual({
+      type: 'add-vip',
+      epoch: 7,
+      lifetimeSec: 1,
+      notAfter: deadline + 200 + timing.ackWindowMs,
+    });
+    expect(back.state.vipHeld).toBe(true);
+    expect(back.state.fencedAt).toBeNull();
+    expect(types(back.effects)).not.toContain('resign');
+  });
+
+  it('no prompt ack within the fence grace: hands the group over (resign, clean: the VIP went first)', () => {
+    const { state } = elected(true);
+    const deadline = fenceDeadline(timing, 0);
+    const fenced = run([{ type: 'tick', now: deadline }], config, state);
+    const end = deadline + fenceGraceMs(timing);
+    const early = run([{ type: 'tick', now: end - 1 }], config, fenced.state);
+    expect(early.state.role).toBe('leader');
+    const over = run([{ type: 'tick', now: end }], config, fenced.state);
+    expect(over.state.role).toBe('follower');
+    expect(over.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true });
+    expect(over.effects).toContainEqual(expect.objectContaining({ type: 'transition', reason: 'fenced' }));
+  });
+
+  it('a second fence in the same epoch hands over at once: a holder does not flap its VIP', () => {
+    const { state } = elected(true);
+    const deadline = fenceDeadline(timing, 0);
+    const back = run(
+      [
+        { type: 'tick', now: deadline },
+        { type: 'session-acked', now: deadline + 3, leaseId: 'L1', sentAt: deadline + 1 },
+      ],
+      config,
+      state,
+    );
+    expect(back.state.vipHeld).toBe(true);
+    const again = run([{ type: 'tick', now: fenceDeadline(timing, deadline + 1) }], config, back.state);
+    expect(again.state.role).toBe('follower');
+    const t = types(again.effects);
+    expect(t.indexOf('remove-vip')).toBeLessThan(t.indexOf('resign'));
+    // A new epoch starts with a clean slate: one fence there keeps its lease again.
+    expect(fenceRepeatMs(timing)).toBeGreaterThan(fenceDeadline(timing, deadline + 1) - deadline);
+  });
+
+  it('after a freeze, a late ack cannot revive the VIP: the deadline is checked first', () => {
     const { state } = elected(true);
     // Frozen for 2 s; the first thing it processes is an ack of a keepalive sent before the freeze.
     const r = run([{ type: 'session-acked', now: 2000, leaseId: 'L1', sentAt: 100 }], config, state);
-    expect(r.state.role).toBe('follower');
     expect(types(r.effects)[0]).toBe('remove-vip');
     expect(types(r.effects)).not.toContain('refresh-vip');
+    expect(types(r.effects)).not.toContain('add-vip');
+    expect(r.state.vipHeld).toBe(false);
   });
 
   it('hands over to a preempting higher-priority member after its delay: VIP first, then resign', () => {

@@ -69,6 +69,18 @@ export class EtcdSession {
   }
 
   /**
+   * Keep the lease, but open a fresh keepalive stream. Acks are matched to sends in order, so a reply that was
+   * lost (a broken member, an asymmetric cut) would shift every later match onto an older send: safe (the
+   * deadline only comes earlier) but every ack would look slow. After a fence the node starts matching afresh.
+   */
+  reopen(reason: string): void {
+    if (this.closed || this.leaseId === null) return;
+    this.opts.logger.info('keepalive stream reopening', { reason, lease: this.leaseId });
+    this.teardownStream();
+    void this.openStream(this.generation);
+  }
+
+  /**
    * Leave this lease and grant a new one: a fenced node never resumes silently. With `revoke`, the old lease is
    * revoked (its keys vanish at once); without, it is only no longer kept alive and expires on its own — what a
    * node does when it cannot confirm its VIP is gone, so a successor's guard starts at the expiry.
