@@ -542,8 +542,8 @@ export class CoordNode {
    * A group fenced: no ack came in time. This node's acks must prove prompt again (MAX_SLOW_ACKS in a row) before
    * it stands for election, so a node with a failing etcd link does not win a group back from a healthy holder.
    */
-  private distrustAcks(): void {
-    this.session.reopen('fenced');
+  private distrustAcks(keepingLease: boolean): void {
+    if (keepingLease) this.session.reopen('fenced');
     this.slowRun = 0;
     this.promptRun = 0;
     if (!this.acksSlow) {
@@ -554,7 +554,7 @@ export class CoordNode {
   }
 
   private onFact(fact: GroupFact): void {
-    if (fact.type === 'transitioned' && fact.reason === 'fenced') this.distrustAcks();
+    if (fact.type === 'transitioned' && fact.reason === 'fenced') this.distrustAcks(fact.to === 'leader');
     const m = this.deps.metrics;
     if (m !== undefined) {
       switch (fact.type) {

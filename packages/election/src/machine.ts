@@ -514,7 +514,8 @@ function fence(s: GroupState, now: number, effects: Effect[], detail: string): G
     const again = timing === undefined ? '' : `; fenced twice within ${fenceRepeatMs(timing)} ms`;
     return { ...dropLeadership(s, 'fenced', effects, true, detail + again), lastFenceAt: now };
   }
-  if (s.vipHeld) effects.push({ type: 'remove-vip', reason: 'fenced' });
+  // Always: a refresh queued before the VIP was found missing may have put it back (NLM_F_REPLACE).
+  effects.push({ type: 'remove-vip', reason: 'fenced' });
   effects.push({ type: 'keepalive-now' });
   const grace = fenceGraceMs(timing);
   return transition(
@@ -539,8 +540,8 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
   if (s.role === 'leader') return evaluateLeader(config, s, now, effects);
   // Our own key under our current lease while we are not leading: a campaign whose reply was lost (the commit
   // happened). Adopt it — the lease is live and nobody else can hold the group — rather than leave a leader key
-  // that no VIP follows. Unclean: we never read how the vacancy began. A fenced node has a new lease, and a
-  // dropped epoch is never adopted back.
+  // that no VIP follows. Unclean: we never read how the vacancy began. A dropped epoch (resigned, fenced,
+  // faulted) is never adopted back.
   if (
     s.role === 'follower' &&
     s.leader !== null &&

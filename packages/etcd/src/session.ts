@@ -71,13 +71,16 @@ export class EtcdSession {
   /**
    * Keep the lease, but open a fresh keepalive stream. Acks are matched to sends in order, so a reply that was
    * lost (a broken member, an asymmetric cut) would shift every later match onto an older send: safe (the
-   * deadline only comes earlier) but every ack would look slow. After a fence the node starts matching afresh.
+   * deadline only comes earlier) but every ack would look slow. After a fence the node starts matching afresh;
+   * no ack of an earlier stream is ever matched to a send on the new one (that would make it look newer).
    */
   reopen(reason: string): void {
     if (this.closed || this.leaseId === null) return;
     this.opts.logger.info('keepalive stream reopening', { reason, lease: this.leaseId });
     this.teardownStream();
-    void this.openStream(this.generation);
+    // A new generation: a stream still being opened (or reopened after an error) for the old one is closed when
+    // it arrives, and its acks are never matched to sends on the new stream.
+    void this.openStream(++this.generation);
   }
 
   /**
@@ -179,6 +182,8 @@ export class EtcdSession {
       stream.close();
       return;
     }
+    // One stream at a time: acks are matched to the sends of the stream they came on.
+    if (this.stream !== null) this.teardownStream();
     this.stream = stream;
     this.pending = [];
     this.sendKeepalive();

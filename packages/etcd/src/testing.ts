@@ -429,6 +429,11 @@ export class MemoryClient implements EtcdBackend {
     return this.call('lease revoke', () => this.server.revoke(leaseId));
   }
 
+  /** Keepalive streams opened and not closed (test assertions). */
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
   keepalive(handlers: KeepaliveHandlers): Promise<KeepaliveStream> {
     return this.call('lease keepalive', () => {
       const s = { handlers, open: true };

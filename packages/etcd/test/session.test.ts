@@ -78,6 +78,24 @@ describe('EtcdSession (memory etcd, fake clock)', () => {
     expect(s.server.hasLease(first ?? '')).toBe(false);
   });
 
+  it('reopen keeps the lease on one fresh stream, however many reopens overlap (two groups fencing at once)', async () => {
+    const s = setup();
+    s.session.start();
+    await until(s.clock, () => s.seen.some((e) => e.type === 'acked'));
+    const lease = s.session.currentLeaseId;
+    s.session.reopen('group a fenced');
+    s.session.reopen('group b fenced');
+    const before = s.seen.length;
+    await elapse(s.clock, 1000);
+    // Only the newest stream lives: an ack of another could be matched to one of its sends and look newer.
+    expect(s.client.openStreams).toBe(1);
+    expect(s.session.currentLeaseId).toBe(lease);
+    const acks = s.seen.slice(before).filter((e) => e.type === 'acked');
+    expect(acks.length).toBeGreaterThanOrEqual(4);
+    for (const a of acks) expect((a.now as number) - (a.sentAt as number)).toBeLessThan(10);
+    expect(s.seen.some((e) => e.type === 'lost')).toBe(false);
+  });
+
   it('restart with revoke drops the old lease at once; without, it is only no longer kept alive', async () => {
     const s = setup();
     s.session.start();
