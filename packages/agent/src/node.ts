@@ -188,9 +188,12 @@ export class CoordNode {
               sentAt: e.sentAt,
             });
           }
+          // A new lease does not make a bad link good: a node that lost its session (or fenced) while its acks
+          // were late stays out of the election until this session's acks prove prompt (a few round trips on a
+          // healthy link); before, a node under loss came back as a candidate at once, preempted the healthy
+          // holder and then sat 2 s in a campaign its link could not finish (soak seed 51, round 101).
           this.slowRun = 0;
           this.promptRun = 0;
-          this.acksSlow = false;
           // Whatever happened while we had no session, learn it from a fresh read before standing for election.
           if (this.view.health.revision < e.revision) this.view.requestResync('new session');
           this.updateCandidacy(true);
@@ -202,6 +205,7 @@ export class CoordNode {
         },
         lost: (e) => {
           for (const g of this.groups) g.dispatch({ type: 'session-lost', now: e.now, reason: e.reason });
+          this.distrustAcks('session lost');
           this.updateCandidacy();
         },
       },
@@ -539,22 +543,26 @@ export class CoordNode {
   }
 
   /**
-   * A group fenced: no ack came in time. This node's acks must prove prompt again (MAX_SLOW_ACKS in a row) before
-   * it stands for election, so a node with a failing etcd link does not win a group back from a healthy holder.
+   * A group fenced, or the session was lost: no ack came in time. This node's acks must prove prompt again
+   * (MAX_SLOW_ACKS in a row, on this session or the next) before it stands for election, so a node with a
+   * failing etcd link does not win a group back from a healthy holder.
    */
-  private distrustAcks(keepingLease: boolean): void {
-    if (keepingLease) this.session.reopen('fenced');
+  private distrustAcks(why: 'fenced' | 'session lost'): void {
     this.slowRun = 0;
     this.promptRun = 0;
     if (!this.acksSlow) {
       this.acksSlow = true;
-      this.log.warn('fenced: not a candidate until etcd acks are prompt again', { needed: MAX_SLOW_ACKS });
+      this.log.warn(`${why}: not a candidate until etcd acks are prompt again`, { needed: MAX_SLOW_ACKS });
       this.updateCandidacy();
     }
   }
 
   private onFact(fact: GroupFact): void {
-    if (fact.type === 'transitioned' && fact.reason === 'fenced') this.distrustAcks(fact.to === 'leader');
+    if (fact.type === 'transitioned' && fact.reason === 'fenced') {
+      // Keeping the lease: match acks afresh on a new stream (EtcdSession.reopen).
+      if (fact.to === 'leader') this.session.reopen('fenced');
+      this.distrustAcks('fenced');
+    }
     const m = this.deps.metrics;
     if (m !== undefined) {
       switch (fact.type) {

@@ -230,6 +230,34 @@ describe('CoordNode in a simulated cluster', () => {
     expect(s.lan.violations).toEqual([]);
   });
 
+  it('a node whose session was lost stands again only once the new session proves its acks prompt', async () => {
+    // Regression (soak seed 51, round 101): the holder under heavy loss fenced and lost its session; its new
+    // lease made it a candidate at once, it preempted the healthy holder and then sat 2 s in a campaign.
+    const s = three([150, 100, 50]);
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    s.node('a').client.cut('both');
+    await s.until('b holds', () => s.holder() === 'b', 5000);
+    await s.run(1000);
+    // The link comes back slow: a gets a new lease but its round trips exceed what a claim needs.
+    s.node('a').client.latencyMs = 80;
+    s.node('a').client.heal();
+    await s.until(
+      'a has a new session',
+      () => !s.node('a').node.status().candidacy.blockedBy.includes('no-session'),
+      5000,
+    );
+    await s.run(2000);
+    // b was never preempted: a did not stand on its new lease while its acks were slow.
+    expect(s.holders()).toEqual(['b']);
+    expect(s.logs('b', 'transition').filter((f) => f.reason === 'preempted')).toEqual([]);
+    expect(s.node('a').node.status().candidacy.blockedBy).toEqual(['slow-acks']);
+    // Prompt again: a few round trips later a is a candidate and preempts cleanly.
+    s.node('a').client.latencyMs = 1;
+    await s.until('a holds again', () => s.holder() === 'a', 3000);
+    expect(s.lan.violations).toEqual([]);
+  });
+
   it('refuses a VIP that is a permanent primary address of the interface, before touching anything', async () => {
     sim = new Sim({ nodes: [{ name: 'a', priority: 100 }] });
     const s = sim;
