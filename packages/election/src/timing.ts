@@ -95,7 +95,7 @@ export const MAX_SLOW_ACKS = 4;
  * the same fresh-ack rule as any claim. An etcd raft election (0.5–1 s here) outlasts the 0.9 s deadline of TTL
  * 1 s, and the new etcd leader extends every lease, so the holder gets its VIP back instead of handing the group
  * to a node that must wait out a guard (docs/design.md, "Fencing"). Without a prompt ack by then it resigns, so
- * a healthy node takes over: this is all an asymmetric cut (keepalives arrive, acks do not) can cost.
+ * a healthy node can take over (under an asymmetric cut the resign may not arrive either: see the same section).
  */
 export function fenceGraceMs(t: TimingConfig): number {
   return Math.round(t.ttlMs / 2);
