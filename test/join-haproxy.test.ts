@@ -227,6 +227,8 @@ describe('coord join --haproxy-config', () => {
 
   it('a node cut off from etcd while the model changes (and etcd compacts) converges after it heals', async () => {
     const h3 = lab.hosts[2]!;
+    // Taken when the heal begins: h3 may resync and apply before healEtcd() itself returns.
+    let healedAt = Infinity;
     await lab.faults.cutFromEtcd(h3);
     try {
       expect(
@@ -248,9 +250,9 @@ describe('coord join --haproxy-config', () => {
       const compact = await lab.etcdctl(lab.hosts[0]!, ['compact', String(revision)]);
       expect(compact.exitCode).toBe(0);
     } finally {
+      healedAt = Date.now();
       await lab.faults.healEtcd(h3);
     }
-    const healedAt = Date.now();
     await waitFor(
       'h3 to converge',
       async () => ((await get(`http://${h3.ip}:8080/`)) === 'backend-B' ? true : undefined),
