@@ -84,9 +84,10 @@ export class EtcdSession {
   }
 
   /**
-   * Leave this lease and grant a new one: a fenced node never resumes silently. With `revoke`, the old lease is
-   * revoked (its keys vanish at once); without, it is only no longer kept alive and expires on its own — what a
-   * node does when it cannot confirm its VIP is gone, so a successor's guard starts at the expiry.
+   * Leave this lease and grant a new one (after a VIP removal failed; a fence keeps its lease: see reopen). With
+   * `revoke`, the old lease is revoked (its keys vanish at once); without, it is only no longer kept alive and
+   * expires on its own — what a node does when it cannot confirm its VIP is gone, so a successor's guard starts
+   * at the expiry.
    */
   restart(reason: string, revoke: boolean): void {
     const old = this.leaseId;
