@@ -37,6 +37,13 @@ const OUT = join(ROOT, 'build');
 const NAME = 'coord';
 const MAINTAINER = 'coord maintainers <maintainers@coord.example>';
 const HOMEPAGE = 'https://coord.example/';
+/**
+ * V8 flags of the packaged runtime. An idle agent spends its time waiting, not computing: without the optimizing
+ * compiler (lite mode) and with a 1 MiB young generation its RSS falls from about 92 to 66 MiB (measured, README
+ * "Footprint"), while a handover's few milliseconds of JavaScript do not notice the difference. Lite mode cannot
+ * run WebAssembly (nothing here uses it): saying so keeps V8 from warning about it on every command.
+ */
+const NODE_FLAGS = ['--lite-mode', '--no-expose-wasm', '--max-semi-space-size=1'];
 
 const run = (cmd: string, args: readonly string[], opts: { cwd?: string; input?: string } = {}): string =>
   execFileSync(cmd, args, {
@@ -324,7 +331,7 @@ async function main(): Promise<void> {
   writeFile(join(lib, 'coord.mjs'), entry(ver));
   writeFile(
     join(stage, 'usr/bin/coord'),
-    '#!/bin/sh\nexec /usr/lib/coord/node /usr/lib/coord/coord.mjs "$@"\n',
+    `#!/bin/sh\nexec /usr/lib/coord/node ${NODE_FLAGS.join(' ')} /usr/lib/coord/coord.mjs "$@"\n`,
     0o755,
   );
 
@@ -377,7 +384,7 @@ async function main(): Promise<void> {
   copy(join(ROOT, 'deploy/99-coord.conf'), join(stage, 'usr/lib/sysctl.d/99-coord.conf'));
 
   // 5. Generated from the program itself: completion and man pages (the definitions the CLI runs with).
-  const coord = (args: string[]) => run(join(lib, 'node'), [join(lib, 'coord.mjs'), ...args]);
+  const coord = (args: string[]) => run(join(lib, 'node'), [...NODE_FLAGS, join(lib, 'coord.mjs'), ...args]);
   writeFile(join(stage, 'usr/share/bash-completion/completions/coord'), coord(['completion']));
   writeFile(join(stage, 'usr/share/man/man8/coord.8.gz'), gzip(coord(['manpage', 'coord.8'])));
   writeFile(join(stage, 'usr/share/man/man5/coord.yaml.5.gz'), gzip(coord(['manpage', 'coord.yaml.5'])));

@@ -294,12 +294,15 @@ function stagedCoord(): Omit<CoordUnderTest, 'version' | 'node'> | undefined {
   const arch = execFileSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).trim();
   const lib = join(ROOT, 'build', `coord_${ver}_${arch}`, 'usr/lib/coord');
   const entry = join(lib, 'coord.mjs');
-  if (!existsSync(join(lib, 'node')) || !existsSync(entry)) return undefined;
+  const wrapper = join(lib, '../../bin/coord');
+  if (!existsSync(join(lib, 'node')) || !existsSync(entry) || !existsSync(wrapper)) return undefined;
+  // The runtime's flags as /usr/bin/coord passes them (packaging/build.ts, NODE_FLAGS).
+  const flags = /exec \S+ (.*) \S+ "\$@"/.exec(readFileSync(wrapper, 'utf8'))?.[1]?.split(' ') ?? [];
   const stagedAt = statSync(entry).mtime;
   const newest = new Date(Number(git('log', '-1', '--format=%ct', '--', 'packages', 'packaging')) * 1000);
   return {
     kind: 'staged',
-    command: [join(lib, 'node'), entry],
+    command: [join(lib, 'node'), ...flags, entry],
     stagedAt: stagedAt.toISOString(),
     newestSourceCommitAt: newest.toISOString(),
     stale: stagedAt < newest,
