@@ -14,6 +14,9 @@ export interface ClusterKeys {
   readonly services: string;
   status(node: string): string;
   readonly statuses: string;
+  /** The peer channel's settings shared by the cluster (the HMAC key), see records.ts. */
+  readonly peer: string;
+  readonly peerKey: string;
 }
 
 export function clusterKeys(cluster: string): ClusterKeys {
@@ -29,5 +32,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     service: (name) => `${prefix}services/${name}`,
     statuses: `${prefix}status/`,
     status: (node) => `${prefix}status/${node}`,
+    peer: `${prefix}peer/`,
+    peerKey: `${prefix}peer/key`,
   };
 }

@@ -54,6 +54,11 @@ const memberSchema = z.object({
    * session began, and its etcd acks are prompt (docs/design.md, "Candidacy"). Absent = true (older writers).
    */
   candidate: z.boolean().catch(true),
+  /** Where the node receives peer-channel heartbeats (absent: it runs without the peer channel). */
+  peer: z
+    .object({ address: z.union([z.ipv4(), z.ipv6()]), port: z.number().int().min(1).max(65535) })
+    .optional()
+    .catch(undefined),
 });
 
 /** What a node publishes about itself under `members/<node>`, bound to its session lease. */
@@ -112,6 +117,25 @@ export function decodeLastHolder(value: Buffer): LastHolderRecord | undefined {
 
 export function encodeLastHolder(r: LastHolderRecord): string {
   return JSON.stringify(r);
+}
+
+// ── peer/key ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** The peer channel's HMAC key: 32 random bytes, base64, created by the first node that joins (no lease). */
+const peerKeySchema = z.object({ key: z.base64() });
+
+export const PEER_KEY_BYTES = 32;
+
+/** The key, or undefined when the value is not a record of a 32-byte key (refused: never a weaker key). */
+export function decodePeerKey(value: Buffer): Buffer | undefined {
+  const r = decodeWith(peerKeySchema, value);
+  if (r === undefined) return undefined;
+  const key = Buffer.from(r.key, 'base64');
+  return key.length === PEER_KEY_BYTES ? key : undefined;
+}
+
+export function encodePeerKey(key: Buffer): string {
+  return JSON.stringify({ key: key.toString('base64') });
 }
 
 // ── status/<node> ─────────────────────────────────────────────────────────────────────────────────────────────

@@ -15,8 +15,9 @@ export interface RoleSpec {
 
 /**
  * `coord-node-<cluster>`: exactly what `coord join` needs — read the whole cluster prefix (the view), write its
- * member, status and the groups' leader/last-holder keys. Leases need no key permission (a revoke needs write on
- * the keys attached, which these grant). It cannot change services.
+ * member, status and the groups' leader/last-holder keys, and create the peer channel's key on first join. Leases
+ * need no key permission (a revoke — ours, or a silent holder's under fast failover — needs write on the keys
+ * attached, which these grant). It cannot change services.
  * `coord-admin-<cluster>`: read the cluster, write services (coord service/server set|rm).
  */
 export function coordRoles(cluster: string): RoleSpec[] {
@@ -30,6 +31,7 @@ export function coordRoles(cluster: string): RoleSpec[] {
         { permission: 'readwrite', prefix: k.members },
         { permission: 'readwrite', prefix: k.statuses },
         { permission: 'readwrite', prefix: k.groups },
+        { permission: 'readwrite', prefix: k.peer },
       ],
     },
     {

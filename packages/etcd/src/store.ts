@@ -3,7 +3,9 @@ import type { EtcdBackend, Entry } from './backend.js';
 import type { ClusterKeys } from './keys.js';
 import {
   decodeLastHolder,
+  decodePeerKey,
   encodeLastHolder,
+  encodePeerKey,
   encodeLeader,
   encodeMember,
   encodeStatus,
@@ -24,6 +26,8 @@ export type Vacancy =
   | {
       readonly clean: false;
       readonly previous: string | undefined;
+      /** The previous holder's lease (fast failover: whether this vacancy is the one our revoke began). */
+      readonly previousLease?: string;
       readonly guardMs: number | undefined;
       readonly lifetimeMs: number | undefined;
     };
@@ -44,7 +48,13 @@ function vacancyOf(previous: Entry | undefined): Vacancy {
   if (rec === undefined)
     return { clean: false, previous: undefined, guardMs: undefined, lifetimeMs: undefined };
   if (rec.released) return { clean: true, previous: rec.node };
-  return { clean: false, previous: rec.node, guardMs: rec.guardMs, lifetimeMs: rec.lifetimeMs };
+  return {
+    clean: false,
+    previous: rec.node,
+    previousLease: rec.leaseId,
+    guardMs: rec.guardMs,
+    lifetimeMs: rec.lifetimeMs,
+  };
 }
 
 /**
@@ -109,6 +119,26 @@ export class ElectionStore {
     );
     return res.succeeded;
   }
+}
+
+/**
+ * The cluster's peer-channel key: created with `fresh` if nobody made one yet (the first node to join), else the
+ * one in etcd. A value that is not a 32-byte key is refused, never replaced: whoever wrote it may be attacking the
+ * cluster, and a node that silently made a new key would stop hearing every peer.
+ */
+export async function ensurePeerKey(etcd: EtcdBackend, keys: ClusterKeys, fresh: Buffer): Promise<Buffer> {
+  const res = await etcd.txn(
+    [{ key: keys.peerKey, target: 'create', value: 0 }],
+    [{ type: 'put', key: keys.peerKey, value: encodePeerKey(fresh) }],
+  );
+  if (res.succeeded) return fresh;
+  const { entry } = await etcd.get(keys.peerKey);
+  const key = entry === undefined ? undefined : decodePeerKey(entry.value);
+  if (key === undefined)
+    throw new CoordError('ERR_COORD_ETCD', `${keys.peerKey} in etcd does not hold a 32-byte peer key`, {
+      hint: `delete it (etcdctl del ${keys.peerKey}) and restart coord on every node: the first one creates a new key`,
+    });
+  return key;
 }
 
 /** Read every key under a prefix once (for `coord status` and other one-shot commands). */

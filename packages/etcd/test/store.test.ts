@@ -5,6 +5,7 @@ import {
   decodeLastHolder,
   decodeMember,
   ElectionStore,
+  ensurePeerKey,
   updateKey,
   type HolderFacts,
 } from '../src/index.js';
@@ -150,5 +151,30 @@ describe('updateKey', () => {
     );
     expect(r.changed).toBe(true);
     expect(s.server.peek('/k')?.value.toString()).toBe('6');
+  });
+});
+
+describe('ensurePeerKey', () => {
+  it('the first node creates the key, later ones read the same one; a key in etcd is never replaced', async () => {
+    const s = setup();
+    const first = Buffer.alloc(32, 1);
+    expect(await call(s.clock, ensurePeerKey(s.client, s.keys, first))).toEqual(first);
+    expect(await call(s.clock, ensurePeerKey(s.client, s.keys, Buffer.alloc(32, 2)))).toEqual(first);
+  });
+
+  it('refuses a value that is not a 32-byte key, naming the key to delete', async () => {
+    const s = setup();
+    await call(
+      s.clock,
+      s.client.put(s.keys.peerKey, JSON.stringify({ key: Buffer.alloc(8).toString('base64') })),
+    );
+    const outcome = await call(
+      s.clock,
+      ensurePeerKey(s.client, s.keys, Buffer.alloc(32, 2)).then(
+        () => 'accepted',
+        (e: unknown) => (e instanceof Error ? e.message : String(e)),
+      ),
+    );
+    expect(outcome).toBe('/coord/c/peer/key in etcd does not hold a 32-byte peer key');
   });
 });
