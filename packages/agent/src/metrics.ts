@@ -52,6 +52,24 @@ export class Metrics {
     labelNames: ['group', 'reason'],
     registers: [this.registry],
   });
+  readonly peerHeartbeatAge = new Gauge({
+    name: 'coord_peer_heartbeat_age_seconds',
+    help: 'fast failover: time since the newest heartbeat from each peer',
+    labelNames: ['peer'],
+    registers: [this.registry],
+  });
+  readonly peerDropped = new Gauge({
+    name: 'coord_peer_dropped_datagrams',
+    help: 'fast failover: peer-channel datagrams dropped, by reason (mac, replayed, stale-lease, …)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly fastFailoverRevokes = new Counter({
+    name: 'coord_fast_failover_revokes_total',
+    help: 'fast failover: silent holders whose lease this node revoked after a quiet wire',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
   readonly reloads = new Counter({
     name: 'coord_haproxy_reloads_total',
     help: 'HAProxy config applies, by result',

@@ -10,6 +10,7 @@ import {
   type Repeating,
 } from '@coord/core';
 import {
+  deadlineOf,
   defaultTiming,
   kernelLifetimeSec,
   keepaliveIntervalMs,
@@ -28,6 +29,7 @@ import {
   decodeLeader,
   decodeMember,
   ElectionStore,
+  ensurePeerKey,
   EtcdSession,
   PrefixView,
   type ClusterKeys,
@@ -38,7 +40,17 @@ import {
   type MemberRecord,
   type StatusRecord,
 } from '@coord/etcd';
+import {
+  newClusterKey,
+  openPeerSocket,
+  PeerChannel,
+  type GroupBeat,
+  type OpenPeerSocket,
+  type PeerTarget,
+  type UdpOptions,
+} from '@coord/peer';
 import type { AddressEvent, Announcer, VipPort } from '@coord/vip';
+import { FastFailover } from './fast-failover.js';
 import { GroupRunner, type GroupFact, type ProbePort } from './group.js';
 import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
@@ -68,6 +80,8 @@ export interface NodeDeps {
   readonly reconcileMs?: number;
   /** The node's status is written when it changes, and at least this often (default 30 s). */
   readonly statusMs?: number;
+  /** Opens the peer channel's UDP socket (fast failover); tests pass an in-memory network. */
+  readonly openPeerSocket?: (opts: UdpOptions) => Promise<OpenPeerSocket>;
 }
 
 /** Why a node is not a candidate right now (empty: it is). */
@@ -95,6 +109,13 @@ export interface NodeStatus extends StatusRecord {
     clientCert?: { expiresAt: string; daysLeft: number; warning?: string };
   };
   readonly haproxy: HaproxyStatus | undefined;
+  /** Fast failover only: ms since each peer's newest heartbeat, and what the channel dropped. */
+  readonly peers?: {
+    readonly address: string;
+    readonly port: number;
+    readonly heartbeatAgeMs: Readonly<Record<string, number>>;
+    readonly dropped: Readonly<Record<string, number>>;
+  };
   readonly at: number;
 }
 
@@ -132,6 +153,12 @@ export class CoordNode {
   private promptRun = 0;
   private acksSlow = false;
   private candidate = false;
+  /** Fast failover: the peer channel, what acts on it, and where we receive heartbeats. */
+  private peer:
+    | { channel: PeerChannel; fast: FastFailover; address: string; port: number; heartbeatMs: number }
+    | undefined;
+  /** Each member's lease and peer address, as the view last showed them. */
+  private memberInfo = new Map<string, { leaseId: string; peer?: { address: string; port: number } }>();
 
   constructor(
     config: NodeConfig,
@@ -237,6 +264,7 @@ export class CoordNode {
     await this.checkHostAddresses();
     await this.removeStaleVips();
     await this.view.start();
+    if (this.config.fastFailover !== undefined) await this.startPeer(this.config.fastFailover);
     this.session.start();
     const { clock } = this.deps;
     this.addressWatch = this.deps.watchAddresses?.((e) => this.onAddressEvent(e));
@@ -264,6 +292,106 @@ export class CoordNode {
     });
   }
 
+  /**
+   * Fast failover: the cluster's peer key from etcd (made by the first node), the UDP socket, and a heartbeat to
+   * every member each interval (docs/design.md, "Fast failover"). A port in use or an address that is not ours
+   * stops the start with the reason: a node that cannot hear its peers would only ever fail over slowly.
+   */
+  private async startPeer(settings: NonNullable<NodeConfig['fastFailover']>): Promise<void> {
+    const key = await ensurePeerKey(this.etcd, this.keys, newClusterKey());
+    const address = settings.address ?? (await this.peerAddress());
+    const open = this.deps.openPeerSocket ?? openPeerSocket;
+    let socket: OpenPeerSocket;
+    try {
+      socket = await open({
+        address,
+        port: settings.port,
+        onMessage: (data) => this.peer?.channel.receive(data),
+      });
+    } catch (e) {
+      throw new CoordError(
+        'ERR_COORD_CONFIG',
+        `cannot open the peer channel on ${address} port ${settings.port}/udp: ${errorMessage(e)}`,
+        {
+          hint: 'pick a free port (peer.port, the same on every node) or an address of this host (peer.address)',
+          cause: e,
+        },
+      );
+    }
+    const { clock } = this.deps;
+    const channel = new PeerChannel({
+      node: this.config.node,
+      key,
+      socket,
+      now: () => clock.now(),
+      currentLease: (node) => this.memberInfo.get(node)?.leaseId,
+    });
+    const fast = new FastFailover({
+      self: this.config.node,
+      heartbeatMs: settings.heartbeatMs,
+      clock,
+      logger: this.log,
+      prober: this.deps.prober,
+      lastHeard: (node, leaseId) => channel.lastHeard(node, leaseId),
+      revoke: (leaseId) => this.etcd.revoke(leaseId),
+      onRevoked: (group) => this.deps.metrics?.fastFailoverRevokes.inc({ group }),
+    });
+    this.peer = { channel, fast, address, port: socket.port, heartbeatMs: settings.heartbeatMs };
+    this.timers.push(every(clock, settings.heartbeatMs, () => this.heartbeat()));
+    this.log.info('peer channel open', { address, port: socket.port, heartbeatMs: settings.heartbeatMs });
+  }
+
+  /** The first IPv4 address (else IPv6) of the first group's interface that is not one of our VIPs. */
+  private async peerAddress(): Promise<string> {
+    const iface = this.config.groups[0]?.interface ?? '';
+    const vips = new Set(this.config.groups.flatMap((g) => g.vips.map((v) => v.address)));
+    const own = (await this.deps.vipPort.list(iface)).filter((a) => !vips.has(a.address));
+    const pick = own.find((a) => a.family === 4) ?? own.find((a) => a.family === 6);
+    if (pick === undefined)
+      throw new CoordError('ERR_COORD_CONFIG', `${iface} has no address for the peer channel`, {
+        hint: 'give the interface an address of its own, or set peer.address (--peer-address)',
+      });
+    return pick.address;
+  }
+
+  /** One heartbeat to every member, then a look at every holder we follow. */
+  private heartbeat(): void {
+    const peer = this.peer;
+    const lease = this.session.currentLeaseId;
+    if (peer === undefined || this.stopped) return;
+    const now = this.deps.clock.now();
+    if (lease !== null) {
+      const groups: GroupBeat[] = this.groups.map((g) => {
+        const s = g.current;
+        const leading = s.role === 'leader' && s.epoch !== null;
+        const left = leading && s.vipHeld ? Math.max(0, deadlineOf(s) - now) : 0;
+        return { group: g.name, epoch: leading ? (s.epoch ?? 0) : 0, deadlineInMs: left };
+      });
+      const targets: PeerTarget[] = [];
+      for (const [node, info] of this.memberInfo)
+        if (info.peer !== undefined) targets.push({ node, address: info.peer.address, port: info.peer.port });
+      peer.channel.beat(lease, groups, targets);
+    }
+    peer.fast.evaluate(
+      this.groups.map((g) => {
+        const settings = this.config.groups.find((x) => x.name === g.name);
+        return {
+          name: g.name,
+          interface: settings?.interface ?? '',
+          vips: settings?.vips ?? [],
+          state: () => g.current,
+        };
+      }),
+    );
+    const m = this.deps.metrics;
+    if (m !== undefined) {
+      for (const [node, age] of Object.entries(peer.channel.ages()))
+        m.peerHeartbeatAge.set({ peer: node }, age / 1000);
+      for (const [reason, n] of Object.entries(peer.channel.counters.dropped))
+        m.peerDropped.set({ reason }, n ?? 0);
+    }
+  }
+
   /** Graceful stop: every group removes its VIP, then releases leadership; then the lease is revoked. */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -271,6 +399,8 @@ export class CoordNode {
     for (const t of this.timers) t.stop();
     this.timers = [];
     this.addressWatch?.close();
+    this.peer?.fast.close();
+    this.peer?.channel.close();
     for (const g of this.groups) g.dispatch({ type: 'stop', now: this.deps.clock.now() });
     // First the VIPs (each group's lane), then the resigns queued behind them.
     const removed = await within(
@@ -326,6 +456,16 @@ export class CoordNode {
         ...this.certStatus(),
       },
       haproxy: this.deps.haproxy?.status,
+      ...(this.peer === undefined
+        ? {}
+        : {
+            peers: {
+              address: this.peer.address,
+              port: this.peer.port,
+              heartbeatAgeMs: this.peer.channel.ages(),
+              dropped: this.peer.channel.counters.dropped,
+            },
+          }),
       at: this.deps.clock.wallNow(),
     };
   }
@@ -382,6 +522,8 @@ export class CoordNode {
     if (next.ttlSec !== cur.ttlSec) restartRequired.push('ttl');
     if (next.mode !== cur.mode) restartRequired.push('mode');
     if (JSON.stringify(next.etcd) !== JSON.stringify(cur.etcd)) restartRequired.push('etcd');
+    if (JSON.stringify(next.fastFailover) !== JSON.stringify(cur.fastFailover))
+      restartRequired.push('fastFailover / peer');
     // Rotated certificate files under the same names are picked up without a restart.
     this.rotateTls('config reload');
     const names = (c: NodeConfig) =>
@@ -616,16 +758,20 @@ export class CoordNode {
       return r;
     }
     const v = r.vacancy;
+    // Fast failover: we revoked the previous holder's lease ourselves, after nobody answered for the VIP.
+    const vouched = !v.clean && this.peer?.fast.vouchesFor(group, v.previousLease) === true;
     this.log.info('campaign won', {
       group,
       epoch: r.epoch,
       previous: v.previous ?? null,
       clean: v.clean,
+      ...(vouched ? { wireCheckedBeforeRevoke: true } : {}),
     });
     return {
       won: true,
       epoch: r.epoch,
-      vacancy: v.clean ? { clean: true } : { clean: false, guardMs: v.guardMs, lifetimeMs: v.lifetimeMs },
+      vacancy:
+        v.clean || vouched ? { clean: true } : { clean: false, guardMs: v.guardMs, lifetimeMs: v.lifetimeMs },
     };
   }
 
@@ -641,6 +787,7 @@ export class CoordNode {
       version: this.deps.version,
       startedAt: this.deps.clock.wallNow(),
       candidate: this.candidate,
+      ...(this.peer === undefined ? {} : { peer: { address: this.peer.address, port: this.peer.port } }),
       groups: Object.fromEntries(
         this.config.groups.map((g) => [
           g.name,
@@ -665,6 +812,16 @@ export class CoordNode {
   private onView(revision: number, view: ReadonlyMap<string, Entry>): void {
     const now = this.deps.clock.now();
     const members = readMembers(view, this.keys, this.log);
+    this.memberInfo = new Map(
+      members.map((m) => [
+        m.node,
+        {
+          leaseId: view.get(this.keys.member(m.node))?.lease ?? '',
+          ...(m.peer === undefined ? {} : { peer: m.peer }),
+        },
+      ]),
+    );
+    this.peer?.channel.retain(new Set(this.memberInfo.keys()));
     for (const g of this.groups) {
       const candidates: Candidate[] = [];
       for (const m of members) {
@@ -775,7 +932,13 @@ export class CoordNode {
     const status = this.status();
     const now = this.deps.clock.now();
     // The revision moves with every write anyone makes, staleness and time with the clock: not changes of ours.
-    const digest = JSON.stringify({ ...status, at: 0, etcd: { ...status.etcd, revision: 0, staleMs: 0 } });
+    const digest = JSON.stringify({
+      ...status,
+      at: 0,
+      etcd: { ...status.etcd, revision: 0, staleMs: 0 },
+      // Heartbeat ages change every interval: live in `status --local` and metrics, refreshed here with the rest.
+      ...(status.peers === undefined ? {} : { peers: { ...status.peers, heartbeatAgeMs: {} } }),
+    });
     const heartbeat = this.deps.statusMs ?? 30_000;
     const last = this.lastStatus;
     if (!force && last !== undefined && last.digest === digest && now - last.at < heartbeat) return;

@@ -93,6 +93,8 @@ export class Kernel {
   /** Fail every removal with this errno (EPERM…) while set. */
   removeFails: string | null = null;
   events: { t: number; op: 'add' | 'del'; address: string }[] = [];
+  /** The host's cable: without carrier its addresses answer nobody, and it hears nothing. */
+  linkUp = true;
 
   constructor(
     readonly name: string,
@@ -141,9 +143,17 @@ export class Lan {
 
   constructor(private readonly clock: FakeClock) {}
 
+  /** Peer-channel sockets by `address:port` (fast failover). */
+  readonly udp = new Map<string, { kernel: Kernel; deliver: (data: Buffer) => void }>();
+
+  /**
+   * Two holders means two hosts answering for the address at once: a copy on a host without carrier answers
+   * nobody until the cable is back, and then it counts (see setLink).
+   */
   checkAdd(adding: Kernel, address: string): void {
+    if (!adding.linkUp) return;
     for (const k of this.kernels) {
-      if (k !== adding && k.holds(address))
+      if (k !== adding && k.linkUp && k.holds(address))
         this.violations.push({
           at: this.clock.now(),
           what: `${adding.name} added ${address} while ${k.name} held it`,
@@ -153,6 +163,20 @@ export class Lan {
 
   holders(address: string): string[] {
     return this.kernels.filter((k) => k.holds(address)).map((k) => k.name);
+  }
+
+  /** Pull or plug a host's cable; plugging it back in with a copy another host holds is a violation. */
+  setLink(kernel: Kernel, up: boolean): void {
+    kernel.linkUp = up;
+    if (!up) return;
+    for (const address of kernel.addresses.keys()) {
+      const other = this.kernels.find((k) => k !== kernel && k.linkUp && k.holds(address));
+      if (other !== undefined)
+        this.violations.push({
+          at: this.clock.now(),
+          what: `${kernel.name} came back on the LAN holding ${address} while ${other.name} held it`,
+        });
+    }
   }
 }
 
@@ -172,6 +196,8 @@ export interface SimOptions {
   vip?: string;
   ttlSec?: number;
   expiryScanMs?: number;
+  /** Run every node with --fast-failover over an in-memory peer channel. */
+  fastFailover?: boolean;
 }
 
 /** Let every pending promise continuation run. */
@@ -199,6 +225,12 @@ export class Sim {
         cluster: 'sim',
         etcd: ['http://memory:2379'],
         ttl: this.opts.ttlSec ?? 1,
+        ...(this.opts.fastFailover === true
+          ? {
+              fastFailover: true,
+              peer: { address: `10.0.1.${this.opts.nodes.findIndex((x) => x.name === name) + 1}` },
+            }
+          : {}),
         groups: [
           { name: 'g', interface: 'eth0', vips: [this.opts.vip ?? '10.0.0.50/24'], priority, preempt },
         ],
@@ -275,24 +307,60 @@ export class Sim {
         ok: true,
         session: {
           probe: () => vips.length,
-          // Any other kernel that still has the address answers — frozen or not, expired-but-not-removed or not.
+          // Any other kernel that still has the address answers — frozen or not, expired-but-not-removed or not
+          // — as long as both ends have carrier.
           drain: () =>
             lan.kernels
-              .filter((k) => k !== kernel && vips.some((v) => k.holds(v.address)))
+              .filter(
+                (k) => k !== kernel && kernel.linkUp && k.linkUp && vips.some((v) => k.holds(v.address)),
+              )
               .map((k) => ({ address: vips[0]?.address ?? '', mac: k.name, kind: 'arp-reply' })),
           close: () => {},
         },
       }),
     };
+    const clock = n.clock;
     return new CoordNode(n.config, {
-      clock: n.clock,
+      clock,
       logger: n.logger,
       vipPort,
       announcer,
       prober,
       version: 'sim',
       etcd: n.client,
+      // A datagram takes 1 ms; it is lost when either end has no carrier, and waits in the socket buffer while
+      // the receiver is frozen (its timers are), and is gone with a killed receiver.
+      openPeerSocket: (o) => {
+        const me = `${o.address}:${o.port}`;
+        lan.udp.set(me, { kernel, deliver: (data) => clock.setTimeout(() => o.onMessage(data), 1) });
+        return Promise.resolve({
+          port: o.port,
+          send: (data, port, address) => {
+            const to = lan.udp.get(`${address}:${port}`);
+            if (to === undefined || !kernel.linkUp || !to.kernel.linkUp || this.udpDrop()) return;
+            this.clock.setTimeout(() => to.deliver(data), 0);
+          },
+          close: () => {
+            if (lan.udp.get(me)?.kernel === kernel) lan.udp.delete(me);
+          },
+        });
+      },
     });
+  }
+
+  /** Share of peer-channel datagrams lost (0-1), drawn from a seeded sequence so runs repeat. */
+  udpLoss = 0;
+  private lossSeed = 1;
+
+  private udpDrop(): boolean {
+    if (this.udpLoss <= 0) return false;
+    this.lossSeed = (this.lossSeed * 48271) % 2147483647;
+    return this.lossSeed / 2147483647 < this.udpLoss;
+  }
+
+  /** Pull (false) or plug back (true) a node's cable. */
+  setLink(name: string, up: boolean): void {
+    this.lan.setLink(this.node(name).kernel, up);
   }
 
   node(name: string): SimNode {
@@ -327,6 +395,11 @@ export class Sim {
 
   holders(): string[] {
     return this.lan.holders(this.address);
+  }
+
+  /** Holders reachable on the LAN (with carrier). */
+  lanHolders(): string[] {
+    return this.lan.kernels.filter((k) => k.linkUp && k.holds(this.address)).map((k) => k.name);
   }
 
   /** The single holder, or undefined. */

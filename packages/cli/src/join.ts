@@ -55,6 +55,10 @@ export interface JoinArgs extends ConnectionArgs {
   haproxyRunDir?: string | undefined;
   metrics?: string | undefined;
   controlSocket?: string | undefined;
+  fastFailover?: boolean | undefined;
+  heartbeatMs?: number | undefined;
+  peerPort?: number | undefined;
+  peerAddress?: string | undefined;
   vrid?: number | undefined;
   advertInt?: number | undefined;
   vrrpVersion?: number | undefined;
@@ -165,6 +169,19 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
   }
   if (args.metrics !== undefined) raw.metrics = args.metrics;
   if (args.controlSocket !== undefined) raw.controlSocket = args.controlSocket;
+  if (args.fastFailover !== undefined) raw.fastFailover = args.fastFailover;
+  if (args.heartbeatMs !== undefined || args.peerPort !== undefined || args.peerAddress !== undefined) {
+    const filePeer = (typeof raw.peer === 'object' && raw.peer !== null ? raw.peer : {}) as Record<
+      string,
+      unknown
+    >;
+    raw.peer = {
+      ...filePeer,
+      ...(args.heartbeatMs === undefined ? {} : { heartbeatMs: args.heartbeatMs }),
+      ...(args.peerPort === undefined ? {} : { port: args.peerPort }),
+      ...(args.peerAddress === undefined ? {} : { address: args.peerAddress }),
+    };
+  }
   return requireNodeConfig(raw, file.path ?? 'flags');
 }
 

@@ -111,6 +111,23 @@ export const JOIN_OPTIONS = {
     type: 'string',
     describe: 'master socket, pidfile and HAProxy log [default: /run/coord/haproxy]',
   },
+  'fast-failover': {
+    type: 'boolean',
+    describe:
+      'etcd mode: heartbeat the other nodes; when the holder falls silent and nobody answers for its VIP, revoke its lease and take over at once [config: fastFailover]',
+  },
+  'heartbeat-ms': {
+    type: 'number',
+    describe: 'fast failover: heartbeat interval in ms [default: 50] [config: peer.heartbeatMs]',
+  },
+  'peer-port': {
+    type: 'number',
+    describe: 'fast failover: UDP port of the peer channel, the same on every node [default: 7969]',
+  },
+  'peer-address': {
+    type: 'string',
+    describe: "fast failover: address peers send heartbeats to [default: the interface's first IPv4 address]",
+  },
   metrics: { type: 'string', describe: 'serve Prometheus metrics on ADDR:PORT (/metrics) [config: metrics]' },
   'control-socket': {
     type: 'string',

@@ -223,6 +223,38 @@ describe('one validation path (issue: production etcd)', () => {
     expect(bad.map((i) => i.path)).toEqual(['metrics']);
   });
 
+  it('fast failover: flags and file merge, each VIP interface is tracked, VRRP mode refuses it', async () => {
+    const c = await buildJoinConfig({
+      config: file(GOOD),
+      fastFailover: true,
+      heartbeatMs: 20,
+      peerPort: 7000,
+      peerAddress: '10.0.0.11',
+    });
+    expect(c.fastFailover).toEqual({ heartbeatMs: 20, port: 7000, address: '10.0.0.11' });
+    expect(c.track.interfaces).toEqual([
+      { name: 'eth1', weight: undefined },
+      { name: 'eth0', weight: undefined },
+    ]);
+    const off = await buildJoinConfig({ config: file(GOOD) });
+    expect(off.fastFailover).toBeUndefined();
+    expect(off.track.interfaces).toEqual([{ name: 'eth1', weight: undefined }]);
+    const fromFile = await checkConfigFile(
+      file(`${GOOD}fastFailover: true
+peer: { port: 7100 }
+`),
+    );
+    expect(fromFile.config?.fastFailover).toEqual({ heartbeatMs: 50, port: 7100, address: undefined });
+    const bad = await paths(`${base}etcd: [http://e:2379]
+fastFailover: true
+peer: { heartbeatMs: 5, address: eth0 }
+`);
+    expect(bad.map((i) => i.path).sort()).toEqual(['peer.address', 'peer.heartbeatMs']);
+    const v =
+      'mode: vrrp\nnode: lb1\nfastFailover: true\ngroups:\n  - name: web\n    interface: eth0\n    vrid: 51\n    vips: [10.0.0.50/24]\n';
+    expect((await paths(v)).map((i) => i.path)).toEqual(['fastFailover']);
+  });
+
   it('a cluster name is checked the same way by every command', () => {
     expect(() => mergeConnection({}, { cluster: 'a/b', etcd: ['http://e:2379'] }, 'flags')).toThrow(
       /cluster/,

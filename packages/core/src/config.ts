@@ -350,6 +350,42 @@ const nodeConfigObject = z
       .describe(
         'Hooks run on every transition, in order, one at a time, with COORD_STATE, COORD_GROUP, … set.',
       ),
+    fastFailover: z
+      .boolean({ error: 'fastFailover must be true or false' })
+      .default(false)
+      .describe(
+        'Etcd mode: heartbeat the other nodes directly and, when the holder falls silent and nobody answers for ' +
+          'its VIP on the wire, revoke its lease and take over at once (docs/design.md, "Fast failover"). ' +
+          'Implies tracking each VIP interface: losing carrier removes the VIP at once. Default false.',
+      ),
+    peer: z
+      .object({
+        port: z
+          .number()
+          .int('peer.port must be a whole number')
+          .min(1)
+          .max(65535)
+          .default(7969)
+          .describe('UDP port of the peer channel, the same on every node. Default 7969.'),
+        address: z
+          .union([z.ipv4(), z.ipv6()], { error: 'peer.address must be an IP address' })
+          .optional()
+          .describe(
+            "Address the other nodes send heartbeats to. Default: the first group interface's first IPv4 address.",
+          ),
+        heartbeatMs: z
+          .number()
+          .int('peer.heartbeatMs must be whole milliseconds')
+          .min(10, 'peer.heartbeatMs must be at least 10')
+          .max(1000, 'peer.heartbeatMs must be at most 1000')
+          .default(50)
+          .describe(
+            'Heartbeat interval in ms; a holder silent for 3 intervals is checked on the wire. Default 50.',
+          ),
+      })
+      .strict()
+      .prefault({})
+      .describe('The peer channel between nodes (used with fastFailover).'),
     haproxy: z
       .object({
         config: z.string().min(1).describe('Where coord writes the HAProxy config it renders from etcd.'),
@@ -385,6 +421,11 @@ type RawConfig = z.output<typeof nodeConfigObject>;
 function crossCheck(c: RawConfig, ctx: z.RefinementCtx): void {
   const issue = (path: (string | number)[], message: string) =>
     ctx.addIssue({ code: 'custom', path, message });
+  if (c.mode === 'vrrp' && c.fastFailover)
+    issue(
+      ['fastFailover'],
+      'fast failover is an etcd-mode feature (VRRP mode fails over by its own adverts)',
+    );
   if (c.mode === 'etcd') {
     if (c.etcd.endpoints.length === 0) issue(['etcd'], 'etcd mode needs at least one endpoint');
     if (c.cluster === undefined) issue(['cluster'], 'etcd mode needs a cluster name');
@@ -516,8 +557,20 @@ function settings(c: RawConfig) {
         fall: t.fall,
         weight: t.weight,
       })),
-      interfaces: c.track.interfaces.map((x) => ({ name: x.name, weight: x.weight })),
+      // Fast failover trusts a quiet wire, so a holder must never keep its VIP on a link without carrier: each
+      // VIP interface is tracked (no weight: FAULT) unless the operator tracks it already.
+      interfaces: [
+        ...c.track.interfaces.map((x) => ({ name: x.name, weight: x.weight })),
+        ...(c.fastFailover
+          ? [...new Set(c.groups.map((g) => g.interface))]
+              .filter((name) => !c.track.interfaces.some((x) => x.name === name))
+              .map((name) => ({ name, weight: undefined }))
+          : []),
+      ],
     },
+    fastFailover: c.fastFailover
+      ? { heartbeatMs: c.peer.heartbeatMs, port: c.peer.port, address: c.peer.address }
+      : undefined,
     notify: {
       any: c.notify.any,
       leader: c.notify.leader,
