@@ -174,6 +174,24 @@ const SYSTEMS: SystemDef[] = [
         extraArgs: tlsCredentials?.(host) ?? [],
       }),
   },
+  {
+    name: 'coord-fast',
+    vipIndex: 7,
+    describe: {
+      impl: 'coord join --fast-failover --heartbeat-ms 50 (etcd lease + peer channel)',
+      ttlSec: TTL_SEC,
+      preempt: true,
+    },
+    start: (lab, host, vip) =>
+      startCoord(lab, host, {
+        cluster: 'bench-fast',
+        vips: [`${vip}/${lab.subnet.prefix}`],
+        priority: PRIORITIES[host.name] ?? 100,
+        ttlSec: TTL_SEC,
+        logLevel: 'warn',
+        extraArgs: ['--fast-failover', '--heartbeat-ms', '50'],
+      }),
+  },
   keepalivedSystem('keepalived-v3-1s', 2, 52, 1),
   keepalivedSystem('keepalived-v3-100ms', 3, 53, 0.1),
   coordVrrpSystem('coord-vrrp-1s', 4, 54, 1),

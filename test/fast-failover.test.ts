@@ -1,0 +1,126 @@
+/**
+ * Fast failover (issue: peer channel) with the real binary, real etcd, real UDP between namespaces and real ARP
+ * probes: a holder whose host is gone (coord killed, cable pulled) is replaced through a revoke of its lease long
+ * before that lease would expire; a frozen holder, whose kernel still answers for the VIP, is not.
+ *
+ * Two holders are judged on the wire here, by the client's ARP prober: an address on a host without carrier
+ * answers nobody (the interface sampler, which reads addresses, would count the dead host's copy until its
+ * lifetime runs out). The frozen case keeps every cable in, so the sampler judges it as everywhere else.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  Lab,
+  doubleHolderMs,
+  doubleReplyProbes,
+  macsSeen,
+  waitFor,
+  type LabHost,
+  type LabProcess,
+} from './lab/index.js';
+import { assertBuilt, COORD_BIN, controlSocketFor, coordLog, startCoord, waitForHolder } from './coord.js';
+
+let lab: Lab;
+let running: LabProcess[] = [];
+
+beforeAll(async () => {
+  assertBuilt();
+  lab = await Lab.create({ hosts: 3, name: 'fastfo' });
+});
+
+afterEach(async () => {
+  await Promise.all(running.map((p) => p.stop(3000)));
+  running = [];
+  for (const h of lab.hosts) await lab.faults.linkUp(h);
+});
+
+afterAll(async () => {
+  await lab?.destroy();
+});
+
+function cluster3(cluster: string, cidr: string): LabProcess[] {
+  const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
+  const extraArgs = ['--fast-failover', '--heartbeat-ms', '50'];
+  running = [
+    startCoord(lab, h1, { cluster, vips: [cidr], priority: 150, extraArgs }),
+    startCoord(lab, h2, { cluster, vips: [cidr], priority: 100, extraArgs }),
+    startCoord(lab, h3, { cluster, vips: [cidr], priority: 50, extraArgs }),
+  ];
+  return running;
+}
+
+const said = async (p: LabProcess, message: string) =>
+  (await coordLog(p)).filter((l) => l.message === message);
+
+describe('fast failover', () => {
+  it('the holder’s host is gone (kill -9, cable pulled): h2 revokes its lease and claims at once', async () => {
+    const vip = lab.freeAddress(1);
+    const procs = cluster3('ffcrash', `${vip}/${lab.subnet.prefix}`);
+    const [h1, h2] = lab.hosts as [LabHost, LabHost];
+    await waitForHolder(lab, vip, 'h1', 15_000);
+    // Every node hears every other on the peer channel, authenticated with the key the first one made.
+    const local = await waitFor(
+      'h2 to hear h1 and h3',
+      async () => {
+        const r = await lab.exec(
+          h2,
+          process.execPath,
+          [COORD_BIN, 'status', '--local', '--control-socket', controlSocketFor(lab, h2, 'ffcrash')],
+          { reject: false, timeoutMs: 20_000 },
+        );
+        const s = (
+          JSON.parse(r.stdout || '{}') as { status?: { peers?: { heartbeatAgeMs: Record<string, number> } } }
+        ).status;
+        const ages = s?.peers?.heartbeatAgeMs ?? {};
+        return (ages['h1'] ?? Infinity) < 1000 && (ages['h3'] ?? Infinity) < 1000 ? s : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
+    expect(local.peers).toBeDefined();
+    expect(local.peers?.heartbeatAgeMs).toHaveProperty('h1');
+    const arp = await lab.arpProber(vip, { intervalMs: 10 });
+    await waitFor('a reply from h1', () => arp.snapshot().some((r) => r.mac === h1.mac));
+    const crashAt = Date.now();
+    procs[0]?.kill9();
+    await lab.faults.linkDown(h1);
+    const cutAt = Date.now();
+    await waitFor('a reply from h2', () => arp.snapshot().some((r) => r.mac === h2.mac && r.t > crashAt), {
+      timeoutMs: 5000,
+      intervalMs: 10,
+    });
+    const tl = await arp.stop();
+    const h2proc = procs[1] as LabProcess;
+    expect(
+      await said(h2proc, 'fast failover: revoking the silent holder’s lease (nobody answers for the VIP)'),
+    ).toHaveLength(1);
+    const won = (await said(h2proc, 'transition')).filter((l) => l.to === 'leader');
+    expect(won.at(-1)?.reason).toBe('elected'); // no guard: the wire was checked before the revoke
+    expect(doubleReplyProbes(tl)).toEqual([]);
+    // Replies already on their way when the cable went are h1's last; after that only h2 answers.
+    expect(macsSeen(tl, { from: cutAt + 20 })).toEqual([h2.mac]);
+    const h3log = await coordLog(procs[2] as LabProcess);
+    expect(h3log.some((l) => String(l.message).startsWith('fast failover: revoking'))).toBe(false);
+  });
+
+  it('a frozen holder still answers on the wire: nobody revokes, the lease decides, never two holders', async () => {
+    const vip = lab.freeAddress(2);
+    const procs = cluster3('fffreeze', `${vip}/${lab.subnet.prefix}`);
+    await waitForHolder(lab, vip, 'h1', 15_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    const h1proc = procs[0] as LabProcess;
+    h1proc.signal('SIGSTOP');
+    await waitForHolder(lab, vip, 'h2', 5000);
+    h1proc.signal('SIGCONT');
+    await new Promise((r) => setTimeout(r, 1500));
+    const timeline = await sampler.stop();
+    expect(doubleHolderMs(timeline)).toBe(0);
+    const h2proc = procs[1] as LabProcess;
+    expect(
+      (await said(h2proc, 'fast failover: the silent holder’s VIP still answers; waiting for its lease'))
+        .length,
+    ).toBeGreaterThan(0);
+    expect(
+      await said(h2proc, 'fast failover: revoking the silent holder’s lease (nobody answers for the VIP)'),
+    ).toHaveLength(0);
+  });
+});
