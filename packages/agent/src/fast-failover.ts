@@ -1,7 +1,7 @@
 /**
  * Fast failover (`coord join --fast-failover`): a follower that stops hearing the holder on the peer channel
  * checks the wire, and only when nobody answers for the VIP revokes the holder's lease so the election can move on
- * at once instead of at the lease's expiry (docs/design.md, "Fast failover").
+ * at once instead of at the lease's expiry (docs/design.md, "Peer channel and fast failover").
  *
  *   holder silent for SUSPECT_MISSES heartbeats, and we are the node the group would elect without it
  *     → probe the VIP (RFC 5227 ARP probe / DAD NS) every PROBE_INTERVAL_MS

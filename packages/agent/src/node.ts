@@ -154,9 +154,7 @@ export class CoordNode {
   private acksSlow = false;
   private candidate = false;
   /** Fast failover: the peer channel, what acts on it, and where we receive heartbeats. */
-  private peer:
-    | { channel: PeerChannel; fast: FastFailover; address: string; port: number; heartbeatMs: number }
-    | undefined;
+  private peer: { channel: PeerChannel; fast: FastFailover; address: string; port: number } | undefined;
   /** Each member's lease and peer address, as the view last showed them. */
   private memberInfo = new Map<string, { leaseId: string; peer?: { address: string; port: number } }>();
 
@@ -264,6 +262,7 @@ export class CoordNode {
     await this.checkHostAddresses();
     await this.removeStaleVips();
     await this.view.start();
+    // Once etcd answers (the view waited for it), before the session: no lease, no VIP before the channel is up.
     if (this.config.fastFailover !== undefined) await this.startPeer(this.config.fastFailover);
     this.session.start();
     const { clock } = this.deps;
@@ -294,7 +293,7 @@ export class CoordNode {
 
   /**
    * Fast failover: the cluster's peer key from etcd (made by the first node), the UDP socket, and a heartbeat to
-   * every member each interval (docs/design.md, "Fast failover"). A port in use or an address that is not ours
+   * every member each interval (docs/design.md, "Peer channel and fast failover"). A port in use or an address that is not ours
    * stops the start with the reason: a node that cannot hear its peers would only ever fail over slowly.
    */
   private async startPeer(settings: NonNullable<NodeConfig['fastFailover']>): Promise<void> {
@@ -336,7 +335,7 @@ export class CoordNode {
       revoke: (leaseId) => this.etcd.revoke(leaseId),
       onRevoked: (group) => this.deps.metrics?.fastFailoverRevokes.inc({ group }),
     });
-    this.peer = { channel, fast, address, port: socket.port, heartbeatMs: settings.heartbeatMs };
+    this.peer = { channel, fast, address, port: socket.port };
     this.timers.push(every(clock, settings.heartbeatMs, () => this.heartbeat()));
     this.log.info('peer channel open', { address, port: socket.port, heartbeatMs: settings.heartbeatMs });
   }

@@ -1,5 +1,5 @@
 /**
- * Fast failover (docs/design.md, "Fast failover") in the simulated cluster of sim.ts: real nodes, an in-memory etcd
+ * Fast failover (docs/design.md, "Peer channel and fast failover") in the simulated cluster of sim.ts: real nodes, an in-memory etcd
  * and peer channel, probes answered by every kernel that holds the VIP and has carrier, and the exact two-holder
  * checker. Times are the fake clock's.
  */

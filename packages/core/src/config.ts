@@ -355,7 +355,7 @@ const nodeConfigObject = z
       .default(false)
       .describe(
         'Etcd mode: heartbeat the other nodes directly and, when the holder falls silent and nobody answers for ' +
-          'its VIP on the wire, revoke its lease and take over at once (docs/design.md, "Fast failover"). ' +
+          'its VIP on the wire, revoke its lease and take over at once (docs/design.md, "Peer channel and fast failover"). ' +
           'Implies tracking each VIP interface: losing carrier removes the VIP at once. Default false.',
       ),
     peer: z
