@@ -173,6 +173,8 @@ export interface NodeFileOptions {
   ttlSec?: number;
   preempt?: boolean;
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  /** `fastFailover: true` (the peer channel on its default port). */
+  fastFailover?: boolean;
 }
 
 /** Where a lab node's YAML config lives (namespaces share the filesystem). */
@@ -191,6 +193,7 @@ export function nodeConfigYaml(lab: Lab, host: LabHost, o: NodeFileOptions): str
     `controlSocket: ${controlSocketFor(lab, host, o.cluster)}`,
     `ttl: ${o.ttlSec ?? 1}`,
     `logLevel: ${o.logLevel ?? 'info'}`,
+    ...(o.fastFailover === true ? ['fastFailover: true'] : []),
     'groups:',
     '  - name: default',
     `    interface: ${host.iface}`,

@@ -30,8 +30,22 @@ beforeAll(async () => {
 afterEach(async () => {
   await Promise.all(running.map((p) => p.stop(3000)));
   running = [];
-  for (const h of lab.hosts) await lab.faults.linkUp(h);
+  for (const h of lab.hosts) {
+    await lab.faults.linkUp(h);
+    await udpLoss(h, 0);
+  }
 });
+
+/** Drop `pct` % of the peer channel's datagrams arriving at `host` (0: none); nothing else is touched. */
+async function udpLoss(host: LabHost, pct: number): Promise<void> {
+  const rule =
+    pct > 0
+      ? `table inet fflab_udp {\n  chain in { type filter hook input priority -150; policy accept; udp dport 7969 numgen random mod 100 < ${pct} drop; }\n}`
+      : '';
+  await lab.exec(host, 'nft', ['-f', '-'], {
+    input: `table inet fflab_udp\ndelete table inet fflab_udp\n${rule}\n`,
+  });
+}
 
 afterAll(async () => {
   await lab?.destroy();
@@ -99,6 +113,50 @@ describe('fast failover', () => {
     expect(macsSeen(tl, { from: cutAt + 20 })).toEqual([h2.mac]);
     const h3log = await coordLog(procs[2] as LabProcess);
     expect(h3log.some((l) => String(l.message).startsWith('fast failover: revoking'))).toBe(false);
+  });
+
+  it('a 300 ms cable flap: the holder drops its VIP at once, h2 takes over, and no copy comes back with the cable', async () => {
+    const vip = lab.freeAddress(3);
+    const procs = cluster3('ffflap', `${vip}/${lab.subnet.prefix}`);
+    const [h1] = lab.hosts as [LabHost];
+    await waitForHolder(lab, vip, 'h1', 15_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    const arp = await lab.arpProber(vip, { intervalMs: 10 });
+    const downAt = Date.now();
+    await lab.faults.linkDown(h1);
+    await new Promise((r) => setTimeout(r, 300));
+    await lab.faults.linkUp(h1);
+    // h1 (priority 150) is healthy again and takes the group back by a clean handover.
+    await waitForHolder(lab, vip, 'h1', 10_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const timeline = await sampler.stop();
+    const tl = await arp.stop();
+    expect(doubleHolderMs(timeline)).toBe(0);
+    expect(doubleReplyProbes(tl)).toEqual([]);
+    expect(macsSeen(tl, { from: downAt })).toContain((lab.hosts[1] as LabHost).mac);
+    // The VIP left h1 with the carrier (a FAULT), not at its deadline up to 900 ms later.
+    const fault = (await said(procs[0] as LabProcess, 'transition')).find((l) => l.reason === 'fault');
+    expect(fault).toMatchObject({ from: 'leader', to: 'follower' });
+    const del = timeline.events.find((e) => e.host === 'h1' && e.op === 'del');
+    expect((del?.t ?? Infinity) - downAt).toBeLessThan(300);
+  });
+
+  it('30 % of heartbeats lost between all members for 10 s: no takeover', async () => {
+    const vip = lab.freeAddress(4);
+    const procs = cluster3('ffloss', `${vip}/${lab.subnet.prefix}`);
+    await waitForHolder(lab, vip, 'h1', 15_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    for (const h of lab.hosts) await udpLoss(h, 30);
+    await new Promise((r) => setTimeout(r, 10_000));
+    const timeline = await sampler.stop();
+    expect(timeline.events.filter((e) => e.op === 'add')).toEqual([]);
+    expect(timeline.samples.every((x) => x.holders.join() === 'h1')).toBe(true);
+    for (const p of procs.slice(1))
+      expect(
+        await said(p, 'fast failover: revoking the silent holder’s lease (nobody answers for the VIP)'),
+      ).toEqual([]);
   });
 
   it('a frozen holder still answers on the wire: nobody revokes, the lease decides, never two holders', async () => {

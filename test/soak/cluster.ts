@@ -116,7 +116,10 @@ export class SoakCluster {
   }
 
   /** Build the lab, start the observers, then the three nodes; resolves once one node holds the VIP. */
-  static async start(log: (s: string) => void): Promise<SoakCluster> {
+  static async start(
+    log: (s: string) => void,
+    opts: { fastFailover?: boolean } = {},
+  ): Promise<SoakCluster> {
     const lab = await Lab.create({ name: 'soak', hosts: 3, etcdMembers: 3, ...ETCD_TIMING });
     try {
       log(`lab ${lab.prefix} up (subnet ${lab.subnet.base}/24, logs in ${lab.runDir})`);
@@ -125,6 +128,7 @@ export class SoakCluster {
       const sampler = await lab.sampler(vip, { intervalMs: 100 });
       const arp = await lab.arpProber(vip, { intervalMs: ARP_INTERVAL_MS });
       const c = new SoakCluster(lab, sampler, arp);
+      c.fastFailover = opts.fastFailover === true;
       c.selfTest = await c.checkObservers();
       log(
         `observer self-test: two holders put by hand for ${Math.round(c.selfTest.overlapMs)} ms, ` +
@@ -195,8 +199,18 @@ export class SoakCluster {
     return n;
   }
 
+  /** Every node runs with `--fast-failover` (pnpm soak --fast-failover). */
+  fastFailover = false;
+
   private fileOptions(n: Node): NodeFileOptions {
-    return { cluster: CLUSTER, vips: [this.cidr], priority: n.priority, ttlSec: TTL_SEC, logLevel: 'info' };
+    return {
+      cluster: CLUSTER,
+      vips: [this.cidr],
+      priority: n.priority,
+      ttlSec: TTL_SEC,
+      logLevel: 'info',
+      fastFailover: this.fastFailover,
+    };
   }
 
   private writeConfig(name: string): void {

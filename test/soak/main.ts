@@ -138,6 +138,7 @@ async function main(): Promise<number> {
       json: { type: 'string' },
       rounds: { type: 'string' },
       kinds: { type: 'string' },
+      'fast-failover': { type: 'boolean', default: false },
     },
   });
   const minutes = Number(values.minutes);
@@ -153,6 +154,7 @@ async function main(): Promise<number> {
     `--seed ${seed}`,
     ...(values.rounds === undefined ? [] : [`--rounds ${values.rounds}`]),
     ...(values.kinds === undefined ? [] : [`--kinds ${values.kinds}`]),
+    ...(values['fast-failover'] ? ['--fast-failover'] : []),
   ].join(' ');
   const t0 = Date.now();
   const jsonPath = resolve(
@@ -195,6 +197,7 @@ async function main(): Promise<number> {
       config: {
         minutes,
         kinds: kinds ?? ROUND_KINDS,
+        fastFailover: values['fast-failover'],
         ttlSec: TTL_SEC,
         etcd: { members: 3, ...ETCD_TIMING },
         initialPriorities: INITIAL_PRIORITIES,
@@ -213,7 +216,7 @@ async function main(): Promise<number> {
     writeFileSync(jsonPath, `${JSON.stringify(json, null, 1)}\n`);
   };
 
-  const cluster = await SoakCluster.start(log);
+  const cluster = await SoakCluster.start(log, { fastFailover: values['fast-failover'] });
   try {
     const { lab } = cluster;
     log(`VIP ${cluster.vip}; nodes ${cluster.names.join(', ')}; first holder ${cluster.holders().join()}`);
