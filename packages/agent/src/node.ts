@@ -155,6 +155,14 @@ export class CoordNode {
   private candidate = false;
   /** Fast failover: the peer channel, what acts on it, and where we receive heartbeats. */
   private peer: { channel: PeerChannel; fast: FastFailover; address: string; port: number } | undefined;
+  /**
+   * One member write at a time, the newest facts last: etcd serves concurrent requests concurrently, so two puts
+   * in flight can land in either order — a reload that lowered the priority (published once before and once after
+   * the health verdict) left the old priority in etcd, and the node kept winning the group back from the node that
+   * should have it (soak seed 50 with fast failover, round 47).
+   */
+  private memberWrite: 'idle' | 'busy' | 'again' = 'idle';
+
   /** Each member's lease and peer address, as the view last showed them. */
   private memberInfo = new Map<string, { leaseId: string; peer?: { address: string; port: number } }>();
 
@@ -780,6 +788,11 @@ export class CoordNode {
   }
 
   private registerMember(leaseId: string): void {
+    if (this.memberWrite !== 'idle') {
+      this.memberWrite = 'again';
+      return;
+    }
+    this.memberWrite = 'busy';
     const record: MemberRecord = {
       node: this.config.node,
       interface: this.config.groups[0]?.interface ?? '',
@@ -800,12 +813,24 @@ export class CoordNode {
         ]),
       ),
     };
-    this.store.putMember(leaseId, record).catch((e: unknown) => {
-      this.log.warn('member registration failed', { error: errorMessage(e) });
-      this.deps.clock.setTimeout(() => {
-        if (!this.stopped && this.session.currentLeaseId === leaseId) this.registerMember(leaseId);
-      }, 200);
-    });
+    this.store.putMember(leaseId, record).then(
+      () => this.memberWritten(),
+      (e: unknown) => {
+        this.log.warn('member registration failed', { error: errorMessage(e) });
+        this.memberWritten();
+        this.deps.clock.setTimeout(() => {
+          if (!this.stopped && this.session.currentLeaseId === leaseId) this.registerMember(leaseId);
+        }, 200);
+      },
+    );
+  }
+
+  /** A member write finished: write again if the facts changed meanwhile. */
+  private memberWritten(): void {
+    const again = this.memberWrite === 'again';
+    this.memberWrite = 'idle';
+    const lease = this.session.currentLeaseId;
+    if (again && lease !== null && !this.stopped) this.registerMember(lease);
   }
 
   private onView(revision: number, view: ReadonlyMap<string, Entry>): void {

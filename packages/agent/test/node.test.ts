@@ -3,7 +3,7 @@
  * with an exact two-holder checker (sim.ts). Each regression names the finding it guards against.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeLastHolder } from '@coord/etcd';
+import { decodeLastHolder, decodeMember } from '@coord/etcd';
 import { Sim } from './sim.js';
 
 let sim: Sim | undefined;
@@ -336,4 +336,33 @@ describe('CoordNode in a simulated cluster', () => {
       expect(s.lan.violations, `round ${round}, fault ${kind}`).toEqual([]);
     }
   }, 60_000);
+
+  it('member writes go out one at a time with the newest facts last (two in flight can land in either order)', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    const a = s.node('a');
+    const put = a.client.put.bind(a.client);
+    let inFlight = 0;
+    let most = 0;
+    const landed: number[] = [];
+    a.client.put = (key, value, lease) => {
+      if (!key.includes('/members/')) return put(key, value, lease);
+      inFlight++;
+      most = Math.max(most, inFlight);
+      return put(key, value, lease).finally(() => {
+        inFlight--;
+        landed.push((JSON.parse(value) as { groups: { g: { priority: number } } }).groups.g.priority);
+      });
+    };
+    a.node.setEffectivePriority('g', 120);
+    a.node.setEffectivePriority('g', 60);
+    a.node.setEffectivePriority('g', 40);
+    await s.run(200);
+    expect(most).toBe(1);
+    expect(landed.at(-1)).toBe(40);
+    expect(
+      decodeMember(s.etcd.peek('/coord/sim/members/a')?.value ?? Buffer.alloc(0))?.groups['g']?.priority,
+    ).toBe(40);
+  });
 });

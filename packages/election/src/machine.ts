@@ -535,6 +535,16 @@ function fence(s: GroupState, now: number, effects: Effect[], detail: string): G
   );
 }
 
+/**
+ * The members with our own entry as we are now rather than as last published: a priority change still on its way
+ * to etcd must not make us campaign as the best candidate on a priority we no longer have — a node lowered below
+ * another kept winning the group back and handing it over, 10 s in a row, while the other deferred to its stale
+ * record (soak seed 50 with fast failover, round 47).
+ */
+function withSelf(members: readonly Candidate[], self: Candidate): readonly Candidate[] {
+  return members.map((m) => (m.node === self.node ? self : m));
+}
+
 function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effect[]): GroupState {
   if (s.role === 'stopped') return s;
   if (s.role === 'leader') return evaluateLeader(config, s, now, effects);
@@ -570,7 +580,7 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
     electable(config.self)
   ) {
     const vacantSince = s.vacantSince ?? now;
-    const best = bestCandidate(s.members);
+    const best = bestCandidate(withSelf(s.members, config.self));
     const isBest = best !== undefined && best.node === config.self.node;
     const fallbackAt = vacantSince + config.vacancyFallbackMs;
     if (now < s.campaignRetryAt) {

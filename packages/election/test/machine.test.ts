@@ -110,6 +110,18 @@ describe('election machine', () => {
     expect(later.state.role).toBe('campaigning');
   });
 
+  it('decides on its own priority as it is now, not on its record still in flight', () => {
+    // Our record in etcd still says 200; our config says 100 now, and lb2 has 150.
+    const lb2 = { ...me, node: 'lb2', priority: 150 };
+    const { state, effects } = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [{ ...me, priority: 200 }, lb2] },
+      { type: 'leader-observed', now: 0, leader: null },
+    ]);
+    expect(state.role).toBe('follower');
+    expect(types(effects)).not.toContain('campaign');
+  });
+
   it('claims at once after a clean release, and announces right after the add', () => {
     const { state, effects } = elected(true);
     expect(state.role).toBe('leader');
