@@ -116,10 +116,7 @@ export class SoakCluster {
   }
 
   /** Build the lab, start the observers, then the three nodes; resolves once one node holds the VIP. */
-  static async start(
-    log: (s: string) => void,
-    opts: { fastFailover?: boolean } = {},
-  ): Promise<SoakCluster> {
+  static async start(log: (s: string) => void, opts: { fastFailover?: boolean } = {}): Promise<SoakCluster> {
     const lab = await Lab.create({ name: 'soak', hosts: 3, etcdMembers: 3, ...ETCD_TIMING });
     try {
       log(`lab ${lab.prefix} up (subnet ${lab.subnet.base}/24, logs in ${lab.runDir})`);
