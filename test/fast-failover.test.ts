@@ -142,6 +142,31 @@ describe('fast failover', () => {
     expect((del?.t ?? Infinity) - downAt).toBeLessThan(300);
   });
 
+  it('one-way cut (etcd’s replies to the holder dropped): the holder gives the group up, h2 revokes its lease', async () => {
+    const vip = lab.freeAddress(5);
+    const procs = cluster3('ffasym', `${vip}/${lab.subnet.prefix}`);
+    const [h1] = lab.hosts as [LabHost];
+    await waitForHolder(lab, vip, 'h1', 15_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    try {
+      await lab.faults.cutFromEtcdOneWay(h1, 'from-etcd');
+      await waitForHolder(lab, vip, 'h2', 6000);
+    } finally {
+      await lab.faults.healEtcd(h1);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const timeline = await sampler.stop();
+    expect(doubleHolderMs(timeline)).toBe(0);
+    const h2proc = procs[1] as LabProcess;
+    expect(
+      await said(h2proc, 'fast failover: the holder gave the group up but its key remains; probing the wire'),
+    ).toHaveLength(1);
+    expect(
+      await said(h2proc, 'fast failover: revoking the silent holder’s lease (nobody answers for the VIP)'),
+    ).toHaveLength(1);
+  });
+
   it('30 % of heartbeats lost between all members for 10 s: no takeover', async () => {
     const vip = lab.freeAddress(4);
     const procs = cluster3('ffloss', `${vip}/${lab.subnet.prefix}`);

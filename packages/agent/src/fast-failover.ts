@@ -3,7 +3,9 @@
  * checks the wire, and only when nobody answers for the VIP revokes the holder's lease so the election can move on
  * at once instead of at the lease's expiry (docs/design.md, "Peer channel and fast failover").
  *
- *   holder silent for SUSPECT_MISSES heartbeats, and we are the node the group would elect without it
+ *   holder silent for SUSPECT_MISSES heartbeats — or heard for that long saying it no longer leads the group
+ *   whose key it still holds (it fenced and gave up, but its resign cannot reach etcd: a one-way cut) — and we
+ *   are the node the group would elect without it
  *     → probe the VIP (RFC 5227 ARP probe / DAD NS) every PROBE_INTERVAL_MS
  *       → somebody answers: the holder's kernel still has the address (a frozen or busy process, a lost
  *         heartbeat): do nothing; the lease decides, as without fast failover
@@ -30,7 +32,15 @@ export const REVOKED_CLAIM_MS = 500;
 
 export type Suspicion =
   | { readonly suspect: false }
-  | { readonly suspect: true; readonly node: string; readonly leaseId: string; readonly silentMs: number };
+  | {
+      readonly suspect: true;
+      /** silent: not heard; abandoned: heard saying it does not lead (the caller checks that this persists). */
+      readonly kind: 'silent' | 'abandoned';
+      readonly node: string;
+      readonly leaseId: string;
+      readonly epoch: number;
+      readonly silentMs: number;
+    };
 
 /**
  * Whether this node should check on the group's holder now. Pure: the caller passes what the group machine and
@@ -53,17 +63,21 @@ export function suspicion(input: {
     return { suspect: false };
   if (heard === undefined || heard.leaseId !== leader.leaseId) return { suspect: false };
   const beat = heard.groups.get(input.group);
-  if (beat === undefined || beat.epoch !== leader.epoch || beat.holdsUntil === null)
-    return { suspect: false };
+  if (beat === undefined) return { suspect: false };
+  const window = SUSPECT_MISSES * input.heartbeatMs;
   const silentMs = now - heard.at;
-  if (silentMs < SUSPECT_MISSES * input.heartbeatMs) return { suspect: false };
+  let kind: 'silent' | 'abandoned';
+  if (beat.epoch === leader.epoch && beat.holdsUntil !== null && silentMs >= window) kind = 'silent';
+  // Epoch 0: it says it leads nothing here — not a fenced holder waiting for an ack (that one still sends its
+  // epoch), one that dropped the epoch for good (a dropped epoch is never adopted back).
+  else if (beat.epoch === 0 && silentMs < window) kind = 'abandoned';
+  else return { suspect: false };
   const next = bestCandidate(state.members.filter((m) => m.node !== leader.node));
   if (next?.node !== self) return { suspect: false };
-  const window = SUSPECT_MISSES * input.heartbeatMs;
   const others = input.othersHeardAt;
-  if (others.length > 0 && !others.some((at) => at !== undefined && now - at < window))
+  if (kind === 'silent' && others.length > 0 && !others.some((at) => at !== undefined && now - at < window))
     return { suspect: false };
-  return { suspect: true, node: leader.node, leaseId: leader.leaseId, silentMs };
+  return { suspect: true, kind, node: leader.node, leaseId: leader.leaseId, epoch: leader.epoch, silentMs };
 }
 
 interface Check {
@@ -99,6 +113,8 @@ export class FastFailover {
   /** Group → the lease whose VIP answered on the wire, until that holder is heard again. */
   private readonly answered = new Map<string, { leaseId: string; heardAt: number }>();
   private readonly revoked = new Map<string, { leaseId: string; at: number }>();
+  /** Group → since when the holder of this lease and epoch has said it does not lead the group. */
+  private readonly abandoned = new Map<string, { leaseId: string; epoch: number; since: number }>();
 
   constructor(private readonly opts: FastFailoverOptions) {}
 
@@ -122,13 +138,31 @@ export class FastFailover {
         othersHeardAt: others,
       });
       const check = this.checks.get(g.name);
+      if (s.suspect && s.kind === 'abandoned') {
+        // Only once it has said so for as long as a silence must last: a heartbeat sent just before it won the
+        // epoch, or crossing a resign in flight, says nothing.
+        const a = this.abandoned.get(g.name);
+        if (a === undefined || a.leaseId !== s.leaseId || a.epoch !== s.epoch) {
+          this.abandoned.set(g.name, { leaseId: s.leaseId, epoch: s.epoch, since: now });
+          continue;
+        }
+        if (now - a.since < SUSPECT_MISSES * this.opts.heartbeatMs) continue;
+      } else this.abandoned.delete(g.name);
       if (!s.suspect) {
         if (check !== undefined) this.stop(g.name);
         continue;
       }
       const blocked = this.answered.get(g.name);
-      if (blocked !== undefined && blocked.leaseId === s.leaseId && blocked.heardAt === heard?.at) continue;
-      if (check === undefined || check.leaseId !== s.leaseId) this.start(g, s.node, s.leaseId, s.silentMs);
+      // Answered: wait for that holder to be heard anew (silent), or for another lease (abandoned, which is heard
+      // all along — its copy is not ours to judge again every heartbeat; its lease decides).
+      if (
+        blocked !== undefined &&
+        blocked.leaseId === s.leaseId &&
+        (s.kind === 'abandoned' || blocked.heardAt === heard?.at)
+      )
+        continue;
+      if (check === undefined || check.leaseId !== s.leaseId)
+        this.start(g, s.node, s.leaseId, s.kind, s.silentMs);
     }
   }
 
@@ -150,7 +184,13 @@ export class FastFailover {
     for (const group of [...this.checks.keys()]) this.stop(group);
   }
 
-  private start(g: FastFailoverGroup, node: string, leaseId: string, silentMs: number): void {
+  private start(
+    g: FastFailoverGroup,
+    node: string,
+    leaseId: string,
+    kind: 'silent' | 'abandoned',
+    silentMs: number,
+  ): void {
     this.stop(g.name);
     const opened = this.opts.prober?.open(g.interface, g.vips);
     if (opened === undefined || !opened.ok) {
@@ -170,11 +210,20 @@ export class FastFailover {
       timer: null,
     };
     this.checks.set(g.name, check);
-    this.opts.logger.info('fast failover: holder silent on the peer channel; probing the wire', {
-      group: g.name,
-      holder: node,
-      silentMs: Math.round(silentMs),
-    });
+    if (kind === 'silent')
+      this.opts.logger.info('fast failover: holder silent on the peer channel; probing the wire', {
+        group: g.name,
+        holder: node,
+        silentMs: Math.round(silentMs),
+      });
+    else
+      this.opts.logger.info(
+        'fast failover: the holder gave the group up but its key remains; probing the wire',
+        {
+          group: g.name,
+          holder: node,
+        },
+      );
     const tick = (): void => {
       if (this.checks.get(g.name) !== check) return;
       const answers = check.session.drain();

@@ -91,6 +91,31 @@ describe('fast failover in a simulated cluster', () => {
     expect(s.lan.violations).toEqual([]);
   });
 
+  it('one-way cut (etcd’s replies lost): the holder fences and gives up, its resign cannot land, b revokes its lease', async () => {
+    const s = three();
+    await settled(s);
+    const a = s.node('a');
+    // etcd's replies are lost; keepalives still arrive (the lease lives), a's resign never lands (over a real
+    // link its connection cannot be set up again).
+    a.client.cut('replies');
+    const txn = a.client.txn.bind(a.client);
+    a.client.txn = () => new Promise(() => {});
+    const took = await s.until('b holds', () => s.holder() === 'b', 5000, 1);
+    // Deadline (0.9 s) + fence grace (0.5 s) + three heartbeats saying so + the wire check; the lease itself
+    // lives on, kept alive by keepalives that still arrive.
+    expect(took).toBeLessThan(1900);
+    const gaveUp = s.logs(
+      'b',
+      'fast failover: the holder gave the group up but its key remains; probing the wire',
+    );
+    expect(gaveUp).toHaveLength(1);
+    expect(revokes(s, 'b')).toHaveLength(1);
+    a.client.txn = txn;
+    a.client.heal();
+    await s.run(3000);
+    expect(s.lan.violations).toEqual([]);
+  });
+
   it('holder cut from the LAN with coord running: b takes over; a learns its lease is gone and drops the VIP before its cable is back', async () => {
     const s = three();
     await settled(s);
@@ -163,7 +188,14 @@ describe('suspicion', () => {
   const silent = 1000 - SUSPECT_MISSES * 50;
 
   it('suspects a holder heard holding this epoch and silent for three heartbeats, from the next best only', () => {
-    expect(ask({ heardAt: silent })).toEqual({ suspect: true, node: 'a', leaseId: '1', silentMs: 150 });
+    expect(ask({ heardAt: silent })).toEqual({
+      suspect: true,
+      kind: 'silent',
+      node: 'a',
+      leaseId: '1',
+      epoch: 9,
+      silentMs: 150,
+    });
     expect(ask({ heardAt: silent + 1 }).suspect).toBe(false); // two and a bit heartbeats
     expect(ask({ self: 'c', heardAt: silent }).suspect).toBe(false); // b would be elected, not c
   });
@@ -172,6 +204,14 @@ describe('suspicion', () => {
     expect(ask({}).suspect).toBe(false);
     expect(ask({ heardAt: silent, epoch: 8 }).suspect).toBe(false);
     expect(ask({ heardAt: silent, holds: false }).suspect).toBe(false);
+  });
+
+  it('a holder heard saying it leads nothing here while its key remains has abandoned the group', () => {
+    expect(ask({ heardAt: 990, epoch: 0, holds: false })).toMatchObject({ suspect: true, kind: 'abandoned' });
+    // Still leading this epoch without the VIP (the fence grace, waiting for a prompt ack): not abandoned.
+    expect(ask({ heardAt: 990, epoch: 9, holds: false }).suspect).toBe(false);
+    // Abandoned only while it is heard saying so; silent only after holding.
+    expect(ask({ heardAt: silent, epoch: 0, holds: false }).suspect).toBe(false);
   });
 
   it('a node that hears none of its other peers suspects nobody (the silence is likely its own)', () => {
