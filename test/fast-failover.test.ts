@@ -91,6 +91,15 @@ describe('fast failover', () => {
     );
     expect(local.peers).toBeDefined();
     expect(local.peers?.heartbeatAgeMs).toHaveProperty('h1');
+    const cluster = await lab.exec(
+      h2,
+      process.execPath,
+      [COORD_BIN, 'status', '--config', '', '--cluster', 'ffcrash', '--etcd', lab.etcd.endpoints.join(',')],
+      { reject: false, timeoutMs: 20_000 },
+    );
+    expect(cluster.stdout).toMatch(
+      new RegExp(`h1 .*fast failover \\(${h1.ip.replace(/\./g, '\\.')}:7969/udp\\)`),
+    );
     const arp = await lab.arpProber(vip, { intervalMs: 10 });
     await waitFor('a reply from h1', () => arp.snapshot().some((r) => r.mac === h1.mac));
     const crashAt = Date.now();
@@ -142,7 +151,10 @@ describe('fast failover', () => {
     expect((del?.t ?? Infinity) - downAt).toBeLessThan(300);
   });
 
-  it('one-way cut (etcd’s replies to the holder dropped): the holder gives the group up, h2 revokes its lease', async () => {
+  it('one-way cut (etcd’s replies to the holder dropped): h2 takes over, never two holders', async () => {
+    // Which comes first here depends on when the cut kills the holder's keepalive stream: its lease's expiry, or
+    // the revoke of a holder heard giving the group up (the deterministic proof of that rule is the simulated
+    // cluster's, packages/agent/test/fast-failover.test.ts). Either way, one holder at a time.
     const vip = lab.freeAddress(5);
     const procs = cluster3('ffasym', `${vip}/${lab.subnet.prefix}`);
     const [h1] = lab.hosts as [LabHost];
@@ -158,13 +170,11 @@ describe('fast failover', () => {
     await new Promise((r) => setTimeout(r, 1000));
     const timeline = await sampler.stop();
     expect(doubleHolderMs(timeline)).toBe(0);
-    const h2proc = procs[1] as LabProcess;
-    expect(
-      await said(h2proc, 'fast failover: the holder gave the group up but its key remains; probing the wire'),
-    ).toHaveLength(1);
-    expect(
-      await said(h2proc, 'fast failover: revoking the silent holder’s lease (nobody answers for the VIP)'),
-    ).toHaveLength(1);
+    const h2log = await coordLog(procs[1] as LabProcess);
+    const gaveUp = h2log.findIndex((l) => String(l.message).includes('gave the group up'));
+    const revoked = h2log.findIndex((l) => String(l.message).startsWith('fast failover: revoking'));
+    if (revoked >= 0) expect(gaveUp).toBeGreaterThanOrEqual(0); // a revoke only ever follows the check
+    if (revoked >= 0) expect(revoked).toBeGreaterThan(gaveUp);
   });
 
   it('30 % of heartbeats lost between all members for 10 s: no takeover', async () => {

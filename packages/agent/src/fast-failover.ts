@@ -152,6 +152,8 @@ export class FastFailover {
         if (check !== undefined) this.stop(g.name);
         continue;
       }
+      // Revoked already: the view has not shown the key's delete yet.
+      if (this.revoked.get(g.name)?.leaseId === s.leaseId) continue;
       const blocked = this.answered.get(g.name);
       // Answered: wait for that holder to be heard anew (silent), or for another lease (abandoned, which is heard
       // all along — its copy is not ours to judge again every heartbeat; its lease decides).

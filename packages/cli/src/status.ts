@@ -21,6 +21,8 @@ export interface ClusterStatus {
     groups: Record<string, { priority: number; preempt: boolean }>;
     lastSeenMsAgo: number | null;
     version: string;
+    /** Where the node hears peer-channel heartbeats (fast failover on), else null. */
+    peer: { address: string; port: number } | null;
     /** The node's HAProxy loop, if it runs one; `converged` = it serves the model now in etcd. */
     haproxy: { result: string; revision: number; converged: boolean; error?: string; refused: number } | null;
   }[];
@@ -82,6 +84,7 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
         groups,
         lastSeenMsAgo: st === undefined || st.at === 0 ? null : Math.max(0, now - st.at),
         version: m?.version ?? '',
+        peer: m?.peer ?? null,
         haproxy:
           h === undefined
             ? null
@@ -129,7 +132,8 @@ export function formatClusterStatus(s: ClusterStatus): string {
     const seen =
       m.lastSeenMsAgo === null ? 'no status yet' : `last seen ${(m.lastSeenMsAgo / 1000).toFixed(1)} s ago`;
     const cand = m.candidate ? '' : '  NOT A CANDIDATE (see coord status --local on that node)';
-    lines.push(`  ${m.node.padEnd(16)} alive  priority ${prio.padEnd(20)} ${seen}${cand}`);
+    const fast = m.peer === null ? '' : `  fast failover (${m.peer.address}:${m.peer.port}/udp)`;
+    lines.push(`  ${m.node.padEnd(16)} alive  priority ${prio.padEnd(20)} ${seen}${cand}${fast}`);
   }
   const withHaproxy = s.members.filter((m) => m.haproxy !== null);
   if (withHaproxy.length > 0 || s.model.services > 0) {
