@@ -68,9 +68,10 @@ export function suspicion(input: {
   const silentMs = now - heard.at;
   let kind: 'silent' | 'abandoned';
   if (beat.epoch === leader.epoch && beat.holdsUntil !== null && silentMs >= window) kind = 'silent';
-  // Epoch 0: it says it leads nothing here — not a fenced holder waiting for an ack (that one still sends its
-  // epoch), one that dropped the epoch for good (a dropped epoch is never adopted back).
-  else if (beat.epoch === 0 && silentMs < window) kind = 'abandoned';
+  // Epoch 0: its newest word is that it leads nothing here — not a fenced holder waiting for an ack (that one
+  // still sends its epoch), one that dropped the epoch for good (a dropped epoch is never adopted back). Whether it
+  // went quiet since does not matter (a holder under a one-way cut sends irregularly): the wire check decides.
+  else if (beat.epoch === 0) kind = 'abandoned';
   else return { suspect: false };
   const next = bestCandidate(state.members.filter((m) => m.node !== leader.node));
   if (next?.node !== self) return { suspect: false };

@@ -210,8 +210,8 @@ describe('suspicion', () => {
     expect(ask({ heardAt: 990, epoch: 0, holds: false })).toMatchObject({ suspect: true, kind: 'abandoned' });
     // Still leading this epoch without the VIP (the fence grace, waiting for a prompt ack): not abandoned.
     expect(ask({ heardAt: 990, epoch: 9, holds: false }).suspect).toBe(false);
-    // Abandoned only while it is heard saying so; silent only after holding.
-    expect(ask({ heardAt: silent, epoch: 0, holds: false }).suspect).toBe(false);
+    // Its newest word counts, however long ago (the caller waits until it has stood for three heartbeats).
+    expect(ask({ heardAt: silent - 500, epoch: 0, holds: false })).toMatchObject({ kind: 'abandoned' });
   });
 
   it('a node that hears none of its other peers suspects nobody (the silence is likely its own)', () => {
