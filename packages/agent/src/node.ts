@@ -50,7 +50,7 @@ import {
   type UdpOptions,
 } from '@coord/peer';
 import type { AddressEvent, Announcer, VipPort } from '@coord/vip';
-import { FastFailover } from './fast-failover.js';
+import { FastFailover, type FastFailoverGroup } from './fast-failover.js';
 import { GroupRunner, type GroupFact, type ProbePort } from './group.js';
 import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
@@ -154,7 +154,16 @@ export class CoordNode {
   private acksSlow = false;
   private candidate = false;
   /** Fast failover: the peer channel, what acts on it, and where we receive heartbeats. */
-  private peer: { channel: PeerChannel; fast: FastFailover; address: string; port: number } | undefined;
+  private peer:
+    | {
+        channel: PeerChannel;
+        fast: FastFailover;
+        address: string;
+        port: number;
+        /** What fast failover looks at per group (groups, interfaces and VIPs change only with a restart). */
+        groups: readonly FastFailoverGroup[];
+      }
+    | undefined;
   /**
    * One member write at a time, the newest facts last: etcd serves concurrent requests concurrently, so two puts
    * in flight can land in either order — a reload that lowered the priority (published once before and once after
@@ -343,7 +352,11 @@ export class CoordNode {
       revoke: (leaseId) => this.etcd.revoke(leaseId),
       onRevoked: (group) => this.deps.metrics?.fastFailoverRevokes.inc({ group }),
     });
-    this.peer = { channel, fast, address, port: socket.port };
+    const groups = this.groups.map((g): FastFailoverGroup => {
+      const own = this.config.groups.find((x) => x.name === g.name);
+      return { name: g.name, interface: own?.interface ?? '', vips: own?.vips ?? [], state: () => g.current };
+    });
+    this.peer = { channel, fast, address, port: socket.port, groups };
     this.timers.push(every(clock, settings.heartbeatMs, () => this.heartbeat()));
     this.log.info('peer channel open', { address, port: socket.port, heartbeatMs: settings.heartbeatMs });
   }
@@ -379,24 +392,18 @@ export class CoordNode {
         if (info.peer !== undefined) targets.push({ node, address: info.peer.address, port: info.peer.port });
       peer.channel.beat(lease, groups, targets);
     }
-    peer.fast.evaluate(
-      this.groups.map((g) => {
-        const settings = this.config.groups.find((x) => x.name === g.name);
-        return {
-          name: g.name,
-          interface: settings?.interface ?? '',
-          vips: settings?.vips ?? [],
-          state: () => g.current,
-        };
-      }),
-    );
+    peer.fast.evaluate(peer.groups);
+  }
+
+  /** The peer channel's gauges: with the other gauges once a second, not on every heartbeat. */
+  private peerMetrics(): void {
     const m = this.deps.metrics;
-    if (m !== undefined) {
-      for (const [node, age] of Object.entries(peer.channel.ages()))
-        m.peerHeartbeatAge.set({ peer: node }, age / 1000);
-      for (const [reason, n] of Object.entries(peer.channel.counters.dropped))
-        m.peerDropped.set({ reason }, n ?? 0);
-    }
+    const peer = this.peer;
+    if (m === undefined || peer === undefined) return;
+    for (const [node, age] of Object.entries(peer.channel.ages()))
+      m.peerHeartbeatAge.set({ peer: node }, age / 1000);
+    for (const [reason, n] of Object.entries(peer.channel.counters.dropped))
+      m.peerDropped.set({ reason }, n ?? 0);
   }
 
   /** Graceful stop: every group removes its VIP, then releases leadership; then the lease is revoked. */
@@ -951,6 +958,7 @@ export class CoordNode {
     const health = this.view.health;
     this.deps.metrics?.etcdConnected.set(health.connected ? 1 : 0);
     this.deps.metrics?.etcdStaleness.set(Math.max(0, this.deps.clock.now() - health.lastHeardAt) / 1000);
+    this.peerMetrics();
     const leaseId = this.session.currentLeaseId;
     if (leaseId === null || this.stopped) return;
     const status = this.status();
