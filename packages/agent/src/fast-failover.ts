@@ -106,6 +106,8 @@ export interface FastFailoverOptions {
   readonly lastHeard: (node: string, leaseId?: string) => PeerHeard | undefined;
   readonly revoke: (leaseId: string) => Promise<void>;
   readonly onRevoked?: (group: string, node: string) => void;
+  /** `--etcd-outage hold`: we promised the group's holder not to campaign, so we do not revoke its lease either. */
+  readonly isBound?: (group: string) => boolean;
 }
 
 /** Per group: at most one wire check at a time, and no second one for a holder whose VIP answered. */
@@ -149,7 +151,7 @@ export class FastFailover {
         }
         if (now - a.since < SUSPECT_MISSES * this.opts.heartbeatMs) continue;
       } else this.abandoned.delete(g.name);
-      if (!s.suspect) {
+      if (!s.suspect || this.opts.isBound?.(g.name) === true) {
         if (check !== undefined) this.stop(g.name);
         continue;
       }

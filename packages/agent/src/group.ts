@@ -97,6 +97,8 @@ export interface GroupRunnerOptions {
   readonly logger: Logger;
   readonly onFact?: (fact: GroupFact) => void;
   readonly vacancyFallbackMs: number;
+  /** `--etcd-outage hold`: how long past its lease deadline a holder may keep its VIP on promises. */
+  readonly holdMaxMs?: number;
 }
 
 const RESIGN_RETRY_MIN_MS = 100;
@@ -130,6 +132,7 @@ export class GroupRunner {
       group: s.name,
       self: { node: opts.node, priority: s.priority, preempt: s.preempt, preemptDelayMs: s.preemptDelayMs },
       vacancyFallbackMs: opts.vacancyFallbackMs,
+      ...(opts.holdMaxMs === undefined ? {} : { holdMaxMs: opts.holdMaxMs }),
     };
     this.log = opts.logger.child({ group: s.name });
     this.lane = new Lane(this.log);
@@ -137,6 +140,11 @@ export class GroupRunner {
 
   get current(): GroupState {
     return this.state;
+  }
+
+  /** Our holder deadline now: the lease's, or later while promises hold (`--etcd-outage hold`). */
+  get deadline(): number {
+    return deadlineOf(this.state, this.config.holdMaxMs);
   }
 
   get name(): string {
@@ -475,7 +483,7 @@ export class GroupRunner {
    */
   private mayAnnounce(epoch: number): boolean {
     const s = this.state;
-    return s.role === 'leader' && s.vipHeld && s.epoch === epoch && this.opts.clock.now() < deadlineOf(s);
+    return s.role === 'leader' && s.vipHeld && s.epoch === epoch && this.opts.clock.now() < this.deadline;
   }
 
   /** A burst of `count` announcements, then one every `refreshMs` while we hold the VIP. */

@@ -10,8 +10,8 @@ import {
   type Repeating,
 } from '@coord/core';
 import {
-  deadlineOf,
   defaultTiming,
+  leaseDeadlineOf,
   kernelLifetimeSec,
   keepaliveIntervalMs,
   MAX_SLOW_ACKS,
@@ -51,6 +51,7 @@ import {
 } from '@coord/peer';
 import type { AddressEvent, Announcer, VipPort } from '@coord/vip';
 import { FastFailover, type FastFailoverGroup } from './fast-failover.js';
+import { etcdQuiet, holdVerdict, promiseStep, promiseWindowMs, type Bound } from './outage.js';
 import { GroupRunner, type GroupFact, type ProbePort } from './group.js';
 import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
@@ -100,6 +101,11 @@ export interface NodeStatus extends StatusRecord {
     leader: { node: string; epoch: number } | null;
     vips: string[];
     vipsPresent: string[];
+    /**
+     * `--etcd-outage hold` only. Holder: keeping the VIP past its lease on the other members' promises (ms left)
+     * or not; follower: the holder we promised not to campaign against while etcd is away.
+     */
+    outage?: { holdingMsLeft: number | null; promisedTo: string | null };
   }[];
   readonly etcd: {
     connected: boolean;
@@ -109,7 +115,7 @@ export interface NodeStatus extends StatusRecord {
     clientCert?: { expiresAt: string; daysLeft: number; warning?: string };
   };
   readonly haproxy: HaproxyStatus | undefined;
-  /** Fast failover only: ms since each peer's newest heartbeat, and what the channel dropped. */
+  /** Peer channel only (fast failover, etcd outage hold): ms since each peer's newest heartbeat, and drops. */
   readonly peers?: {
     readonly address: string;
     readonly port: number;
@@ -153,11 +159,11 @@ export class CoordNode {
   private promptRun = 0;
   private acksSlow = false;
   private candidate = false;
-  /** Fast failover: the peer channel, what acts on it, and where we receive heartbeats. */
+  /** The peer channel (fast failover, etcd outage hold), what acts on it, and where we receive heartbeats. */
   private peer:
     | {
         channel: PeerChannel;
-        fast: FastFailover;
+        fast: FastFailover | undefined;
         address: string;
         port: number;
         /** What fast failover looks at per group (groups, interfaces and VIPs change only with a restart). */
@@ -171,6 +177,16 @@ export class CoordNode {
    * should have it (soak seed 50 with fast failover, round 47).
    */
   private memberWrite: 'idle' | 'busy' | 'again' = 'idle';
+
+  /**
+   * `--etcd-outage hold`. Follower: group → our promise to its holder. Holder: group → the sequence number of our
+   * first heartbeat that asked for promises in this outage, and which members' promises were missing last.
+   */
+  private readonly promises = new Map<string, Bound>();
+  private readonly asking = new Map<
+    string,
+    { from: number; note: string; bound: ReadonlyMap<string, number> }
+  >();
 
   /** Each member's lease and peer address, as the view last showed them. */
   private memberInfo = new Map<string, { leaseId: string; peer?: { address: string; port: number } }>();
@@ -203,6 +219,7 @@ export class CoordNode {
           clock: deps.clock,
           logger: this.log,
           vacancyFallbackMs: config.ttlSec * 1000 + 1000,
+          ...(config.etcdOutage === 'hold' ? { holdMaxMs: config.etcdOutageMaxMs } : {}),
           onFact: (fact) => this.onFact(fact),
           etcd: {
             campaign: (group, leaseId) => this.campaign(group, leaseId),
@@ -219,6 +236,7 @@ export class CoordNode {
       clock: deps.clock,
       logger: this.log,
       intervalMs: (ttlMs) => keepaliveIntervalMs(defaultTiming(ttlMs)),
+      keepUnanswered: config.etcdOutage === 'hold',
       events: {
         up: (e) => {
           for (const g of this.groups) {
@@ -280,7 +298,7 @@ export class CoordNode {
     await this.removeStaleVips();
     await this.view.start();
     // Once etcd answers (the view waited for it), before the session: no lease, no VIP before the channel is up.
-    if (this.config.fastFailover !== undefined) await this.startPeer(this.config.fastFailover);
+    if (this.config.peer !== undefined) await this.startPeer(this.config.peer);
     this.session.start();
     const { clock } = this.deps;
     this.addressWatch = this.deps.watchAddresses?.((e) => this.onAddressEvent(e));
@@ -309,11 +327,12 @@ export class CoordNode {
   }
 
   /**
-   * Fast failover: the cluster's peer key from etcd (made by the first node), the UDP socket, and a heartbeat to
-   * every member each interval (docs/design.md, "Peer channel and fast failover"). A port in use or an address that is not ours
-   * stops the start with the reason: a node that cannot hear its peers would only ever fail over slowly.
+   * The peer channel: the cluster's peer key from etcd (made by the first node), the UDP socket, and a heartbeat
+   * to every member each interval (docs/design.md, "Peer channel and fast failover"). A port in use or an address
+   * that is not ours stops the start with the reason: a node that cannot hear its peers would only ever fail over
+   * slowly, and could never ride out an etcd outage.
    */
-  private async startPeer(settings: NonNullable<NodeConfig['fastFailover']>): Promise<void> {
+  private async startPeer(settings: NonNullable<NodeConfig['peer']>): Promise<void> {
     const key = await ensurePeerKey(this.etcd, this.keys, newClusterKey());
     const address = settings.address ?? (await this.peerAddress());
     const open = this.deps.openPeerSocket ?? openPeerSocket;
@@ -342,16 +361,19 @@ export class CoordNode {
       now: () => clock.now(),
       currentLease: (node) => this.memberInfo.get(node)?.leaseId,
     });
-    const fast = new FastFailover({
-      self: this.config.node,
-      heartbeatMs: settings.heartbeatMs,
-      clock,
-      logger: this.log,
-      prober: this.deps.prober,
-      lastHeard: (node, leaseId) => channel.lastHeard(node, leaseId),
-      revoke: (leaseId) => this.etcd.revoke(leaseId),
-      onRevoked: (group) => this.deps.metrics?.fastFailoverRevokes.inc({ group }),
-    });
+    const fast = !this.config.fastFailover
+      ? undefined
+      : new FastFailover({
+          self: this.config.node,
+          heartbeatMs: settings.heartbeatMs,
+          clock,
+          logger: this.log,
+          prober: this.deps.prober,
+          lastHeard: (node, leaseId) => channel.lastHeard(node, leaseId),
+          revoke: (leaseId) => this.etcd.revoke(leaseId),
+          onRevoked: (group) => this.deps.metrics?.fastFailoverRevokes.inc({ group }),
+          isBound: (group) => this.promises.has(group),
+        });
     const groups = this.groups.map((g): FastFailoverGroup => {
       const own = this.config.groups.find((x) => x.name === g.name);
       return { name: g.name, interface: own?.interface ?? '', vips: own?.vips ?? [], state: () => g.current };
@@ -380,19 +402,133 @@ export class CoordNode {
     const lease = this.session.currentLeaseId;
     if (peer === undefined || this.stopped) return;
     const now = this.deps.clock.now();
+    const hold = this.config.etcdOutage === 'hold';
+    if (hold) this.updatePromises(peer.channel, now);
     if (lease !== null) {
       const groups: GroupBeat[] = this.groups.map((g) => {
         const s = g.current;
         const leading = s.role === 'leader' && s.epoch !== null;
-        const left = leading && s.vipHeld ? Math.max(0, deadlineOf(s) - now) : 0;
-        return { group: g.name, epoch: leading ? (s.epoch ?? 0) : 0, deadlineInMs: left };
+        const left = leading && s.vipHeld ? Math.max(0, g.deadline - now) : 0;
+        const beat: GroupBeat = { group: g.name, epoch: leading ? (s.epoch ?? 0) : 0, deadlineInMs: left };
+        if (!hold) return beat;
+        const bound = this.promises.get(g.name);
+        const holder =
+          s.leader === null ? undefined : peer.channel.lastHeard(s.leader.node, s.leader.leaseId);
+        return {
+          ...beat,
+          asking: leading && s.vipHeld && s.fencedAt === null && etcdQuiet(s, now),
+          // Bound, we keep our word until the holder releases us; we only *confirm* while etcd is away from us
+          // too — a member that reaches etcd refuses, and the holder fences (docs/design.md).
+          promise: bound !== undefined && etcdQuiet(s, now),
+          echoSeq: bound?.seq ?? holder?.seq ?? 0,
+        };
       });
       const targets: PeerTarget[] = [];
       for (const [node, info] of this.memberInfo)
         if (info.peer !== undefined) targets.push({ node, address: info.peer.address, port: info.peer.port });
-      peer.channel.beat(lease, groups, targets);
+      const seq = peer.channel.beat(lease, groups, targets);
+      if (hold) this.updateHolds(peer.channel, groups, seq, now);
     }
-    peer.fast.evaluate(peer.groups);
+    peer.fast?.evaluate(peer.groups);
+  }
+
+  /** `--etcd-outage hold`, follower side: start, keep or end our promise to each group's holder. */
+  private updatePromises(channel: PeerChannel, now: number): void {
+    const window = promiseWindowMs(
+      defaultTiming(this.session.grantedTtlMs || this.config.ttlSec * 1000),
+      this.config.peer?.heartbeatMs ?? 50,
+    );
+    for (const g of this.groups) {
+      const s = g.current;
+      const bound = this.promises.get(g.name);
+      const heard =
+        bound !== undefined
+          ? channel.lastHeard(bound.node, bound.leaseId)
+          : s.leader === null
+            ? undefined
+            : channel.lastHeard(s.leader.node, s.leader.leaseId);
+      const next = promiseStep({
+        self: this.config.node,
+        group: g.name,
+        state: s,
+        bound,
+        heard,
+        now,
+        windowMs: window,
+      });
+      if (next.bound !== undefined) {
+        this.promises.set(g.name, next.bound);
+        if (!next.started) continue;
+        this.log.warn(
+          'etcd unreachable: promised the holder not to campaign until it releases, recovers or falls silent',
+          {
+            group: g.name,
+            holder: next.bound.node,
+            epoch: next.bound.epoch,
+          },
+        );
+        g.dispatch({ type: 'promise', now, bound: true });
+      } else if (bound !== undefined) {
+        this.promises.delete(g.name);
+        this.log.info('promise ended', { group: g.name, holder: bound.node, why: next.ended });
+        g.dispatch({ type: 'promise', now, bound: false });
+      }
+    }
+  }
+
+  /**
+   * `--etcd-outage hold`, holder side: after each heartbeat, until when the other members' promises let each group
+   * we hold keep its VIP past the lease deadline (the machine fences at the deadline without them).
+   */
+  private updateHolds(channel: PeerChannel, beats: readonly GroupBeat[], seq: number, now: number): void {
+    const timing = defaultTiming(this.session.grantedTtlMs || this.config.ttlSec * 1000);
+    const window = promiseWindowMs(timing, this.config.peer?.heartbeatMs ?? 50);
+    this.groups.forEach((g, i) => {
+      const s = g.current;
+      if (beats[i]?.asking !== true) {
+        const was = this.asking.get(g.name);
+        this.asking.delete(g.name);
+        if (was !== undefined && s.role === 'leader' && s.fencedAt !== null) {
+          // The machine fenced on its own deadline: name the member whose promise ran out first.
+          const first = [...was.bound].sort((x, y) => x[1] - y[1])[0]?.[0];
+          this.log.warn('etcd unreachable: a promise ran out; VIP removed', {
+            group: g.name,
+            member: first ?? null,
+          });
+        } else if (was !== undefined && was.note === '')
+          this.log.info('etcd answers again: hold over', { group: g.name });
+        if (s.holdUntil !== null) g.dispatch({ type: 'hold', now, until: null });
+        return;
+      }
+      const asked = this.asking.get(g.name) ?? { from: seq, note: '', bound: new Map<string, number>() };
+      const verdict = holdVerdict({
+        self: this.config.node,
+        group: g.name,
+        members: s.members,
+        askedFrom: asked.from,
+        bound: asked.bound,
+        lastHeard: (node) => channel.lastHeard(node, this.memberInfo.get(node)?.leaseId),
+        sentTime: (n) => channel.sentTime(n),
+        windowMs: window,
+        marginMs: timing.marginMs,
+      });
+      const note =
+        verdict.until === null ? `missing ${verdict.missing.join(',') || '(no other member)'}` : '';
+      if (note !== asked.note) {
+        if (note === '')
+          this.log.warn('etcd unreachable: every other member promised; holding the VIP past the lease', {
+            group: g.name,
+            epoch: s.epoch,
+          });
+        else if (verdict.until === null)
+          this.log.warn('etcd unreachable: promises missing', {
+            group: g.name,
+            missing: verdict.missing.join(','),
+          });
+      }
+      this.asking.set(g.name, { from: asked.from, note, bound: verdict.bound });
+      g.dispatch({ type: 'hold', now, until: verdict.until });
+    });
   }
 
   /** The peer channel's gauges: with the other gauges once a second, not on every heartbeat. */
@@ -413,7 +549,7 @@ export class CoordNode {
     for (const t of this.timers) t.stop();
     this.timers = [];
     this.addressWatch?.close();
-    this.peer?.fast.close();
+    this.peer?.fast?.close();
     this.peer?.channel.close();
     for (const g of this.groups) g.dispatch({ type: 'stop', now: this.deps.clock.now() });
     // First the VIPs (each group's lane), then the resigns queued behind them.
@@ -461,6 +597,17 @@ export class CoordNode {
           leader: s.leader === null ? null : { node: s.leader.node, epoch: s.leader.epoch },
           vips: settings?.vips.map(formatCidr) ?? [],
           vipsPresent: (settings?.vips ?? []).filter((v) => present.has(v.address)).map(formatCidr),
+          ...(this.config.etcdOutage === 'hold'
+            ? {
+                outage: {
+                  holdingMsLeft:
+                    s.holdUntil !== null && s.role === 'leader' && g.deadline > leaseDeadlineOf(s)
+                      ? Math.max(0, Math.round(g.deadline - this.deps.clock.now()))
+                      : null,
+                  promisedTo: this.promises.get(g.name)?.node ?? null,
+                },
+              }
+            : {}),
         };
       }),
       etcd: {
@@ -536,8 +683,13 @@ export class CoordNode {
     if (next.ttlSec !== cur.ttlSec) restartRequired.push('ttl');
     if (next.mode !== cur.mode) restartRequired.push('mode');
     if (JSON.stringify(next.etcd) !== JSON.stringify(cur.etcd)) restartRequired.push('etcd');
-    if (JSON.stringify(next.fastFailover) !== JSON.stringify(cur.fastFailover))
-      restartRequired.push('fastFailover / peer');
+    if (
+      next.fastFailover !== cur.fastFailover ||
+      next.etcdOutage !== cur.etcdOutage ||
+      next.etcdOutageMaxMs !== cur.etcdOutageMaxMs ||
+      JSON.stringify(next.peer) !== JSON.stringify(cur.peer)
+    )
+      restartRequired.push('fastFailover / etcdOutage / peer');
     // Rotated certificate files under the same names are picked up without a restart.
     this.rotateTls('config reload');
     const names = (c: NodeConfig) =>
@@ -756,6 +908,7 @@ export class CoordNode {
       leaseId,
       guardMs: takeoverGuardMs(timing),
       lifetimeMs: kernelLifetimeSec(timing) * 1000,
+      ...(this.config.etcdOutage === 'hold' ? { holdMaxMs: this.config.etcdOutageMaxMs } : {}),
     };
   }
 
@@ -773,7 +926,7 @@ export class CoordNode {
     }
     const v = r.vacancy;
     // Fast failover: we revoked the previous holder's lease ourselves, after nobody answered for the VIP.
-    const vouched = !v.clean && this.peer?.fast.vouchesFor(group, v.previousLease) === true;
+    const vouched = !v.clean && this.peer?.fast?.vouchesFor(group, v.previousLease) === true;
     this.log.info('campaign won', {
       group,
       epoch: r.epoch,
@@ -785,7 +938,9 @@ export class CoordNode {
       won: true,
       epoch: r.epoch,
       vacancy:
-        v.clean || vouched ? { clean: true } : { clean: false, guardMs: v.guardMs, lifetimeMs: v.lifetimeMs },
+        v.clean || vouched
+          ? { clean: true }
+          : { clean: false, guardMs: v.guardMs, lifetimeMs: v.lifetimeMs, holdMaxMs: v.holdMaxMs },
     };
   }
 

@@ -164,8 +164,11 @@ describe('suspicion', () => {
   const heard = (at: number, epoch = 9, holds = true) => ({
     node: 'a',
     leaseId: '1',
+    seq: 1,
     at,
-    groups: new Map([['g', { epoch, holdsUntil: holds ? at + 800 : null }]]),
+    groups: new Map([
+      ['g', { epoch, holdsUntil: holds ? at + 800 : null, asking: false, promise: false, echoSeq: 0 }],
+    ]),
   });
   const ask = (o: {
     self?: string;
@@ -253,7 +256,15 @@ describe('FastFailover', () => {
       prober: { open: () => ({ ok: true, session: { probe: () => 1, drain: () => [], close: () => {} } }) },
       lastHeard: (node) =>
         node === 'a'
-          ? { node: 'a', leaseId: '1', at: 0, groups: new Map([['g', { epoch: 9, holdsUntil: 800 }]]) }
+          ? {
+              node: 'a',
+              leaseId: '1',
+              seq: 1,
+              at: 0,
+              groups: new Map([
+                ['g', { epoch: 9, holdsUntil: 800, asking: false, promise: false, echoSeq: 0 }],
+              ]),
+            }
           : undefined,
       revoke: (lease) => {
         revoked.push(lease);

@@ -198,6 +198,9 @@ export interface SimOptions {
   expiryScanMs?: number;
   /** Run every node with --fast-failover over an in-memory peer channel. */
   fastFailover?: boolean;
+  /** `--etcd-outage hold` (with the peer channel) and its `--etcd-outage-max` in seconds. */
+  etcdOutage?: 'fence' | 'hold';
+  etcdOutageMax?: number;
 }
 
 /** Let every pending promise continuation run. */
@@ -225,11 +228,11 @@ export class Sim {
         cluster: 'sim',
         etcd: ['http://memory:2379'],
         ttl: this.opts.ttlSec ?? 1,
-        ...(this.opts.fastFailover === true
-          ? {
-              fastFailover: true,
-              peer: { address: `10.0.1.${this.opts.nodes.findIndex((x) => x.name === name) + 1}` },
-            }
+        ...(this.opts.fastFailover === true ? { fastFailover: true } : {}),
+        ...(this.opts.etcdOutage === undefined ? {} : { etcdOutage: this.opts.etcdOutage }),
+        ...(this.opts.etcdOutageMax === undefined ? {} : { etcdOutageMax: this.opts.etcdOutageMax }),
+        ...(this.opts.fastFailover === true || this.opts.etcdOutage === 'hold'
+          ? { peer: { address: `10.0.1.${this.opts.nodes.findIndex((x) => x.name === name) + 1}` } }
           : {}),
         groups: [
           { name: 'g', interface: 'eth0', vips: [this.opts.vip ?? '10.0.0.50/24'], priority, preempt },

@@ -56,6 +56,8 @@ export interface JoinArgs extends ConnectionArgs {
   metrics?: string | undefined;
   controlSocket?: string | undefined;
   fastFailover?: boolean | undefined;
+  etcdOutage?: string | undefined;
+  etcdOutageMax?: string | undefined;
   heartbeatMs?: number | undefined;
   peerPort?: number | undefined;
   peerAddress?: string | undefined;
@@ -170,6 +172,8 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
   if (args.metrics !== undefined) raw.metrics = args.metrics;
   if (args.controlSocket !== undefined) raw.controlSocket = args.controlSocket;
   if (args.fastFailover !== undefined) raw.fastFailover = args.fastFailover;
+  if (args.etcdOutage !== undefined) raw.etcdOutage = args.etcdOutage;
+  if (args.etcdOutageMax !== undefined) raw.etcdOutageMax = args.etcdOutageMax;
   if (args.heartbeatMs !== undefined || args.peerPort !== undefined || args.peerAddress !== undefined) {
     const filePeer = (typeof raw.peer === 'object' && raw.peer !== null ? raw.peer : {}) as Record<
       string,

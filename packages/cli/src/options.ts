@@ -116,17 +116,28 @@ export const JOIN_OPTIONS = {
     describe:
       'etcd mode: heartbeat the other nodes; when the holder falls silent and nobody answers for its VIP, revoke its lease and take over at once [config: fastFailover]',
   },
+  'etcd-outage': {
+    type: 'string',
+    choices: ['fence', 'hold'],
+    describe:
+      'when etcd cannot be reached: fence (drop the VIP at the lease deadline) or hold (keep it while every other member promises over the peer channel not to campaign; no new holder meanwhile) [default: fence] [config: etcdOutage]',
+  },
+  'etcd-outage-max': {
+    type: 'string',
+    describe:
+      'with --etcd-outage hold: the longest a holder keeps its VIP past its lease, e.g. 90s, 5m [default: 5m] [config: etcdOutageMax]',
+  },
   'heartbeat-ms': {
     type: 'number',
-    describe: 'fast failover: heartbeat interval in ms [default: 50] [config: peer.heartbeatMs]',
+    describe: 'peer channel: heartbeat interval in ms [default: 50] [config: peer.heartbeatMs]',
   },
   'peer-port': {
     type: 'number',
-    describe: 'fast failover: UDP port of the peer channel, the same on every node [default: 7969]',
+    describe: 'peer channel: UDP port, the same on every node [default: 7969]',
   },
   'peer-address': {
     type: 'string',
-    describe: "fast failover: address peers send heartbeats to [default: the interface's first IPv4 address]",
+    describe: "peer channel: address peers send heartbeats to [default: the interface's first IPv4 address]",
   },
   metrics: { type: 'string', describe: 'serve Prometheus metrics on ADDR:PORT (/metrics) [config: metrics]' },
   'control-socket': {

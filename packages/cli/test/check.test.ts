@@ -231,20 +231,22 @@ describe('one validation path (issue: production etcd)', () => {
       peerPort: 7000,
       peerAddress: '10.0.0.11',
     });
-    expect(c.fastFailover).toEqual({ heartbeatMs: 20, port: 7000, address: '10.0.0.11' });
+    expect(c.fastFailover).toBe(true);
+    expect(c.peer).toEqual({ heartbeatMs: 20, port: 7000, address: '10.0.0.11' });
     expect(c.track.interfaces).toEqual([
       { name: 'eth1', weight: undefined },
       { name: 'eth0', weight: undefined },
     ]);
     const off = await buildJoinConfig({ config: file(GOOD) });
-    expect(off.fastFailover).toBeUndefined();
+    expect(off.fastFailover).toBe(false);
+    expect(off.peer).toBeUndefined();
     expect(off.track.interfaces).toEqual([{ name: 'eth1', weight: undefined }]);
     const fromFile = await checkConfigFile(
       file(`${GOOD}fastFailover: true
 peer: { port: 7100 }
 `),
     );
-    expect(fromFile.config?.fastFailover).toEqual({ heartbeatMs: 50, port: 7100, address: undefined });
+    expect(fromFile.config?.peer).toEqual({ heartbeatMs: 50, port: 7100, address: undefined });
     const bad = await paths(`${base}etcd: [http://e:2379]
 fastFailover: true
 peer: { heartbeatMs: 5, address: eth0 }
@@ -253,6 +255,32 @@ peer: { heartbeatMs: 5, address: eth0 }
     const v =
       'mode: vrrp\nnode: lb1\nfastFailover: true\ngroups:\n  - name: web\n    interface: eth0\n    vrid: 51\n    vips: [10.0.0.50/24]\n';
     expect((await paths(v)).map((i) => i.path)).toEqual(['fastFailover']);
+  });
+
+  it('etcd outage: fence by default; hold runs the peer channel; the max takes a duration; VRRP mode refuses', async () => {
+    const dflt = await buildJoinConfig({ config: file(GOOD) });
+    expect(dflt.etcdOutage).toBe('fence');
+    expect(dflt.etcdOutageMaxMs).toBe(300_000);
+    const c = await buildJoinConfig({ config: file(GOOD), etcdOutage: 'hold', etcdOutageMax: '90s' });
+    expect(c.etcdOutage).toBe('hold');
+    expect(c.etcdOutageMaxMs).toBe(90_000);
+    expect(c.peer).toEqual({ heartbeatMs: 50, port: 7969, address: undefined });
+    expect(c.fastFailover).toBe(false);
+    for (const [text, ms] of [
+      ['2m', 120_000],
+      ['1500ms', 1500],
+      ['1h', 3_600_000],
+    ] as const)
+      expect((await buildJoinConfig({ config: file(GOOD), etcdOutageMax: text })).etcdOutageMaxMs).toBe(ms);
+    const fromFile = await checkConfigFile(file(`${GOOD}etcdOutage: hold\netcdOutageMax: 45\n`));
+    expect(fromFile.config?.etcdOutageMaxMs).toBe(45_000);
+    const bad = await paths(`${base}etcd: [http://e:2379]\netcdOutage: keep\netcdOutageMax: 5 minutes\n`);
+    expect(bad.map((i) => i.path).sort()).toEqual(['etcdOutage', 'etcdOutageMax']);
+    const tooLong = await paths(`${base}etcd: [http://e:2379]\netcdOutageMax: 2h\n`);
+    expect(tooLong.map((i) => i.message)).toEqual(['etcdOutageMax must be between 1 s and 60 min']);
+    const v =
+      'mode: vrrp\nnode: lb1\netcdOutage: hold\ngroups:\n  - name: web\n    interface: eth0\n    vrid: 51\n    vips: [10.0.0.50/24]\n';
+    expect((await paths(v)).map((i) => i.path)).toEqual(['etcdOutage']);
   });
 
   it('a cluster name is checked the same way by every command', () => {

@@ -43,6 +43,30 @@ const seconds = (what: string, min: number, max: number) =>
     .min(min, `${what} must be at least ${min}`)
     .max(max, `${what} must be at most ${max}`);
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A duration as seconds (a number) or text with a unit (`300ms`, `30s`, `5m`, `1h`), in milliseconds. */
+const duration = (what: string, minMs: number, maxMs: number) =>
+  z
+    .union([z.number(), z.string()], { error: `${what} must be seconds or a duration like 30s, 5m` })
+    .transform((v, ctx) => {
+      const m = typeof v === 'number' ? null : /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(v);
+      const ms =
+        typeof v === 'number' ? v * 1000 : m === null ? NaN : Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!;
+      if (!Number.isFinite(ms)) {
+        ctx.addIssue({ code: 'custom', message: `${what} must be seconds or a duration like 30s, 5m` });
+        return z.NEVER;
+      }
+      if (ms < minMs || ms > maxMs) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${what} must be between ${minMs / 1000} s and ${maxMs / 60_000} min`,
+        });
+        return z.NEVER;
+      }
+      return Math.round(ms);
+    });
+
 const groupSchema = z
   .object({
     name: name('group name').describe(
@@ -358,6 +382,19 @@ const nodeConfigObject = z
           'its VIP on the wire, revoke its lease and take over at once (docs/design.md, "Peer channel and fast failover"). ' +
           'Implies tracking each VIP interface: losing carrier removes the VIP at once. Default false.',
       ),
+    etcdOutage: z
+      .enum(['fence', 'hold'], { error: 'etcdOutage must be fence or hold' })
+      .default('fence')
+      .describe(
+        'When etcd cannot be reached: fence (the holder drops its VIP at its lease deadline) or hold (it keeps ' +
+          'the VIP while every other member promises over the peer channel that it cannot reach etcd either; ' +
+          'no new holder can be elected meanwhile). docs/design.md, "Riding out etcd outages". Default fence.',
+      ),
+    etcdOutageMax: duration('etcdOutageMax', 1000, 3_600_000)
+      .prefault('5m')
+      .describe(
+        'etcdOutage hold: the longest a holder keeps its VIP past its lease on promises. Default 5m.',
+      ),
     peer: z
       .object({
         port: z
@@ -385,7 +422,7 @@ const nodeConfigObject = z
       })
       .strict()
       .prefault({})
-      .describe('The peer channel between nodes (used with fastFailover).'),
+      .describe('The peer channel between nodes (used with fastFailover and etcdOutage: hold).'),
     haproxy: z
       .object({
         config: z.string().min(1).describe('Where coord writes the HAProxy config it renders from etcd.'),
@@ -417,6 +454,9 @@ const nodeConfigObject = z
 
 type RawConfig = z.output<typeof nodeConfigObject>;
 
+/** Groups one peer heartbeat carries (MAX_GROUPS in @coord/peer, which depends on this package). */
+const PEER_MAX_GROUPS = 24;
+
 /** Every rule that spans fields: written once, checked before anything on the host is touched. */
 function crossCheck(c: RawConfig, ctx: z.RefinementCtx): void {
   const issue = (path: (string | number)[], message: string) =>
@@ -426,6 +466,11 @@ function crossCheck(c: RawConfig, ctx: z.RefinementCtx): void {
       ['fastFailover'],
       'fast failover is an etcd-mode feature (VRRP mode fails over by its own adverts)',
     );
+  // One heartbeat datagram carries every group of a node (MAX_GROUPS in @coord/peer).
+  if ((c.fastFailover || c.etcdOutage === 'hold') && c.groups.length > PEER_MAX_GROUPS)
+    issue(['groups'], `the peer channel carries at most ${PEER_MAX_GROUPS} groups per node`);
+  if (c.mode === 'vrrp' && c.etcdOutage === 'hold')
+    issue(['etcdOutage'], 'etcdOutage: hold is an etcd-mode feature (VRRP mode does not use etcd)');
   if (c.mode === 'etcd') {
     if (c.etcd.endpoints.length === 0) issue(['etcd'], 'etcd mode needs at least one endpoint');
     if (c.cluster === undefined) issue(['cluster'], 'etcd mode needs a cluster name');
@@ -568,9 +613,14 @@ function settings(c: RawConfig) {
           : []),
       ],
     },
-    fastFailover: c.fastFailover
-      ? { heartbeatMs: c.peer.heartbeatMs, port: c.peer.port, address: c.peer.address }
-      : undefined,
+    fastFailover: c.fastFailover,
+    etcdOutage: c.etcdOutage,
+    etcdOutageMaxMs: c.etcdOutageMax,
+    /** The peer channel runs for fast failover and for riding out etcd outages (undefined: off). */
+    peer:
+      c.fastFailover || c.etcdOutage === 'hold'
+        ? { heartbeatMs: c.peer.heartbeatMs, port: c.peer.port, address: c.peer.address }
+        : undefined,
     notify: {
       any: c.notify.any,
       leader: c.notify.leader,

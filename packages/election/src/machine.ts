@@ -70,6 +70,11 @@ export interface GroupConfig {
   readonly self: Candidate;
   /** Campaign even if not the best candidate once the group has been vacant this long (liveness fallback). */
   readonly vacancyFallbackMs: number;
+  /**
+   * `--etcd-outage hold`: the longest a holder keeps its VIP past its lease deadline on the other members'
+   * promises (docs/design.md, "Riding out etcd outages"). Undefined: fence at the deadline (`fence`).
+   */
+  readonly holdMaxMs?: number;
 }
 
 export interface Session {
@@ -95,7 +100,13 @@ export interface LeaderRecord {
  */
 export type VacancyInfo =
   | { readonly clean: true }
-  | { readonly clean: false; readonly guardMs: number | undefined; readonly lifetimeMs: number | undefined };
+  | {
+      readonly clean: false;
+      readonly guardMs: number | undefined;
+      readonly lifetimeMs: number | undefined;
+      /** How long the previous holder could hold on promises past its lease (`--etcd-outage hold`; 0: not at all). */
+      readonly holdMaxMs?: number | undefined;
+    };
 
 /**
  * How many lifetimes past the guard the successor keeps waiting for a quiet wire. The kernel's lifetime worker can
@@ -149,6 +160,15 @@ export interface GroupState {
   readonly lostCampaigns: number;
   /** The last epoch we gave up (resigned, fenced, faulted): its key is never adopted back. */
   readonly droppedEpoch: number | null;
+  /**
+   * Leader, `--etcd-outage hold`: every other member promised not to campaign until this time (our clock), so the
+   * VIP may stay past the lease deadline until then (null: no promises, fence at the deadline).
+   */
+  readonly holdUntil: number | null;
+  /** Leader: when the VIP's kernel lifetime was last refreshed on promises (null: not since the last ack). */
+  readonly holdRefreshedAt: number | null;
+  /** Follower: we promised the group's holder not to campaign (it rides out an etcd outage on our word). */
+  readonly promised: boolean;
 }
 
 export type GroupEvent =
@@ -173,6 +193,10 @@ export type GroupEvent =
   | { type: 'wire-answered'; now: number }
   /** Probing the wire is impossible here (no packet socket): wait until the cap instead. */
   | { type: 'probe-failed'; now: number }
+  /** `--etcd-outage hold`, leader: every other member's promise holds until `until` (null: some are missing). */
+  | { type: 'hold'; now: number; until: number | null }
+  /** `--etcd-outage hold`, follower: we are bound by a promise to the group's holder (or no longer). */
+  | { type: 'promise'; now: number; bound: boolean }
   | { type: 'tick'; now: number }
   | { type: 'stop'; now: number };
 
@@ -230,14 +254,27 @@ export function initialState(): GroupState {
     campaignRetryAt: 0,
     lostCampaigns: 0,
     droppedEpoch: null,
+    holdUntil: null,
+    holdRefreshedAt: null,
+    promised: false,
   };
 }
 
-/** The effective deadline of a session (−∞ when there is none). */
-export function deadlineOf(state: GroupState): number {
+/** The deadline the session's acks give (−∞ when there is none). */
+export function leaseDeadlineOf(state: GroupState): number {
   return state.session === null
     ? -Infinity
     : fenceDeadline(state.session.timing, state.session.lastAckSentAt);
+}
+
+/**
+ * The holder's effective deadline: its lease's, or — `--etcd-outage hold` — later while every other member's
+ * promise holds, but never more than `holdMaxMs` past the lease's (the outage's start: no acks came since).
+ */
+export function deadlineOf(state: GroupState, holdMaxMs?: number): number {
+  const lease = leaseDeadlineOf(state);
+  if (holdMaxMs === undefined || state.holdUntil === null || state.session === null) return lease;
+  return Math.max(lease, Math.min(state.holdUntil, lease + holdMaxMs));
 }
 
 /** Whether the wire lets a claim go ahead now (always, without a wire wait). */
@@ -312,6 +349,8 @@ function dropLeadership(
       freshAckRequested: false,
       slowAcks: 0,
       fencedAt: null,
+      holdUntil: null,
+      holdRefreshedAt: null,
     },
     detail,
   );
@@ -338,6 +377,9 @@ function becomeLeader(
     fencedAt: null,
     lastFenceAt: null,
     lostCampaigns: 0,
+    holdUntil: null,
+    holdRefreshedAt: null,
+    promised: false,
   };
   if (vacancy.clean || s.session === null) {
     return transition(s, 'leader', reason, effects, { ...base, claimAt: now, wire: null });
@@ -346,6 +388,10 @@ function becomeLeader(
   const guard = Math.max(takeoverGuardMs(own), vacancy.guardMs ?? 0);
   const lifetime = Math.max(kernelLifetimeSec(own) * 1000, vacancy.lifetimeMs ?? 0);
   const claimAt = now + guard;
+  // A holder riding out an etcd outage keeps its VIP past its lease on the promises of the members it knew; a
+  // node it never heard of (one that joined since) only learns of that copy on the wire, so it keeps waiting while
+  // the copy answers for as long as a hold may last.
+  const hold = Math.max(vacancy.holdMaxMs ?? 0, config.holdMaxMs ?? 0);
   effects.push({ type: 'probe-start' });
   return transition(
     s,
@@ -359,10 +405,10 @@ function becomeLeader(
         startedAt: now,
         lastAnswerAt: null,
         failed: false,
-        capAt: claimAt + WIRE_CAP_LIFETIMES * lifetime,
+        capAt: claimAt + WIRE_CAP_LIFETIMES * lifetime + hold,
       },
     },
-    `guard ${guard} ms, then a quiet wire (at most ${guard + WIRE_CAP_LIFETIMES * lifetime} ms)`,
+    `guard ${guard} ms, then a quiet wire (at most ${guard + WIRE_CAP_LIFETIMES * lifetime + hold} ms)`,
   );
 }
 
@@ -386,7 +432,7 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       const session = { ...s.session, lastAckSentAt: e.sentAt, lastAckAt: e.now };
       // Prompt: the ack leaves room to add or refresh the VIP within its ack window (see takeoverGuardMs).
       const prompt = ackUsable(session.timing, e.sentAt, e.now);
-      let next: GroupState = { ...s, session, freshAckRequested: false };
+      let next: GroupState = { ...s, session, freshAckRequested: false, holdRefreshedAt: null };
       // Refresh the kernel's dead-man switch only from a prompt ack.
       if (s.role === 'leader' && s.vipHeld && prompt && e.now < deadlineOf(next)) {
         effects.push({
@@ -493,6 +539,10 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       return s.wire === null ? s : { ...s, wire: { ...s.wire, lastAnswerAt: e.now } };
     case 'probe-failed':
       return s.wire === null ? s : { ...s, wire: { ...s.wire, failed: true } };
+    case 'hold':
+      return hold(config, s, e.now, e.until, effects);
+    case 'promise':
+      return s.promised === e.bound ? s : { ...s, promised: e.bound };
     case 'tick':
       return s;
     case 'stop': {
@@ -501,6 +551,35 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       return transition(next, 'stopped', 'stopping', effects, { epoch: null });
     }
   }
+}
+
+/**
+ * `--etcd-outage hold`: the other members' promises now hold until `until`. While they do, the holder keeps its
+ * VIP's kernel lifetime fresh (no acks refresh it during an outage), so a holder that dies still loses the address
+ * on its own within a lifetime — and its silence ends every promise (docs/design.md, "Riding out etcd outages").
+ */
+function hold(
+  config: GroupConfig,
+  s: GroupState,
+  now: number,
+  until: number | null,
+  effects: Effect[],
+): GroupState {
+  if (config.holdMaxMs === undefined || s.role !== 'leader')
+    return s.holdUntil === null ? s : { ...s, holdUntil: null };
+  const next: GroupState = { ...s, holdUntil: until };
+  const session = s.session;
+  if (until === null || session === null || !s.vipHeld || s.fencedAt !== null) return next;
+  if (now >= deadlineOf(next, config.holdMaxMs)) return next;
+  const lifetimeMs = kernelLifetimeSec(session.timing) * 1000;
+  const last = Math.max(session.lastAckAt, s.holdRefreshedAt ?? -Infinity);
+  if (now - last < lifetimeMs / 4) return next;
+  effects.push({
+    type: 'refresh-vip',
+    lifetimeSec: kernelLifetimeSec(session.timing),
+    notAfter: now + session.timing.ackWindowMs,
+  });
+  return { ...next, holdRefreshedAt: now };
 }
 
 /**
@@ -577,6 +656,7 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
     s.leaderKnown &&
     s.leader === null &&
     s.session !== null &&
+    !s.promised &&
     electable(config.self)
   ) {
     const vacantSince = s.vacantSince ?? now;
@@ -600,7 +680,7 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
 }
 
 function evaluateLeader(config: GroupConfig, state: GroupState, now: number, effects: Effect[]): GroupState {
-  const deadline = deadlineOf(state);
+  const deadline = deadlineOf(state, config.holdMaxMs);
   let s = state;
   if (now >= deadline && s.fencedAt === null) {
     s = fence(s, now, effects, 'lease deadline passed');

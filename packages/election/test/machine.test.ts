@@ -741,3 +741,131 @@ describe('election machine', () => {
     expect(types(vacant.effects)).not.toContain('campaign');
   });
 });
+
+describe('--etcd-outage hold (docs/design.md, "Riding out etcd outages")', () => {
+  const held: GroupConfig = { ...config, holdMaxMs: 60_000 };
+  /** Leader at epoch 7 holding the VIP since t=2, its last keepalive sent at 0 and acked at 1. */
+  const holding = () => {
+    const r = run(
+      [
+        { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+        { type: 'members-observed', now: 0, members: [me] },
+        { type: 'leader-observed', now: 0, leader: null },
+        { type: 'campaign-result', now: 1, won: true, epoch: 7, vacancy: CLEAN },
+      ],
+      held,
+    );
+    expect(r.state.vipHeld).toBe(true);
+    return r.state;
+  };
+  const leaseDeadline = fenceDeadline(timing, 0);
+
+  it('promises move the deadline past the lease, and keep the kernel lifetime fresh meanwhile', () => {
+    const r = run(
+      [
+        { type: 'hold', now: 600, until: 1800 },
+        { type: 'tick', now: leaseDeadline + 1 },
+        { type: 'hold', now: 1500, until: 2600 },
+        { type: 'tick', now: 2500 },
+      ],
+      held,
+      holding(),
+    );
+    expect(r.state.vipHeld).toBe(true);
+    expect(r.state.fencedAt).toBeNull();
+    const refreshes = r.effects.filter((e) => e.type === 'refresh-vip');
+    // One per promise renewal that came a quarter lifetime after the last: the address never outlives the lifetime.
+    expect(refreshes).toEqual([
+      { type: 'refresh-vip', lifetimeSec: 1, notAfter: 600 + timing.ackWindowMs },
+      { type: 'refresh-vip', lifetimeSec: 1, notAfter: 1500 + timing.ackWindowMs },
+    ]);
+    expect(types(r.effects)).not.toContain('remove-vip');
+  });
+
+  it('fences when the promises run out, exactly as at a lease deadline', () => {
+    const r = run(
+      [
+        { type: 'hold', now: 600, until: 1800 },
+        { type: 'tick', now: 1800 },
+      ],
+      held,
+      holding(),
+    );
+    expect(r.state.vipHeld).toBe(false);
+    expect(r.state.fencedAt).toBe(1800);
+    expect(types(r.effects)).toContain('remove-vip');
+  });
+
+  it('a missing promise (until null) leaves the lease deadline', () => {
+    const r = run(
+      [
+        { type: 'hold', now: 600, until: null },
+        { type: 'tick', now: leaseDeadline },
+      ],
+      held,
+      holding(),
+    );
+    expect(r.state.fencedAt).toBe(leaseDeadline);
+  });
+
+  it('never more than holdMaxMs past the lease deadline, whatever the promises say', () => {
+    const short: GroupConfig = { ...config, holdMaxMs: 1000 };
+    const r = run(
+      [
+        { type: 'hold', now: 600, until: 100_000 },
+        { type: 'tick', now: leaseDeadline + 999 },
+      ],
+      short,
+      holding(),
+    );
+    expect(r.state.vipHeld).toBe(true);
+    const after = run([{ type: 'tick', now: leaseDeadline + 1000 }], short, r.state);
+    expect(after.state.fencedAt).toBe(leaseDeadline + 1000);
+  });
+
+  it('fence mode (no holdMaxMs) ignores promises', () => {
+    const r = run(
+      [
+        { type: 'hold', now: 600, until: 100_000 },
+        { type: 'tick', now: leaseDeadline },
+      ],
+      config,
+      holding(),
+    );
+    expect(r.state.fencedAt).toBe(leaseDeadline);
+    expect(r.effects.filter((e) => e.type === 'refresh-vip')).toEqual([]);
+  });
+
+  it('a follower bound by a promise does not campaign for a vacant group until released', () => {
+    const bound = run(
+      [
+        { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+        { type: 'members-observed', now: 0, members: [me] },
+        { type: 'promise', now: 0, bound: true },
+        { type: 'leader-observed', now: 10, leader: null },
+        { type: 'tick', now: 5000 },
+      ],
+      held,
+    );
+    expect(types(bound.effects)).not.toContain('campaign');
+    const released = run([{ type: 'promise', now: 5001, bound: false }], held, bound.state);
+    expect(types(released.effects)).toContain('campaign');
+  });
+
+  it('after an unclean vacancy a successor keeps probing for as long as the previous holder could hold', () => {
+    const s = run([
+      { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+      { type: 'members-observed', now: 0, members: [me] },
+      { type: 'leader-observed', now: 0, leader: null },
+      {
+        type: 'campaign-result',
+        now: 2,
+        won: true,
+        epoch: 7,
+        vacancy: { clean: false, guardMs: undefined, lifetimeMs: undefined, holdMaxMs: 300_000 },
+      },
+    ]).state;
+    const guard = takeoverGuardMs(timing);
+    expect(s.wire?.capAt).toBe(2 + guard + WIRE_CAP_LIFETIMES * 1000 + 300_000);
+  });
+});

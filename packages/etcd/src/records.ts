@@ -31,6 +31,11 @@ function decodeWith<T>(schema: z.ZodType<T>, value: Buffer): T | undefined {
 /** The longest guard or lifetime a record may claim: a hostile value cannot stall an election for longer. */
 export const MAX_RECORD_WAIT_MS = 10_000;
 const waitMs = z.number().finite().min(0).max(MAX_RECORD_WAIT_MS);
+/**
+ * The longest `--etcd-outage-max` (1 h): a successor keeps waiting while a copy answers for at most this long past
+ * the usual wire cap, and only while something actually answers for the VIP.
+ */
+export const MAX_HOLD_MS = 3_600_000;
 const nodeName = z.string().min(1).max(253);
 
 // ── members/<node> ────────────────────────────────────────────────────────────────────────────────────────────
@@ -99,6 +104,8 @@ const lastHolderSchema = z.object({
   guardMs: waitMs,
   /** The kernel lifetime of its VIP: the longest a stale copy can live without refreshes. */
   lifetimeMs: waitMs,
+  /** `--etcd-outage hold`: how long past its lease the holder may keep its VIP on its peers' promises. */
+  holdMaxMs: z.number().finite().min(0).max(MAX_HOLD_MS).optional(),
   /** True only when the holder removed its VIP and then resigned (in the same transaction as the delete). */
   released: z.boolean(),
 });

@@ -21,6 +21,12 @@ export interface SessionOptions {
   readonly events: SessionEvents;
   /** Keepalive interval from the granted TTL. */
   readonly intervalMs: (ttlMs: number) => number;
+  /**
+   * Keep the lease while etcd does not answer, until etcd itself says it expired (`--etcd-outage hold`): etcd
+   * extends every lease when it comes back, so a holder riding out an outage keeps its lease, its keys and its
+   * epoch. Without, a lease unacknowledged for longer than its TTL is given up and a new one requested.
+   */
+  readonly keepUnanswered?: boolean;
 }
 
 /** Keepalives sent but not yet answered are matched to answers in order; this many at most. */
@@ -201,6 +207,12 @@ export class EtcdSession {
     if (sentAt === undefined) return;
     this.lastAckSentAt = Math.max(this.lastAckSentAt, sentAt);
     this.opts.events.acked({ leaseId, sentAt, now });
+    // An answer to a keepalive sent more than a TTL ago: the stream lost replies while etcd was away (it stayed
+    // open, its requests unanswered), so every later answer would be matched to an older send and the lease would
+    // look about to expire however fresh it is. Match afresh on a new stream (`--etcd-outage hold` keeps its lease
+    // through the outage and needs the first fresh ack to count).
+    if (gen === this.generation && now - sentAt > this.ttlMs)
+      this.reopen('answers were lost while etcd was away');
   }
 
   private onStreamError(gen: number, err: Error): void {
@@ -221,7 +233,7 @@ export class EtcdSession {
     if (id === null || this.stream === null) return;
     const now = this.opts.clock.now();
     // No ack for longer than the TTL: the lease is gone in etcd by now. Start over with a new one.
-    if (now - this.lastAckSentAt > this.ttlMs + 500) {
+    if (this.opts.keepUnanswered !== true && now - this.lastAckSentAt > this.ttlMs + 500) {
       this.lose(`no keepalive acknowledged for ${Math.round(now - this.lastAckSentAt)} ms`);
       return;
     }

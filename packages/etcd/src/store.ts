@@ -30,6 +30,8 @@ export type Vacancy =
       readonly previousLease?: string;
       readonly guardMs: number | undefined;
       readonly lifetimeMs: number | undefined;
+      /** How long past its lease the previous holder could keep its VIP on promises (`--etcd-outage hold`). */
+      readonly holdMaxMs?: number;
     };
 
 export type CampaignResult =
@@ -41,6 +43,8 @@ export interface HolderFacts {
   readonly leaseId: string;
   readonly guardMs: number;
   readonly lifetimeMs: number;
+  /** `--etcd-outage hold` only. */
+  readonly holdMaxMs?: number;
 }
 
 function vacancyOf(previous: Entry | undefined): Vacancy {
@@ -54,6 +58,7 @@ function vacancyOf(previous: Entry | undefined): Vacancy {
     previousLease: rec.leaseId,
     guardMs: rec.guardMs,
     lifetimeMs: rec.lifetimeMs,
+    ...(rec.holdMaxMs === undefined ? {} : { holdMaxMs: rec.holdMaxMs }),
   };
 }
 

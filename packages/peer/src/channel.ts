@@ -24,11 +24,28 @@ export interface PeerSocket {
 export interface PeerHeard {
   readonly node: string;
   readonly leaseId: string;
+  /** Its sequence number (what a promise to this peer echoes). */
+  readonly seq: number;
   /** Our monotonic time when it arrived. */
   readonly at: number;
-  /** Per group: the epoch the peer leads at (0: not leading) and when its own deadline falls on our clock. */
-  readonly groups: ReadonlyMap<string, { readonly epoch: number; readonly holdsUntil: number | null }>;
+  /**
+   * Per group: the epoch the peer leads at (0: not leading), when its own deadline falls on our clock, whether it
+   * asks for promises (a holder cut from etcd) or gives one (a follower cut from etcd), and which of the group
+   * holder's heartbeats it heard last.
+   */
+  readonly groups: ReadonlyMap<string, HeardGroup>;
 }
+
+export interface HeardGroup {
+  readonly epoch: number;
+  readonly holdsUntil: number | null;
+  readonly asking: boolean;
+  readonly promise: boolean;
+  readonly echoSeq: number;
+}
+
+/** Send times of our own recent heartbeats are kept this long (a promise echoing an older one is no use). */
+const SENT_KEPT = 256;
 
 export type ChannelDrop = DropReason | Exclude<ReplayVerdict, 'accepted'>;
 
@@ -49,21 +66,34 @@ export class PeerChannel {
   private readonly heard = new Map<string, PeerHeard>();
   private readonly dropped = new Map<ChannelDrop, number>();
   private sent = 0;
+  /** Our recent sequence numbers → when we sent them (our clock). */
+  private readonly sentAt = new Map<number, number>();
 
   constructor(private readonly opts: PeerChannelOptions) {
     this.guard = new ReplayGuard(opts.currentLease);
   }
 
-  /** Send one heartbeat to each target (never to ourselves). A failed send is the network's loss, not ours. */
-  beat(leaseId: string, groups: readonly GroupBeat[], targets: readonly PeerTarget[]): void {
+  /**
+   * Send one heartbeat to each target (never to ourselves). A failed send is the network's loss, not ours.
+   * Returns its sequence number.
+   */
+  beat(leaseId: string, groups: readonly GroupBeat[], targets: readonly PeerTarget[]): number {
     // Sequence numbers only grow: a restart gets a new lease, so the receiver's replay guard starts afresh.
     this.seq++;
+    this.sentAt.set(this.seq, this.opts.now());
+    this.sentAt.delete(this.seq - SENT_KEPT);
     const data = encodeHeartbeat({ node: this.opts.node, leaseId, seq: this.seq, groups }, this.opts.key);
     for (const t of targets) {
       if (t.node === this.opts.node) continue;
       this.opts.socket.send(data, t.port, t.address);
       this.sent++;
     }
+    return this.seq;
+  }
+
+  /** When we sent our heartbeat `seq` (undefined: not one of our recent ones). */
+  sentTime(seq: number): number | undefined {
+    return this.sentAt.get(seq);
   }
 
   /** One datagram from the network: accepted (and remembered) or dropped and counted. Never throws. */
@@ -78,11 +108,18 @@ export class PeerChannel {
     const heard: PeerHeard = {
       node: hb.node,
       leaseId: hb.leaseId,
+      seq: hb.seq,
       at,
       groups: new Map(
         hb.groups.map((g) => [
           g.group,
-          { epoch: g.epoch, holdsUntil: g.deadlineInMs > 0 ? at + g.deadlineInMs : null },
+          {
+            epoch: g.epoch,
+            holdsUntil: g.deadlineInMs > 0 ? at + g.deadlineInMs : null,
+            asking: g.asking === true,
+            promise: g.promise === true,
+            echoSeq: g.echoSeq ?? 0,
+          },
         ]),
       ),
     };

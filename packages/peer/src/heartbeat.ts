@@ -10,22 +10,26 @@
  * Layout (network byte order):
  *
  *   0   4  magic "CPH1"
- *   4   1  version (1)
+ *   4   1  version (2)
  *   5   1  group count g (≤ MAX_GROUPS)
  *   6   2  length of everything before the MAC
  *   8   8  sender's etcd lease ID (u64): the sender's incarnation
  *  16   8  sequence number (u64), strictly increasing per lease
  *  24   1  node name length n, then n bytes UTF-8
  *   …   g × { 1 byte name length m, m bytes UTF-8, 8 bytes epoch (u64, 0 = not leading),
- *             4 bytes ms left until the sender's fencing deadline when sent (u32, 0 = not holding the VIP) }
+ *             4 bytes ms left until the sender's fencing deadline when sent (u32, 0 = not holding the VIP),
+ *             1 byte flags (1 = asking: the holder cannot reach etcd and asks for promises;
+ *                           2 = promise: the sender cannot reach etcd either and will not campaign for the group),
+ *             8 bytes echo: the newest sequence number the sender heard from the group's holder (u64, 0 = none) }
  *   …  16  HMAC-SHA-256 over every byte before it, truncated to 128 bits
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const HEARTBEAT_MAGIC = 'CPH1';
-export const HEARTBEAT_VERSION = 1;
+/** Version 2 added the flags and the echo (riding out etcd outages); version 1 datagrams are dropped as `version`. */
+export const HEARTBEAT_VERSION = 2;
 /** Groups one heartbeat can carry; a node with more sends more than one. */
-export const MAX_GROUPS = 32;
+export const MAX_GROUPS = 24;
 /** Node and group names are DNS-label sized. */
 export const MAX_NAME_BYTES = 63;
 export const MAC_BYTES = 16;
@@ -33,7 +37,9 @@ export const MAC_BYTES = 16;
 export const CLUSTER_KEY_BYTES = 32;
 
 const HEADER_BYTES = 24;
-const GROUP_FIXED_BYTES = 1 + 8 + 4;
+const GROUP_FIXED_BYTES = 1 + 8 + 4 + 1 + 8;
+const FLAG_ASKING = 1;
+const FLAG_PROMISE = 2;
 
 export interface GroupBeat {
   readonly group: string;
@@ -41,6 +47,12 @@ export interface GroupBeat {
   readonly epoch: number;
   /** Holder only: milliseconds left until its own fencing deadline when it sent this; 0 when not holding. */
   readonly deadlineInMs: number;
+  /** Holder only: its keepalives go unanswered and it asks the others for promises (`--etcd-outage hold`). */
+  readonly asking?: boolean;
+  /** Follower only: it cannot reach etcd either and will not campaign for the group (docs/design.md, "Riding out etcd outages"). */
+  readonly promise?: boolean;
+  /** The newest sequence number the sender heard from the group's holder (0: none); what a promise answers. */
+  readonly echoSeq?: number;
 }
 
 export interface Heartbeat {
@@ -93,7 +105,10 @@ export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
     if (!Number.isSafeInteger(g.epoch) || g.epoch < 0) throw new RangeError(`bad epoch: ${g.epoch}`);
     const left = Math.round(g.deadlineInMs);
     if (!(left >= 0 && left <= 0xffff_ffff)) throw new RangeError(`bad deadline: ${g.deadlineInMs}`);
-    return { name: name('group name', g.group), epoch: g.epoch, left };
+    const echo = g.echoSeq ?? 0;
+    if (!Number.isSafeInteger(echo) || echo < 0) throw new RangeError(`bad echo: ${echo}`);
+    const flags = (g.asking === true ? FLAG_ASKING : 0) | (g.promise === true ? FLAG_PROMISE : 0);
+    return { name: name('group name', g.group), epoch: g.epoch, left, flags, echo };
   });
   const size =
     HEADER_BYTES + 1 + node.length + groups.reduce((n, g) => n + GROUP_FIXED_BYTES + g.name.length, 0);
@@ -112,7 +127,9 @@ export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
     at += g.name.copy(out, at);
     out.writeBigUInt64BE(BigInt(g.epoch), at);
     out.writeUInt32BE(g.left, at + 8);
-    at += 12;
+    out.writeUInt8(g.flags, at + 12);
+    out.writeBigUInt64BE(BigInt(g.echo), at + 13);
+    at += GROUP_FIXED_BYTES - 1;
   }
   mac(key, out.subarray(0, size)).copy(out, size);
   return out;
@@ -150,11 +167,23 @@ export function decodeHeartbeat(data: Buffer, key: Buffer): Decoded {
   const groups: GroupBeat[] = [];
   for (let i = 0; i < count; i++) {
     const group = readName();
-    if (group === undefined || at + 12 > size) return { ok: false, reason: 'malformed' };
+    const fixed = GROUP_FIXED_BYTES - 1;
+    if (group === undefined || at + fixed > size) return { ok: false, reason: 'malformed' };
     const epoch = data.readBigUInt64BE(at);
-    if (epoch > BigInt(Number.MAX_SAFE_INTEGER)) return { ok: false, reason: 'malformed' };
-    groups.push({ group, epoch: Number(epoch), deadlineInMs: data.readUInt32BE(at + 8) });
-    at += 12;
+    const flags = data.readUInt8(at + 12);
+    const echo = data.readBigUInt64BE(at + 13);
+    const max = BigInt(Number.MAX_SAFE_INTEGER);
+    if (epoch > max || echo > max || (flags & ~(FLAG_ASKING | FLAG_PROMISE)) !== 0)
+      return { ok: false, reason: 'malformed' };
+    groups.push({
+      group,
+      epoch: Number(epoch),
+      deadlineInMs: data.readUInt32BE(at + 8),
+      asking: (flags & FLAG_ASKING) !== 0,
+      promise: (flags & FLAG_PROMISE) !== 0,
+      echoSeq: Number(echo),
+    });
+    at += fixed;
   }
   if (at !== size) return { ok: false, reason: 'malformed' };
   return { ok: true, heartbeat: { node, leaseId, seq: Number(seq), groups } };

@@ -46,7 +46,13 @@ describe('peer channel', () => {
     const data = wa.sent[0]?.data ?? Buffer.alloc(0);
     expect(b.receive(data)).toBe('accepted');
     const heard = b.lastHeard('a', '11');
-    expect(heard?.groups.get('web')).toEqual({ epoch: 42, holdsUntil: 1700 });
+    expect(heard?.groups.get('web')).toEqual({
+      epoch: 42,
+      holdsUntil: 1700,
+      asking: false,
+      promise: false,
+      echoSeq: 0,
+    });
     advance(120);
     expect(b.ages()).toEqual({ a: 120 });
     // Under another lease (a restarted peer) nothing was heard yet.

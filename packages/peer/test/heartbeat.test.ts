@@ -16,8 +16,8 @@ const hb: Heartbeat = {
   leaseId: '7786902022915280930',
   seq: 41,
   groups: [
-    { group: 'web', epoch: 3427, deadlineInMs: 812 },
-    { group: 'dns', epoch: 0, deadlineInMs: 0 },
+    { group: 'web', epoch: 3427, deadlineInMs: 812, asking: true, promise: false, echoSeq: 0 },
+    { group: 'dns', epoch: 0, deadlineInMs: 0, asking: false, promise: true, echoSeq: 9_007_199_254_740_991 },
   ],
 };
 
@@ -59,7 +59,7 @@ describe('heartbeat codec', () => {
     magic.write('VRRP', 0, 'latin1');
     expect(decodeHeartbeat(magic, key)).toEqual({ ok: false, reason: 'magic' });
     const version = Buffer.from(wire);
-    version[4] = 2;
+    version[4] = 1; // the layout before promises
     expect(decodeHeartbeat(version, key)).toEqual({ ok: false, reason: 'version' });
     expect(decodeHeartbeat(Buffer.concat([wire, Buffer.alloc(1)]), key)).toEqual({
       ok: false,
@@ -70,6 +70,24 @@ describe('heartbeat codec', () => {
       const r = decodeHeartbeat(newClusterKey().subarray(0, n % 33), key);
       expect(r.ok).toBe(false);
     }
+  });
+
+  it('a flag this version does not define is malformed even with a valid MAC', () => {
+    const wire = encodeHeartbeat({ ...hb, groups: [{ group: 'g', epoch: 1, deadlineInMs: 0 }] }, key);
+    const size = wire.length - MAC_BYTES;
+    const body = Buffer.from(wire.subarray(0, size));
+    body[size - 9] = 0x80; // the flags byte of the only group
+    const signed = Buffer.concat([
+      body,
+      createHmac('sha256', key).update(body).digest().subarray(0, MAC_BYTES),
+    ]);
+    expect(decodeHeartbeat(signed, key)).toEqual({ ok: false, reason: 'malformed' });
+    body[size - 9] = 0x03; // asking and promise together decode (the receiver judges them)
+    const both = Buffer.concat([
+      body,
+      createHmac('sha256', key).update(body).digest().subarray(0, MAC_BYTES),
+    ]);
+    expect(decodeHeartbeat(both, key)).toMatchObject({ ok: true });
   });
 
   it('a body that lies about its group count is malformed even with a valid MAC (a buggy peer)', () => {
