@@ -95,6 +95,9 @@ describe('one way to connect', () => {
       const took = Date.now() - started;
       expect(r.exitCode).toBe(5);
       expect(r.stderr).toMatch(/did not answer within 2 s/);
+      // What an unreachable etcd means for the cluster, not only for this command.
+      expect(r.stderr).toMatch(/no new holder can be elected/);
+      expect(r.stderr).toMatch(/coord status --local/);
       // 2 s, plus starting Node and loading the CLI on a loaded 2-core machine.
       expect(took).toBeLessThan(2000 + 3000);
     } finally {

@@ -175,6 +175,8 @@ export interface NodeFileOptions {
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** `fastFailover: true` (the peer channel on its default port). */
   fastFailover?: boolean;
+  /** `etcdOutage: hold` (the peer channel on its default port). */
+  etcdOutage?: 'fence' | 'hold';
 }
 
 /** Where a lab node's YAML config lives (namespaces share the filesystem). */
@@ -194,6 +196,7 @@ export function nodeConfigYaml(lab: Lab, host: LabHost, o: NodeFileOptions): str
     `ttl: ${o.ttlSec ?? 1}`,
     `logLevel: ${o.logLevel ?? 'info'}`,
     ...(o.fastFailover === true ? ['fastFailover: true'] : []),
+    ...(o.etcdOutage === undefined ? [] : [`etcdOutage: ${o.etcdOutage}`]),
     'groups:',
     '  - name: default',
     `    interface: ${host.iface}`,

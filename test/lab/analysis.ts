@@ -218,14 +218,29 @@ export function icmpLongestGap(
   icmp: IcmpTimeline,
   { after = -Infinity }: { after?: number } = {},
 ): { lastBefore: number; firstAfter: number; gapMs: number } | undefined {
-  const rs = icmp.replies.filter((r) => r.t >= after);
+  return longestGap(icmp.replies.filter((r) => r.t >= after).map((r) => r.t));
+}
+
+/**
+ * The longest silence between consecutive ARP replies (from any MAC) within [from, to]: how long a client could
+ * not resolve the VIP. Undefined with fewer than two replies.
+ */
+export function arpLongestGap(
+  arp: ArpTimeline,
+  { from = -Infinity, to = Infinity }: { from?: number; to?: number } = {},
+): { lastBefore: number; firstAfter: number; gapMs: number } | undefined {
+  return longestGap(arp.replies.filter((r) => r.t >= from && r.t <= to).map((r) => r.t));
+}
+
+function longestGap(
+  times: readonly number[],
+): { lastBefore: number; firstAfter: number; gapMs: number } | undefined {
   let best: { lastBefore: number; firstAfter: number; gapMs: number } | undefined;
-  for (let i = 1; i < rs.length; i++) {
-    const a = rs[i - 1];
-    const b = rs[i];
+  for (let i = 1; i < times.length; i++) {
+    const a = times[i - 1];
+    const b = times[i];
     if (a === undefined || b === undefined) continue;
-    if (best === undefined || b.t - a.t > best.gapMs)
-      best = { lastBefore: a.t, firstAfter: b.t, gapMs: b.t - a.t };
+    if (best === undefined || b - a > best.gapMs) best = { lastBefore: a, firstAfter: b, gapMs: b - a };
   }
   return best;
 }

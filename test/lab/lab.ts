@@ -711,10 +711,14 @@ export class Lab {
 
   /** @internal used by the faults */
   async etcdMemberStart(i: number): Promise<void> {
-    const m = this.member(i);
-    if (m.process?.running === true) return;
-    this.startMember(m);
-    await this.waitEtcdHealthy([m]);
+    await this.etcdMembersStart([i]);
+  }
+
+  /** @internal Start these members together (one alone has no quorum) and wait until each is healthy. */
+  async etcdMembersStart(indices: readonly number[]): Promise<void> {
+    const ms = indices.map((i) => this.member(i)).filter((m) => m.process?.running !== true);
+    for (const m of ms) this.startMember(m);
+    await this.waitEtcdHealthy(ms);
   }
 
   /** @internal etcdctl's TLS and root flags (empty without TLS). */
@@ -866,6 +870,16 @@ export class LabFaults {
   /** Start a killed member again on its data dir and wait until it reports healthy. */
   async restartEtcdMember(i: number): Promise<void> {
     await this.lab.etcdMemberStart(i);
+  }
+
+  /** SIGKILL every etcd member: the whole etcd cluster is down (an upgrade gone wrong, a power cut). */
+  async killEtcd(): Promise<void> {
+    await Promise.all(this.lab.etcd.members.map((_, i) => this.killEtcdMember(i)));
+  }
+
+  /** Start every stopped member again, together, on its data dir; resolves once all report healthy. */
+  async restartEtcd(): Promise<void> {
+    await this.lab.etcdMembersStart(this.lab.etcd.members.map((_, i) => i));
   }
 
   /** Index of the current raft leader among the running members, or undefined without a leader. */

@@ -116,7 +116,10 @@ export class SoakCluster {
   }
 
   /** Build the lab, start the observers, then the three nodes; resolves once one node holds the VIP. */
-  static async start(log: (s: string) => void, opts: { fastFailover?: boolean } = {}): Promise<SoakCluster> {
+  static async start(
+    log: (s: string) => void,
+    opts: { fastFailover?: boolean; etcdOutage?: 'fence' | 'hold' } = {},
+  ): Promise<SoakCluster> {
     const lab = await Lab.create({ name: 'soak', hosts: 3, etcdMembers: 3, ...ETCD_TIMING });
     try {
       log(`lab ${lab.prefix} up (subnet ${lab.subnet.base}/24, logs in ${lab.runDir})`);
@@ -126,6 +129,7 @@ export class SoakCluster {
       const arp = await lab.arpProber(vip, { intervalMs: ARP_INTERVAL_MS });
       const c = new SoakCluster(lab, sampler, arp);
       c.fastFailover = opts.fastFailover === true;
+      c.etcdOutage = opts.etcdOutage ?? 'fence';
       c.selfTest = await c.checkObservers();
       log(
         `observer self-test: two holders put by hand for ${Math.round(c.selfTest.overlapMs)} ms, ` +
@@ -198,6 +202,8 @@ export class SoakCluster {
 
   /** Every node runs with `--fast-failover` (pnpm soak --fast-failover). */
   fastFailover = false;
+  /** Every node runs with this `--etcd-outage` (pnpm soak --etcd-outage hold). */
+  etcdOutage: 'fence' | 'hold' = 'fence';
 
   private fileOptions(n: Node): NodeFileOptions {
     return {
@@ -207,6 +213,7 @@ export class SoakCluster {
       ttlSec: TTL_SEC,
       logLevel: 'info',
       fastFailover: this.fastFailover,
+      etcdOutage: this.etcdOutage,
     };
   }
 

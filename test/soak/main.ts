@@ -139,6 +139,7 @@ async function main(): Promise<number> {
       rounds: { type: 'string' },
       kinds: { type: 'string' },
       'fast-failover': { type: 'boolean', default: false },
+      'etcd-outage': { type: 'string', default: 'fence' },
     },
   });
   const minutes = Number(values.minutes);
@@ -147,6 +148,8 @@ async function main(): Promise<number> {
   if (!(maxRounds === Infinity || (Number.isInteger(maxRounds) && maxRounds > 0)))
     throw new Error('--rounds must be a positive whole number');
   const seed = values.seed === undefined ? randomSeed() : parseSeed(values.seed);
+  const etcdOutage = values['etcd-outage'];
+  if (etcdOutage !== 'fence' && etcdOutage !== 'hold') throw new Error('--etcd-outage must be fence or hold');
   const kinds = parseKinds(values.kinds);
   const command = [
     'pnpm soak',
@@ -155,6 +158,7 @@ async function main(): Promise<number> {
     ...(values.rounds === undefined ? [] : [`--rounds ${values.rounds}`]),
     ...(values.kinds === undefined ? [] : [`--kinds ${values.kinds}`]),
     ...(values['fast-failover'] ? ['--fast-failover'] : []),
+    ...(etcdOutage === 'hold' ? ['--etcd-outage hold'] : []),
   ].join(' ');
   const t0 = Date.now();
   const jsonPath = resolve(
@@ -198,6 +202,7 @@ async function main(): Promise<number> {
         minutes,
         kinds: kinds ?? ROUND_KINDS,
         fastFailover: values['fast-failover'],
+        etcdOutage,
         ttlSec: TTL_SEC,
         etcd: { members: 3, ...ETCD_TIMING },
         initialPriorities: INITIAL_PRIORITIES,
@@ -216,7 +221,7 @@ async function main(): Promise<number> {
     writeFileSync(jsonPath, `${JSON.stringify(json, null, 1)}\n`);
   };
 
-  const cluster = await SoakCluster.start(log, { fastFailover: values['fast-failover'] });
+  const cluster = await SoakCluster.start(log, { fastFailover: values['fast-failover'], etcdOutage });
   try {
     const { lab } = cluster;
     log(`VIP ${cluster.vip}; nodes ${cluster.names.join(', ')}; first holder ${cluster.holders().join()}`);

@@ -55,6 +55,24 @@ async function controlSocketOf(a: {
     : DEFAULT_CONTROL_SOCKET;
 }
 
+/**
+ * `coord status` cannot reach etcd: say what that means for the cluster, not only for this command — nobody can be
+ * elected while etcd is away, and each node still knows what it holds (docs/design.md, "Riding out etcd outages").
+ */
+function etcdAwayHint(e: unknown): unknown {
+  if (!(e instanceof CoordError) || e.code !== 'ERR_COORD_ETCD') return e;
+  const kind = (e.details as { kind?: string } | undefined)?.kind;
+  if (kind !== 'deadline' && kind !== 'unavailable' && kind !== 'other') return e;
+  return new CoordError('ERR_COORD_ETCD', e.message, {
+    cause: e,
+    hint:
+      `${e.hint ?? ''}${e.hint === undefined ? '' : '. '}While etcd is unreachable no new holder can be elected: ` +
+      'each holder keeps its VIP only with etcdOutage: hold (on every other member’s promise), else drops it at ' +
+      'its lease deadline. What a node holds now: coord status --local on that node.',
+    ...(e.details === undefined ? {} : { details: e.details }),
+  });
+}
+
 /** Print an error the operator can act on; return its exit status. */
 function report(e: unknown): number {
   if (isCoordError(e)) {
@@ -117,7 +135,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           return;
         }
         const { formatClusterStatus, readClusterStatus } = await load.status();
-        const s = await readClusterStatus(await (await load.target()).resolveTarget(a));
+        const s = await readClusterStatus(await (await load.target()).resolveTarget(a)).catch(
+          (e: unknown) => {
+            throw etcdAwayHint(e);
+          },
+        );
         process.stdout.write(a.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatClusterStatus(s)}\n`);
       },
     )
