@@ -177,6 +177,34 @@ describe('etcd outages with three etcd members', () => {
     await lab?.destroy();
   });
 
+  it('hold: two of three etcd members killed (quorum lost) for 10 s — the VIP stays or comes back on promises', async () => {
+    const vip = lab.freeAddress(2);
+    cluster3(lab, 'o3quorum', `${vip}/${lab.subnet.prefix}`, 'hold');
+    const [h1] = lab.hosts as [LabHost];
+    await waitForHolder(lab, vip, 'h1', 15_000);
+    await sleep(1000);
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    const arp = await lab.arpProber(vip, { intervalMs: 10 });
+    const lostAt = Date.now();
+    // The raft leader survives when it can: it renews leases until it notices the lost quorum.
+    const leader = (await lab.faults.etcdLeaderIndex()) ?? 0;
+    const others = [0, 1, 2].filter((i) => i !== leader);
+    for (const i of others) await lab.faults.killEtcdMember(i);
+    await sleep(10_000);
+    const beforeBack = Date.now();
+    await lab.faults.restartEtcd();
+    await sleep(3000);
+    const timeline = await sampler.stop();
+    const tl = await arp.stop();
+    expect(doubleHolderMs(timeline)).toBe(0);
+    expect(doubleReplyProbes(tl)).toEqual([]);
+    expect(macsSeen(tl, { from: lostAt })).toEqual([h1.mac]);
+    // Held on promises before etcd came back: answered in the last second of the outage.
+    expect(tl.replies.some((r) => r.t > beforeBack - 1000 && r.t < beforeBack)).toBe(true);
+    const gap = arpLongestGap(tl, { from: lostAt - 100 });
+    figure('two of three etcd members killed 10 s, hold: longest ARP gap', gap?.gapMs);
+  });
+
   it('hold: the whole etcd cluster stopped for 30 s — the VIP answers throughout, one holder', async () => {
     const vip = lab.freeAddress(1);
     const procs = cluster3(lab, 'o3hold', `${vip}/${lab.subnet.prefix}`, 'hold');

@@ -70,6 +70,18 @@ export class Metrics {
     labelNames: ['group'],
     registers: [this.registry],
   });
+  readonly outageHolding = new Gauge({
+    name: 'coord_etcd_outage_holding',
+    help: 'etcd outage hold: 1 while this node keeps the group’s VIP past its lease on the other members’ promises',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
+  readonly outagePromised = new Gauge({
+    name: 'coord_etcd_outage_promised',
+    help: 'etcd outage hold: 1 while this node is bound by a promise not to campaign for the group',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
   readonly reloads = new Counter({
     name: 'coord_haproxy_reloads_total',
     help: 'HAProxy config applies, by result',

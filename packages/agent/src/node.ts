@@ -185,7 +185,8 @@ export class CoordNode {
   private readonly promises = new Map<string, Bound>();
   private readonly asking = new Map<
     string,
-    { from: number; note: string; bound: ReadonlyMap<string, number> }
+    /** `shown`: what the log last said ('' nothing yet, 'holding', 'ran out', 'missing …'). */
+    { from: number; shown: string; bound: ReadonlyMap<string, number> }
   >();
 
   /** Each member's lease and peer address, as the view last showed them. */
@@ -416,7 +417,8 @@ export class CoordNode {
           s.leader === null ? undefined : peer.channel.lastHeard(s.leader.node, s.leader.leaseId);
         return {
           ...beat,
-          asking: leading && s.vipHeld && s.fencedAt === null && etcdQuiet(s, now),
+          // Holding, or fenced and still in the grace (its key kept): promises can give the VIP back.
+          asking: leading && (s.vipHeld || s.fencedAt !== null) && etcdQuiet(s, now),
           // Bound, we keep our word until the holder releases us; we only *confirm* while etcd is away from us
           // too — a member that reaches etcd refuses, and the holder fences (docs/design.md).
           promise: bound !== undefined && etcdQuiet(s, now),
@@ -484,27 +486,19 @@ export class CoordNode {
     const timing = defaultTiming(this.session.grantedTtlMs || this.config.ttlSec * 1000);
     const window = promiseWindowMs(timing, this.config.peer?.heartbeatMs ?? 50);
     this.groups.forEach((g, i) => {
-      const s = g.current;
+      const was = this.asking.get(g.name);
       if (beats[i]?.asking !== true) {
-        const was = this.asking.get(g.name);
         this.asking.delete(g.name);
-        if (was !== undefined && s.role === 'leader' && s.fencedAt !== null) {
-          // The machine fenced on its own deadline: name the member whose promise ran out first.
-          const first = [...was.bound].sort((x, y) => x[1] - y[1])[0]?.[0];
-          this.log.warn('etcd unreachable: a promise ran out; VIP removed', {
-            group: g.name,
-            member: first ?? null,
-          });
-        } else if (was !== undefined && was.note === '')
+        if (was?.shown === 'holding' && g.current.vipHeld)
           this.log.info('etcd answers again: hold over', { group: g.name });
-        if (s.holdUntil !== null) g.dispatch({ type: 'hold', now, until: null });
+        if (g.current.holdUntil !== null) g.dispatch({ type: 'hold', now, until: null });
         return;
       }
-      const asked = this.asking.get(g.name) ?? { from: seq, note: '', bound: new Map<string, number>() };
+      const asked = was ?? { from: seq, shown: '', bound: new Map<string, number>() };
       const verdict = holdVerdict({
         self: this.config.node,
         group: g.name,
-        members: s.members,
+        members: g.current.members,
         askedFrom: asked.from,
         bound: asked.bound,
         lastHeard: (node) => channel.lastHeard(node, this.memberInfo.get(node)?.leaseId),
@@ -512,23 +506,42 @@ export class CoordNode {
         windowMs: window,
         marginMs: timing.marginMs,
       });
-      const note =
-        verdict.until === null ? `missing ${verdict.missing.join(',') || '(no other member)'}` : '';
-      if (note !== asked.note) {
-        if (note === '')
+      g.dispatch({ type: 'hold', now, until: verdict.until });
+      // Said only once it matters (at the lease deadline), not for every ack that is a little late.
+      const s = g.current;
+      const shown = this.holdingPastLease(g)
+        ? 'holding'
+        : s.fencedAt !== null && asked.shown === 'holding'
+          ? 'ran out'
+          : verdict.until === null && now >= leaseDeadlineOf(s)
+            ? `missing ${verdict.missing.join(',') || '(no other member)'}`
+            : asked.shown;
+      if (shown !== asked.shown) {
+        if (shown === 'holding')
           this.log.warn('etcd unreachable: every other member promised; holding the VIP past the lease', {
             group: g.name,
             epoch: s.epoch,
           });
-        else if (verdict.until === null)
+        else if (shown === 'ran out')
+          this.log.warn('etcd unreachable: a promise ran out; VIP removed', {
+            group: g.name,
+            member: [...asked.bound].sort((x, y) => x[1] - y[1])[0]?.[0] ?? null,
+          });
+        else
           this.log.warn('etcd unreachable: promises missing', {
             group: g.name,
-            missing: verdict.missing.join(','),
+            missing: verdict.missing.join(',') || '(no other member)',
           });
       }
-      this.asking.set(g.name, { from: asked.from, note, bound: verdict.bound });
-      g.dispatch({ type: 'hold', now, until: verdict.until });
+      this.asking.set(g.name, { from: asked.from, shown, bound: verdict.bound });
     });
+  }
+
+  /** `--etcd-outage hold`: this group's VIP is held past the lease deadline on promises right now. */
+  private holdingPastLease(g: GroupRunner): boolean {
+    const s = g.current;
+    const now = this.deps.clock.now();
+    return s.role === 'leader' && s.vipHeld && now >= leaseDeadlineOf(s) && g.deadline > now;
   }
 
   /** The peer channel's gauges: with the other gauges once a second, not on every heartbeat. */
@@ -540,6 +553,11 @@ export class CoordNode {
       m.peerHeartbeatAge.set({ peer: node }, age / 1000);
     for (const [reason, n] of Object.entries(peer.channel.counters.dropped))
       m.peerDropped.set({ reason }, n ?? 0);
+    if (this.config.etcdOutage !== 'hold') return;
+    for (const g of this.groups) {
+      m.outageHolding.set({ group: g.name }, this.holdingPastLease(g) ? 1 : 0);
+      m.outagePromised.set({ group: g.name }, this.promises.has(g.name) ? 1 : 0);
+    }
   }
 
   /** Graceful stop: every group removes its VIP, then releases leadership; then the lease is revoked. */
@@ -600,10 +618,9 @@ export class CoordNode {
           ...(this.config.etcdOutage === 'hold'
             ? {
                 outage: {
-                  holdingMsLeft:
-                    s.holdUntil !== null && s.role === 'leader' && g.deadline > leaseDeadlineOf(s)
-                      ? Math.max(0, Math.round(g.deadline - this.deps.clock.now()))
-                      : null,
+                  holdingMsLeft: this.holdingPastLease(g)
+                    ? Math.round(g.deadline - this.deps.clock.now())
+                    : null,
                   promisedTo: this.promises.get(g.name)?.node ?? null,
                 },
               }

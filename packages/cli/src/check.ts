@@ -58,5 +58,12 @@ export function summarize(path: string, c: NodeConfig): string {
         `${g.name} (${g.interface}, ${g.vips.length} VIP${g.vips.length === 1 ? '' : 's'}, priority ${g.priority}${g.vrrp === undefined ? '' : `, vrid ${g.vrrp.vrid}`})`,
     )
     .join('; ');
-  return `${path}: OK — mode ${c.mode}, node ${c.node}, ${c.groups.length} group${c.groups.length === 1 ? '' : 's'}: ${groups}`;
+  const peer = [
+    ...(c.fastFailover ? ['fast failover'] : []),
+    ...(c.mode === 'etcd' && c.etcdOutage === 'hold'
+      ? [`etcd outage: hold (at most ${Math.round(c.etcdOutageMaxMs / 1000)} s)`]
+      : []),
+  ];
+  const extras = peer.length === 0 ? '' : `; ${peer.join(', ')} (peer channel ${c.peer?.port ?? 7969}/udp)`;
+  return `${path}: OK — mode ${c.mode}, node ${c.node}, ${c.groups.length} group${c.groups.length === 1 ? '' : 's'}: ${groups}${extras}`;
 }

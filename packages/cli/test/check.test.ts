@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { checkConfigFile } from '../src/check.js';
+import { checkConfigFile, summarize } from '../src/check.js';
 import { buildJoinConfig } from '../src/join.js';
 import { envArgs } from '../src/options.js';
 import { mergeConnection } from '../src/target.js';
@@ -266,6 +266,10 @@ peer: { heartbeatMs: 5, address: eth0 }
     expect(c.etcdOutageMaxMs).toBe(90_000);
     expect(c.peer).toEqual({ heartbeatMs: 50, port: 7969, address: undefined });
     expect(c.fastFailover).toBe(false);
+    expect(summarize('coord.yaml', c)).toMatch(
+      /; etcd outage: hold \(at most 90 s\) \(peer channel 7969\/udp\)$/,
+    );
+    expect(summarize('coord.yaml', dflt)).not.toMatch(/peer channel/);
     for (const [text, ms] of [
       ['2m', 120_000],
       ['1500ms', 1500],

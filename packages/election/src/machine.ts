@@ -686,6 +686,27 @@ function evaluateLeader(config: GroupConfig, state: GroupState, now: number, eff
     s = fence(s, now, effects, 'lease deadline passed');
     if (s.role !== 'leader') return s;
   }
+  if (
+    s.fencedAt !== null &&
+    config.holdMaxMs !== undefined &&
+    s.holdUntil !== null &&
+    now < deadline &&
+    s.session !== null &&
+    s.epoch !== null &&
+    config.self.priority >= 1
+  ) {
+    // `--etcd-outage hold`: fenced (some member's promise was missing at the deadline), and every other member has
+    // promised since — a member whose etcd still answered for a moment after the outage began (a raft leader
+    // renews leases until it notices it lost its quorum). The VIP goes back as it would on a prompt ack.
+    effects.push({
+      type: 'add-vip',
+      epoch: s.epoch,
+      lifetimeSec: kernelLifetimeSec(s.session.timing),
+      notAfter: now + s.session.timing.ackWindowMs,
+    });
+    effects.push({ type: 'announce', epoch: s.epoch });
+    s = { ...s, vipHeld: true, fencedAt: null, holdRefreshedAt: now, freshAckRequested: false };
+  }
   if (s.fencedAt !== null && s.session !== null) {
     const grace = fenceGraceMs(s.session.timing);
     if (now >= s.fencedAt + grace)

@@ -823,6 +823,39 @@ describe('--etcd-outage hold (docs/design.md, "Riding out etcd outages")', () =>
     expect(after.state.fencedAt).toBe(leaseDeadline + 1000);
   });
 
+  it('fenced for a missing promise, it takes the VIP back once every member has promised (within the grace)', () => {
+    const fenced = run(
+      [
+        { type: 'hold', now: 600, until: null },
+        { type: 'tick', now: leaseDeadline },
+      ],
+      held,
+      holding(),
+    );
+    expect(fenced.state.vipHeld).toBe(false);
+    const back = run(
+      [{ type: 'hold', now: leaseDeadline + 200, until: leaseDeadline + 1200 }],
+      held,
+      fenced.state,
+    );
+    expect(back.state.vipHeld).toBe(true);
+    expect(back.state.fencedAt).toBeNull();
+    expect(back.effects.filter((e) => e.type === 'add-vip')).toEqual([
+      { type: 'add-vip', epoch: 7, lifetimeSec: 1, notAfter: leaseDeadline + 200 + timing.ackWindowMs },
+    ]);
+    // Too late: the grace is over and the group was handed over; promises bring nothing back.
+    const late = run(
+      [
+        { type: 'tick', now: leaseDeadline + fenceGraceMs(timing) },
+        { type: 'hold', now: leaseDeadline + fenceGraceMs(timing) + 1, until: leaseDeadline + 5000 },
+      ],
+      held,
+      fenced.state,
+    );
+    expect(late.state.role).toBe('follower');
+    expect(late.effects.filter((e) => e.type === 'add-vip')).toEqual([]);
+  });
+
   it('fence mode (no holdMaxMs) ignores promises', () => {
     const r = run(
       [
