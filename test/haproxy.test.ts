@@ -12,6 +12,7 @@ import { MemoryLogger, systemClock } from '@coord/core';
 import {
   createHaproxyDriver,
   parseService,
+  render,
   showProc,
   type HaproxyDriver,
   type HaproxyDriverOptions,
@@ -43,15 +44,22 @@ function svc(input: ServiceInput): Service {
   return r.service;
 }
 
-/** The service under test; `weight` lets a test make a real change (a new hash → a reload). */
-function web(weight = 1, extra: Partial<ServiceInput> = {}): Service {
+/**
+ * The service under test; `n` lets a test make a structural change (its maxconn: a new hash → a reload — a
+ * server's weight would go through the runtime API instead).
+ */
+function web(n = 1, extra: Partial<ServiceInput> = {}): Service {
   return svc({
     name: 'web',
     binds: [{ address: '127.0.0.1', port: 8080 }],
-    servers: [{ name: 'origin', address: '127.0.0.1', port: 9000, weight }],
+    maxconn: 1000 + n,
+    servers: [ORIGIN],
     ...extra,
   });
 }
+const ORIGIN = { name: 'origin', address: '127.0.0.1', port: 9000, weight: 1 };
+/** A second origin (answers "two"), for server changes. */
+const TWO = { name: 'two', address: '127.0.0.1', port: 9001, weight: 1 };
 
 function nsExec(args: string[], timeout = 15_000) {
   return execa('ip', ['netns', 'exec', NS, ...args], { timeout, cwd: ROOT });
@@ -109,7 +117,12 @@ beforeAll(async () => {
   // short keep-alive timeout, or the old workers' pooled connections to it keep them alive until it expires.
   await writeFile(
     join(dir, 'base.cfg'),
-    'frontend origin\n  mode http\n  timeout client 30s\n  timeout http-keep-alive 500ms\n  bind 127.0.0.1:9000\n  option idle-close-on-response\n  http-request return status 200 content-type text/plain string ok\n',
+    ['9000 string ok', '9001 string two']
+      .map(
+        (x) =>
+          `frontend origin-${x.slice(0, 4)}\n  mode http\n  timeout client 30s\n  timeout http-keep-alive 500ms\n  bind 127.0.0.1:${x.slice(0, 4)}\n  option idle-close-on-response\n  http-request return status 200 content-type text/plain ${x.slice(5)}\n`,
+      )
+      .join(''),
   );
   options = {
     configPath: join(dir, 'etc', 'haproxy.cfg'),
@@ -243,6 +256,63 @@ describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
     expect(await get(2)).toMatchObject({ ok: 2, failed: 0 });
   });
 
+  it('server add, weight, disable and remove go through the runtime API: no reload, the file matches, traffic follows', async () => {
+    expect((await driver.apply([web()], { revision: 50 })).result).toMatch(/applied|unchanged/);
+    const sock = join(options.runDir, 'master.sock');
+    const before = await showProc(sock);
+    if (!before.ok) throw new Error(before.reason);
+    const { reloads, runtimeApplies } = driver.status();
+    const step = async (servers: ServiceInput['servers'], revision: number) => {
+      const r = await driver.apply([web(1, { servers })], { revision });
+      expect(r, r.error).toMatchObject({ result: 'applied', via: 'runtime' });
+      expect(await readFile(options.configPath, 'utf8')).toBe(
+        render({
+          services: [web(1, { servers })],
+          globals: { ...options.globals, statsSocket: join(options.runDir, 'stats.sock') },
+          base: await readFile(options.basePath ?? '', 'utf8'),
+        }),
+      );
+      return r;
+    };
+    await step([ORIGIN, TWO], 51);
+    const even = (await get(20)).bodies; // roundrobin over both, at once
+    expect(Math.min(even['ok'] ?? 0, even['two'] ?? 0)).toBeGreaterThanOrEqual(8);
+    await step([ORIGIN, { ...TWO, weight: 3 }], 52);
+    const weighted = (await get(20)).bodies;
+    expect(weighted['two'] ?? 0).toBeGreaterThanOrEqual(13);
+    expect(weighted['ok'] ?? 0).toBeGreaterThanOrEqual(3);
+    await step([{ ...ORIGIN, disabled: true }, TWO], 53);
+    expect((await get(10)).bodies).toEqual({ two: 10 });
+    await step([ORIGIN], 54);
+    expect((await get(10)).bodies).toEqual({ ok: 10 });
+    expect(driver.status()).toMatchObject({ reloads, runtimeApplies: runtimeApplies + 4 });
+    const after = await showProc(sock);
+    if (!after.ok) throw new Error(after.reason);
+    expect(after.proc.master.reloads).toBe(before.proc.master.reloads); // the master never re-executed
+    const current = (p: typeof after) =>
+      p.ok && p.proc.workers.filter((w) => w.reloads === 0).map((w) => w.pid);
+    expect(current(after)).toEqual(current(before)); // the same worker serves every change
+    // A structural change still reloads.
+    const structural = await driver.apply([web(2)], { revision: 55 });
+    expect(structural).toMatchObject({ result: 'applied', via: 'reload' });
+    expect(driver.status().reloads).toBe(reloads + 1);
+  });
+
+  it('a server change the runtime API cannot make (its socket gone) is applied by a validated reload', async () => {
+    const { reloads } = driver.status();
+    await rm(join(options.runDir, 'stats.sock'), { force: true });
+    const r = await driver.apply([web(2, { servers: [ORIGIN, TWO] })], { revision: 60 });
+    expect(r).toMatchObject({ result: 'applied', via: 'reload' });
+    expect(r.runtimeFallback).toMatch(/add server web\/two|ENOENT/);
+    expect(driver.status().reloads).toBe(reloads + 1);
+    expect(Object.keys((await get(20)).bodies).sort()).toEqual(['ok', 'two']);
+    // HAProxy passes its listeners to the new worker: the path deleted by hand stays gone until HAProxy restarts,
+    // and every server change keeps falling back to a reload meanwhile — slower, never wrong.
+    const again = await driver.apply([web(2)], { revision: 61 });
+    expect(again).toMatchObject({ result: 'applied', via: 'reload' });
+    expect(again.runtimeFallback).toMatch(/ENOENT/);
+  });
+
   it('debounces a burst of 500 changes into a few reloads, ending at the last one', async () => {
     const reloadsBefore = driver.status().reloads;
     const results: Promise<unknown>[] = [];
@@ -254,7 +324,7 @@ describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
     const reloads = driver.status().reloads - reloadsBefore;
     expect(reloads).toBeGreaterThanOrEqual(1);
     expect(reloads).toBeLessThanOrEqual(5);
-    expect(await readFile(options.configPath, 'utf8')).toContain(`weight ${3 + (499 % 200)}`);
+    expect(await readFile(options.configPath, 'utf8')).toContain(`maxconn ${1000 + 3 + (499 % 200)}`);
   });
 
   it('confirms 30 idle reloads, each within a bound', async () => {

@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { showProc } from '@coord/haproxy';
 import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
 import { assertBuilt, COORD_BIN, coordLog, startCoord, waitForSingleHolder } from './coord.js';
 
@@ -61,6 +62,20 @@ async function get(url: string): Promise<string> {
     { reject: false, timeoutMs: 10_000 },
   );
   return r.stdout;
+}
+
+/** `n` GETs in a row from the client namespace (one process): each body, or "ERR …". */
+async function getMany(url: string, n: number): Promise<string[]> {
+  const r = await lab.exec(
+    lab.client,
+    process.execPath,
+    [
+      '-e',
+      `(async () => { const out = []; for (let i = 0; i < ${n}; i++) out.push(await fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(2000) }).then(r => r.text(), e => 'ERR ' + e.message)); process.stdout.write(JSON.stringify(out)); })()`,
+    ],
+    { reject: false, timeoutMs: 20_000 },
+  );
+  return JSON.parse(r.stdout || '[]') as string[];
 }
 
 function backend(port: number, body: string): LabProcess {
@@ -133,6 +148,50 @@ describe('coord join --haproxy-config', () => {
       },
       { timeoutMs: 10_000, intervalMs: 300 },
     );
+  });
+
+  it('server set, disable, enable and rm from the CLI reach every node through the runtime API: no reload', async () => {
+    const reloads = async () =>
+      Promise.all(
+        lab.hosts.map(async (h) => {
+          const p = await showProc(join(lab.runDir, `${h.name}-haproxy-run`, 'master.sock'));
+          if (!p.ok) throw new Error(p.reason);
+          return p.proc.master.reloads;
+        }),
+      );
+    const before = await reloads();
+    /** Until every node's own bind answers only from `bodies` (and each of them), five requests in a row. */
+    const serves = async (what: string, bodies: string[]) => {
+      for (const h of lab.hosts)
+        await waitFor(
+          `${h.name} to serve ${what}`,
+          async () => {
+            const seen = new Set(await getMany(`http://${h.ip}:8080/`, 6));
+            return [...seen].sort().join() === bodies.join() ? true : undefined;
+          },
+          { timeoutMs: 10_000, intervalMs: 50 },
+        );
+    };
+    const ok = async (args: string[]) => expect((await coord(lab.hosts[0]!, args)).exitCode).toBe(0);
+    await ok(['server', 'set', 'web', 'b', `${lab.client.ip}:9002`]);
+    await serves('a and b', ['backend-A', 'backend-B']);
+    await ok(['server', 'disable', 'web', 'a']);
+    await serves('b alone', ['backend-B']);
+    const again = await coord(lab.hosts[1]!, ['server', 'disable', 'web', 'a']);
+    expect(again.stdout).toMatch(/already disabled/);
+    await ok(['server', 'enable', 'web', 'a']);
+    await ok(['server', 'rm', 'web', 'b']);
+    await serves('a alone', ['backend-A']);
+    expect(await reloads()).toEqual(before);
+    for (const h of lab.hosts) {
+      const log = await coordLog(procs.get(h.name) as LabProcess);
+      expect(
+        log.filter((l) => l.message === 'haproxy servers changed through the runtime API').length,
+      ).toBeGreaterThanOrEqual(3);
+    }
+    const missing = await coord(lab.hosts[0]!, ['server', 'disable', 'web', 'zz']);
+    expect(missing.exitCode).not.toBe(0);
+    expect(missing.stderr).toMatch(/no server web\/zz/);
   });
 
   it('refuses hostile input at set time, and a model HAProxy rejects never replaces the running config', async () => {

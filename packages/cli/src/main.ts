@@ -224,7 +224,39 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
             );
           },
         )
-        .demandCommand(1, 'name a subcommand: set | rm'),
+        .command(
+          sub('server', 'enable').command,
+          sub('server', 'enable').summary,
+          (z) =>
+            z
+              .positional('service', { type: 'string', demandOption: true })
+              .positional('name', { type: 'string', demandOption: true }),
+          async (a) => {
+            const rev = await (await load.services()).serverEnable(a, true);
+            process.stdout.write(
+              rev === 0
+                ? `server ${a.service}/${a.name} already enabled\n`
+                : `server ${a.service}/${a.name} enabled (etcd revision ${rev})\n`,
+            );
+          },
+        )
+        .command(
+          sub('server', 'disable').command,
+          sub('server', 'disable').summary,
+          (z) =>
+            z
+              .positional('service', { type: 'string', demandOption: true })
+              .positional('name', { type: 'string', demandOption: true }),
+          async (a) => {
+            const rev = await (await load.services()).serverEnable(a, false);
+            process.stdout.write(
+              rev === 0
+                ? `server ${a.service}/${a.name} already disabled\n`
+                : `server ${a.service}/${a.name} disabled: no new sessions (etcd revision ${rev})\n`,
+            );
+          },
+        )
+        .demandCommand(1, 'name a subcommand: set | rm | enable | disable'),
     )
     .command(
       COMMANDS['reload-config'].command,

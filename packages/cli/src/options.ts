@@ -322,6 +322,19 @@ export const COMMANDS = {
         examples: [['coord server set web app1 10.0.1.11:8080 --weight 10', '']],
       },
       { command: 'rm <service> <name>', summary: 'remove a server', options: {}, examples: [] },
+      {
+        command: 'enable <service> <name>',
+        summary: 'send a disabled server traffic again (every node, through the runtime API: no reload)',
+        options: {},
+        examples: [],
+      },
+      {
+        command: 'disable <service> <name>',
+        summary:
+          'stop sending a server new sessions, keep it configured (every node, through the runtime API: no reload)',
+        options: {},
+        examples: [['coord server disable web app1', '']],
+      },
     ],
   },
   'reload-config': {

@@ -170,6 +170,35 @@ export async function serverSet(a: ServerSetArgs): Promise<number> {
   });
 }
 
+/**
+ * Enable or disable one existing server (`disabled` in the model: HAProxy's maintenance state). Every node applies
+ * it through the runtime API. Returns the etcd revision, or 0 when it already was so.
+ */
+export async function serverEnable(
+  a: EtcdTarget & { service: string; name: string },
+  enabled: boolean,
+): Promise<number> {
+  return withClient(a, true, async (client, cluster) => {
+    const key = serviceKey(cluster, a.service);
+    const r = await updateKey(client, key, (value) => {
+      const svc = current(value, key);
+      const server = svc?.servers.find((s) => s.name === a.name);
+      if (svc === undefined || server === undefined)
+        throw new CoordError('ERR_COORD_USAGE', `no server ${a.service}/${a.name} in cluster ${cluster}`, {
+          hint: `see coord service list; add it with coord server set ${a.service} ${a.name} ADDR:PORT`,
+        });
+      if (server.disabled === !enabled) return { unchanged: true };
+      return {
+        put: serializeService({
+          ...svc,
+          servers: svc.servers.map((s) => (s.name === a.name ? { ...s, disabled: !enabled } : s)),
+        }),
+      };
+    });
+    return r.revision;
+  });
+}
+
 export async function serverRm(a: EtcdTarget & { service: string; name: string }): Promise<boolean> {
   return withClient(a, true, async (client, cluster) => {
     const key = serviceKey(cluster, a.service);

@@ -4,7 +4,9 @@ import { CoordError, errorMessage, type Clock, type Logger } from '@coord/core';
 import { DEFAULT_DEBOUNCE, Debouncer, type DebounceConfig } from './debounce.js';
 import { installConfig, markGood, readFileOrUndefined, restoreLastGood, validateConfig } from './files.js';
 import { checkServiceSet, type Service, type ValidationError } from './model.js';
+import { socketCommand } from './master.js';
 import { configHash, render, validateGlobals, type RenderGlobals } from './render.js';
+import { runtimePlan, type RuntimeCommand } from './runtime.js';
 import {
   attachMaster,
   liveHaproxyPid,
@@ -31,6 +33,13 @@ export interface ApplyResult {
   durationMs: number;
   /** Of which `haproxy -c` took this long (0 when it did not run): tells a slow check from a slow reload. */
   checkMs?: number;
+  /**
+   * How an 'applied' config reached HAProxy: `runtime` (server changes through the runtime API, no reload),
+   * `reload`, or `start` (no master was running).
+   */
+  via?: 'runtime' | 'reload' | 'start';
+  /** A server change the runtime API refused, applied by a reload instead: why. */
+  runtimeFallback?: string;
 }
 
 /** Where a service set came from, for logs (e.g. the etcd revision it was read at). */
@@ -46,6 +55,8 @@ export interface DriverStatus {
   hash: string | undefined;
   pending: boolean;
   reloads: number;
+  /** Applies made through the runtime API alone (no reload). */
+  runtimeApplies: number;
   last: ApplyResult | undefined;
   lastError: string | undefined;
 }
@@ -68,6 +79,8 @@ export interface HaproxyDriverOptions {
   preflight?: (services: readonly Service[]) => Promise<ValidationError[]>;
   /** Bound on `haproxy -c`, start and reload confirmation. */
   timeoutMs?: number;
+  /** Apply server-only changes through the runtime API instead of a reload (default true). */
+  runtimeApi?: boolean;
 }
 
 export interface HaproxyDriver {
@@ -116,6 +129,9 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
   let appliedHash: string | undefined;
   let attached = false;
   let reloads = 0;
+  let runtimeApplies = 0;
+  /** The services and base text HAProxy runs now, when this process applied them (runtime changes start here). */
+  let serving: { services: readonly Service[]; base: string | undefined } | undefined;
   let last: ApplyResult | undefined;
   let lastError: string | undefined;
 
@@ -149,12 +165,16 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
   async function runOnce(services: readonly Service[], meta: ApplyMeta): Promise<ApplyResult> {
     const started = clock.now();
     let checkMs = 0;
+    let via: ApplyResult['via'];
+    let runtimeFallback: string | undefined;
     const done = (result: ApplyOutcome, hash: string, error?: string): ApplyResult => ({
       result,
       hash,
       ...(error === undefined ? {} : { error }),
       durationMs: clock.now() - started,
       checkMs,
+      ...(via === undefined ? {} : { via }),
+      ...(runtimeFallback === undefined ? {} : { runtimeFallback }),
     });
 
     await ensureAttached();
@@ -187,6 +207,41 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
     const pre = options.preflight === undefined ? [] : await options.preflight(services);
     if (pre.length > 0) return done('invalid', hash, pre.map((e) => `${e.path}: ${e.message}`).join('; '));
 
+    // Only servers changed: the runtime API, and the file in the same step (no reload, no new worker).
+    const was = serving;
+    if (
+      up &&
+      options.runtimeApi !== false &&
+      was !== undefined &&
+      was.base === base &&
+      appliedHash !== undefined
+    ) {
+      const plan = runtimePlan(was.services, services);
+      if (plan.ok) {
+        const r = await runCommands(plan.commands);
+        if (r.ok) {
+          await installConfig(paths.configPath, text);
+          await markGood(paths.configPath, text);
+          await writeFile(hashFile, `${hash}\n`);
+          appliedHash = hash;
+          serving = { services, base };
+          runtimeApplies++;
+          via = 'runtime';
+          log.info('haproxy servers changed through the runtime API', {
+            revision: meta.revision,
+            changes: plan.summary,
+          });
+          return done('applied', hash);
+        }
+        // Part of it may have taken effect: the reload below makes the process match the file again.
+        runtimeFallback = r.error;
+        log.warn('the runtime API refused a server change; reloading instead', {
+          revision: meta.revision,
+          reason: r.error,
+        });
+      }
+    }
+
     const checkStarted = clock.now();
     const check = await validateConfig(text, {
       haproxyBin: options.haproxyBin,
@@ -204,7 +259,9 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
         return done('reload-failed', hash, s.error);
       }
       masterPid = s.pid;
+      via = 'start';
     } else {
+      via = 'reload';
       const r = await reloadMaster(paths, { clock, timeoutMs });
       if (!r.ok) {
         // The new file passed `haproxy -c` but the reload failed (a bind error, say): put the last good file back
@@ -225,14 +282,34 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
           appliedHash = undefined;
           await rm(hashFile, { force: true });
         }
+        // The last good file runs again, but which services it holds is not known here: reload the next change.
+        serving = undefined;
         return done(back.ok ? 'rolled-back' : 'reload-failed', hash, r.error);
       }
     }
     reloads++;
     appliedHash = hash;
+    serving = { services, base };
     await markGood(paths.configPath, text);
     await writeFile(hashFile, `${hash}\n`);
     return done('applied', hash);
+  }
+
+  /** Run runtime commands one connection each, in order; stop at the first one HAProxy does not accept. */
+  async function runCommands(
+    commands: readonly RuntimeCommand[],
+  ): Promise<{ ok: true } | { ok: false; error: string }> {
+    const socket = globals.statsSocket as string;
+    for (const c of commands) {
+      let answer: string;
+      try {
+        answer = await socketCommand(socket, c.command, Math.min(timeoutMs, 2000));
+      } catch (e) {
+        return { ok: false, error: `${c.command}: ${errorMessage(e)}` };
+      }
+      if (!c.accepts(answer)) return { ok: false, error: `${c.command}: ${answer.trim() || 'no answer'}` };
+    }
+    return { ok: true };
   }
 
   function kick(): void {
@@ -283,6 +360,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
         hash: appliedHash,
         pending: pending !== undefined,
         reloads,
+        runtimeApplies,
         last,
         lastError,
       };

@@ -8,3 +8,4 @@ export * from './debounce.js';
 export * from './driver.js';
 export * from './sysctl.js';
 export * from './preflight.js';
+export * from './runtime.js';

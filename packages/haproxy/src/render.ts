@@ -66,10 +66,15 @@ function bindKey(b: Bind): string {
   return formatEndpoint(b.address, b.port);
 }
 
+/**
+ * Health-check parameters of every server (the file and runtime `add server` alike): rise/fall give checks
+ * hysteresis so one lost probe does not flap a server (keepalived #2469 and #2220: flapping without it).
+ */
+export const CHECK_PARAMS = ['inter', '2s', 'rise', '2', 'fall', '3'] as const;
+
 function renderServer(s: Server, check: boolean): string {
   const parts = ['server', s.name, formatEndpoint(s.address, s.port), 'weight', String(s.weight)];
-  // rise/fall give health checks hysteresis so one lost probe does not flap a server (keepalived #2469 and #2220: flapping without it).
-  if (check) parts.push('check', 'inter', '2s', 'rise', '2', 'fall', '3');
+  if (check) parts.push('check', ...CHECK_PARAMS);
   if (s.backup) parts.push('backup');
   if (s.disabled) parts.push('disabled');
   return `  ${parts.join(' ')}`;
