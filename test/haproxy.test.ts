@@ -13,6 +13,7 @@ import {
   createHaproxyDriver,
   parseService,
   render,
+  socketCommand,
   showProc,
   type HaproxyDriver,
   type HaproxyDriverOptions,
@@ -268,7 +269,11 @@ describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
       expect(await readFile(options.configPath, 'utf8')).toBe(
         render({
           services: [web(1, { servers })],
-          globals: { ...options.globals, statsSocket: join(options.runDir, 'stats.sock') },
+          globals: {
+            ...options.globals,
+            statsSocket: join(options.runDir, 'stats.sock'),
+            serverStateFile: join(options.runDir, 'server-state'),
+          },
           base: await readFile(options.basePath ?? '', 'utf8'),
         }),
       );
@@ -311,6 +316,35 @@ describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
     const again = await driver.apply([web(2)], { revision: 61 });
     expect(again).toMatchObject({ result: 'applied', via: 'reload' });
     expect(again.runtimeFallback).toMatch(/ENOENT/);
+    // A new master binds the path again (for the tests below).
+    expect(await driver.stopHaproxy()).toBe(true);
+    expect(await driver.apply([web(2)], { revision: 62 })).toMatchObject({ result: 'applied', via: 'start' });
+  });
+
+  it('health-check state survives a reload (server state file): a dead server stays DOWN, no request reaches it', async () => {
+    // Sorted after 'origin', so its first check after a start comes half an interval (1 s) late: started afresh,
+    // it would be UP (not checked yet) for that long and take half the requests.
+    const dead = { name: 'zdead', address: '127.0.0.1', port: 9009, weight: 1 };
+    const stats = join(options.runDir, 'stats.sock');
+    const status = async () => {
+      const csv = await socketCommand(stats, 'show stat');
+      const row = csv.split('\n').find((l) => l.startsWith('web,zdead,'));
+      return row?.split(',')[17];
+    };
+    expect((await driver.apply([web(3, { servers: [ORIGIN, dead] })], { revision: 70 })).result).toBe(
+      'applied',
+    );
+    // Three failed checks 2 s apart.
+    await pollUntil(
+      'dead to be DOWN',
+      async () => ((await status())?.startsWith('DOWN') ? true : undefined),
+      15_000,
+    );
+    const r = await driver.apply([web(4, { servers: [ORIGIN, dead] })], { revision: 71 });
+    expect(r).toMatchObject({ result: 'applied', via: 'reload' });
+    // The new worker starts from the saved state: DOWN at once (afresh it would be UP until three checks failed).
+    expect(await status()).toMatch(/^DOWN/);
+    expect(await get(20)).toMatchObject({ ok: 20, failed: 0, bodies: { ok: 20 } });
   });
 
   it('debounces a burst of 500 changes into a few reloads, ending at the last one', async () => {

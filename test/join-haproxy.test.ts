@@ -51,13 +51,13 @@ async function coord(h: LabHost, args: string[]) {
 }
 
 /** GET from the client namespace; the body, or "ERR …". */
-async function get(url: string): Promise<string> {
+async function get(url: string, timeoutMs = 2000): Promise<string> {
   const r = await lab.exec(
     lab.client,
     process.execPath,
     [
       '-e',
-      `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(2000) }).then(r => r.text()).then(t => process.stdout.write(t), e => process.stdout.write('ERR ' + e.message))`,
+      `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(${timeoutMs}) }).then(r => r.text()).then(t => process.stdout.write(t), e => process.stdout.write('ERR ' + e.message))`,
     ],
     { reject: false, timeoutMs: 10_000 },
   );
@@ -84,7 +84,8 @@ function backend(port: number, body: string): LabProcess {
     process.execPath,
     [
       '-e',
-      `require('http').createServer((q, r) => r.end(${JSON.stringify(body)})).listen(${port}, ${JSON.stringify(lab.client.ip)})`,
+      // /slow answers after 3 s: a session still open on the server while it is drained.
+      `require('http').createServer((q, r) => q.url === '/slow' ? setTimeout(() => r.end(${JSON.stringify(body)}), 3000) : r.end(${JSON.stringify(body)})).listen(${port}, ${JSON.stringify(lab.client.ip)})`,
     ],
     { name: `backend-${body}` },
   );
@@ -192,6 +193,29 @@ describe('coord join --haproxy-config', () => {
     const missing = await coord(lab.hosts[0]!, ['server', 'disable', 'web', 'zz']);
     expect(missing.exitCode).not.toBe(0);
     expect(missing.stderr).toMatch(/no server web\/zz/);
+  });
+
+  it('server drain --wait returns once no node has a session on the server any more', async () => {
+    const h1 = lab.hosts[0]!;
+    const slowStarted = Date.now();
+    const slow = get(`http://${h1.ip}:8080/slow`, 8000); // 3 s on backend-A through h1's HAProxy
+    await new Promise((r) => setTimeout(r, 500));
+    const drain = await coord(h1, ['server', 'drain', 'web', 'a', '--wait', '20s']);
+    const drainedAt = Date.now();
+    expect(drain.exitCode, drain.stderr).toBe(0);
+    expect(drain.stdout).toMatch(/server web\/a drained: 0 sessions on h1, h2, h3/);
+    expect(await slow).toBe('backend-A'); // the session in flight finished on the drained server
+    expect(drainedAt - slowStarted).toBeGreaterThanOrEqual(3000); // and the drain waited for it
+    const short = await coord(h1, ['server', 'drain', 'web', 'a', '--wait', 'soon']);
+    expect(short.exitCode).toBe(2);
+    expect(short.stderr).toMatch(/--wait soon is not a duration/);
+    expect((await coord(h1, ['server', 'enable', 'web', 'a'])).exitCode).toBe(0);
+    for (const h of lab.hosts)
+      await waitFor(
+        `${h.name} to serve a again`,
+        async () => ((await get(`http://${h.ip}:8080/`)) === 'backend-A' ? true : undefined),
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
   });
 
   it('refuses hostile input at set time, and a model HAProxy rejects never replaces the running config', async () => {

@@ -297,6 +297,45 @@ describe('handover evidence', () => {
     ).toHaveLength(1);
   });
 
+  it('a host without carrier: its late delete is judged on the wire, not from its kernel', () => {
+    // h1's cable was pulled at the fault; its expired copy went 15 ms after h2 added the VIP.
+    const late = handover({
+      events: [
+        { t: 1450, host: 'h2', op: 'add' },
+        { t: 1465, host: 'h1', op: 'del' },
+      ],
+    });
+    const dark = { ...expectation, onlyEvents: true, withoutCarrier: { host: 'h1', from: 1000 } };
+    expect(handoverProblems(evidence({ timeline: late }), dark)).toEqual([]);
+    // Counted as two holders without the exemption, and refused when the wire saw both MACs on one probe.
+    expect(
+      handoverProblems(evidence({ timeline: late }), { ...expectation, onlyEvents: true }).join(),
+    ).toMatch(/two holders for 15 ms/);
+    const both = arp([
+      [900, 'aa', 40],
+      [1455, 'aa', 60],
+      [1455, 'bb', 60],
+      [1500, 'bb', 100],
+    ]);
+    expect(handoverProblems(evidence({ timeline: late, arp: both }), dark).join()).toMatch(
+      /1 ARP probes answered by two MACs/,
+    );
+    // Only that host, and only after its cable went: an overlap before the fault still counts.
+    const early = handover({
+      events: [
+        { t: 800, host: 'h2', op: 'add' },
+        { t: 820, host: 'h2', op: 'del' },
+        { t: 1400, host: 'h1', op: 'del' },
+        { t: 1450, host: 'h2', op: 'add' },
+      ],
+    });
+    expect(handoverProblems(evidence({ timeline: early }), { ...dark, onlyEvents: false }).join()).toMatch(
+      /two holders for 20 ms/,
+    );
+    const { arp: _arp, ...withoutArp } = evidence();
+    expect(handoverProblems(withoutArp, dark).join()).toMatch(/needs the ARP prober/);
+  });
+
   it('lists overlapping intervals by host', () => {
     expect(overlaps(tl)).toEqual([{ from: 1300, to: 1500, hosts: ['h1', 'h2'] }]);
   });

@@ -25,6 +25,8 @@ export interface HaproxyStatus {
   /** Values in etcd that were refused (the last good version of each was kept). */
   readonly refused: readonly { key: string; errors: string[] }[];
   readonly at: number;
+  /** Disabled servers (`service/server`) and their current sessions here: what `coord server drain` waits on. */
+  readonly draining?: Readonly<Record<string, number>>;
 }
 
 /** The fingerprint of a service set: sorted by name, canonical JSON. `coord status` computes the same. */
@@ -65,7 +67,29 @@ export class HaproxyLoop {
   }
 
   get status(): HaproxyStatus | undefined {
-    return this.state;
+    if (this.state === undefined || this.draining === undefined) return this.state;
+    return { ...this.state, draining: this.draining };
+  }
+
+  private draining: Record<string, number> | undefined;
+
+  /**
+   * While the model has disabled servers, read their current sessions from HAProxy (the node calls this every
+   * second): `coord server drain --wait` waits until every node reports 0.
+   */
+  async pollDraining(): Promise<void> {
+    const disabled = [...this.current.values()].flatMap((svc) =>
+      svc.servers.filter((s) => s.disabled).map((s) => `${svc.name}/${s.name}`),
+    );
+    if (disabled.length === 0) {
+      this.draining = undefined;
+      return;
+    }
+    const sessions = await this.opts.driver.serverSessions();
+    if (sessions === undefined) return;
+    this.draining = Object.fromEntries(
+      disabled.filter((id) => sessions.has(id)).map((id) => [id, sessions.get(id) ?? 0]),
+    );
   }
 
   /**

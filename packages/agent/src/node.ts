@@ -311,6 +311,8 @@ export class CoordNode {
     if (this.deps.haproxy !== undefined) {
       const loop = this.deps.haproxy;
       this.timers.push(every(clock, 10_000, () => loop.recheck()));
+      // Sessions of disabled servers, for `coord server drain --wait` (nothing to read while none is disabled).
+      this.timers.push(every(clock, 1000, () => void loop.pollDraining()));
     }
     if (this.tlsClient !== undefined && this.tlsClient.certExpiresAt !== undefined) {
       this.checkCertExpiry();

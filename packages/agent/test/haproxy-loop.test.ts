@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock, MemoryLogger } from '@coord/core';
-import type { ApplyResult, HaproxyDriver } from '@coord/haproxy';
+import { serializeService, serviceKey, type ApplyResult, type HaproxyDriver } from '@coord/haproxy';
 import { HaproxyLoop, type HaproxyStatus } from '../src/haproxy-loop.js';
 
 /** A driver that, like the real one, coalesces requests made while an apply is pending into that one apply. */
@@ -12,6 +12,13 @@ function coalescingDriver() {
     status: () => ({ pending: waiters.length > 0 }) as ReturnType<HaproxyDriver['status']>,
     stop: () => Promise.resolve(),
     stopHaproxy: () => Promise.resolve(true),
+    serverSessions: () =>
+      Promise.resolve(
+        new Map([
+          ['web/a', 3],
+          ['web/b', 5],
+        ]),
+      ),
   };
   return {
     driver,
@@ -48,5 +55,45 @@ describe('HaproxyLoop', () => {
     expect(applied.map((r) => r.fields['revision'])).toEqual([54]);
     expect(reported.map((s) => [s.revision, s.result])).toEqual([[54, 'applied']]);
     expect(loop.status?.result).toBe('applied');
+  });
+
+  it('reports the current sessions of disabled servers (what coord server drain waits on), and only of those', async () => {
+    const d = coalescingDriver();
+    const loop = new HaproxyLoop({
+      cluster: 'lb',
+      driver: d.driver,
+      clock: new FakeClock(),
+      logger: new MemoryLogger(),
+    });
+    const service = (disabled: boolean) =>
+      serializeService({
+        name: 'web',
+        binds: [{ address: '10.0.0.50', port: 80 }],
+        mode: 'http',
+        balance: 'roundrobin',
+        check: true,
+        servers: [
+          { name: 'a', address: '10.0.1.1', port: 80, weight: 1, backup: false, disabled },
+          { name: 'b', address: '10.0.1.2', port: 80, weight: 1, backup: false, disabled: false },
+        ],
+      });
+    const view = (disabled: boolean) => {
+      const key = serviceKey('lb', 'web');
+      const entry = {
+        key,
+        value: Buffer.from(service(disabled)),
+        modRevision: 1,
+        createRevision: 1,
+        lease: '0',
+      };
+      return new Map([[key, entry]]);
+    };
+    loop.onView(60, [], view(true), true);
+    d.finish({ result: 'applied', hash: 'x', durationMs: 1 });
+    await loop.pollDraining();
+    expect(loop.status?.draining).toEqual({ 'web/a': 3 });
+    loop.onView(61, [], view(false), true);
+    await loop.pollDraining();
+    expect(loop.status?.draining).toBeUndefined();
   });
 });

@@ -1,8 +1,9 @@
 import yargs, { type Argv } from 'yargs';
-import { CoordError, DEFAULT_CONTROL_SOCKET, errorMessage, isCoordError } from '@coord/core';
+import { CoordError, DEFAULT_CONTROL_SOCKET, errorMessage, isCoordError, parseDurationMs } from '@coord/core';
 import {
   COMMANDS,
   CONTROL_OPTIONS,
+  DRAIN_OPTIONS,
   envArgs,
   JOIN_OPTIONS,
   LIST_OPTIONS,
@@ -238,6 +239,47 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
                 ? `server ${a.service}/${a.name} already enabled\n`
                 : `server ${a.service}/${a.name} enabled (etcd revision ${rev})\n`,
             );
+          },
+        )
+        .command(
+          sub('server', 'drain').command,
+          sub('server', 'drain').summary,
+          (z) =>
+            documented(
+              z
+                .positional('service', { type: 'string', demandOption: true })
+                .positional('name', { type: 'string', demandOption: true })
+                .options(DRAIN_OPTIONS),
+              sub('server', 'drain'),
+            ),
+          async (a) => {
+            const waitMs = a.wait === undefined ? undefined : parseDurationMs(a.wait);
+            if (waitMs === undefined && a.wait !== undefined)
+              throw new CoordError('ERR_COORD_USAGE', `--wait ${a.wait} is not a duration`, {
+                hint: 'give seconds or a duration like 30s, 2m',
+              });
+            const id = `${a.service}/${a.name}`;
+            const r = await (await load.services()).serverDrain(a, waitMs);
+            const per = Object.entries(r.nodes)
+              .map(([n, v]) => `${n} ${v === null ? 'unknown' : v}`)
+              .join(', ');
+            if (r.drained === undefined) {
+              process.stdout.write(
+                `server ${id} disabled: no new sessions; current ones finish (--wait 30s waits for them)\n`,
+              );
+            } else if (r.drained) {
+              process.stdout.write(
+                `server ${id} drained: 0 sessions on ${Object.keys(r.nodes).join(', ')} (waited ${(r.waitedMs / 1000).toFixed(1)} s)\n`,
+              );
+            } else {
+              throw new CoordError(
+                'ERR_COORD_HAPROXY',
+                `server ${id} still has sessions after ${a.wait ?? ''}: ${per || 'no node with an HAProxy loop answered'}`,
+                {
+                  hint: `it gets no new sessions; wait longer (--wait), or remove it anyway with coord server rm ${a.service} ${a.name}`,
+                },
+              );
+            }
           },
         )
         .command(

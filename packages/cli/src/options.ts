@@ -236,6 +236,14 @@ export const SERVER_SET_OPTIONS = {
   disabled: { type: 'boolean', describe: 'keep it configured but send it nothing' },
 } as const satisfies OptionTable;
 
+export const DRAIN_OPTIONS = {
+  wait: {
+    type: 'string',
+    describe:
+      'wait this long (e.g. 30s, 2m) for every node to report 0 sessions on it; exit 7 if some remain [default: do not wait]',
+  },
+} as const satisfies OptionTable;
+
 /** What a command is, for `--help`, the man page and completion alike. */
 export interface CommandDoc {
   /** The command with its positionals, in yargs syntax (`check-config [file]`). */
@@ -327,6 +335,13 @@ export const COMMANDS = {
         summary: 'send a disabled server traffic again (every node, through the runtime API: no reload)',
         options: {},
         examples: [],
+      },
+      {
+        command: 'drain <service> <name>',
+        summary:
+          'disable a server on every node (no new sessions) and, with --wait, wait until its current sessions are 0 everywhere',
+        options: DRAIN_OPTIONS,
+        examples: [['coord server drain web app1 --wait 60s', 'exit 0 once no node has a session on app1']],
       },
       {
         command: 'disable <service> <name>',

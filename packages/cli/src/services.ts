@@ -199,6 +199,47 @@ export async function serverEnable(
   });
 }
 
+export interface DrainResult {
+  /** The etcd revision that disabled it (0: it already was). */
+  readonly revision: number;
+  /** Without a wait: undefined. */
+  readonly drained: boolean | undefined;
+  readonly waitedMs: number;
+  /** Per node running an HAProxy loop: the server's current sessions there (null: not applied or not known yet). */
+  readonly nodes: Readonly<Record<string, number | null>>;
+}
+
+/**
+ * `coord server drain`: disable the server (no new sessions on any node, through the runtime API), then — with
+ * `waitMs` — wait until every node that runs an HAProxy loop has applied that and reports 0 current sessions for
+ * it (nodes read them from HAProxy every second while a server is disabled), or the time is up.
+ */
+export async function serverDrain(
+  a: EtcdTarget & { service: string; name: string },
+  waitMs: number | undefined,
+): Promise<DrainResult> {
+  const revision = await serverEnable(a, false);
+  if (waitMs === undefined) return { revision, drained: undefined, waitedMs: 0, nodes: {} };
+  const { readClusterStatus } = await import('./status.js');
+  const target = await resolveTarget(a);
+  const id = `${a.service}/${a.name}`;
+  const started = Date.now();
+  for (;;) {
+    const s = await readClusterStatus(target);
+    const nodes: Record<string, number | null> = {};
+    for (const m of s.members) {
+      if (m.haproxy === null) continue;
+      nodes[m.node] = m.haproxy.revision >= revision ? (m.haproxy.draining?.[id] ?? null) : null;
+    }
+    const values = Object.values(nodes);
+    const waitedMs = Date.now() - started;
+    if (values.length > 0 && values.every((n) => n === 0))
+      return { revision, drained: true, waitedMs, nodes };
+    if (waitedMs >= waitMs) return { revision, drained: false, waitedMs, nodes };
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 export async function serverRm(a: EtcdTarget & { service: string; name: string }): Promise<boolean> {
   return withClient(a, true, async (client, cluster) => {
     const key = serviceKey(cluster, a.service);

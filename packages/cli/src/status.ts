@@ -24,7 +24,15 @@ export interface ClusterStatus {
     /** Where the node hears peer-channel heartbeats (fast failover on), else null. */
     peer: { address: string; port: number } | null;
     /** The node's HAProxy loop, if it runs one; `converged` = it serves the model now in etcd. */
-    haproxy: { result: string; revision: number; converged: boolean; error?: string; refused: number } | null;
+    haproxy: {
+      result: string;
+      revision: number;
+      converged: boolean;
+      error?: string;
+      refused: number;
+      /** Disabled servers (`service/server`) and their current sessions on that node. */
+      draining?: Record<string, number>;
+    } | null;
   }[];
   /** Fingerprint of the service model in etcd now (what every node should serve). */
   readonly model: { fingerprint: string; services: number; invalid: number };
@@ -95,6 +103,7 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
                   h.model === model.fingerprint && (h.result === 'applied' || h.result === 'unchanged'),
                 refused: h.refused.length,
                 ...(h.error === undefined ? {} : { error: h.error }),
+                ...(h.draining === undefined ? {} : { draining: h.draining }),
               },
       });
     }

@@ -45,15 +45,20 @@ const seconds = (what: string, min: number, max: number) =>
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** A duration as seconds (a number) or text with a unit (`300ms`, `30s`, `5m`, `1h`), in milliseconds. */
+/** Seconds (a number) or text with a unit (`300ms`, `30s`, `5m`, `1h`; bare text means seconds), in ms. */
+export function parseDurationMs(v: number | string): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) ? v * 1000 : undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(v);
+  return m === null ? undefined : Number(m[1]) * (DURATION_UNITS[m[2] ?? 's'] ?? 1000);
+}
+
+/** A duration config value, in milliseconds, within [minMs, maxMs]. */
 const duration = (what: string, minMs: number, maxMs: number) =>
   z
     .union([z.number(), z.string()], { error: `${what} must be seconds or a duration like 30s, 5m` })
     .transform((v, ctx) => {
-      const m = typeof v === 'number' ? null : /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(v);
-      const ms =
-        typeof v === 'number' ? v * 1000 : m === null ? NaN : Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!;
-      if (!Number.isFinite(ms)) {
+      const ms = parseDurationMs(v);
+      if (ms === undefined) {
         ctx.addIssue({ code: 'custom', message: `${what} must be seconds or a duration like 30s, 5m` });
         return z.NEVER;
       }

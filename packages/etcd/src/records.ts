@@ -161,6 +161,8 @@ const statusHaproxySchema = z.object({
   model: z.string().catch(''),
   error: z.string().optional().catch(undefined),
   refused: z.array(z.unknown()).readonly().catch([]),
+  /** Disabled servers and their current sessions on that node (`coord server drain --wait`). */
+  draining: z.record(z.string(), z.number()).optional().catch(undefined),
 });
 
 const statusSchema = z.object({

@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoordError, errorMessage, type Clock, type Logger } from '@coord/core';
 import { DEFAULT_DEBOUNCE, Debouncer, type DebounceConfig } from './debounce.js';
@@ -86,6 +86,11 @@ export interface HaproxyDriverOptions {
 export interface HaproxyDriver {
   apply(services: readonly Service[], meta?: ApplyMeta): Promise<ApplyResult>;
   status(): DriverStatus;
+  /**
+   * Current sessions of every server of the running worker (`show stat` scur), by `service/server`; undefined
+   * when HAProxy does not answer.
+   */
+  serverSessions(): Promise<Map<string, number> | undefined>;
   /** Stop the driver (timers, pending applies). HAProxy keeps running so traffic survives a coord restart. */
   stop(): Promise<void>;
   /** Stop HAProxy itself (soft stop). For uninstall and tests, not for a coord restart. */
@@ -98,9 +103,31 @@ interface Pending {
   waiters: ((r: ApplyResult) => void)[];
 }
 
+/** `show stat` CSV → current sessions (scur) of every server row, by `proxy/server`. Never throws. */
+export function parseServerSessions(csv: string): Map<string, number> {
+  const out = new Map<string, number>();
+  const lines = csv.split('\n');
+  const header = (lines[0] ?? '').replace(/^#\s*/, '').split(',');
+  const px = header.indexOf('pxname');
+  const sv = header.indexOf('svname');
+  const scur = header.indexOf('scur');
+  const type = header.indexOf('type');
+  if (px < 0 || sv < 0 || scur < 0) return out;
+  for (const line of lines.slice(1)) {
+    const f = line.split(',');
+    // type 2 = server; without the column, anything that is not the proxy's own FRONTEND/BACKEND row.
+    const isServer = type >= 0 ? f[type] === '2' : f[sv] !== 'FRONTEND' && f[sv] !== 'BACKEND';
+    const n = Number(f[scur]);
+    if (!isServer || f[px] === undefined || f[sv] === undefined || !Number.isFinite(n)) continue;
+    out.set(`${f[px]}/${f[sv]}`, n);
+  }
+  return out;
+}
+
 export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDriver {
   const globals: RenderGlobals = {
     statsSocket: join(options.runDir, 'stats.sock'),
+    serverStateFile: join(options.runDir, 'server-state'),
     ...(options.globals ?? {}),
   };
   const globalErrors = validateGlobals(globals);
@@ -253,6 +280,8 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
     checkMs = clock.now() - checkStarted;
     await installConfig(paths.configPath, text);
     if (!up) {
+      // A new master starts its servers afresh: a state file left by an earlier one describes another process.
+      if (globals.serverStateFile !== undefined) await rm(globals.serverStateFile, { force: true });
       const s = await startMaster(paths, { clock, logger: log, timeoutMs });
       if (!s.ok) {
         await restoreLastGood(paths.configPath);
@@ -262,6 +291,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
       via = 'start';
     } else {
       via = 'reload';
+      await saveServerState();
       const r = await reloadMaster(paths, { clock, timeoutMs });
       if (!r.ok) {
         // The new file passed `haproxy -c` but the reload failed (a bind error, say): put the last good file back
@@ -293,6 +323,25 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
     await markGood(paths.configPath, text);
     await writeFile(hashFile, `${hash}\n`);
     return done('applied', hash);
+  }
+
+  /**
+   * Before a reload: what the running worker knows about its servers (health, runtime weights, maintenance) into
+   * the state file the new worker loads. Without an answer the old file is removed — a stale state must never be
+   * loaded over the current one; the new worker then starts its servers afresh, as without a state file.
+   */
+  async function saveServerState(): Promise<void> {
+    const file = globals.serverStateFile;
+    if (file === undefined) return;
+    try {
+      const state = await socketCommand(globals.statsSocket as string, 'show servers state', 2000);
+      if (!/^\d+\n# be_id /.test(state)) throw new Error(state.trim().slice(0, 200) || 'no answer');
+      await writeFile(`${file}.tmp`, state);
+      await rename(`${file}.tmp`, file);
+    } catch (e) {
+      log.warn('server state not saved before the reload; servers start afresh', { error: errorMessage(e) });
+      await rm(file, { force: true });
+    }
   }
 
   /** Run runtime commands one connection each, in order; stop at the first one HAProxy does not accept. */
@@ -352,6 +401,13 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
         pending = { services: [...services], meta, waiters };
         debouncer.poke();
       });
+    },
+    async serverSessions() {
+      try {
+        return parseServerSessions(await socketCommand(globals.statsSocket as string, 'show stat', 2000));
+      } catch {
+        return undefined;
+      }
     },
     status() {
       return {

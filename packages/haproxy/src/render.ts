@@ -18,6 +18,12 @@ export interface RenderGlobals {
    * config with no services at all (it refuses to start with no listener).
    */
   statsSocket?: string;
+  /**
+   * Where the driver saves `show servers state` before every reload; the new worker loads it (`server-state-file`
+   * and `load-server-state-from-file global`), so health-check results, weights set at runtime and maintenance
+   * states survive a reload instead of starting over (a dead server taking traffic again until its checks fail).
+   */
+  serverStateFile?: string;
   /** Informational only: the master socket is given on the command line (`-S`), not in the file. */
   masterSocket?: string;
   /** Default timeouts. */
@@ -106,6 +112,7 @@ export function render(input: RenderInput): string {
   lines.push(`  hard-stop-after ${g.hardStopAfter ?? DEFAULT_GLOBALS.hardStopAfter}`);
   lines.push(`  mworker-max-reloads ${g.mworkerMaxReloads ?? DEFAULT_GLOBALS.mworkerMaxReloads}`);
   if (g.statsSocket !== undefined) lines.push(`  stats socket ${g.statsSocket} mode 600 level admin`);
+  if (g.serverStateFile !== undefined) lines.push(`  server-state-file ${g.serverStateFile}`);
   lines.push('');
   const base = input.base?.trimEnd();
   if (base !== undefined && base !== '')
@@ -120,6 +127,7 @@ export function render(input: RenderInput): string {
     `  timeout http-request ${t.httpRequest}`,
     `  timeout http-keep-alive ${t.httpKeepAlive}`,
     `  timeout check ${t.check}`,
+    ...(g.serverStateFile === undefined ? [] : ['  load-server-state-from-file global']),
     '',
   );
   for (const svc of [...input.services].sort(byName)) lines.push(...renderService(svc));
@@ -146,7 +154,7 @@ export function validateGlobals(g: RenderGlobals): { path: string; message: stri
   ) {
     errors.push({ path: 'mworkerMaxReloads', message: 'must be a positive integer' });
   }
-  for (const p of ['statsSocket', 'masterSocket'] as const) {
+  for (const p of ['statsSocket', 'masterSocket', 'serverStateFile'] as const) {
     const v = g[p];
     if (v !== undefined && !SOCKET_PATH.test(v))
       errors.push({ path: p, message: 'must be an absolute path without spaces' });

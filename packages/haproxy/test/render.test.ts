@@ -117,6 +117,13 @@ describe('render', () => {
     expect(configHash(render({ services }))).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('with a server state file, the global names it and coord’s defaults load it', () => {
+    const text = render({ services, globals: { serverStateFile: '/run/coord/haproxy/server-state' } });
+    expect(text).toMatch(/^global\n(?:  .*\n)*  server-state-file \/run\/coord\/haproxy\/server-state\n/m);
+    expect(text).toMatch(/^defaults coord\n(?:  .*\n)*  load-server-state-from-file global\n/m);
+    expect(render({ services })).not.toMatch(/server-state/);
+  });
+
   it('renders configs `haproxy -c` accepts, including an empty service set with a stats socket', () => {
     const dir = mkdtempSync(join(tmpdir(), 'coord-render-'));
     const ipOnly = services.map((s) => ({ ...s, servers: s.servers.filter((x) => x.name !== 'spare') }));
@@ -124,6 +131,8 @@ describe('render', () => {
       const cases = [
         render({ services: [], globals: { statsSocket: join(dir, 'stats.sock') } }),
         render({ services: ipOnly, base }),
+        // With a server state file that does not exist yet (a first start): HAProxy starts its servers afresh.
+        render({ services: ipOnly, globals: { serverStateFile: join(dir, 'no-state-yet') } }),
       ];
       cases.forEach((text, i) => {
         writeFileSync(join(dir, `${i}.cfg`), text);
@@ -141,6 +150,7 @@ describe('render', () => {
     [{ hardStopAfter: '30s\n  daemon' }, 'hardStopAfter'],
     [{ mworkerMaxReloads: 0 }, 'mworkerMaxReloads'],
     [{ statsSocket: '/run/x.sock level admin' }, 'statsSocket'],
+    [{ serverStateFile: '/run/state\n  daemon' }, 'serverStateFile'],
     [{ timeouts: { client: '5 s' } }, 'timeouts.client'],
   ])('refuses hostile node-local globals %j', (g, path) => {
     expect(validateGlobals(g).map((e) => e.path)).toEqual([path]);
