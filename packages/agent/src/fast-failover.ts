@@ -20,6 +20,7 @@ import { bestCandidate, PROBE_INTERVAL_MS, PROBE_QUIET_MS, type GroupState } fro
 import type { Clock, Logger, TimerHandle } from '@coord/core';
 import type { PeerHeard } from '@coord/peer';
 import type { ProbePort } from './group.js';
+import { etcdQuiet } from './outage.js';
 
 /** Heartbeats missed in a row before a holder is suspected. */
 export const SUSPECT_MISSES = 3;
@@ -61,6 +62,9 @@ export function suspicion(input: {
   const leader = state.leader;
   if (state.role !== 'follower' || state.session === null || leader === null || leader.node === self)
     return { suspect: false };
+  // Our own etcd does not answer: a revoke could not land and no campaign could follow (an etcd outage); check
+  // once it answers again, when the holder's lease may still be alive in etcd (etcd extends leases on its return).
+  if (etcdQuiet(state, now)) return { suspect: false };
   if (heard === undefined || heard.leaseId !== leader.leaseId) return { suspect: false };
   const beat = heard.groups.get(input.group);
   if (beat === undefined) return { suspect: false };
@@ -263,12 +267,12 @@ export class FastFailover {
     });
     this.opts.onRevoked?.(group, node);
     this.opts.revoke(leaseId).catch((e: unknown) => {
+      const error = e instanceof Error ? e.message : String(e);
       // Already gone (expired, or another group's revoke of the same lease): the election goes on either way.
-      this.opts.logger.info('fast failover: revoke did not apply', {
-        group,
-        leaseId,
-        error: e instanceof Error ? e.message : String(e),
-      });
+      // Anything else (etcd did not answer) did not end the lease: the next heartbeat may check and revoke again.
+      const gone = /not found|lease.*(expired|invalid)/i.test(error);
+      if (!gone && this.revoked.get(group)?.leaseId === leaseId) this.revoked.delete(group);
+      this.opts.logger.info('fast failover: revoke did not apply', { group, leaseId, error, retry: !gone });
     });
   }
 

@@ -181,8 +181,9 @@ export class HaproxyLoop {
         // A newer request may have been handed over meanwhile (the driver coalesces them into one apply, whose
         // result every request then gets): report only the newest, so one apply is logged and counted once.
         if (this.requests !== request) return;
-        this.opts.metrics?.reloads.inc({ result: r.result });
-        if (r.result === 'applied') this.opts.metrics?.reloadSeconds.observe(r.durationMs / 1000);
+        const runtime = r.result === 'applied' && r.via === 'runtime';
+        this.opts.metrics?.reloads.inc({ result: runtime ? 'runtime' : r.result });
+        if (r.result === 'applied' && !runtime) this.opts.metrics?.reloadSeconds.observe(r.durationMs / 1000);
         const level = r.result === 'applied' || r.result === 'unchanged' ? 'info' : 'error';
         this.log[level]('haproxy apply', {
           revision,
@@ -190,6 +191,8 @@ export class HaproxyLoop {
           hash: r.hash.slice(0, 12),
           ms: Math.round(r.durationMs),
           ...(r.checkMs === undefined ? {} : { checkMs: Math.round(r.checkMs) }),
+          ...(r.via === undefined ? {} : { via: r.via }),
+          ...(r.runtimeFallback === undefined ? {} : { runtimeFallback: r.runtimeFallback }),
           sinceChangeMs: Math.round(this.opts.clock.now() - startedAt),
           ...(r.error === undefined ? {} : { error: r.error }),
         });

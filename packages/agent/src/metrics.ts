@@ -84,7 +84,7 @@ export class Metrics {
   });
   readonly reloads = new Counter({
     name: 'coord_haproxy_reloads_total',
-    help: 'HAProxy config applies, by result',
+    help: 'HAProxy config applies, by result (runtime: server changes applied without a reload)',
     labelNames: ['result'],
     registers: [this.registry],
   });

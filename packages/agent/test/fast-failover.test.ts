@@ -150,8 +150,8 @@ describe('suspicion', () => {
     session: {
       leaseId: '2',
       timing: { ttlMs: 1000, marginMs: 100, ackWindowMs: 125, lifetimeSec: 1 },
-      lastAckSentAt: 0,
-      lastAckAt: 0,
+      lastAckSentAt: 900,
+      lastAckAt: 901,
     },
     leader: { node: 'a', epoch: 9, leaseId: '1' },
     leaderKnown: true,
@@ -221,6 +221,19 @@ describe('suspicion', () => {
     expect(ask({ heardAt: silent, others: [undefined] }).suspect).toBe(false);
     expect(ask({ heardAt: silent, others: [500] }).suspect).toBe(false);
     expect(ask({ heardAt: silent, others: [] }).suspect).toBe(true); // two nodes: nobody else to hear
+  });
+
+  it('a node whose own etcd does not answer suspects nobody (no revoke could land, no campaign follow)', () => {
+    const quiet = {
+      ...base(),
+      session: { ...(base().session as NonNullable<GroupState['session']>), lastAckSentAt: 640 },
+    };
+    expect(ask({ heardAt: silent, state: quiet }).suspect).toBe(false);
+    const answering = {
+      ...base(),
+      session: { ...(base().session as NonNullable<GroupState['session']>), lastAckSentAt: 660 },
+    };
+    expect(ask({ heardAt: silent, state: answering }).suspect).toBe(true);
   });
 
   it('only a follower with a session suspects', () => {

@@ -110,7 +110,9 @@ function createClient(opts: EtcdConnection): Etcd3 {
       'grpc.keepalive_permit_without_calls': 1,
       // grpc-js waits up to 120 s between reconnects by default; a healed link must be used at once.
       'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 1000,
+      // At most half a second between reconnects: after an etcd outage every node is back within that (a lease
+      // kept through it lives TTL + an election timeout after etcd's return).
+      'grpc.max_reconnect_backoff_ms': 500,
     },
   });
 }

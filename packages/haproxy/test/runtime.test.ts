@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { parseService, runtimePlan, type Service, type ServiceInput } from '../src/index.js';
+import {
+  parseServerSessions,
+  parseService,
+  runtimePlan,
+  type Service,
+  type ServiceInput,
+} from '../src/index.js';
 
 function svc(input: Partial<ServiceInput> & { servers: ServiceInput['servers'] }): Service {
   const r = parseService({ name: 'web', binds: [{ address: '10.0.0.50', port: 80 }], ...input });
@@ -102,5 +108,26 @@ describe('runtime plan (server changes without a reload)', () => {
     expect(del?.accepts('Server still has connections attached to it, cannot remove it.\n')).toBe(false);
     expect(add?.accepts('New server registered.\n')).toBe(true);
     expect(add?.accepts('Already exists a server with the same name in backend.\n')).toBe(false);
+  });
+});
+
+describe('show stat → sessions per server', () => {
+  it('reads scur of server rows only, by proxy/server, and never throws on anything else', () => {
+    const csv = [
+      '# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type',
+      'web,FRONTEND,,,4,9,2000,77,0,0,0,0,0,,,,,OPEN,,,,,,,,,1,2,0,,,,0',
+      'web,a,0,0,3,5,,40,0,0,,0,,0,0,0,0,MAINT,1,1,0,0,0,5,0,,1,2,1,,40,,2',
+      'web,b,0,0,0,2,,37,0,0,,0,,0,0,0,0,UP,1,1,0,0,0,5,0,,1,2,2,,37,,2',
+      'web,BACKEND,0,0,3,9,200,77,0,0,0,0,,0,0,0,0,UP,2,2,0,,0,5,0,,1,2,0,,77,,1',
+      '',
+    ].join('\n');
+    expect(parseServerSessions(csv)).toEqual(
+      new Map([
+        ['web/a', 3],
+        ['web/b', 0],
+      ]),
+    );
+    expect(parseServerSessions('')).toEqual(new Map());
+    expect(parseServerSessions('Unknown command\n')).toEqual(new Map());
   });
 });
