@@ -84,6 +84,16 @@ export function startCoord(lab: Lab, host: LabHost, o: JoinOptions): LabProcess 
   return lab.spawn(host, cmd, [...pre, ...joinArgs(lab, host, o)], { name: `coord-${o.cluster}` });
 }
 
+/** `coord join` on h1, h2, h3 of `lab` with priorities 150, 100, 50, one VIP, the same extra flags everywhere. */
+export function startThree(lab: Lab, cluster: string, cidr: string, extraArgs: string[]): LabProcess[] {
+  const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
+  return [
+    startCoord(lab, h1, { cluster, vips: [cidr], priority: 150, extraArgs }),
+    startCoord(lab, h2, { cluster, vips: [cidr], priority: 100, extraArgs }),
+    startCoord(lab, h3, { cluster, vips: [cidr], priority: 50, extraArgs }),
+  ];
+}
+
 /** The hosts whose interface holds `address` right now. */
 export async function holdersOf(
   lab: Lab,

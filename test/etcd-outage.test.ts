@@ -18,18 +18,12 @@ import {
   type LabHost,
   type LabProcess,
 } from './lab/index.js';
-import { assertBuilt, coordLog, startCoord, waitForHolder } from './coord.js';
+import { assertBuilt, coordLog, startThree, waitForHolder } from './coord.js';
 
 let running: LabProcess[] = [];
 
 function cluster3(lab: Lab, cluster: string, cidr: string, outage: 'hold' | 'fence'): LabProcess[] {
-  const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
-  const extraArgs = ['--fast-failover', '--etcd-outage', outage];
-  running = [
-    startCoord(lab, h1, { cluster, vips: [cidr], priority: 150, extraArgs }),
-    startCoord(lab, h2, { cluster, vips: [cidr], priority: 100, extraArgs }),
-    startCoord(lab, h3, { cluster, vips: [cidr], priority: 50, extraArgs }),
-  ];
+  running = startThree(lab, cluster, cidr, ['--fast-failover', '--etcd-outage', outage]);
   return running;
 }
 
@@ -47,6 +41,44 @@ afterEach(async () => {
   running = [];
 });
 
+/**
+ * With `hold`, the whole etcd cluster killed for `outageMs` and started again: asserts h1 kept the VIP
+ * throughout (no address removed anywhere, one MAC, longest gap between ARP answers ≤ 50 ms) and that it said it
+ * held on promises; returns h1's process for more checks.
+ */
+async function heldThroughOutage(
+  lab: Lab,
+  cluster: string,
+  outageMs: number,
+  what: string,
+): Promise<LabProcess> {
+  const vip = lab.freeAddress(1);
+  const procs = cluster3(lab, cluster, `${vip}/${lab.subnet.prefix}`, 'hold');
+  const [h1] = lab.hosts as [LabHost];
+  await waitForHolder(lab, vip, 'h1', 15_000);
+  await sleep(1000);
+  const sampler = await lab.sampler(vip, { intervalMs: 20 });
+  const arp = await lab.arpProber(vip, { intervalMs: 10 });
+  const killedAt = Date.now();
+  await lab.faults.killEtcd();
+  await sleep(outageMs);
+  await lab.faults.restartEtcd();
+  await sleep(3000);
+  const end = Date.now();
+  const timeline = await sampler.stop();
+  const tl = await arp.stop();
+  expect(doubleHolderMs(timeline)).toBe(0);
+  expect(doubleReplyProbes(tl)).toEqual([]);
+  expect(timeline.events.filter((e) => e.op === 'del')).toEqual([]);
+  expect(macsSeen(tl, { from: killedAt })).toEqual([h1.mac]);
+  const gap = arpLongestGap(tl, { from: killedAt - 100, to: end });
+  figure(`${what}, hold: longest ARP gap`, gap?.gapMs);
+  expect(gap?.gapMs).toBeLessThanOrEqual(50);
+  const h1proc = procs[0] as LabProcess;
+  expect(await said(h1proc, HOLDING)).toHaveLength(1);
+  return h1proc;
+}
+
 describe('etcd outages with one etcd member', () => {
   let lab: Lab;
   beforeAll(async () => {
@@ -62,30 +94,7 @@ describe('etcd outages with one etcd member', () => {
   });
 
   it('hold: etcd killed and restarted — the VIP answers throughout, one holder, same epoch after', async () => {
-    const vip = lab.freeAddress(1);
-    const procs = cluster3(lab, 'ohold', `${vip}/${lab.subnet.prefix}`, 'hold');
-    const [h1] = lab.hosts as [LabHost];
-    await waitForHolder(lab, vip, 'h1', 15_000);
-    await sleep(1000);
-    const sampler = await lab.sampler(vip, { intervalMs: 20 });
-    const arp = await lab.arpProber(vip, { intervalMs: 10 });
-    const killedAt = Date.now();
-    await lab.faults.killEtcd();
-    await sleep(4000);
-    await lab.faults.restartEtcd();
-    await sleep(3000);
-    const end = Date.now();
-    const timeline = await sampler.stop();
-    const tl = await arp.stop();
-    expect(doubleHolderMs(timeline)).toBe(0);
-    expect(doubleReplyProbes(tl)).toEqual([]);
-    expect(timeline.events.filter((e) => e.op === 'del')).toEqual([]);
-    expect(macsSeen(tl, { from: killedAt })).toEqual([h1.mac]);
-    const gap = arpLongestGap(tl, { from: killedAt - 100, to: end });
-    figure('one etcd member killed 4 s, hold: longest ARP gap', gap?.gapMs);
-    expect(gap?.gapMs).toBeLessThanOrEqual(50);
-    const h1proc = procs[0] as LabProcess;
-    expect(await said(h1proc, HOLDING)).toHaveLength(1);
+    const h1proc = await heldThroughOutage(lab, 'ohold', 4000, 'one etcd member killed 4 s');
     expect(await said(h1proc, 'campaign won')).toHaveLength(1); // the epoch it won before the outage
     expect((await said(h1proc, 'transition')).filter((l) => l.reason === 'fenced')).toEqual([]);
   });
@@ -206,28 +215,6 @@ describe('etcd outages with three etcd members', () => {
   });
 
   it('hold: the whole etcd cluster stopped for 30 s — the VIP answers throughout, one holder', async () => {
-    const vip = lab.freeAddress(1);
-    const procs = cluster3(lab, 'o3hold', `${vip}/${lab.subnet.prefix}`, 'hold');
-    const [h1] = lab.hosts as [LabHost];
-    await waitForHolder(lab, vip, 'h1', 15_000);
-    await sleep(1000);
-    const sampler = await lab.sampler(vip, { intervalMs: 20 });
-    const arp = await lab.arpProber(vip, { intervalMs: 10 });
-    const killedAt = Date.now();
-    await lab.faults.killEtcd();
-    await sleep(30_000);
-    await lab.faults.restartEtcd();
-    await sleep(3000);
-    const end = Date.now();
-    const timeline = await sampler.stop();
-    const tl = await arp.stop();
-    expect(doubleHolderMs(timeline)).toBe(0);
-    expect(doubleReplyProbes(tl)).toEqual([]);
-    expect(timeline.events.filter((e) => e.op === 'del')).toEqual([]);
-    expect(macsSeen(tl, { from: killedAt })).toEqual([h1.mac]);
-    const gap = arpLongestGap(tl, { from: killedAt - 100, to: end });
-    figure('three etcd members stopped 30 s, hold: longest ARP gap', gap?.gapMs);
-    expect(gap?.gapMs).toBeLessThanOrEqual(50);
-    expect(await said(procs[0] as LabProcess, HOLDING)).toHaveLength(1);
+    await heldThroughOutage(lab, 'o3hold', 30_000, 'three etcd members stopped 30 s');
   });
 });

@@ -17,7 +17,7 @@ import {
   type LabHost,
   type LabProcess,
 } from './lab/index.js';
-import { assertBuilt, COORD_BIN, controlSocketFor, coordLog, startCoord, waitForHolder } from './coord.js';
+import { assertBuilt, COORD_BIN, controlSocketFor, coordLog, startThree, waitForHolder } from './coord.js';
 
 let lab: Lab;
 let running: LabProcess[] = [];
@@ -52,13 +52,7 @@ afterAll(async () => {
 });
 
 function cluster3(cluster: string, cidr: string): LabProcess[] {
-  const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
-  const extraArgs = ['--fast-failover', '--heartbeat-ms', '50'];
-  running = [
-    startCoord(lab, h1, { cluster, vips: [cidr], priority: 150, extraArgs }),
-    startCoord(lab, h2, { cluster, vips: [cidr], priority: 100, extraArgs }),
-    startCoord(lab, h3, { cluster, vips: [cidr], priority: 50, extraArgs }),
-  ];
+  running = startThree(lab, cluster, cidr, ['--fast-failover', '--heartbeat-ms', '50']);
   return running;
 }
 

@@ -280,9 +280,11 @@ describe('README figures from bench/results', () => {
   it('renders the reload figures with failed requests and propagation maxima', () => {
     const text = renderReload(reload);
     expect(text).toContain('`pnpm bench:reload --rounds 3`');
-    expect(text).toContain('| keep-alive connections | 20 (0) | 20 | 144,768 | **0** |');
+    expect(text).toContain('| keep-alive connections | 20 (0) | 20 | 20 | 144,768 | **0** |');
     expect(text).toContain('| last node serving, after the command returned | 10 | 233 | 311 |');
-    expect(text).toContain('within 300 ms ✘ (max 311 ms)');
+    expect(text).toContain(
+      'within 100 ms ✘ (max 311 ms); no reload for server changes ✘ (master reloads 20)',
+    );
   });
 
   it('renders the footprint: both systems per node, CLI median / max, and each target with ✔ or ✘', () => {

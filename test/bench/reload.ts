@@ -5,16 +5,19 @@
  * One lab: 3 hosts running `coord join` (etcd lease, one VIP) with the HAProxy loop; two node http backends
  * (backend-A :9001, backend-B :9002) in the client namespace; service `web` bound to VIP:80 and 0.0.0.0:8080.
  *
- * (a) Reloads under load. The client requests http://VIP/ without pause, first with keep-alive clients, then with
- *     a new connection per request (separately). Meanwhile the bench runs `coord server set web a … --weight W`
- *     N times, W alternating 10/20 (each a different rendered config), waiting GAP ms after each CLI returns so
- *     every change is its own debounced reload (the CLI itself takes ~1–1.5 s here, so changes are ~1.5–2 s apart). Reloads actually performed are read from the holder's coord log
- *     ("haproxy apply", result "applied") and from its HAProxy master's reload counter (`show proc`).
+ * (a) Server changes under load. The client requests http://VIP/ without pause, first with keep-alive clients,
+ *     then with a new connection per request (separately). Meanwhile the bench runs `coord server set web a …
+ *     --weight W` N times, W alternating 10/20 (each a different rendered config), waiting GAP ms after each CLI
+ *     returns so every change is applied on its own (the CLI itself takes ~1–1.5 s here, so changes are ~1.5–2 s
+ *     apart). Each goes through HAProxy's runtime API when it can: the holder's coord log ("haproxy apply",
+ *     result "applied", via "runtime" or "reload") and its HAProxy master's reload counter (`show proc`) say
+ *     whether HAProxy reloaded.
  * (b) Propagation. Server `b` is removed; each sample flips server `a` between backend-A and backend-B with one
  *     `coord server set`. A keep-alive poller in the client namespace asks every node's own :8080 (and the VIP)
  *     every 10 ms; a node serves the change when its answer flips. Latency is measured from the moment the
  *     `coord server set` process returned (and, also printed, from just before it was started). It includes
- *     coord's debounce quiet window (50 ms), `haproxy -c`, and the reload.
+ *     coord's debounce quiet window (50 ms) and the runtime API commands (an address change), or `haproxy -c`
+ *     and a reload when the runtime API is not used.
  *
  * Usage: pnpm bench:reload [--reloads 100] [--samples 30] [--concurrency 8] [--gap-ms 300]
  *                          [--out bench/results/reload.json]
