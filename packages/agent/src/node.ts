@@ -420,7 +420,7 @@ export class CoordNode {
         return {
           ...beat,
           // Holding, or fenced and still in the grace (its key kept): promises can give the VIP back.
-          asking: leading && (s.vipHeld || s.fencedAt !== null) && etcdQuiet(s, now),
+          asking: leading && (s.vipHeld || (s.fencedAt !== null && s.wire === null)) && etcdQuiet(s, now),
           // Bound, we keep our word until the holder releases us; we only *confirm* while etcd is away from us
           // too — a member that reaches etcd refuses, and the holder fences (docs/design.md).
           promise: bound !== undefined && etcdQuiet(s, now),

@@ -691,6 +691,10 @@ function evaluateLeader(config: GroupConfig, state: GroupState, now: number, eff
     config.holdMaxMs !== undefined &&
     s.holdUntil !== null &&
     now < deadline &&
+    // Only a holder that had claimed: one still waiting out a guard or a wire that answers must not skip it.
+    s.wire === null &&
+    s.claimAt !== null &&
+    now >= s.claimAt &&
     s.session !== null &&
     s.epoch !== null &&
     config.self.priority >= 1

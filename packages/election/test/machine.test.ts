@@ -856,6 +856,29 @@ describe('--etcd-outage hold (docs/design.md, "Riding out etcd outages")', () =>
     expect(late.effects.filter((e) => e.type === 'add-vip')).toEqual([]);
   });
 
+  it('promises never let a leader skip its guard or a wire that still answers, fenced or not', () => {
+    // Won after an unclean vacancy: waiting for the guard and a quiet wire; somebody still answers.
+    const waiting = run(
+      [
+        { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+        { type: 'members-observed', now: 0, members: [me] },
+        { type: 'leader-observed', now: 0, leader: null },
+        { type: 'campaign-result', now: 2, won: true, epoch: 7, vacancy: UNCLEAN },
+        { type: 'wire-answered', now: 300 },
+        { type: 'tick', now: leaseDeadline },
+      ],
+      held,
+    );
+    expect(waiting.state.fencedAt).toBe(leaseDeadline);
+    const r = run(
+      [{ type: 'hold', now: leaseDeadline + 100, until: leaseDeadline + 1000 }],
+      held,
+      waiting.state,
+    );
+    expect(r.effects.filter((e) => e.type === 'add-vip')).toEqual([]);
+    expect(r.state.vipHeld).toBe(false);
+  });
+
   it('fence mode (no holdMaxMs) ignores promises', () => {
     const r = run(
       [
