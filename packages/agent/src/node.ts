@@ -51,7 +51,14 @@ import {
 } from '@coord/peer';
 import type { AddressEvent, Announcer, VipPort } from '@coord/vip';
 import { FastFailover, type FastFailoverGroup } from './fast-failover.js';
-import { etcdQuiet, holdVerdict, promiseStep, promiseWindowMs, type Bound } from './outage.js';
+import {
+  asksForPromises,
+  etcdQuiet,
+  holdVerdict,
+  promiseStep,
+  promiseWindowMs,
+  type Bound,
+} from './outage.js';
 import { GroupRunner, type GroupFact, type ProbePort } from './group.js';
 import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
@@ -406,7 +413,10 @@ export class CoordNode {
     if (peer === undefined || this.stopped) return;
     const now = this.deps.clock.now();
     const hold = this.config.etcdOutage === 'hold';
-    if (hold) this.updatePromises(peer.channel, now);
+    // Promises: the timing the lease was granted with, and the window a promise binds for.
+    const timing = defaultTiming(this.session.grantedTtlMs || this.config.ttlSec * 1000);
+    const window = promiseWindowMs(timing, this.config.peer?.heartbeatMs ?? 50);
+    if (hold) this.updatePromises(peer.channel, now, window);
     if (lease !== null) {
       const groups: GroupBeat[] = this.groups.map((g) => {
         const s = g.current;
@@ -419,8 +429,7 @@ export class CoordNode {
           s.leader === null ? undefined : peer.channel.lastHeard(s.leader.node, s.leader.leaseId);
         return {
           ...beat,
-          // Holding, or fenced and still in the grace (its key kept): promises can give the VIP back.
-          asking: leading && (s.vipHeld || (s.fencedAt !== null && s.wire === null)) && etcdQuiet(s, now),
+          asking: asksForPromises(s, now),
           // Bound, we keep our word until the holder releases us; we only *confirm* while etcd is away from us
           // too — a member that reaches etcd refuses, and the holder fences (docs/design.md).
           promise: bound !== undefined && etcdQuiet(s, now),
@@ -431,17 +440,13 @@ export class CoordNode {
       for (const [node, info] of this.memberInfo)
         if (info.peer !== undefined) targets.push({ node, address: info.peer.address, port: info.peer.port });
       const seq = peer.channel.beat(lease, groups, targets);
-      if (hold) this.updateHolds(peer.channel, groups, seq, now);
+      if (hold) this.updateHolds(peer.channel, groups, seq, now, window, timing.marginMs);
     }
     peer.fast?.evaluate(peer.groups);
   }
 
   /** `--etcd-outage hold`, follower side: start, keep or end our promise to each group's holder. */
-  private updatePromises(channel: PeerChannel, now: number): void {
-    const window = promiseWindowMs(
-      defaultTiming(this.session.grantedTtlMs || this.config.ttlSec * 1000),
-      this.config.peer?.heartbeatMs ?? 50,
-    );
+  private updatePromises(channel: PeerChannel, now: number, window: number): void {
     for (const g of this.groups) {
       const s = g.current;
       const bound = this.promises.get(g.name);
@@ -484,9 +489,14 @@ export class CoordNode {
    * `--etcd-outage hold`, holder side: after each heartbeat, until when the other members' promises let each group
    * we hold keep its VIP past the lease deadline (the machine fences at the deadline without them).
    */
-  private updateHolds(channel: PeerChannel, beats: readonly GroupBeat[], seq: number, now: number): void {
-    const timing = defaultTiming(this.session.grantedTtlMs || this.config.ttlSec * 1000);
-    const window = promiseWindowMs(timing, this.config.peer?.heartbeatMs ?? 50);
+  private updateHolds(
+    channel: PeerChannel,
+    beats: readonly GroupBeat[],
+    seq: number,
+    now: number,
+    window: number,
+    marginMs: number,
+  ): void {
     this.groups.forEach((g, i) => {
       const was = this.asking.get(g.name);
       if (beats[i]?.asking !== true) {
@@ -506,7 +516,7 @@ export class CoordNode {
         lastHeard: (node) => channel.lastHeard(node, this.memberInfo.get(node)?.leaseId),
         sentTime: (n) => channel.sentTime(n),
         windowMs: window,
-        marginMs: timing.marginMs,
+        marginMs,
       });
       g.dispatch({ type: 'hold', now, until: verdict.until });
       // Said only once it matters (at the lease deadline), not for every ack that is a little late.

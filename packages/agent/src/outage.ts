@@ -45,6 +45,17 @@ export function etcdQuiet(state: GroupState, now: number): boolean {
   return s === null || now - s.lastAckSentAt > etcdQuietMs(s.timing);
 }
 
+/**
+ * Holder: whether this group's heartbeat asks for promises — etcd is quiet here and we hold the VIP, or we fenced
+ * and are still in the fence grace with our key kept after having claimed (promises can give the VIP back; a
+ * leader still waiting out a guard or an answering wire never asks).
+ */
+export function asksForPromises(state: GroupState, now: number): boolean {
+  const leading = state.role === 'leader' && state.epoch !== null;
+  const claimed = state.vipHeld || (state.fencedAt !== null && state.wire === null);
+  return leading && claimed && etcdQuiet(state, now);
+}
+
 /** A follower's promise to a group's holder. */
 export interface Bound {
   readonly node: string;

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultTiming, initialState, type Candidate, type GroupState } from '@coord/election';
 import type { HeardGroup, PeerHeard } from '@coord/peer';
 import {
+  asksForPromises,
   etcdQuiet,
   etcdQuietMs,
   holdVerdict,
@@ -92,6 +93,31 @@ describe('a follower’s promise', () => {
 
   it('the window outlasts the holder’s kernel lifetime, a late refresh and two heartbeats', () => {
     expect(WINDOW).toBe(1000 + timing.ackWindowMs + 100);
+  });
+});
+
+describe('the holder’s ask', () => {
+  it('asks while it holds, or fenced after having claimed, and only while its etcd is quiet', () => {
+    const holder: GroupState = { ...follower(0), role: 'leader', epoch: 9, vipHeld: true, claimAt: 0 };
+    expect(asksForPromises(holder, 1000)).toBe(true);
+    expect(
+      asksForPromises(
+        {
+          ...holder,
+          session: { ...(holder.session as NonNullable<GroupState['session']>), lastAckSentAt: 900 },
+        },
+        1000,
+      ),
+    ).toBe(false);
+    expect(asksForPromises({ ...holder, vipHeld: false, fencedAt: 950 }, 1000)).toBe(true);
+    const waiting = {
+      ...holder,
+      vipHeld: false,
+      fencedAt: 950,
+      wire: { startedAt: 0, lastAnswerAt: 10, failed: false, capAt: 5000 },
+    };
+    expect(asksForPromises(waiting, 1000)).toBe(false); // never claimed: nothing to hold
+    expect(asksForPromises(follower(0), 1000)).toBe(false);
   });
 });
 

@@ -4,7 +4,7 @@ import { CoordError, errorMessage, type Clock, type Logger } from '@coord/core';
 import { DEFAULT_DEBOUNCE, Debouncer, type DebounceConfig } from './debounce.js';
 import { installConfig, markGood, readFileOrUndefined, restoreLastGood, validateConfig } from './files.js';
 import { checkServiceSet, type Service, type ValidationError } from './model.js';
-import { socketCommand } from './master.js';
+import { parseServerSessions, socketCommand } from './master.js';
 import { configHash, render, validateGlobals, type RenderGlobals } from './render.js';
 import { runtimePlan, type RuntimeCommand } from './runtime.js';
 import {
@@ -101,27 +101,6 @@ interface Pending {
   services: readonly Service[];
   meta: ApplyMeta;
   waiters: ((r: ApplyResult) => void)[];
-}
-
-/** `show stat` CSV → current sessions (scur) of every server row, by `proxy/server`. Never throws. */
-export function parseServerSessions(csv: string): Map<string, number> {
-  const out = new Map<string, number>();
-  const lines = csv.split('\n');
-  const header = (lines[0] ?? '').replace(/^#\s*/, '').split(',');
-  const px = header.indexOf('pxname');
-  const sv = header.indexOf('svname');
-  const scur = header.indexOf('scur');
-  const type = header.indexOf('type');
-  if (px < 0 || sv < 0 || scur < 0) return out;
-  for (const line of lines.slice(1)) {
-    const f = line.split(',');
-    // type 2 = server; without the column, anything that is not the proxy's own FRONTEND/BACKEND row.
-    const isServer = type >= 0 ? f[type] === '2' : f[sv] !== 'FRONTEND' && f[sv] !== 'BACKEND';
-    const n = Number(f[scur]);
-    if (!isServer || f[px] === undefined || f[sv] === undefined || !Number.isFinite(n)) continue;
-    out.set(`${f[px]}/${f[sv]}`, n);
-  }
-  return out;
 }
 
 export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDriver {

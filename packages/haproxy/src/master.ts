@@ -42,6 +42,27 @@ export function parseShowProc(text: string): ShowProcResult {
   return { ok: true, proc: { master, workers } };
 }
 
+/** `show stat` CSV → current sessions (scur) of every server row, by `proxy/server`. Never throws. */
+export function parseServerSessions(csv: string): Map<string, number> {
+  const out = new Map<string, number>();
+  const lines = csv.split('\n');
+  const header = (lines[0] ?? '').replace(/^#\s*/, '').split(',');
+  const px = header.indexOf('pxname');
+  const sv = header.indexOf('svname');
+  const scur = header.indexOf('scur');
+  const type = header.indexOf('type');
+  if (px < 0 || sv < 0 || scur < 0) return out;
+  for (const line of lines.slice(1)) {
+    const f = line.split(',');
+    // type 2 = server; without the column, anything that is not the proxy's own FRONTEND/BACKEND row.
+    const isServer = type >= 0 ? f[type] === '2' : f[sv] !== 'FRONTEND' && f[sv] !== 'BACKEND';
+    const n = Number(f[scur]);
+    if (!isServer || f[px] === undefined || f[sv] === undefined || !Number.isFinite(n)) continue;
+    out.set(`${f[px]}/${f[sv]}`, n);
+  }
+  return out;
+}
+
 /** Send one command to a master (or stats) socket and return everything it wrote before closing. */
 export function socketCommand(socketPath: string, command: string, timeoutMs = 2000): Promise<string> {
   return new Promise((resolve, reject) => {
