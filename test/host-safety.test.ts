@@ -1,12 +1,15 @@
 /**
  * Bad input that could hurt the host (issue #16, finding 9), with the real binary in the lab: a VIP that is the
  * host's own address is refused before anything changes; a leftover VIP with another prefix length is still
- * removed; a track script that cannot run puts the node in FAULT and says why.
+ * removed; a track script that cannot run puts the node in FAULT and says why. And a coord process that dies
+ * alone (kill -9 of its PID, the OOM killer's way) leaves no VIP behind: its dead-man helper removes it.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
+import { descendants } from './lab/proc.js';
 import {
   assertBuilt,
+  waitForHolder,
   COORD_BIN,
   controlSocketFor,
   coordLog,
@@ -165,4 +168,91 @@ describe('host safety', () => {
       (await coordLog(follower)).some((l) => l.message === 'vip present on a non-holder; removing'),
     ).toBe(true);
   });
+
+  /** The VIP's remaining valid lifetime on `host` in seconds (undefined: not there). */
+  async function validLeft(host: LabHost, vip: string): Promise<number | undefined> {
+    const r = await lab.exec(host, 'ip', ['-j', 'addr', 'show', 'dev', 'eth0']);
+    const addrs = (
+      JSON.parse(r.stdout) as { addr_info: { local: string; valid_life_time: number }[] }[]
+    ).flatMap((l) => l.addr_info);
+    return addrs.find((a) => a.local === vip)?.valid_life_time;
+  }
+
+  /** kill -9 of coord's own PID only (its helper lives on); the ms until the VIP left the host. */
+  async function killAloneAndTime(p: LabProcess, host: LabHost, vip: string): Promise<number> {
+    const helpers = descendants(p.pid);
+    expect(helpers.length).toBeGreaterThan(0); // the dead-man helper runs as coord's child
+    const t0 = performance.now();
+    process.kill(p.pid, 'SIGKILL');
+    await waitFor(
+      'the VIP to leave the host',
+      async () => ((await holdersOf(lab, vip)).length === 0 ? true : undefined),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+      },
+    );
+    const ms = performance.now() - t0;
+    // The helper did its work and exited: nothing of coord is left running.
+    await waitFor('the helper to exit', () => (helpers.every((pid) => !existsPid(pid)) ? true : undefined), {
+      timeoutMs: 5000,
+    });
+    return ms;
+  }
+
+  it('etcd mode: kill -9 of the holder process alone removes its VIP long before the kernel lifetime would', async () => {
+    const host = h(0);
+    const vip = lab.freeAddress(4);
+    // TTL 5: the VIP's kernel lifetime is seconds long, so only the helper can explain a quick removal.
+    const p = startCoord(lab, host, { cluster: 'deadman', vips: [`${vip}/${lab.subnet.prefix}`], ttlSec: 5 });
+    running.push(p);
+    await waitForHolder(lab, vip, host.name, 15_000);
+    const left = await validLeft(host, vip);
+    expect(left).toBeGreaterThanOrEqual(3);
+    const ms = await killAloneAndTime(p, host, vip);
+    expect(ms).toBeLessThan(((left ?? 0) - 1) * 1000);
+  });
+
+  it('VRRP mode: kill -9 of the master process alone removes its VIP (its lifetime is forever)', async () => {
+    const host = h(1);
+    const vip = lab.freeAddress(5);
+    const p = lab.spawn(
+      host,
+      process.execPath,
+      [
+        COORD_BIN,
+        'join',
+        '--config',
+        '',
+        '--mode',
+        'vrrp',
+        '--node',
+        host.name,
+        '--interface',
+        'eth0',
+        '--vrid',
+        '73',
+        '--vip',
+        `${vip}/${lab.subnet.prefix}`,
+        '--advert-int',
+        '0.1',
+        '--control-socket',
+        `${lab.runDir}/${host.name}-deadman-vrrp.sock`,
+      ],
+      { name: 'coord-vrrp' },
+    );
+    running.push(p);
+    await waitForHolder(lab, vip, host.name, 15_000);
+    expect(await validLeft(host, vip)).toBe(4294967295); // "forever": without the helper it would stay
+    await killAloneAndTime(p, host, vip);
+  });
 });
+
+function existsPid(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

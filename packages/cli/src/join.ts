@@ -20,7 +20,13 @@ import {
   VrrpNode,
 } from '@coord/agent';
 import { bindPreflight, checkNonlocalBind, createHaproxyDriver, type HaproxyDriver } from '@coord/haproxy';
-import { createAnnouncer, createNetlinkVipPort, createWireProber, watchAddresses } from '@coord/vip';
+import {
+  createAnnouncer,
+  createNetlinkVipPort,
+  createWireProber,
+  watchAddresses,
+  withDeadManSwitch,
+} from '@coord/vip';
 import { createLogger } from './logging.js';
 import { applyConnectionFlags, configPath, readNodeFile, type ConnectionArgs } from './target.js';
 import { VERSION } from './version.js';
@@ -198,7 +204,8 @@ export async function runJoin(args: JoinArgs): Promise<number> {
   }
   const clock = systemClock();
   const metrics = new Metrics();
-  const vipPort = createNetlinkVipPort({ logger, clock });
+  // If this process dies without removing its VIPs (kill -9, OOM), a helper process removes them at once.
+  const vipPort = withDeadManSwitch(createNetlinkVipPort({ logger, clock }), { logger });
   const announcer = createAnnouncer({ logger });
   const hooks = attachHooks({ config, logger });
   let haproxyLoop: HaproxyLoop | undefined;
