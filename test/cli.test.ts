@@ -141,3 +141,62 @@ describe('one way to connect', () => {
     await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
   });
 });
+
+describe('coord doctor', () => {
+  interface Report {
+    verdict: 'pass' | 'warn' | 'fail';
+    findings: { check: string; verdict: 'pass' | 'warn' | 'fail'; detail: string; fix?: string }[];
+  }
+  const doctor = (host: LabHost, iface: string, vip: string, extra: string[] = []) =>
+    coord(host, [
+      'doctor',
+      '--config',
+      '',
+      '--etcd',
+      lab.etcd.endpoints.join(','),
+      '--cluster',
+      'doctor',
+      '--node',
+      host.name,
+      '--interface',
+      iface,
+      '--vip',
+      `${vip}/${lab.subnet.prefix}`,
+      ...extra,
+    ]);
+  const sysctl = (host: LabHost, value: number) =>
+    lab.exec(host, 'sysctl', ['-qw', `net.ipv4.ip_nonlocal_bind=${value}`]);
+
+  it('fails a host with ip_nonlocal_bind=0 and a wrong interface, naming both with a fix', async () => {
+    const host = h(1);
+    await sysctl(host, 0);
+    try {
+      const r = await doctor(host, 'eth9', lab.freeAddress(30));
+      expect(r.exitCode).toBe(2);
+      expect(r.stdout).toMatch(
+        /^FAIL {2}interface eth9: no interface eth9 on this host \(there are: .*eth0/m,
+      );
+      expect(r.stdout).toMatch(/^FAIL {2}sysctl net.ipv4.ip_nonlocal_bind: 0: /m);
+      expect(r.stdout).toMatch(/^ {6}fix: sysctl -w net.ipv4.ip_nonlocal_bind=1/m);
+    } finally {
+      await sysctl(host, 1);
+    }
+  });
+
+  it('passes a correct host; only what the lab cannot give (TLS to etcd, a synced clock) may warn', async () => {
+    const host = h(1);
+    await sysctl(host, 1);
+    const r = await doctor(host, 'eth0', lab.freeAddress(31), ['--json']);
+    const report = JSON.parse(r.stdout) as Report;
+    const notPassed = report.findings.filter((f) => f.verdict !== 'pass');
+    expect(notPassed.filter((f) => !['etcd TLS', 'clock'].includes(f.check))).toEqual([]);
+    expect(r.exitCode).toBe(notPassed.length === 0 ? 0 : 1);
+    const checks = report.findings.map((f) => f.check);
+    for (const c of ['interface eth0', 'capabilities', 'etcd latency', 'etcd permissions', 'etcd lease TTL'])
+      expect(checks).toContain(c);
+    expect(report.findings.find((f) => f.check === 'etcd lease TTL')?.detail).toBe('1 s granted as asked');
+    // It left nothing in etcd: the probe key went with its lease.
+    const left = await lab.etcdctl(host, ['get', '--prefix', '--keys-only', '/coord/doctor/']);
+    expect(left.stdout.trim()).toBe('');
+  });
+});

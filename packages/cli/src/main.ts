@@ -3,6 +3,7 @@ import { CoordError, DEFAULT_CONTROL_SOCKET, errorMessage, isCoordError, parseDu
 import {
   COMMANDS,
   CONTROL_OPTIONS,
+  DOCTOR_OPTIONS,
   DRAIN_OPTIONS,
   envArgs,
   JOIN_OPTIONS,
@@ -26,6 +27,7 @@ const load = {
   services: () => import('./services.js'),
   status: () => import('./status.js'),
   check: () => import('./check.js'),
+  doctor: () => import('./doctor.js'),
   target: () => import('./target.js'),
   control: () => import('@coord/agent/control'),
   etcd: () => import('@coord/etcd'),
@@ -101,7 +103,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .recommendCommands()
     .demandCommand(
       1,
-      'name a command: join | status | service | server | reload-config | check-config | etcd-roles (see coord --help)',
+      'name a command: join | status | service | server | reload-config | check-config | doctor | etcd-roles (see coord --help)',
     )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
@@ -345,6 +347,34 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           return;
         }
         process.stdout.write(`${summarize(file, config)}\n`);
+      },
+    )
+    .command(
+      COMMANDS.doctor.command,
+      COMMANDS.doctor.summary,
+      (y) => documented(y.options(DOCTOR_OPTIONS), COMMANDS.doctor),
+      async (a) => {
+        const { buildJoinConfig } = await load.join();
+        const { etcdFacts, exitCodeOf, formatFindings, gatherFacts, judge, worst } = await load.doctor();
+        const { createNetlinkVipPort } = await import('@coord/vip');
+        const config = await buildJoinConfig(a);
+        const port = createNetlinkVipPort();
+        try {
+          const facts = await gatherFacts(config, {
+            listAddresses: (iface) => port.list(iface),
+            ...(config.mode === 'etcd' ? { etcd: () => etcdFacts(config) } : {}),
+          });
+          const findings = judge(config, facts);
+          const verdict = worst(findings);
+          process.stdout.write(
+            a.json
+              ? `${JSON.stringify({ node: config.node, verdict, findings }, null, 2)}\n`
+              : `${formatFindings(findings)}\n`,
+          );
+          code = exitCodeOf(verdict);
+        } finally {
+          port.close();
+        }
       },
     )
     .command(

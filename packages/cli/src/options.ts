@@ -175,6 +175,11 @@ export const ROLES_OPTIONS = {
   },
 } as const satisfies OptionTable;
 
+export const DOCTOR_OPTIONS = {
+  ...JOIN_OPTIONS,
+  json: { type: 'boolean', default: false, describe: 'print the findings as JSON' },
+} as const satisfies OptionTable;
+
 /** The option table of each command (by its first word): COORD_* variables apply only to these. */
 export const COMMAND_OPTIONS: Readonly<Record<string, OptionTable>> = {
   join: JOIN_OPTIONS,
@@ -184,6 +189,7 @@ export const COMMAND_OPTIONS: Readonly<Record<string, OptionTable>> = {
   'etcd-roles': ROLES_OPTIONS,
   'reload-config': CONTROL_OPTIONS,
   'check-config': { config: CONNECTION_OPTIONS.config },
+  doctor: DOCTOR_OPTIONS,
 };
 
 /** COORD_ETCD_CACERT ↔ --etcd-cacert. */
@@ -378,6 +384,24 @@ export const COMMANDS = {
       [
         'coord etcd-roles --cluster prod --apply --etcd https://10.0.0.2:2379 --etcd-user root --etcd-password-file /root/etcd-root',
         'create them',
+      ],
+    ],
+  },
+  doctor: {
+    command: 'doctor',
+    summary:
+      'check this host for what coord join needs (interface, sysctls, capabilities, HAProxy, etcd, clock): pass, warn or fail, with a fix for each',
+    description:
+      'Takes the same flags and config file as join. Exit status as a monitoring plugin: 0 when everything ' +
+      'passed, 1 when the worst finding is a warning, 2 when something failed (or the config is invalid). In etcd ' +
+      'mode it reads from etcd, asks for a lease of the configured TTL and writes and deletes one key under the ' +
+      "cluster's peer/ prefix, then revokes the lease.",
+    options: DOCTOR_OPTIONS,
+    examples: [
+      ['coord doctor', 'check this node with /etc/coord/coord.yaml'],
+      [
+        'coord doctor --interface eth0 --vip 10.0.0.50/24 --etcd http://10.0.0.2:2379 --cluster prod',
+        'before writing a config',
       ],
     ],
   },
