@@ -141,11 +141,12 @@ describe('coord join (etcd mode)', () => {
       onlyEvents: true,
       faultAt,
     });
-    // A clean release: the next holder did not wait out a takeover guard.
+    // A clean release, handed straight to the next node in the same etcd write: it waited out no guard.
     const log = await coordLog(procs.get(second)!);
     const elected = log.filter((l) => l.message === 'transition' && l.to === 'leader');
-    expect(elected.at(-1)?.reason).toBe('elected');
+    expect(elected.at(-1)?.reason).toBe('handed-over');
     const oldLog = await coordLog(holder);
+    expect(oldLog.find((l) => l.message === 'handed over')?.to).toBe(second);
     const released = oldLog.findIndex((l) => l.message === 'vip released');
     const resigned = oldLog.findIndex((l) => l.message === 'resigned');
     expect(released).toBeGreaterThanOrEqual(0);
@@ -266,9 +267,9 @@ describe('coord join (etcd mode)', () => {
     });
     const [del, add] = ev.timeline.events;
     expect(add!.t - del!.t).toBeLessThan(800);
-    // Clean: h2 released first, so h1 did not wait out a takeover guard.
+    // Clean: h2 released first and handed the group to h1 in the same write, so h1 waited out no guard.
     const elected = (await coordLog(h1)).filter((l) => l.message === 'transition' && l.to === 'leader');
-    expect(elected.at(-1)?.reason).toBe('elected');
+    expect(elected.at(-1)?.reason).toBe('handed-over');
   });
 
   it('with --no-preempt, a higher-priority node that joins leaves the holder alone', async () => {

@@ -73,6 +73,7 @@ describe('a round as coord told it', () => {
         'elected',
         'elected-guarded',
         'adopted',
+        'handed-over',
         'lost-race',
         'preempted',
         'fault',

@@ -34,9 +34,10 @@ export interface GroupEtcdPort {
   ): Promise<{ won: true; epoch: number; vacancy: VacancyInfo } | { won: false }>;
   /**
    * Delete our leader key at `epoch` (a no-op when it is no longer ours); `clean`: our VIP is verifiably gone,
-   * so the successor may claim at once. Returns whether the key was ours.
+   * so the successor may claim at once; `to` (clean only): hand the group to that member in the same transaction
+   * when its record allows. Returns whether the key was ours.
    */
-  resign(group: string, epoch: number, clean: boolean): Promise<boolean>;
+  resign(group: string, epoch: number, clean: boolean, to?: string): Promise<boolean>;
   /** Whether `leaseId` is still the node's lease (a resign only matters while the key's lease lives). */
   isCurrentLease(leaseId: string): boolean;
   keepaliveNow(): void;
@@ -263,7 +264,7 @@ export class GroupRunner {
       }
       case 'resign':
         // Queued behind the VIP removal that precedes it in the lane.
-        this.resigning = this.lane.idle().then(() => this.resign(e.epoch, e.leaseId, e.clean));
+        this.resigning = this.lane.idle().then(() => this.resign(e.epoch, e.leaseId, e.clean, e.to));
         return;
       case 'keepalive-now':
         this.opts.etcd.keepaliveNow();
@@ -368,7 +369,7 @@ export class GroupRunner {
    * the call must not leave the group held by a key that no VIP follows). After a failed VIP removal the node
    * does not resign at all: it lets the lease expire, so the successor waits out the stale copy.
    */
-  private async resign(epoch: number, leaseId: string | null, clean: boolean): Promise<void> {
+  private async resign(epoch: number, leaseId: string | null, clean: boolean, to?: string): Promise<void> {
     if (this.removeFailed) {
       this.log.error('not resigning: the vip removal failed; letting the lease expire', { epoch });
       this.opts.etcd.restartSession(`group ${this.name}: vip removal failed`);
@@ -377,7 +378,8 @@ export class GroupRunner {
     let backoff = RESIGN_RETRY_MIN_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        const applied = await this.opts.etcd.resign(this.name, epoch, clean);
+        // A handover is tried once: a retry after an etcd error is a plain resign.
+        const applied = await this.opts.etcd.resign(this.name, epoch, clean, attempt === 1 ? to : undefined);
         this.log.info('resigned', { epoch, applied, clean, ...(attempt > 1 ? { attempt } : {}) });
         return;
       } catch (err) {

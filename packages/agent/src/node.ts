@@ -37,6 +37,7 @@ import {
   type EtcdClientBackend,
   type Entry,
   type HolderFacts,
+  type Successor,
   type MemberRecord,
   type StatusRecord,
 } from '@coord/etcd';
@@ -197,7 +198,7 @@ export class CoordNode {
   >();
 
   /** Each member's lease and peer address, as the view last showed them. */
-  private memberInfo = new Map<string, { leaseId: string; peer?: { address: string; port: number } }>();
+  private memberInfo = new Map<string, MemberInfo>();
 
   constructor(
     config: NodeConfig,
@@ -231,7 +232,7 @@ export class CoordNode {
           onFact: (fact) => this.onFact(fact),
           etcd: {
             campaign: (group, leaseId) => this.campaign(group, leaseId),
-            resign: (group, epoch, clean) => this.resign(group, epoch, clean),
+            resign: (group, epoch, clean, to) => this.resign(group, epoch, clean, to),
             isCurrentLease: (leaseId) => this.session.currentLeaseId === leaseId,
             keepaliveNow: () => this.session.keepaliveNow(),
             restartSession: (reason) => void this.restartSession(reason),
@@ -973,8 +974,31 @@ export class CoordNode {
     };
   }
 
-  private resign(group: string, epoch: number, clean: boolean): Promise<boolean> {
+  /**
+   * Give up `group` at `epoch`. Clean and with a successor named: hand the group to it in one transaction when its
+   * member record, as we read it, says what its own campaign would have recorded (docs/design.md, "Handing
+   * over"); when the handover does not apply (the record changed, its lease is gone), resign as usual.
+   */
+  private async resign(group: string, epoch: number, clean: boolean, to?: string): Promise<boolean> {
     const lease = this.session.currentLeaseId ?? '0';
+    const info = to === undefined ? undefined : this.memberInfo.get(to);
+    if (clean && to !== undefined && info?.takeover !== undefined && info.leaseId !== '0') {
+      const successor: Successor = {
+        node: to,
+        leaseId: info.leaseId,
+        memberRevision: info.modRevision,
+        ...info.takeover,
+      };
+      try {
+        if (await this.store.handOver(group, epoch, this.config.node, successor)) {
+          this.log.info('handed over', { group, epoch, to });
+          return true;
+        }
+        this.log.info('handover did not apply; resigning', { group, epoch, to });
+      } catch (e) {
+        this.log.info('handover failed; resigning', { group, epoch, to, error: errorMessage(e) });
+      }
+    }
     return this.store.resign(group, epoch, this.facts(lease), clean);
   }
 
@@ -990,6 +1014,7 @@ export class CoordNode {
       version: this.deps.version,
       startedAt: this.deps.clock.wallNow(),
       candidate: this.candidate,
+      takeover: takeoverOf(this.facts(leaseId)),
       ...(this.peer === undefined ? {} : { peer: { address: this.peer.address, port: this.peer.port } }),
       groups: Object.fromEntries(
         this.config.groups.map((g) => [
@@ -1028,13 +1053,16 @@ export class CoordNode {
     const now = this.deps.clock.now();
     const members = readMembers(view, this.keys, this.log);
     this.memberInfo = new Map(
-      members.map((m) => [
-        m.node,
-        {
-          leaseId: view.get(this.keys.member(m.node))?.lease ?? '',
+      members.map((m) => {
+        const entry = view.get(this.keys.member(m.node));
+        const info: MemberInfo = {
+          leaseId: entry?.lease ?? '',
+          modRevision: entry?.modRevision ?? 0,
           ...(m.peer === undefined ? {} : { peer: m.peer }),
-        },
-      ]),
+          ...(m.takeover === undefined ? {} : { takeover: m.takeover }),
+        };
+        return [m.node, info];
+      }),
     );
     this.peer?.channel.retain(new Set(this.memberInfo.keys()));
     for (const g of this.groups) {
@@ -1048,6 +1076,7 @@ export class CoordNode {
             preempt: mg.preempt,
             preemptDelayMs: mg.preemptDelayMs,
             candidate: m.candidate,
+            revision: this.memberInfo.get(m.node)?.modRevision ?? 0,
           });
       }
       g.dispatch({ type: 'members-observed', now, members: candidates });
@@ -1182,9 +1211,35 @@ function readMembers(view: ReadonlyMap<string, Entry>, keys: ClusterKeys, log: L
   return out;
 }
 
-/** The group's leader key: held whenever it exists, readable or not (an unreadable holder is shown as '?'). */
+/**
+ * The group's leader key: held whenever it exists, readable or not (an unreadable holder is shown as '?'). The
+ * epoch is its mod revision: when the key got this holder (a campaign creates it, a handover re-puts it).
+ */
 function readLeader(entry: Entry | undefined): LeaderRecord | null {
   if (entry === undefined) return null;
   const v = decodeLeader(entry.value);
-  return { node: v?.node ?? '?', epoch: entry.createRevision, leaseId: entry.lease };
+  return {
+    node: v?.node ?? '?',
+    epoch: entry.modRevision,
+    leaseId: entry.lease,
+    ...(v?.handover === undefined ? {} : { handedOverBy: v.handover.from }),
+  };
+}
+
+/** What a member record offers a holder handing over: the successor's last-holder facts. */
+function takeoverOf(f: HolderFacts): NonNullable<MemberRecord['takeover']> {
+  return {
+    guardMs: f.guardMs,
+    lifetimeMs: f.lifetimeMs,
+    ...(f.holdMaxMs === undefined ? {} : { holdMaxMs: f.holdMaxMs }),
+  };
+}
+
+/** A live member as this node's view has it. */
+interface MemberInfo {
+  readonly leaseId: string;
+  /** Of its member key: a handover applies only to the record it read. */
+  readonly modRevision: number;
+  readonly peer?: { address: string; port: number };
+  readonly takeover?: NonNullable<MemberRecord['takeover']>;
 }

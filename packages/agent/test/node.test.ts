@@ -72,8 +72,12 @@ describe('CoordNode in a simulated cluster', () => {
     await stopped;
     expect(took).toBeLessThan(60);
     expect(s.lan.violations).toEqual([]);
+    // Handed over in one transaction: b found its own key marked as handed over by a, and claimed at once.
     const won = s.logs('b', 'transition').filter((f) => f.to === 'leader');
-    expect(won.at(-1)?.reason).toBe('elected');
+    expect(won.at(-1)?.reason).toBe('handed-over');
+    expect(s.logs('a', 'handed over').at(-1)).toMatchObject({ to: 'b' });
+    // The stopping holder, still listed until its lease went, did not take the group back.
+    expect(s.logs('b', 'transition').filter((f) => f.reason === 'preempted')).toEqual([]);
   });
 
   it('SIGSTOP of the holder for 2 × TTL: another takes over; on resume the frozen node drops the VIP first', async () => {

@@ -123,7 +123,7 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
           for (const vip of g.vipsPresent) (vipLocations[vip] ??= []).push(node);
         }
       }
-      return { name, holder, epoch: leader?.createRevision ?? null, vips, vipLocations };
+      return { name, holder, epoch: leader?.modRevision ?? null, vips, vipLocations };
     });
     members.sort((a, b) => a.node.localeCompare(b.node));
     return { cluster, revision, members, groups, model };

@@ -12,6 +12,8 @@ export interface Candidate {
    * or its etcd acks are too slow to claim a VIP (docs/design.md, "Candidacy"). Absent means true.
    */
   readonly candidate?: boolean;
+  /** The etcd revision its member record was written at (absent: unknown). */
+  readonly revision?: number;
 }
 
 /** Whether `m` may be elected at all. */

@@ -11,6 +11,10 @@
  *     │  remove VIP, then resign                                                                       │
  *     └────────────────────────────────────────────────────────────────────────────────────────────────┘
  *
+ *  Leaving cleanly (stop, preempted, fault, slow acks) with another electable member: VIP removed, then the key put
+ *  under that member's lease in one transaction; the member finds its own key marked "handed over" and claims at
+ *  once (FOLLOWER → LEADER, docs/design.md "Handing over").
+ *
  *  A leader whose deadline passed (or whose netlink reply came too late) removes its VIP and stays leader for
  *  the fence grace: a prompt ack puts the VIP back, none hands the group over (docs/design.md, "Fencing").
  *
@@ -45,6 +49,11 @@ export type TransitionReason =
   | 'elected-guarded'
   /** follower → leader: our own key under our lease, the campaign's reply was lost. Treated as unclean. */
   | 'adopted'
+  /**
+   * follower → leader: the previous holder removed its VIP and handed us the group in one transaction (its key
+   * put under our lease): clean, the VIP is added at once (docs/design.md, "Handing over").
+   */
+  | 'handed-over'
   | 'lost-race'
   | 'session-lost'
   | 'session-replaced'
@@ -88,9 +97,11 @@ export interface Session {
 
 export interface LeaderRecord {
   readonly node: string;
-  /** Create revision of the leader key: the holder's epoch. */
+  /** Mod revision of the leader key (when it got this holder): the holder's epoch. */
   readonly epoch: number;
   readonly leaseId: string;
+  /** The holder got the group from this node in a handover, after that node's VIP removal succeeded. */
+  readonly handedOverBy?: string;
 }
 
 /**
@@ -212,9 +223,10 @@ export type Effect =
   /**
    * Delete our leader key (guarded by the epoch). `clean`: nothing of ours or of an earlier holder can be left on
    * any interface — false when we won after an unclean vacancy and leave before the wire went quiet (we never
-   * checked the previous holder's copy was gone, so our release must not vouch for it).
+   * checked the previous holder's copy was gone, so our release must not vouch for it). `to` (clean only): the
+   * member to hand the group to in the same transaction, if its record allows; else a plain resign.
    */
-  | { type: 'resign'; epoch: number; leaseId: string | null; clean: boolean }
+  | { type: 'resign'; epoch: number; leaseId: string | null; clean: boolean; to?: string }
   /** Start / stop probing the VIP on the wire (RFC 5227 ARP probe, IPv6 DAD NS). */
   | { type: 'probe-start' }
   | { type: 'probe-stop' }
@@ -317,23 +329,36 @@ function transition(
   return { ...s, ...patch, role: to };
 }
 
-/** Leave leadership: the VIP goes first, always (and the wire probe with it). */
+/** Reasons to leave a group that we hold and that another member should take over at once. */
+const HAND_OVER_ON: ReadonlySet<TransitionReason> = new Set(['stopping', 'preempted', 'fault', 'slow-acks']);
+
+/**
+ * Leave leadership: the VIP goes first, always (and the wire probe with it). `self`: our own name — when we leave
+ * cleanly for one of HAND_OVER_ON, the best other member is named as the successor to hand the group to.
+ */
 function dropLeadership(
   s: GroupState,
   reason: TransitionReason,
   effects: Effect[],
   resign: boolean,
   detail?: string,
+  self?: string,
 ): GroupState {
   if (s.wire !== null) effects.push({ type: 'probe-stop' });
   effects.push({ type: 'remove-vip', reason });
+  // Still waiting out an unclean vacancy (guard or wire): the previous holder's copy may live on.
+  const clean = s.wire === null;
+  const to =
+    clean && self !== undefined && HAND_OVER_ON.has(reason)
+      ? bestCandidate(s.members.filter((m) => m.node !== self))?.node
+      : undefined;
   if (resign && s.epoch !== null)
     effects.push({
       type: 'resign',
       epoch: s.epoch,
       leaseId: s.session?.leaseId ?? null,
-      // Still waiting out an unclean vacancy (guard or wire): the previous holder's copy may live on.
-      clean: s.wire === null,
+      clean,
+      ...(to === undefined ? {} : { to }),
     });
   return transition(
     s,
@@ -366,7 +391,11 @@ function becomeLeader(
   reason: TransitionReason,
   effects: Effect[],
 ): GroupState {
-  const leader: LeaderRecord = { node: config.self.node, epoch, leaseId: s.session?.leaseId ?? '' };
+  // The record we observed, when it is this epoch's (it says who handed the group over, if anyone).
+  const observed = s.leader !== null && s.leader.epoch === epoch && s.leader.node === config.self.node;
+  const leader: LeaderRecord = observed
+    ? s.leader
+    : { node: config.self.node, epoch, leaseId: s.session?.leaseId ?? '' };
   const base: Partial<GroupState> = {
     epoch,
     leader,
@@ -456,6 +485,7 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
           effects,
           true,
           `${next.slowAcks} acks in a row slower than ${session.timing.ackWindowMs - HOST_CHANGE_MIN_LEFT_MS} ms`,
+          config.self.node,
         );
         // The node stops being a candidate while its acks are slow (its own rule, docs/design.md "Candidacy"),
         // so another node takes the group; no pause of our own here, which would outlast that rule.
@@ -547,7 +577,8 @@ function apply(config: GroupConfig, s: GroupState, e: GroupEvent, effects: Effec
       return s;
     case 'stop': {
       let next = s;
-      if (s.role === 'leader') next = dropLeadership(s, 'stopping', effects, true);
+      if (s.role === 'leader')
+        next = dropLeadership(s, 'stopping', effects, true, undefined, config.self.node);
       return transition(next, 'stopped', 'stopping', effects, { epoch: null });
     }
   }
@@ -629,8 +660,9 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
   if (s.role === 'leader') return evaluateLeader(config, s, now, effects);
   // Our own key under our current lease while we are not leading: a campaign whose reply was lost (the commit
   // happened). Adopt it — the lease is live and nobody else can hold the group — rather than leave a leader key
-  // that no VIP follows. Unclean: we never read how the vacancy began. A dropped epoch (resigned, fenced,
-  // faulted) is never adopted back.
+  // that no VIP follows. Unclean: we never read how the vacancy began — unless the previous holder handed the
+  // group to us (its key put under our lease after its VIP removal succeeded), which is as clean as a clean
+  // resign. A dropped epoch (resigned, fenced, faulted) is never adopted back.
   if (
     s.role === 'follower' &&
     s.leader !== null &&
@@ -640,13 +672,15 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
     s.leader.epoch !== s.droppedEpoch &&
     config.self.priority >= 1
   ) {
+    // Handed over: the previous holder removed its VIP before it put the key under our lease (clean).
+    const handed = s.leader.handedOverBy !== undefined && s.leader.handedOverBy !== config.self.node;
     const adopted = becomeLeader(
       s,
       config,
       now,
       s.leader.epoch,
-      { clean: false, guardMs: undefined, lifetimeMs: undefined },
-      'adopted',
+      handed ? { clean: true } : { clean: false, guardMs: undefined, lifetimeMs: undefined },
+      handed ? 'handed-over' : 'adopted',
       effects,
     );
     return evaluateLeader(config, adopted, now, effects);
@@ -677,6 +711,18 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
     return { ...s, vacantSince };
   }
   return s;
+}
+
+/**
+ * The members that may preempt us: not the one that handed us the group while its record is the one it had then
+ * (a stopping holder is still listed until its lease goes; taking the group back at once would undo the
+ * handover). A record it writes after the handover (a recovered priority) counts again.
+ */
+function challengers(s: GroupState): readonly Candidate[] {
+  const by = s.leader?.handedOverBy;
+  if (by === undefined || s.leader === null) return s.members;
+  const epoch = s.leader.epoch;
+  return s.members.filter((m) => m.node !== by || (m.revision !== undefined && m.revision > epoch));
 }
 
 function evaluateLeader(config: GroupConfig, state: GroupState, now: number, effects: Effect[]): GroupState {
@@ -719,9 +765,9 @@ function evaluateLeader(config: GroupConfig, state: GroupState, now: number, eff
   }
   if (config.self.priority < 1) {
     // Faulted (a health check with no weight failed): never hold the VIP, hand the group over cleanly.
-    return dropLeadership(s, 'fault', effects, true);
+    return dropLeadership(s, 'fault', effects, true, undefined, config.self.node);
   }
-  const pre = preemptingChallenger(config.self, s.members, s.seenSince);
+  const pre = preemptingChallenger(config.self, challengers(s), s.seenSince);
   if (pre !== undefined && pre.dueAt <= now) {
     return dropLeadership(
       s,
@@ -729,6 +775,7 @@ function evaluateLeader(config: GroupConfig, state: GroupState, now: number, eff
       effects,
       true,
       `by ${pre.challenger.node} (priority ${pre.challenger.priority})`,
+      config.self.node,
     );
   }
   let next = s;

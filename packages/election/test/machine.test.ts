@@ -470,6 +470,135 @@ describe('election machine', () => {
     expect(types(r.effects)).not.toContain('add-vip');
   });
 
+  describe('handing over (docs/design.md, "Handing over")', () => {
+    const lb2: Candidate = { node: 'lb2', priority: 90, preempt: true, preemptDelayMs: 0 };
+    const lb3: Candidate = { node: 'lb3', priority: 80, preempt: true, preemptDelayMs: 0 };
+
+    it('a clean stop names the best other electable member as the successor; alone, or unclean, names none', () => {
+      const { state } = elected(true);
+      const others = run([{ type: 'members-observed', now: 10, members: [me, lb3, lb2] }], config, state);
+      const stop = run([{ type: 'stop', now: 20 }], config, others.state);
+      expect(stop.effects).toContainEqual({
+        type: 'resign',
+        epoch: 7,
+        leaseId: 'L1',
+        clean: true,
+        to: 'lb2',
+      });
+      const t = types(stop.effects);
+      expect(t.indexOf('remove-vip')).toBeLessThan(t.indexOf('resign'));
+      // A member that may not be elected is never named.
+      const faulty = run(
+        [
+          {
+            type: 'members-observed',
+            now: 10,
+            members: [me, { ...lb2, candidate: false }, { ...lb3, priority: 0 }],
+          },
+        ],
+        config,
+        state,
+      );
+      const alone = run([{ type: 'stop', now: 20 }], config, faulty.state);
+      expect(alone.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true });
+      // Still waiting out an unclean vacancy: the release vouches for nothing, so nothing is handed over.
+      const guarded = elected(false);
+      const withOthers = run(
+        [{ type: 'members-observed', now: 3, members: [me, lb2] }],
+        config,
+        guarded.state,
+      );
+      const early = run([{ type: 'stop', now: 4 }], config, withOthers.state);
+      expect(early.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: false });
+    });
+
+    it('a fenced holder leaves without naming a successor (its lease may be gone)', () => {
+      const { state } = elected(true);
+      const others = run([{ type: 'members-observed', now: 10, members: [me, lb2] }], config, state);
+      const fenced = run(
+        [
+          { type: 'tick', now: 5000 }, // past the deadline: VIP removed, the key kept for the grace
+          { type: 'tick', now: 5000 + fenceGraceMs(timing) + 1 }, // no prompt ack: leave
+        ],
+        config,
+        others.state,
+      );
+      const resign = fenced.effects.find((e) => e.type === 'resign');
+      expect(resign).toBeDefined();
+      expect(resign).not.toHaveProperty('to');
+    });
+
+    it('the successor finds its own key marked as handed over and claims at once (clean)', () => {
+      const follower = run([
+        { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+        { type: 'members-observed', now: 0, members: [me, { ...lb2, priority: 200, revision: 3 }] },
+        { type: 'leader-observed', now: 0, leader: { node: 'lb2', epoch: 5, leaseId: 'L2' } },
+      ]);
+      expect(follower.state.role).toBe('follower');
+      const handed = run(
+        [
+          {
+            type: 'leader-observed',
+            now: 50,
+            leader: { node: 'lb1', epoch: 12, leaseId: 'L1', handedOverBy: 'lb2' },
+          },
+        ],
+        config,
+        follower.state,
+      );
+      expect(handed.state.role).toBe('leader');
+      expect(handed.state.epoch).toBe(12);
+      expect(handed.effects).toContainEqual(
+        expect.objectContaining({ type: 'transition', to: 'leader', reason: 'handed-over' }),
+      );
+      // No guard, no wire probe: the VIP is added at once (the ack sent at 0 still leaves room at 50).
+      expect(types(handed.effects)).not.toContain('probe-start');
+      expect(types(handed.effects)).toContain('add-vip');
+      expect(handed.state.wire).toBeNull();
+      const acked = run(
+        [{ type: 'session-acked', now: 55, leaseId: 'L1', sentAt: 52 }],
+        config,
+        handed.state,
+      );
+      expect(types(acked.effects)).toContain('refresh-vip');
+      // lb2 (priority 200, its record older than the handover) is still listed while it stops: not a challenger.
+      expect(acked.state.role).toBe('leader');
+      // A record lb2 writes after the handover (it came back) preempts as usual.
+      const back = run(
+        [{ type: 'members-observed', now: 60, members: [me, { ...lb2, priority: 200, revision: 13 }] }],
+        config,
+        acked.state,
+      );
+      expect(back.state.role).toBe('follower');
+      expect(back.effects).toContainEqual(
+        expect.objectContaining({ type: 'transition', reason: 'preempted' }),
+      );
+    });
+
+    it('a key of ours without the mark is still adopted as unclean; a mark naming ourselves is no handover', () => {
+      const base = run([
+        { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+        { type: 'members-observed', now: 0, members: [me] },
+        { type: 'leader-observed', now: 0, leader: { node: 'lb2', epoch: 5, leaseId: 'L2' } },
+      ]);
+      const self = run(
+        [
+          {
+            type: 'leader-observed',
+            now: 5,
+            leader: { node: 'lb1', epoch: 9, leaseId: 'L1', handedOverBy: 'lb1' },
+          },
+        ],
+        config,
+        base.state,
+      );
+      expect(self.effects).toContainEqual(
+        expect.objectContaining({ type: 'transition', to: 'leader', reason: 'adopted' }),
+      );
+      expect(types(self.effects)).toContain('probe-start');
+    });
+  });
+
   it('ignores a campaign win under a lease that is no longer its session', () => {
     const base = run([
       { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
@@ -674,7 +803,8 @@ describe('election machine', () => {
     expect(due.state.role).toBe('follower');
     const t = types(due.effects);
     expect(t.indexOf('remove-vip')).toBeLessThan(t.indexOf('resign'));
-    expect(due.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true });
+    // Handed straight to the challenger, in the same transaction as the resign.
+    expect(due.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true, to: 'lb9' });
   });
 
   it('keeps the group when the higher-priority member does not preempt', () => {

@@ -59,6 +59,19 @@ const memberSchema = z.object({
    * session began, and its etcd acks are prompt (docs/design.md, "Candidacy"). Absent = true (older writers).
    */
   candidate: z.boolean().catch(true),
+  /**
+   * What a holder hands a successor in one transaction (docs/design.md, "Handing over"): the values the
+   * successor's own campaign would have written into the last-holder record. Absent: nobody hands this node a
+   * group; it campaigns.
+   */
+  takeover: z
+    .object({
+      guardMs: waitMs,
+      lifetimeMs: waitMs,
+      holdMaxMs: z.number().finite().min(0).max(MAX_HOLD_MS).optional(),
+    })
+    .optional()
+    .catch(undefined),
   /** Where the node receives peer-channel heartbeats (absent: it runs without the peer channel). */
   peer: z
     .object({ address: z.union([z.ipv4(), z.ipv6()]), port: z.number().int().min(1).max(65535) })
@@ -79,9 +92,24 @@ export function encodeMember(record: MemberRecord): string {
 
 // ── groups/<group>/leader ─────────────────────────────────────────────────────────────────────────────────────
 
-const leaderSchema = z.object({ node: nodeName, leaseId: z.string() });
+const leaderSchema = z.object({
+  node: nodeName,
+  leaseId: z.string(),
+  /**
+   * Set when the previous holder handed the group to `node` in one transaction, after its VIP removal succeeded:
+   * the vacancy is clean, as after a clean resign. `from`: the previous holder; `epoch`: its epoch.
+   */
+  handover: z
+    .object({ from: nodeName, epoch: z.number().int().min(0) })
+    .optional()
+    .catch(undefined),
+});
 
-/** The value of a group's leader key (bound to the holder's lease). Its create revision is the epoch. */
+/**
+ * The value of a group's leader key (bound to the holder's lease). Its mod revision is the epoch: the revision
+ * at which the key got its holder — created by a campaign, or re-put under the successor's lease by a handover.
+ * Nothing else writes the key.
+ */
 export type LeaderValue = z.infer<typeof leaderSchema>;
 
 /** The leader key's value, or undefined when unreadable (the key's existence still means "held"). */

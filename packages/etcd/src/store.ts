@@ -114,7 +114,7 @@ export class ElectionStore {
     const key = this.keys.leader(group);
     const record: LastHolderRecord = { ...facts, epoch, released: true };
     const res = await this.etcd.txn(
-      [{ key, target: 'create', value: epoch }],
+      [{ key, target: 'mod', value: epoch }],
       clean
         ? [
             { type: 'put', key: this.keys.lastHolder(group), value: encodeLastHolder(record) },
@@ -124,6 +124,53 @@ export class ElectionStore {
     );
     return res.succeeded;
   }
+
+  /**
+   * A clean resign and the successor's campaign in one transaction (docs/design.md, "Handing over"): only while the
+   * group is still ours at `epoch` and the successor's member record is the one we read, put the leader key under
+   * the successor's lease — marked as handed over, so the successor claims at once — and the last-holder record as
+   * its campaign would have. Call only after our VIP removal succeeded. False when it did not apply (then resign).
+   */
+  async handOver(group: string, epoch: number, from: string, to: Successor): Promise<boolean> {
+    const key = this.keys.leader(group);
+    const record: LastHolderRecord = {
+      node: to.node,
+      leaseId: to.leaseId,
+      guardMs: to.guardMs,
+      lifetimeMs: to.lifetimeMs,
+      ...(to.holdMaxMs === undefined ? {} : { holdMaxMs: to.holdMaxMs }),
+      released: false,
+    };
+    const res = await this.etcd.txn(
+      [
+        { key, target: 'mod', value: epoch },
+        { key: this.keys.member(to.node), target: 'mod', value: to.memberRevision },
+      ],
+      [
+        { type: 'put', key: this.keys.lastHolder(group), value: encodeLastHolder(record) },
+        {
+          type: 'put',
+          key,
+          value: encodeLeader({ node: to.node, leaseId: to.leaseId, handover: { from, epoch } }),
+          lease: to.leaseId,
+        },
+      ],
+    );
+    return res.succeeded;
+  }
+}
+
+/** The successor a holder hands its group to: the member record it read (its lease and revision) and facts. */
+export interface Successor {
+  readonly node: string;
+  /** The lease of its member key: the leader key is put under it. */
+  readonly leaseId: string;
+  /** The mod revision of its member key as read: the handover applies only to that very record. */
+  readonly memberRevision: number;
+  /** What its own campaign would put in the last-holder record (from its member record). */
+  readonly guardMs: number;
+  readonly lifetimeMs: number;
+  readonly holdMaxMs?: number | undefined;
 }
 
 /**

@@ -114,6 +114,76 @@ describe('ElectionStore: how a vacancy began is read by the campaign that ends i
     expect(r).toMatchObject({ won: true, vacancy: { clean: false, previous: undefined } });
   });
 
+  describe('handing over (docs/design.md, "Handing over")', () => {
+    /** a holds g; b is a member (its record under its own lease). */
+    async function held() {
+      const s = setup();
+      const la = s.lease(1);
+      const lb = s.lease(1);
+      const a = await call(s.clock, s.store.campaign('g', s.facts('a', la)));
+      if (!a.won) throw new Error('a lost');
+      const member = {
+        node: 'b',
+        groups: { g: { priority: 90, preempt: true, preemptDelayMs: 0, vips: [] } },
+        interface: 'eth0',
+        version: '1',
+        startedAt: 1,
+        candidate: true,
+        takeover: { guardMs: 300, lifetimeMs: 2000 },
+      };
+      await call(s.clock, s.store.putMember(lb, member));
+      const rev = s.server.peek(s.keys.member('b'))?.modRevision ?? 0;
+      const to = { node: 'b', leaseId: lb, memberRevision: rev, guardMs: 300, lifetimeMs: 2000 };
+      return { s, la, lb, epoch: a.epoch, to, member };
+    }
+
+    it('puts the key under the successor’s lease with a new epoch, marked, and records the successor', async () => {
+      const { s, la, lb, epoch, to } = await held();
+      expect(await call(s.clock, s.store.handOver('g', epoch, 'a', to))).toBe(true);
+      const key = s.server.peek(s.keys.leader('g'));
+      expect(key?.lease).toBe(lb);
+      expect(key?.modRevision).toBeGreaterThan(epoch); // the successor's epoch is the handover's revision
+      expect(JSON.parse(key?.value.toString() ?? '')).toEqual({
+        node: 'b',
+        leaseId: lb,
+        handover: { from: 'a', epoch },
+      });
+      // The record says what b's own campaign would have said: b holds, not released, b's guard and lifetime.
+      expect(decodeLastHolder(s.server.peek(s.keys.lastHolder('g'))?.value ?? Buffer.alloc(0))).toEqual({
+        node: 'b',
+        leaseId: lb,
+        guardMs: 300,
+        lifetimeMs: 2000,
+        released: false,
+      });
+      // a's lease ending no longer touches the group; b resigns with its epoch (the key's mod revision).
+      s.server.revoke(la);
+      expect(s.server.peek(s.keys.leader('g'))).toBeDefined();
+      const bEpoch = key?.modRevision ?? 0;
+      expect(await call(s.clock, s.store.resign('g', bEpoch, s.facts('b', lb), true))).toBe(true);
+      expect(s.server.peek(s.keys.leader('g'))).toBeUndefined();
+    });
+
+    it('applies only while the group is ours and the successor’s record is the one read', async () => {
+      const { s, lb, epoch, to, member } = await held();
+      expect(await call(s.clock, s.store.handOver('g', epoch + 100, 'a', to))).toBe(false);
+      // b rewrote its record since we read it (say, a lower priority): no handover, nothing written.
+      await call(s.clock, s.store.putMember(lb, { ...member, candidate: false }));
+      expect(await call(s.clock, s.store.handOver('g', epoch, 'a', to))).toBe(false);
+      expect(s.server.peek(s.keys.leader('g'))?.modRevision).toBe(epoch);
+      expect(decodeLastHolder(s.server.peek(s.keys.lastHolder('g'))?.value ?? Buffer.alloc(0))?.node).toBe(
+        'a',
+      );
+    });
+
+    it('fails (nothing written) when the successor’s lease is gone', async () => {
+      const { s, lb, epoch, to } = await held();
+      s.server.revoke(lb); // b's member key goes with it: the record compare fails first
+      expect(await call(s.clock, s.store.handOver('g', epoch, 'a', to))).toBe(false);
+      expect(s.server.peek(s.keys.leader('g'))?.modRevision).toBe(epoch);
+    });
+  });
+
   it('member records round-trip; the candidate flag defaults to true for records without it', async () => {
     const s = setup();
     const l = s.lease(5);
