@@ -43,7 +43,7 @@ const FLAG_PROMISE = 2;
 
 export interface GroupBeat {
   readonly group: string;
-  /** The epoch (create revision of the leader key) the sender leads at; 0 when it does not lead this group. */
+  /** The epoch (mod revision of the leader key) the sender leads at; 0 when it does not lead this group. */
   readonly epoch: number;
   /** Holder only: milliseconds left until its own fencing deadline when it sent this; 0 when not holding. */
   readonly deadlineInMs: number;
