@@ -38,6 +38,7 @@ declare -A tool_package=(
   [lintian]=lintian
   [man]=man-db
   [groff]=groff-base
+  [promtool]=prometheus
 )
 declare -A wanted=()
 for tool in "${!tool_package[@]}"; do

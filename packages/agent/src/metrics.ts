@@ -24,7 +24,7 @@ export class Metrics {
   });
   readonly epoch = new Gauge({
     name: 'coord_group_epoch',
-    help: 'epoch (leader key create revision) while holding, else 0',
+    help: 'epoch (leader key mod revision: when it got its holder) while holding, else 0',
     labelNames: ['group'],
     registers: [this.registry],
   });
@@ -129,6 +129,12 @@ export class Metrics {
   readonly vipRemovalFailures = new Counter({
     name: 'coord_vip_removal_failures_total',
     help: 'VIP removals that failed (the node then lets its lease expire instead of resigning)',
+    labelNames: ['group'],
+    registers: [this.registry],
+  });
+  readonly vipPresent = new Gauge({
+    name: 'coord_vip_present',
+    help: "how many of the group's VIPs are on this node's interface now (kernel address events)",
     labelNames: ['group'],
     registers: [this.registry],
   });

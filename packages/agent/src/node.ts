@@ -557,6 +557,16 @@ export class CoordNode {
     return s.role === 'leader' && s.vipHeld && now >= leaseDeadlineOf(s) && g.deadline > now;
   }
 
+  /** Which VIPs are on our interfaces (what alerting compares across nodes: deploy/prometheus). */
+  private vipMetrics(): void {
+    const m = this.deps.metrics;
+    if (m === undefined) return;
+    for (const g of this.config.groups) {
+      const present = this.present.get(g.interface) ?? new Set<string>();
+      m.vipPresent.set({ group: g.name }, g.vips.filter((v) => present.has(v.address)).length);
+    }
+  }
+
   /** The peer channel's gauges: with the other gauges once a second, not on every heartbeat. */
   private peerMetrics(): void {
     const m = this.deps.metrics;
@@ -1172,6 +1182,7 @@ export class CoordNode {
     this.deps.metrics?.etcdConnected.set(health.connected ? 1 : 0);
     this.deps.metrics?.etcdStaleness.set(Math.max(0, this.deps.clock.now() - health.lastHeardAt) / 1000);
     this.peerMetrics();
+    this.vipMetrics();
     const leaseId = this.session.currentLeaseId;
     if (leaseId === null || this.stopped) return;
     const status = this.status();
