@@ -96,6 +96,17 @@ function files(dir: string, base = dir): string[] {
   return out.sort();
 }
 
+/** What `coord version` says about this build: the package, its commit (if built in a git checkout), the date. */
+function buildStamp(): string {
+  let commit = 'unknown commit';
+  try {
+    commit = `commit ${execFileSync('git', ['rev-parse', '--short=10', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()}`;
+  } catch {
+    // not a git checkout (a source tarball): the version says enough
+  }
+  return `Debian package, ${commit}, ${new Date().toISOString().slice(0, 10)}`;
+}
+
 /** The bundle: one ESM entry and a chunk per command, externals resolved from /usr/lib/coord/node_modules. */
 async function bundle(stage: string, ver: string): Promise<string[]> {
   const lib = join(stage, 'usr/lib/coord/lib');
@@ -113,7 +124,7 @@ async function bundle(stage: string, ver: string): Promise<string[]> {
     metafile: true,
     // Native addons with their own loaders: installed as packages beside the bundle.
     external: ['netlink', 'raw-socket'],
-    define: { __COORD_VERSION__: JSON.stringify(ver) },
+    define: { __COORD_VERSION__: JSON.stringify(ver), __COORD_BUILD__: JSON.stringify(buildStamp()) },
     // CommonJS dependencies inside an ESM bundle still call require() and read __dirname (etcd3 loads
     // `${__dirname}/../proto/rpc.proto` when it is first imported: lib/../proto, copied there below).
     banner: {

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
-import { assertBuilt, COORD_BIN, coordLog, waitForSingleHolder } from './coord.js';
+import { assertBuilt, COORD_BIN, coordLog, startCoord, waitForSingleHolder } from './coord.js';
 
 let lab: Lab;
 let running: LabProcess[] = [];
@@ -67,7 +67,7 @@ describe('one way to connect', () => {
     const status = JSON.parse(st.stdout) as { cluster: string; groups: { holder: string | null }[] };
     expect(status.cluster).toBe('files');
     expect(status.groups[0]?.holder).toBe(host.name);
-    const local = await coord(host, ['status', '--local', '--config', cfg]);
+    const local = await coord(host, ['status', '--local', '--json', '--config', cfg]);
     expect(local.exitCode).toBe(0);
     expect(JSON.parse(local.stdout)).toMatchObject({ node: host.name });
     const reload = await coord(host, ['reload-config', '--config', cfg]);
@@ -139,6 +139,40 @@ describe('one way to connect', () => {
     expect(String(waiting[0]?.at)).toBe(lab.etcd.endpoints.join(','));
     expect(log.filter((l) => l.level === 'warn' && /etcd/.test(String(l.message)))).toHaveLength(1);
     await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+  });
+});
+
+describe('log format', () => {
+  it('--log-format text writes dated lines for people, whatever stderr is', async () => {
+    const host = h(1);
+    const p = startCoord(lab, host, {
+      cluster: 'logfmt',
+      vips: [`${lab.freeAddress(32)}/${lab.subnet.prefix}`],
+      extraArgs: ['--log-format', 'text'],
+    });
+    running.push(p);
+    const line = await waitFor('a text "session up" line', async () =>
+      (await p.output()).split('\n').find((l) => l.includes('session up')),
+    );
+    expect(line).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} info session up .*lease=/);
+    expect(line).not.toMatch(/\x1b\[/); // no colour codes into a file
+  });
+});
+
+describe('mistyped names', () => {
+  it('status of a cluster nobody uses exits 2 and says so, instead of an empty report', async () => {
+    const r = await coord(h(0), [
+      'status',
+      '--etcd',
+      lab.etcd.endpoints.join(','),
+      '--cluster',
+      'nosuchcluster',
+      '--config',
+      '',
+    ]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/no cluster nosuchcluster in etcd: nothing under \/coord\/nosuchcluster\//);
+    expect(r.stderr).toMatch(/hint: check --cluster/);
   });
 });
 

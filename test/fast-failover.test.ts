@@ -72,7 +72,14 @@ describe('fast failover', () => {
         const r = await lab.exec(
           h2,
           process.execPath,
-          [COORD_BIN, 'status', '--local', '--control-socket', controlSocketFor(lab, h2, 'ffcrash')],
+          [
+            COORD_BIN,
+            'status',
+            '--local',
+            '--json',
+            '--control-socket',
+            controlSocketFor(lab, h2, 'ffcrash'),
+          ],
           { reject: false, timeoutMs: 20_000 },
         );
         const s = (

@@ -117,6 +117,7 @@ describe('health tracking and hooks', () => {
         COORD_BIN,
         'status',
         '--local',
+        '--json',
         '--control-socket',
         controlSocketFor(lab, h1, 'health'),
       ]);
@@ -125,6 +126,23 @@ describe('health tracking and hooks', () => {
         node: 'h1',
         status: { groups: [{ name: 'default', role: 'leader' }] },
       });
+      // The same for a person: the role, the VIP on this interface, the check's state.
+      const human = await inNs(h1, [
+        COORD_BIN,
+        'status',
+        '--local',
+        '--control-socket',
+        controlSocketFor(lab, h1, 'health'),
+      ]);
+      expect(human.exitCode).toBe(0);
+      expect(human.stdout).toMatch(/^node h1 \(mode etcd\)$/m);
+      expect(human.stdout).toMatch(
+        new RegExp(
+          `^  default +leader +priority 200 +holder h1 \\(epoch \\d+\\) +VIPs here: ${cidr.replace(/\./g, '\\.')}$`,
+          'm',
+        ),
+      );
+      expect(human.stdout).toMatch(/^  script script1 +healthy$/m);
       // Started from flags: a reload has nothing to re-read, and says so without touching the node.
       const reload = await inNs(h1, [
         COORD_BIN,

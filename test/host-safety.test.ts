@@ -113,7 +113,7 @@ describe('host safety', () => {
     const st = await lab.exec(
       host,
       process.execPath,
-      [COORD_BIN, 'status', '--local', '--control-socket', controlSocketFor(lab, host, 'track')],
+      [COORD_BIN, 'status', '--local', '--json', '--control-socket', controlSocketFor(lab, host, 'track')],
       { reject: false, timeoutMs: 15_000 },
     );
     expect(st.exitCode).toBe(0);

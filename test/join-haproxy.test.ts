@@ -251,6 +251,13 @@ describe('coord join --haproxy-config', () => {
     const human = await coord(lab.hosts[1]!, ['status']);
     expect(human.stdout).toMatch(/NOT CONVERGED/);
     expect((await coord(lab.hosts[0]!, ['server', 'rm', 'web', 'ghost'])).exitCode).toBe(0);
+    // Removing what is not there (a typo) fails and says so, rather than printing success.
+    const again = await coord(lab.hosts[0]!, ['server', 'rm', 'web', 'ghost']);
+    expect(again.exitCode).toBe(2);
+    expect(again.stderr).toMatch(/no server web\/ghost: nothing removed/);
+    const noService = await coord(lab.hosts[0]!, ['service', 'rm', 'nosuch']);
+    expect(noService.exitCode).toBe(2);
+    expect(noService.stderr).toMatch(/no service nosuch: nothing removed/);
     await waitFor(
       'convergence after the fix',
       async () => {

@@ -1,4 +1,7 @@
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { parseCommand } from '@coord/agent';
 import {
   isCoordError,
@@ -45,9 +48,10 @@ export async function checkConfigFile(
   return { config: issues.length === 0 ? r.config : undefined, issues };
 }
 
-export function formatIssues(path: string, issues: readonly ConfigIssue[]): string {
+export function formatIssues(path: string, issues: readonly ConfigIssue[], kind?: 'warning'): string {
+  const tag = kind === undefined ? '' : `${kind}: `;
   return issues
-    .map((i) => `${path}: ${i.path}: ${i.message}${i.hint === undefined ? '' : `\n  hint: ${i.hint}`}`)
+    .map((i) => `${path}: ${tag}${i.path}: ${i.message}${i.hint === undefined ? '' : `\n  hint: ${i.hint}`}`)
     .join('\n');
 }
 
@@ -66,4 +70,65 @@ export function summarize(path: string, c: NodeConfig): string {
   ];
   const extras = peer.length === 0 ? '' : `; ${peer.join(', ')} (peer channel ${c.peer?.port ?? 7969}/udp)`;
   return `${path}: OK — mode ${c.mode}, node ${c.node}, ${c.groups.length} group${c.groups.length === 1 ? '' : 's'}: ${groups}${extras}`;
+}
+
+/** Whether `file` can be run: a path as given, a bare name looked up on PATH (as the runner's exec does). */
+async function runnable(file: string, path = process.env['PATH'] ?? ''): Promise<boolean> {
+  const ok = (f: string) =>
+    access(f, constants.X_OK).then(
+      () => true,
+      () => false,
+    );
+  if (file.includes('/')) return ok(file);
+  for (const dir of path.split(delimiter)) if (dir !== '' && (await ok(join(dir, file)))) return true;
+  return false;
+}
+
+/**
+ * Files a valid config refers to that this host does not have: the HAProxy base file and binary, and the
+ * programs of track scripts and notify commands. Warnings — the config may be meant for another host — unless
+ * `check-config --strict`.
+ */
+export async function missingFileWarnings(c: NodeConfig): Promise<ConfigIssue[]> {
+  const out: ConfigIssue[] = [];
+  if (c.haproxy?.base !== undefined) {
+    const base = c.haproxy.base;
+    const readable = await access(base, constants.R_OK).then(
+      () => true,
+      () => false,
+    );
+    if (!readable)
+      out.push({
+        path: 'haproxy.base',
+        message: `${base} does not exist here (or is not readable)`,
+        hint: 'create it (the package installs /etc/coord/haproxy-base.cfg) or fix the path',
+      });
+  }
+  if (c.haproxy !== undefined && !(await runnable(c.haproxy.bin)))
+    out.push({
+      path: 'haproxy.bin',
+      message: `${c.haproxy.bin} cannot be run here`,
+      hint: 'apt install haproxy, or set haproxy.bin to where it is',
+    });
+  const commands: [string, string | undefined][] = [
+    ...c.track.scripts.map((t, i): [string, string] => [`track.scripts[${i}].command`, t.command]),
+    ['notify.any', c.notify.any],
+    ['notify.leader', c.notify.leader],
+    ['notify.follower', c.notify.follower],
+    ['notify.fault', c.notify.fault],
+    ['notify.stop', c.notify.stop],
+  ];
+  for (const [where, cmd] of commands) {
+    if (cmd === undefined) continue;
+    const program = parseCommand(cmd)[0];
+    if (program !== undefined && !(await runnable(program)))
+      out.push({
+        path: where,
+        message: `${program} cannot be run here (not found, or not executable)`,
+        hint: where.startsWith('track')
+          ? 'a check that cannot run puts the node in FAULT: install it or fix the path'
+          : 'the hook would fail at every transition: install it or fix the path',
+      });
+  }
+  return out;
 }

@@ -41,6 +41,7 @@ export interface JoinArgs extends ConnectionArgs {
   preempt?: boolean | undefined;
   preemptDelay?: number | undefined;
   logLevel?: string | undefined;
+  logFormat?: string | undefined;
   group?: string | undefined;
   mode?: string | undefined;
   trackScript?: string[] | undefined;
@@ -86,6 +87,7 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
   raw.node ??= hostname().split('.')[0];
   if (args.ttl !== undefined) raw.ttl = args.ttl;
   if (args.logLevel !== undefined) raw.logLevel = args.logLevel;
+  if (args.logFormat !== undefined) raw.logFormat = args.logFormat;
   if (args.mode !== undefined) raw.mode = args.mode;
   if (args.trackScript !== undefined || args.trackInterface !== undefined) {
     const fileTrack = (typeof raw.track === 'object' && raw.track !== null ? raw.track : {}) as Record<
@@ -198,7 +200,10 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
 /** `coord join`: run in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the config file. */
 export async function runJoin(args: JoinArgs): Promise<number> {
   const config = await buildJoinConfig(args);
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(
+    config.logLevel,
+    config.logFormat === undefined ? {} : { json: config.logFormat === 'json' },
+  );
   if (process.getuid?.() !== 0) {
     logger.warn('not running as root: adding VIPs needs CAP_NET_ADMIN and announcing needs CAP_NET_RAW');
   }

@@ -2,16 +2,17 @@ import winston from 'winston';
 import type { Logger, LogFields, LogLevel } from '@coord/core';
 
 /**
- * The only place a log backend is chosen: JSON lines when stdout is not a terminal (journald, files), a readable
- * line with the fields appended when it is. Logs go to stderr so `--json` output on stdout stays clean.
+ * The only place a log backend is chosen: JSON lines (journald, files, log shippers) or a readable, dated line
+ * with the fields appended (`--log-format`; by default text on a terminal, JSON otherwise). Logs go to stderr so
+ * `--json` output on stdout stays clean. Colour only on a terminal.
  */
 export function createLogger(level: LogLevel, opts: { json?: boolean } = {}): Logger {
   const json = opts.json ?? !process.stderr.isTTY;
   const format = json
     ? winston.format.combine(winston.format.timestamp(), winston.format.json())
     : winston.format.combine(
-        winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
-        winston.format.colorize(),
+        winston.format.timestamp({ format: 'YYYY-MM-DD HH:mm:ss.SSS' }),
+        ...(process.stderr.isTTY ? [winston.format.colorize()] : []),
         winston.format.printf((info) => {
           const { timestamp, level: lvl, message, ...rest } = info;
           const fields = Object.entries(rest)

@@ -14,9 +14,10 @@ import {
   SERVICE_SET_OPTIONS,
   STATUS_OPTIONS,
   subcommand,
+  unknownArguments,
   type CommandDoc,
 } from './options.js';
-import { VERSION } from './version.js';
+import { VERSION, versionText } from './version.js';
 
 /**
  * Each command loads its implementation when it runs: `coord --version` and `--help` load only yargs and the
@@ -93,6 +94,8 @@ function report(e: unknown): number {
 /** The `coord` command line. Returns the exit status. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let code = 0;
+  // `coord -v` is `coord version` (version, runtime, build); `--version` / `-V` stay the bare version for scripts.
+  if (argv.length === 1 && argv[0] === '-v') argv = ['version'];
   // COORD_* variables apply only to the options of the command being run (options.ts).
   const cli = yargs([...argv, ...envArgs(argv, env)])
     .scriptName('coord')
@@ -103,7 +106,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .recommendCommands()
     .demandCommand(
       1,
-      'name a command: join | status | service | server | reload-config | check-config | doctor | etcd-roles (see coord --help)',
+      'name a command: join | status | service | server | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
     )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
@@ -134,7 +137,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
               res.error,
               res.hint === undefined ? {} : { hint: res.hint },
             );
-          process.stdout.write(`${JSON.stringify(res.result, null, 2)}\n`);
+          process.stdout.write(
+            a.json
+              ? `${JSON.stringify(res.result, null, 2)}\n`
+              : `${(await load.status()).formatLocalStatus(res.result)}\n`,
+          );
           return;
         }
         const { formatClusterStatus, readClusterStatus } = await load.status();
@@ -169,11 +176,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('service', 'rm').summary,
           (z) => z.positional('name', { type: 'string', demandOption: true }),
           async (a) => {
-            process.stdout.write(
-              (await (await load.services()).serviceRm(a))
-                ? `service ${a.name} removed\n`
-                : `no service ${a.name}\n`,
-            );
+            if (!(await (await load.services()).serviceRm(a)))
+              throw new CoordError('ERR_COORD_USAGE', `no service ${a.name}: nothing removed`, {
+                hint: 'coord service list shows the services (names are case-sensitive)',
+              });
+            process.stdout.write(`service ${a.name} removed\n`);
           },
         )
         .command(
@@ -220,11 +227,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
               .positional('service', { type: 'string', demandOption: true })
               .positional('name', { type: 'string', demandOption: true }),
           async (a) => {
-            process.stdout.write(
-              (await (await load.services()).serverRm(a))
-                ? `server ${a.service}/${a.name} removed\n`
-                : `no server ${a.service}/${a.name}\n`,
-            );
+            if (!(await (await load.services()).serverRm(a)))
+              throw new CoordError('ERR_COORD_USAGE', `no server ${a.service}/${a.name}: nothing removed`, {
+                hint: `coord service list shows the services and their servers`,
+              });
+            process.stdout.write(`server ${a.service}/${a.name} removed\n`);
           },
         )
         .command(
@@ -332,10 +339,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
             type: 'string',
             describe: 'the YAML config file [default: --config, else /etc/coord/coord.yaml]',
           })
-          .options({ config: CONTROL_OPTIONS.config }),
+          .options(COMMANDS['check-config'].options),
       async (a) => {
         const file = a.file ?? (await (await load.target()).readNodeFile(a)).path;
-        const { checkConfigFile, formatIssues, summarize } = await load.check();
+        const { checkConfigFile, formatIssues, missingFileWarnings, summarize } = await load.check();
         if (file === undefined)
           throw new CoordError('ERR_COORD_USAGE', 'no config file to check', {
             hint: 'give the file: coord check-config /etc/coord/coord.yaml',
@@ -345,6 +352,15 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           process.stderr.write(`${formatIssues(file, issues)}\n`);
           code = 2;
           return;
+        }
+        const warnings = await missingFileWarnings(config);
+        if (warnings.length > 0) {
+          process.stderr.write(`${formatIssues(file, warnings, 'warning')}\n`);
+          if (a.strict) {
+            process.stderr.write(`${file}: ${warnings.length} warning(s), and --strict makes them errors\n`);
+            code = 2;
+            return;
+          }
         }
         process.stdout.write(`${summarize(file, config)}\n`);
       },
@@ -405,6 +421,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         for (const n of r.updated) process.stdout.write(`role ${n} existed; permissions granted\n`);
       },
     )
+    .command(
+      COMMANDS.version.command,
+      COMMANDS.version.summary,
+      (y) => y,
+      () => {
+        process.stdout.write(`${versionText()}\n`);
+      },
+    )
     .completion(COMMANDS.completion.command, COMMANDS.completion.summary)
     .command(
       'manpage <page>',
@@ -418,6 +442,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     )
     .fail((msg, err, y) => {
       if (err !== undefined && err !== null) throw err;
+      const unknown = unknownArguments(msg, argv);
+      if (unknown !== undefined)
+        throw new CoordError('ERR_COORD_USAGE', unknown.message, { hint: unknown.hint });
       throw new CoordError('ERR_COORD_USAGE', msg, {
         hint: `see ${y.help !== undefined ? 'coord --help' : 'the help'}`,
       });

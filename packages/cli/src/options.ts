@@ -149,6 +149,12 @@ export const JOIN_OPTIONS = {
     choices: ['error', 'warn', 'info', 'debug'],
     describe: 'log level [default: info]',
   },
+  'log-format': {
+    type: 'string',
+    choices: ['json', 'text'],
+    describe:
+      'json: one JSON object per line (journald, log shippers); text: a dated line for people [default: text on a terminal, else json] [config: logFormat]',
+  },
 } as const satisfies OptionTable;
 
 export const STATUS_OPTIONS = {
@@ -175,6 +181,15 @@ export const ROLES_OPTIONS = {
   },
 } as const satisfies OptionTable;
 
+export const CHECK_OPTIONS = {
+  config: CONNECTION_OPTIONS.config,
+  strict: {
+    type: 'boolean',
+    default: false,
+    describe: 'fail (exit 2) on warnings too: files the config refers to that this host does not have',
+  },
+} as const satisfies OptionTable;
+
 export const DOCTOR_OPTIONS = {
   ...JOIN_OPTIONS,
   json: { type: 'boolean', default: false, describe: 'print the findings as JSON' },
@@ -188,7 +203,7 @@ export const COMMAND_OPTIONS: Readonly<Record<string, OptionTable>> = {
   server: SERVICE_OPTIONS,
   'etcd-roles': ROLES_OPTIONS,
   'reload-config': CONTROL_OPTIONS,
-  'check-config': { config: CONNECTION_OPTIONS.config },
+  'check-config': CHECK_OPTIONS,
   doctor: DOCTOR_OPTIONS,
 };
 
@@ -371,8 +386,15 @@ export const COMMANDS = {
     command: 'check-config [file]',
     summary:
       'validate a YAML config as coord join would: print every error with its path and a hint; exit 0 when valid',
-    options: { config: CONNECTION_OPTIONS.config },
-    examples: [['coord check-config /etc/coord/coord.yaml', '']],
+    description:
+      'Errors (exit 2) are what coord join would refuse. Warnings name files the config refers to that this host ' +
+      'does not have — the HAProxy base file and binary, track and notify programs — since a config may be written ' +
+      'for another host; --strict makes them errors.',
+    options: CHECK_OPTIONS,
+    examples: [
+      ['coord check-config /etc/coord/coord.yaml', ''],
+      ['coord check-config --strict /etc/coord/coord.yaml', 'also fail on files this host does not have'],
+    ],
   },
   'etcd-roles': {
     command: 'etcd-roles',
@@ -405,6 +427,13 @@ export const COMMANDS = {
       ],
     ],
   },
+  version: {
+    command: 'version',
+    summary: 'print the coord version, the Node runtime it runs on and how it was built (also: coord -v)',
+    description: '`coord --version` prints the version alone, for scripts.',
+    options: {},
+    examples: [['coord version', '']],
+  },
   completion: {
     command: 'completion',
     summary:
@@ -413,3 +442,71 @@ export const COMMANDS = {
     examples: [['coord completion >> ~/.bashrc', '']],
   },
 } as const satisfies Record<string, CommandDoc>;
+
+/** Edit distance (insert, delete, substitute), for "did you mean". */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(
+        (prev[j] ?? 0) + 1,
+        (cur[j - 1] ?? 0) + 1,
+        (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}
+
+/** The command `argv` runs (`service set` → that subcommand's doc and words), if it names one. */
+function commandOf(argv: readonly string[]): { words: string; doc: CommandDoc } | undefined {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  const doc = (COMMANDS as Record<string, CommandDoc>)[words[0] ?? ''];
+  if (doc === undefined) return undefined;
+  const sub = doc.subcommands?.find((c) => c.command.split(' ')[0] === words[1]);
+  return sub === undefined ? { words: words[0] ?? '', doc } : { words: `${words[0]} ${words[1]}`, doc: sub };
+}
+
+/**
+ * yargs' "Unknown arguments: bogus-flag, bogusFlag" → the flag as the operator typed it (`--bogus-flag`, once),
+ * and the closest flag the command has, if one is close. Undefined when `msg` is not about unknown arguments.
+ */
+export function unknownArguments(
+  msg: string,
+  argv: readonly string[],
+): { message: string; hint: string } | undefined {
+  const m = /^Unknown arguments?: (.+)$/.exec(msg);
+  if (m?.[1] === undefined) return undefined;
+  const reported = m[1].split(', ');
+  const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  // yargs reports a flag under both spellings: keep the one given.
+  const names = reported.filter((n) => !(/[A-Z]/.test(n) && reported.includes(kebab(n))));
+  const given = names.map((n) => {
+    const flag = argv.find((a) => a === `--${n}` || a.startsWith(`--${n}=`) || a === `-${n}`);
+    return flag === undefined ? n : (flag.split('=')[0] ?? flag);
+  });
+  const cmd = commandOf(argv);
+  const known = cmd === undefined ? [] : [...Object.keys(cmd.doc.options), 'help'];
+  const suggestions = given
+    .filter((g) => g.startsWith('--'))
+    .map((g) => {
+      const name = g.slice(2);
+      const best = known.map((k) => ({ k, d: distance(name, k) })).sort((a, b) => a.d - b.d)[0];
+      return best !== undefined && best.d <= Math.max(2, Math.floor(name.length / 3))
+        ? `--${best.k}`
+        : undefined;
+    })
+    .filter((s): s is string => s !== undefined);
+  const command = cmd?.words ?? '';
+  const what = given.every((g) => g.startsWith('-'))
+    ? `unknown flag${given.length > 1 ? 's' : ''} ${given.join(', ')}`
+    : `unexpected argument${given.length > 1 ? 's' : ''} ${given.join(', ')}`;
+  return {
+    message: command === '' ? what : `${what} for coord ${command}`,
+    hint:
+      suggestions.length > 0
+        ? `did you mean ${suggestions.join(', ')}? (coord ${command} --help lists the flags)`
+        : `coord ${command}${command === '' ? '' : ' '}--help lists the flags`,
+  };
+}

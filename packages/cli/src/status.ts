@@ -1,3 +1,4 @@
+import { CoordError } from '@coord/core';
 import {
   clusterKeys,
   decodeLeader,
@@ -51,6 +52,11 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
   return withEtcd(target, async (client, cluster) => {
     const keys = clusterKeys(cluster);
     const { revision, entries } = await readPrefix(client, keys.prefix);
+    // Nothing at all under the prefix: a cluster name nobody uses (a typo), not an empty cluster to report.
+    if (entries.size === 0)
+      throw new CoordError('ERR_COORD_USAGE', `no cluster ${cluster} in etcd: nothing under ${keys.prefix}`, {
+        hint: 'check --cluster (or cluster: in the config file); a cluster appears once a node joins or a service is set',
+      });
     // Anything can be written to etcd: every record is decoded by its codec, a bad one is shown as unknown.
     const statuses = new Map<string, StatusRecord>();
     const members: ClusterStatus['members'] = [];
@@ -174,6 +180,118 @@ export function formatClusterStatus(s: ClusterStatus): string {
       const warn = at.length > 1 ? '  ← MORE THAN ONE HOLDER' : '';
       lines.push(`    ${vip.padEnd(22)} ${where}${warn}`);
     }
+  }
+  return lines.join('\n');
+}
+
+/** The part of a node's local status (its control socket's answer) the human form shows. Read defensively. */
+interface LocalStatus {
+  mode?: string;
+  node?: string;
+  status?: {
+    session?: { leaseId: string | null; ttlMs: number };
+    candidacy?: { candidate: boolean; blockedBy: readonly string[] };
+    groups?: readonly {
+      name: string;
+      role?: string;
+      state?: string;
+      epoch?: number | null;
+      leader?: { node: string; epoch: number } | null;
+      vips?: readonly string[];
+      vipsPresent?: readonly string[];
+      vrid?: number;
+      priority?: number;
+      outage?: { holdingMsLeft: number | null; promisedTo: string | null };
+    }[];
+    etcd?: {
+      connected: boolean;
+      revision: number;
+      staleMs: number;
+      clientCert?: { expiresAt: string; daysLeft: number; warning?: string };
+    };
+    haproxy?: { result: string; revision: number; error?: string; refused?: readonly unknown[] } | null;
+    peers?: { address: string; port: number; heartbeatAgeMs: Readonly<Record<string, number>> };
+  };
+  health?: {
+    checks: readonly { kind: string; name: string; healthy: boolean; lastError?: string }[];
+    groups: readonly { group: string; priority: number; fault: boolean; reasons: readonly string[] }[];
+  };
+}
+
+/** `coord status --local` for a person: this node's groups, candidacy, etcd, HAProxy, checks and peers. */
+export function formatLocalStatus(raw: unknown): string {
+  const s = raw as Omit<LocalStatus, 'status'> & { status?: LocalStatus['status'] | unknown[] };
+  // VRRP mode answers with its groups as the status itself.
+  const st: NonNullable<LocalStatus['status']> = Array.isArray(s.status)
+    ? { groups: s.status as NonNullable<NonNullable<LocalStatus['status']>['groups']> }
+    : (s.status ?? {});
+  const lines: string[] = [`node ${s.node ?? '?'} (mode ${s.mode ?? '?'})`];
+  if (st.session !== undefined)
+    lines.push(
+      `  session  ${st.session.leaseId === null ? 'none' : `lease ${st.session.leaseId}, TTL ${st.session.ttlMs / 1000} s`}`,
+    );
+  if (st.candidacy !== undefined)
+    lines.push(
+      `  candidate  ${st.candidacy.candidate ? 'yes' : `NO (${st.candidacy.blockedBy.join(', ') || 'unknown'})`}`,
+    );
+  if (st.etcd !== undefined) {
+    const e = st.etcd;
+    const cert =
+      e.clientCert === undefined
+        ? ''
+        : `, client certificate expires in ${e.clientCert.daysLeft} days${e.clientCert.warning === undefined ? '' : ` — ${e.clientCert.warning}`}`;
+    lines.push(
+      `  etcd  ${e.connected ? 'connected' : 'NOT CONNECTED'}, revision ${e.revision}, heard ${(e.staleMs / 1000).toFixed(1)} s ago${cert}`,
+    );
+  }
+  lines.push('', 'GROUPS');
+  const health = new Map((s.health?.groups ?? []).map((g) => [g.group, g]));
+  for (const g of st.groups ?? []) {
+    const role = g.role ?? g.state ?? '?';
+    const h = health.get(g.name);
+    const fault = h?.fault === true ? `  FAULT (${h.reasons.join('; ')})` : '';
+    const prio =
+      h !== undefined
+        ? `  priority ${h.priority}`
+        : g.priority !== undefined
+          ? `  priority ${g.priority}`
+          : '';
+    const held =
+      g.vipsPresent === undefined
+        ? ''
+        : `  VIPs here: ${g.vipsPresent.length === 0 ? 'none' : g.vipsPresent.join(', ')}`;
+    const leader =
+      g.leader === undefined
+        ? ''
+        : `  holder ${g.leader === null ? '(none)' : `${g.leader.node} (epoch ${g.leader.epoch})`}`;
+    const vrid = g.vrid === undefined ? '' : `  vrid ${g.vrid}`;
+    lines.push(`  ${g.name.padEnd(16)} ${role}${vrid}${prio}${leader}${held}${fault}`);
+    if (g.outage?.holdingMsLeft != null)
+      lines.push(
+        `    etcd unreachable: holding the VIP on the others' promises, ${g.outage.holdingMsLeft} ms left`,
+      );
+    if (g.outage?.promisedTo != null)
+      lines.push(`    etcd unreachable: promised ${g.outage.promisedTo} not to campaign`);
+  }
+  const h = st.haproxy;
+  if (h !== undefined && h !== null)
+    lines.push(
+      '',
+      `HAPROXY  last apply ${h.result} at revision ${h.revision}${h.error === undefined ? '' : `  error: ${h.error}`}${(h.refused?.length ?? 0) > 0 ? `  ${h.refused?.length} refused value(s) in etcd` : ''}`,
+    );
+  const checks = s.health?.checks ?? [];
+  if (checks.length > 0) {
+    lines.push('', 'CHECKS');
+    for (const c of checks)
+      lines.push(
+        `  ${`${c.kind} ${c.name}`.padEnd(40)} ${c.healthy ? 'healthy' : 'FAILING'}${c.lastError === undefined || c.healthy ? '' : `  ${c.lastError}`}`,
+      );
+  }
+  if (st.peers !== undefined) {
+    lines.push('', `PEERS  (this node hears on ${st.peers.address}:${st.peers.port}/udp)`);
+    const ages = Object.entries(st.peers.heartbeatAgeMs);
+    if (ages.length === 0) lines.push('  (no heartbeat yet)');
+    for (const [peer, ms] of ages) lines.push(`  ${peer.padEnd(16)} last heartbeat ${ms} ms ago`);
   }
   return lines.join('\n');
 }

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { checkConfigFile, summarize } from '../src/check.js';
+import { checkConfigFile, missingFileWarnings, summarize } from '../src/check.js';
 import { buildJoinConfig } from '../src/join.js';
-import { envArgs } from '../src/options.js';
+import { envArgs, unknownArguments } from '../src/options.js';
 import { mergeConnection } from '../src/target.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coord-check-'));
@@ -313,5 +313,117 @@ describe('COORD_* environment variables', () => {
   it('never turn COORD_ETCD_PASSWORD into an argument', () => {
     const args = envArgs(['join'], { COORD_ETCD_PASSWORD: 's3cret', COORD_ETCD_USER: 'lb1' });
     expect(args).toEqual(['--etcd-user=lb1']);
+  });
+});
+
+describe('coord check-config: files this host does not have', () => {
+  it('warns the HAProxy base file and binary, track and notify programs that are not here, with the field', async () => {
+    const { config } = await checkConfigFile(
+      file(`
+etcd: [http://10.0.0.2:2379]
+cluster: prod
+node: lb1
+groups: [{ name: web, interface: eth0, vips: [10.0.0.50/24] }]
+haproxy: { config: /run/coord/haproxy.cfg, base: ${dir}/no-base.cfg, bin: /nonexistent/haproxy }
+track:
+  scripts: [{ command: "/nonexistent/check-haproxy --quiet" }, { command: "true" }]
+notify:
+  leader: "no-such-program-anywhere arg"
+  stop: "/bin/true"
+`),
+    );
+    expect(config).toBeDefined();
+    const w = await missingFileWarnings(config!);
+    expect(w.map((i) => i.path)).toEqual([
+      'haproxy.base',
+      'haproxy.bin',
+      'track.scripts[0].command',
+      'notify.leader',
+    ]);
+    expect(w[0]?.message).toBe(`${dir}/no-base.cfg does not exist here (or is not readable)`);
+    expect(w[2]?.message).toMatch(/^\/nonexistent\/check-haproxy cannot be run here/);
+    expect(w[2]?.hint).toMatch(/FAULT/);
+  });
+
+  it('warns nothing when every referenced file is here', async () => {
+    const base = join(dir, 'base.cfg');
+    writeFileSync(base, 'global\n');
+    const { config } = await checkConfigFile(
+      file(`
+etcd: [http://10.0.0.2:2379]
+cluster: prod
+node: lb1
+groups: [{ name: web, interface: eth0, vips: [10.0.0.50/24] }]
+haproxy: { config: /run/coord/haproxy.cfg, base: ${base}, bin: /bin/sh }
+track:
+  scripts: [{ command: "sh -c 'exit 0'" }]
+notify:
+  any: "/bin/true"
+`),
+    );
+    expect(await missingFileWarnings(config!)).toEqual([]);
+  });
+});
+
+describe('config errors speak in flag and field names', () => {
+  const flags = {
+    config: '',
+    etcd: ['http://10.0.0.2:2379'],
+    cluster: 'prod',
+    node: 'lb1',
+    interface: 'eth0',
+    vip: ['10.0.0.50/24'],
+  };
+
+  it('a config from flags alone names the flag the operator typed, with the limit in plain words', async () => {
+    await expect(buildJoinConfig({ ...flags, peerPort: 70000, fastFailover: true })).rejects.toThrow(
+      /^--peer-port: must be ≤ 65535$/,
+    );
+    await expect(buildJoinConfig({ ...flags, priority: 0 })).rejects.toThrow(
+      /^--priority: priority must be 1-254/,
+    );
+    await expect(buildJoinConfig({ ...flags, vip: ['10.0.0.50/24', 'nonsense'] })).rejects.toThrow(
+      /^--vip: /,
+    );
+  });
+
+  it('a config file keeps its YAML paths, with the same plain words', async () => {
+    const { issues } = await checkConfigFile(
+      file(`
+etcd: [http://10.0.0.2:2379]
+cluster: prod
+node: lb1
+fastFailover: true
+peer: { port: 70000 }
+groups: [{ name: web, interface: eth0, vips: [10.0.0.50/24], priority: "high" }]
+`),
+    );
+    expect(issues.find((i) => i.path === 'peer.port')?.message).toBe('must be ≤ 65535');
+    expect(issues.find((i) => i.path === 'groups[0].priority')?.message).toMatch(
+      /^(must be|priority must be)/,
+    );
+    for (const i of issues) expect(i.message).not.toMatch(/^(Too big|Too small|Invalid input)/);
+  });
+});
+
+describe('unknown flags', () => {
+  it('are named as typed, once, with the closest flag of that command', () => {
+    expect(unknownArguments('Unknown arguments: bogus-flag, bogusFlag', ['status', '--bogus-flag'])).toEqual({
+      message: 'unknown flag --bogus-flag for coord status',
+      hint: 'coord status --help lists the flags',
+    });
+    expect(unknownArguments('Unknown argument: clustr', ['status', '--clustr', 'x'])).toEqual({
+      message: 'unknown flag --clustr for coord status',
+      hint: 'did you mean --cluster? (coord status --help lists the flags)',
+    });
+    // A subcommand's own flags are the candidates.
+    expect(
+      unknownArguments('Unknown arguments: weigth', ['server', 'set', 'web', 'a', '1.2.3.4:80', '--weigth=5'])
+        ?.hint,
+    ).toBe('did you mean --weight? (coord server set --help lists the flags)');
+    expect(unknownArguments('Unknown argument: extra', ['status', 'extra'])?.message).toBe(
+      'unexpected argument extra for coord status',
+    );
+    expect(unknownArguments('Not enough non-option arguments', ['status'])).toBeUndefined();
   });
 });

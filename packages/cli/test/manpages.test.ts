@@ -7,6 +7,7 @@ import { nodeConfigShape } from '@coord/core';
 import { configKeys, configPage, coordPage, roff } from '../src/manpages.js';
 import { COMMANDS, type CommandDoc } from '../src/options.js';
 import { main } from '../src/main.js';
+import { VERSION } from '../src/version.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coord-man-'));
 
@@ -103,30 +104,58 @@ describe('coord.yaml(5), generated from the config schema', () => {
   });
 });
 
+/** Run main() with stdout (and yargs' console.log) captured. */
+async function captured(argv: string[]): Promise<{ code: number; out: string }> {
+  let out = '';
+  const write = process.stdout.write.bind(process.stdout);
+  const log = console.log;
+  process.stdout.write = (chunk: string) => {
+    out += chunk;
+    return true;
+  };
+  console.log = (...args: unknown[]) => {
+    out += `${args.map(String).join(' ')}\n`;
+  };
+  try {
+    return { code: await main(argv, {}), out };
+  } finally {
+    process.stdout.write = write;
+    console.log = log;
+  }
+}
+
 describe('bash completion', () => {
   it('prints a completion script and completes commands and flags', async () => {
-    let out = '';
-    const write = process.stdout.write.bind(process.stdout);
-    const log = console.log;
-    process.stdout.write = (chunk: string) => {
-      out += chunk;
-      return true;
-    };
-    console.log = (...args: unknown[]) => {
-      out += `${args.map(String).join(' ')}\n`;
-    };
-    try {
-      expect(await main(['completion'], {})).toBe(0);
-      expect(out).toContain('complete -o bashdefault -o default -F _coord_yargs_completions coord');
-      out = '';
-      await main(['--get-yargs-completions', 'coord', ''], {});
-      expect(out.split('\n')).toEqual(expect.arrayContaining(['join', 'status', 'service', 'etcd-roles']));
-      out = '';
-      await main(['--get-yargs-completions', 'coord', 'status', '--'], {});
-      expect(out.split('\n')).toEqual(expect.arrayContaining(['--etcd-cacert', '--cluster', '--timeout']));
-    } finally {
-      process.stdout.write = write;
-      console.log = log;
+    const script = await captured(['completion']);
+    expect(script.code).toBe(0);
+    expect(script.out).toContain('complete -o bashdefault -o default -F _coord_yargs_completions coord');
+    const commands = await captured(['--get-yargs-completions', 'coord', '']);
+    expect(commands.out.split('\n')).toEqual(
+      expect.arrayContaining(['join', 'status', 'service', 'etcd-roles']),
+    );
+    const flags = await captured(['--get-yargs-completions', 'coord', 'status', '--']);
+    expect(flags.out.split('\n')).toEqual(
+      expect.arrayContaining(['--etcd-cacert', '--cluster', '--timeout']),
+    );
+  });
+});
+
+describe('coord version', () => {
+  it('`coord version` and `coord -v` print the version, the Node runtime and the build', async () => {
+    for (const argv of [['version'], ['-v']]) {
+      const r = await captured(argv);
+      expect(r.code).toBe(0);
+      expect(r.out.split('\n')).toEqual([
+        `coord ${VERSION}`,
+        `node ${process.version} (${process.execPath})`,
+        'build from a source checkout (pnpm build)',
+        '',
+      ]);
     }
+  });
+
+  it('`coord --version` stays the bare version, for scripts', async () => {
+    const r = await captured(['--version']);
+    expect(r.out.trim()).toBe(VERSION);
   });
 });

@@ -336,6 +336,12 @@ const nodeConfigObject = z
       .enum(['error', 'warn', 'info', 'debug'])
       .default('info')
       .describe('Log level: error, warn, info or debug. Default info.'),
+    logFormat: z
+      .enum(['json', 'text'])
+      .optional()
+      .describe(
+        'Log lines as JSON objects (journald, log shippers) or dated text for people. Default: text on a terminal, else json.',
+      ),
     metrics: listenAddress.optional().describe('Serve Prometheus metrics on ADDR:PORT at /metrics.'),
     controlSocket: z
       .string({ error: 'controlSocket must be a path' })
@@ -594,6 +600,7 @@ function settings(c: RawConfig) {
     node: c.node,
     ttlSec: c.ttl,
     logLevel: c.logLevel,
+    logFormat: c.logFormat,
     metrics: c.metrics,
     controlSocket: c.controlSocket,
     groups: groups as readonly (typeof groups)[number][],
@@ -692,16 +699,78 @@ export function validateNodeConfig(
   return { ok: false, issues: issuesOf(parsed.error) };
 }
 
+/**
+ * zod's own wording ("Too big: expected number to be <=65535") rephrased the way an operator reads a limit
+ * ("must be ≤ 65535"); a message the schema wrote itself is kept as it is.
+ */
+export function plainMessage(i: z.core.$ZodIssue): string {
+  const bound = (v: unknown): string => (typeof v === 'bigint' || typeof v === 'number' ? String(v) : '?');
+  if (i.code === 'too_big' && i.message.startsWith('Too big'))
+    return i.origin === 'string' || i.origin === 'array'
+      ? `must have at most ${bound(i.maximum)} ${i.origin === 'string' ? 'characters' : 'entries'}`
+      : `must be ${i.inclusive === false ? '<' : '≤'} ${bound(i.maximum)}`;
+  if (i.code === 'too_small' && i.message.startsWith('Too small'))
+    return i.origin === 'string' || i.origin === 'array'
+      ? `must have at least ${bound(i.minimum)} ${i.origin === 'string' ? 'characters' : 'entries'}`
+      : `must be ${i.inclusive === false ? '>' : '≥'} ${bound(i.minimum)}`;
+  if (i.code === 'invalid_type' && i.message.startsWith('Invalid input'))
+    return `must be ${i.expected === 'array' ? 'a list' : `a ${i.expected}`}`;
+  if (i.code === 'invalid_value' && i.message.startsWith('Invalid option'))
+    return `must be one of ${i.values.map((v) => String(v)).join(', ')}`;
+  return i.message;
+}
+
 function issuesOf(error: z.ZodError): ConfigIssue[] {
   return error.issues.map((i) => {
     const path = pathText(i.path);
     const keys = i.path.filter((p): p is string => typeof p === 'string');
     const key = [...keys].reverse().find((p) => p in HINTS);
     const hint = key === undefined ? undefined : HINTS[key];
-    return hint === undefined
-      ? { path: path || '(top)', message: i.message }
-      : { path: path || '(top)', message: i.message, hint };
+    const message = plainMessage(i);
+    return hint === undefined ? { path: path || '(top)', message } : { path: path || '(top)', message, hint };
   });
+}
+
+/**
+ * The `coord join` flag that sets a config field, for errors about a config made from flags alone (the operator
+ * typed `--peer-port`, not `peer.port`). Fields without a flag keep their YAML path.
+ */
+const FLAG_OF: Readonly<Record<string, string>> = {
+  node: '--node',
+  cluster: '--cluster',
+  ttl: '--ttl',
+  mode: '--mode',
+  logLevel: '--log-level',
+  logFormat: '--log-format',
+  metrics: '--metrics',
+  controlSocket: '--control-socket',
+  fastFailover: '--fast-failover',
+  etcdOutage: '--etcd-outage',
+  etcdOutageMax: '--etcd-outage-max',
+  'peer.port': '--peer-port',
+  'peer.address': '--peer-address',
+  'peer.heartbeatMs': '--heartbeat-ms',
+  'etcd.endpoints': '--etcd',
+  'groups[0].interface': '--interface',
+  'groups[0].vips': '--vip',
+  'groups[0].priority': '--priority',
+  'groups[0].preemptDelay': '--preempt-delay',
+  'groups[0].vrid': '--vrid',
+  'groups[0].advertInt': '--advert-int',
+  'groups[0].vrrpVersion': '--vrrp-version',
+  'groups[0].unicastPeers': '--unicast-peer',
+  'groups[0].authPass': '--auth-pass',
+  'haproxy.config': '--haproxy-config',
+  'haproxy.base': '--haproxy-base',
+  'haproxy.bin': '--haproxy-bin',
+  'haproxy.runDir': '--haproxy-run-dir',
+};
+
+/** `peer.port` → `--peer-port` (a path under a flag's field, such as `groups[0].vips[1]`, names that flag). */
+export function flagOf(path: string): string | undefined {
+  for (const [field, flag] of Object.entries(FLAG_OF))
+    if (path === field || path.startsWith(`${field}[`) || path.startsWith(`${field}.`)) return flag;
+  return undefined;
 }
 
 /** What a one-shot command (status, service, server, etcd-roles) needs from the config file and flags. */
@@ -735,7 +804,10 @@ export function requireNodeConfig(input: unknown, source: string): NodeConfig {
   if (r.ok) return r.config;
   const first = r.issues[0];
   const more = r.issues.length > 1 ? ` (and ${r.issues.length - 1} more)` : '';
-  throw new CoordError('ERR_COORD_CONFIG', `${source}: ${first?.path}: ${first?.message}${more}`, {
+  // A config made from flags alone: name the flag the operator typed.
+  const flag = source === 'flags' && first !== undefined ? flagOf(first.path) : undefined;
+  const where = flag === undefined ? `${source}: ${first?.path}` : flag;
+  throw new CoordError('ERR_COORD_CONFIG', `${where}: ${first?.message}${more}`, {
     hint: first?.hint ?? 'fix the field named above and run again',
     details: { issues: r.issues },
   });
