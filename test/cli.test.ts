@@ -7,7 +7,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
-import { assertBuilt, COORD_BIN, coordLog, startCoord, waitForSingleHolder } from './coord.js';
+import {
+  assertBuilt,
+  COORD_BIN,
+  coordLog,
+  holdersOf,
+  startCoord,
+  waitForHolder,
+  waitForSingleHolder,
+} from './coord.js';
 
 let lab: Lab;
 let running: LabProcess[] = [];
@@ -139,6 +147,49 @@ describe('one way to connect', () => {
     expect(String(waiting[0]?.at)).toBe(lab.etcd.endpoints.join(','));
     expect(log.filter((l) => l.level === 'warn' && /etcd/.test(String(l.message)))).toHaveLength(1);
     await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+  });
+});
+
+describe('coord maintenance', () => {
+  it('on: the holder hands over at once and stays out across a restart; off: it takes the group back', async () => {
+    const [a, b] = [h(0), h(1)];
+    const vip = lab.freeAddress(33);
+    const cidr = `${vip}/${lab.subnet.prefix}`;
+    const node = (host: LabHost, priority: number) =>
+      startCoord(lab, host, { cluster: 'maint', vips: [cidr], priority });
+    let pa = node(a, 150);
+    running.push(pa, node(b, 100));
+    await waitForHolder(lab, vip, a.name, 15_000);
+    const etcd = ['--etcd', lab.etcd.endpoints.join(','), '--cluster', 'maint', '--config', ''];
+    const on = await coord(b, ['maintenance', 'on', '--node', a.name, '--reason', 'kernel upgrade', ...etcd]);
+    expect(on.exitCode).toBe(0);
+    expect(on.stdout).toMatch(
+      new RegExp(`^maintenance on for ${a.name}: it hands its groups to other nodes`),
+    );
+    await waitForHolder(lab, vip, b.name, 5000);
+    const st = await coord(b, ['status', ...etcd]);
+    expect(st.stdout).toMatch(
+      new RegExp(`${a.name} .*MAINTENANCE \\(kernel upgrade\\): coord maintenance off --node ${a.name}`),
+    );
+    // A restart does not end it: a (priority 150) stays out.
+    await pa.stop(5000);
+    pa = node(a, 150);
+    running.push(pa);
+    await waitFor('a to be up again', async () =>
+      (await coordLog(pa)).some(
+        (l) =>
+          l.message ===
+          'maintenance on: handing the groups over and not campaigning until coord maintenance off',
+      )
+        ? true
+        : undefined,
+    );
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await holdersOf(lab, vip)).toEqual([b.name]);
+    const off = await coord(b, ['maintenance', 'off', '--node', a.name, ...etcd]);
+    expect(off.exitCode).toBe(0);
+    expect(off.stdout).toMatch(/^maintenance off for h1/);
+    await waitForHolder(lab, vip, a.name, 5000);
   });
 });
 

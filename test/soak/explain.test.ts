@@ -74,6 +74,7 @@ describe('a round as coord told it', () => {
         'elected-guarded',
         'adopted',
         'handed-over',
+        'maintenance',
         'lost-race',
         'preempted',
         'fault',

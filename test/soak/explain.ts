@@ -17,6 +17,7 @@ export const REASON_TEXT: Readonly<Record<TransitionReason, string>> = {
   elected: 'won after a clean release: claims at once',
   'elected-guarded': 'won after an unclean vacancy: the takeover guard, then a quiet wire',
   adopted: 'found its own leader key (a lost campaign reply): treated as unclean',
+  maintenance: 'coord maintenance on: handed the group over, stands with priority 0',
   'handed-over':
     'the previous holder removed its VIP and handed it the group in one transaction: claims at once',
   'lost-race': 'another node won the campaign',

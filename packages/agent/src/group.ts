@@ -158,8 +158,9 @@ export class GroupRunner {
   }
 
   /** This node's own claim (priority, preemption, candidacy) changed: a config reload, a health check, etcd. */
-  updateSelf(self: GroupConfig['self']): void {
-    this.config = { ...this.config, self };
+  /** Our candidacy as it is now; `maintenance`: its priority 0 is `coord maintenance on`, not a fault. */
+  updateSelf(self: GroupConfig['self'], maintenance = false): void {
+    this.config = { ...this.config, self, maintenance };
     this.dispatch({ type: 'tick', now: this.opts.clock.now() });
   }
 

@@ -5,6 +5,7 @@ import {
   formatCidr,
   within,
   type Clock,
+  type GroupSettings,
   type Logger,
   type NodeConfig,
   type Repeating,
@@ -27,6 +28,7 @@ import {
   createEtcdBackend,
   loadConnection,
   decodeLeader,
+  decodeMaintenance,
   decodeMember,
   ElectionStore,
   ensurePeerKey,
@@ -37,6 +39,7 @@ import {
   type EtcdClientBackend,
   type Entry,
   type HolderFacts,
+  type MaintenanceRecord,
   type Successor,
   type MemberRecord,
   type StatusRecord,
@@ -102,6 +105,8 @@ export interface NodeStatus extends StatusRecord {
   readonly session: { leaseId: string | null; ttlMs: number };
   /** Whether this node may be elected, and if not, why. */
   readonly candidacy: { candidate: boolean; blockedBy: readonly CandidacyBlock[] };
+  /** `coord maintenance on` for this node: who, why, since when (wall ms); absent when off. */
+  readonly maintenance?: MaintenanceRecord;
   readonly groups: {
     name: string;
     role: string;
@@ -167,6 +172,8 @@ export class CoordNode {
   private promptRun = 0;
   private acksSlow = false;
   private candidate = false;
+  /** `coord maintenance on` for this node (its key in etcd), or undefined. */
+  private maintenance: MaintenanceRecord | undefined;
   /** The peer channel (fast failover, etcd outage hold), what acts on it, and where we receive heartbeats. */
   private peer:
     | {
@@ -287,8 +294,12 @@ export class CoordNode {
       logger: this.log,
       onChange: (change, view) => {
         const changed = [...change.puts, ...change.deletes];
-        // Status writes (every node, every 2 s) say nothing about the election: re-evaluate only on members/groups.
-        const election = (k: string) => k.startsWith(this.keys.members) || k.startsWith(this.keys.groups);
+        // Status writes (every node, every 2 s) say nothing about the election: re-evaluate only on members, groups
+        // and maintenance marks.
+        const election = (k: string) =>
+          k.startsWith(this.keys.members) ||
+          k.startsWith(this.keys.groups) ||
+          k.startsWith(this.keys.maintenances);
         if (change.resync || changed.some((e) => election(e.key))) this.onView(change.revision, view);
         // After the groups saw this batch: a node that just became a candidate decides on current facts.
         this.updateCandidacy();
@@ -627,6 +638,7 @@ export class CoordNode {
       node: this.config.node,
       session: { leaseId: this.session.currentLeaseId, ttlMs: this.session.grantedTtlMs },
       candidacy: { candidate: this.candidate, blockedBy: this.candidacyBlocks() },
+      ...(this.maintenance === undefined ? {} : { maintenance: this.maintenance }),
       groups: this.groups.map((g) => {
         const s = g.current;
         const settings = this.config.groups.find((x) => x.name === g.name);
@@ -686,7 +698,10 @@ export class CoordNode {
     if (group === undefined) return;
     const runner = this.groups.find((g) => g.name === group.name);
     const holding = runner?.current.role === 'leader' && runner.current.vipHeld;
-    if (e.op === 'add' && holding) return;
+    // Our own refreshes (four a second) say nothing new; our first add does: list once, so status and the
+    // coord_vip_present gauge show it now rather than at the next periodic comparison.
+    const known = this.present.get(group.interface)?.has(e.address.address) === true;
+    if (e.op === 'add' && holding && known) return;
     if (this.reconcilePending) return;
     this.reconcilePending = true;
     // A burst of notifications (several VIPs of a group) becomes one comparison.
@@ -881,13 +896,43 @@ export class CoordNode {
     const g = this.config.groups.find((x) => x.name === group);
     const runner = this.groups.find((x) => x.name === group);
     if (g === undefined || runner === undefined) return;
-    runner.updateSelf({
-      node: this.config.node,
-      priority: this.effective.get(group) ?? g.priority,
-      preempt: g.preempt,
-      preemptDelayMs: g.preemptDelayMs,
-      candidate: this.candidate,
-    });
+    runner.updateSelf(
+      {
+        node: this.config.node,
+        priority: this.publishedPriority(g),
+        preempt: g.preempt,
+        preemptDelayMs: g.preemptDelayMs,
+        candidate: this.candidate,
+      },
+      this.maintenance !== undefined,
+    );
+  }
+
+  /** The priority a group stands with: 0 in maintenance, else after health checks (0 = fault). */
+  private publishedPriority(g: GroupSettings): number {
+    return this.maintenance !== undefined ? 0 : (this.effective.get(g.name) ?? g.priority);
+  }
+
+  /**
+   * Our maintenance mark in etcd (`coord maintenance on|off`) came or went: every group stands with priority 0
+   * while it is on — a holder hands its group over, nobody campaigns here — and with its usual one after.
+   */
+  private onMaintenance(entry: Entry | undefined): void {
+    const next = entry === undefined ? undefined : decodeMaintenance(entry.value);
+    if ((next === undefined) === (this.maintenance === undefined)) return;
+    this.maintenance = next;
+    if (next !== undefined)
+      this.log.warn(
+        'maintenance on: handing the groups over and not campaigning until coord maintenance off',
+        {
+          ...(next.by === '' ? {} : { by: next.by }),
+          ...(next.reason === '' ? {} : { reason: next.reason }),
+        },
+      );
+    else this.log.info('maintenance off: standing for election again');
+    for (const g of this.config.groups) this.refreshSelf(g.name);
+    const lease = this.session.currentLeaseId;
+    if (lease !== null) this.registerMember(lease);
   }
 
   /**
@@ -1031,7 +1076,7 @@ export class CoordNode {
           g.name,
           {
             // Published priority: after health checks (0 = fault), so every node elects on the same facts.
-            priority: this.effective.get(g.name) ?? g.priority,
+            priority: this.publishedPriority(g),
             preempt: g.preempt,
             preemptDelayMs: g.preemptDelayMs,
             vips: g.vips.map(formatCidr),
@@ -1075,6 +1120,7 @@ export class CoordNode {
       }),
     );
     this.peer?.channel.retain(new Set(this.memberInfo.keys()));
+    this.onMaintenance(view.get(this.keys.maintenance(this.config.node)));
     for (const g of this.groups) {
       const candidates: Candidate[] = [];
       for (const m of members) {

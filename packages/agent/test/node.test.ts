@@ -80,6 +80,36 @@ describe('CoordNode in a simulated cluster', () => {
     expect(s.logs('b', 'transition').filter((f) => f.reason === 'preempted')).toEqual([]);
   });
 
+  it('maintenance: the holder hands over at once, stays out across a restart, and takes the group back when off', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    const key = '/coord/sim/maintenance/a';
+    s.etcd.put(key, JSON.stringify({ by: 'ops@x', reason: 'kernel upgrade', since: 1 }));
+    const took = await s.until('b holds alone', () => s.holder() === 'b', 3000, 1);
+    expect(took).toBeLessThan(60);
+    expect(s.logs('a', 'transition').some((f) => f.reason === 'maintenance')).toBe(true);
+    expect(
+      s
+        .logs('b', 'transition')
+        .filter((f) => f.to === 'leader')
+        .at(-1)?.reason,
+    ).toBe('handed-over');
+    expect(s.node('a').node.status().maintenance).toMatchObject({ reason: 'kernel upgrade' });
+    // Restarted, a (priority 150) stays out: the mark has no lease.
+    s.restart('a');
+    await s.run(3000);
+    expect(s.holder()).toBe('b');
+    expect(
+      decodeMember(s.etcd.peek('/coord/sim/members/a')?.value ?? Buffer.alloc(0))?.groups.g?.priority,
+    ).toBe(0);
+    // Off: a stands with 150 again and preempts b, by a handover.
+    s.etcd.delete(key);
+    await s.until('a holds again', () => s.holder() === 'a', 3000);
+    expect(s.lan.violations).toEqual([]);
+  });
+
   it('SIGSTOP of the holder for 2 × TTL: another takes over; on resume the frozen node drops the VIP first', async () => {
     const s = three();
     await s.startAll();

@@ -5,6 +5,7 @@ import {
   CONTROL_OPTIONS,
   DOCTOR_OPTIONS,
   DRAIN_OPTIONS,
+  MAINTENANCE_OPTIONS,
   envArgs,
   JOIN_OPTIONS,
   LIST_OPTIONS,
@@ -29,6 +30,7 @@ const load = {
   status: () => import('./status.js'),
   check: () => import('./check.js'),
   doctor: () => import('./doctor.js'),
+  maintenance: () => import('./maintenance.js'),
   target: () => import('./target.js'),
   control: () => import('@coord/agent/control'),
   etcd: () => import('@coord/etcd'),
@@ -106,7 +108,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .recommendCommands()
     .demandCommand(
       1,
-      'name a command: join | status | service | server | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
+      'name a command: join | status | service | server | maintenance | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
     )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
@@ -363,6 +365,23 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           }
         }
         process.stdout.write(`${summarize(file, config)}\n`);
+      },
+    )
+    .command(
+      COMMANDS.maintenance.command,
+      COMMANDS.maintenance.summary,
+      (y) =>
+        documented(
+          y
+            .positional('state', { type: 'string', choices: ['on', 'off'] as const, demandOption: true })
+            .options(MAINTENANCE_OPTIONS),
+          COMMANDS.maintenance,
+        ),
+      async (a) => {
+        const { describeMaintenance, setMaintenance } = await load.maintenance();
+        const state = a.state === 'on' ? 'on' : 'off';
+        const r = await setMaintenance({ ...a, state });
+        process.stdout.write(`${describeMaintenance(state, r)}\n`);
       },
     )
     .command(

@@ -181,6 +181,17 @@ export const ROLES_OPTIONS = {
   },
 } as const satisfies OptionTable;
 
+export const MAINTENANCE_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  ...TIMEOUT_OPTION,
+  node: {
+    type: 'string',
+    describe:
+      'the node to put in or take out of maintenance [default: this node (node in the config, else the host name)]',
+  },
+  reason: { type: 'string', describe: 'why, shown in coord status (e.g. "kernel upgrade")' },
+} as const satisfies OptionTable;
+
 export const CHECK_OPTIONS = {
   config: CONNECTION_OPTIONS.config,
   strict: {
@@ -205,6 +216,7 @@ export const COMMAND_OPTIONS: Readonly<Record<string, OptionTable>> = {
   'reload-config': CONTROL_OPTIONS,
   'check-config': CHECK_OPTIONS,
   doctor: DOCTOR_OPTIONS,
+  maintenance: MAINTENANCE_OPTIONS,
 };
 
 /** COORD_ETCD_CACERT ↔ --etcd-cacert. */
@@ -407,6 +419,21 @@ export const COMMANDS = {
         'coord etcd-roles --cluster prod --apply --etcd https://10.0.0.2:2379 --etcd-user root --etcd-password-file /root/etcd-root',
         'create them',
       ],
+    ],
+  },
+  maintenance: {
+    command: 'maintenance <state>',
+    summary:
+      'on: the node hands its groups to other nodes and does not campaign, across restarts, until off (kept in etcd)',
+    description:
+      'The mark is a key under the cluster in etcd without a lease, so it survives restarts of the node and can be ' +
+      'set from any machine with etcd access. While it is on the node publishes priority 0 for every group: a ' +
+      'holder removes its VIP and hands the group to the best other node in one etcd write; coord status shows ' +
+      'MAINTENANCE. Exit 0 also when the mark already was as asked.',
+    options: MAINTENANCE_OPTIONS,
+    examples: [
+      ['coord maintenance on --reason "kernel upgrade"', 'on this node, before patching it'],
+      ['coord maintenance off --node lb2', 'lb2 stands for election again (from anywhere with etcd access)'],
     ],
   },
   doctor: {

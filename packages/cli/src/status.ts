@@ -2,6 +2,7 @@ import { CoordError } from '@coord/core';
 import {
   clusterKeys,
   decodeLeader,
+  decodeMaintenance,
   decodeMember,
   decodeStatus,
   readPrefix,
@@ -21,6 +22,8 @@ export interface ClusterStatus {
     candidate: boolean;
     groups: Record<string, { priority: number; preempt: boolean }>;
     lastSeenMsAgo: number | null;
+    /** `coord maintenance on` for this node: by whom and why (null: not in maintenance). */
+    maintenance: { by: string; reason: string } | null;
     version: string;
     /** Where the node hears peer-channel heartbeats (fast failover on), else null. */
     peer: { address: string; port: number } | null;
@@ -91,10 +94,13 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
       }
       const st = statuses.get(node);
       const h = st?.haproxy;
+      const mark = entries.get(keys.maintenance(node));
+      const maint = mark === undefined ? null : decodeMaintenance(mark.value);
       members.push({
         node,
         alive: true,
         candidate: m?.candidate ?? true,
+        maintenance: maint === null ? null : { by: maint.by, reason: maint.reason },
         groups,
         lastSeenMsAgo: st === undefined || st.at === 0 ? null : Math.max(0, now - st.at),
         version: m?.version ?? '',
@@ -146,7 +152,12 @@ export function formatClusterStatus(s: ClusterStatus): string {
       .join(', ');
     const seen =
       m.lastSeenMsAgo === null ? 'no status yet' : `last seen ${(m.lastSeenMsAgo / 1000).toFixed(1)} s ago`;
-    const cand = m.candidate ? '' : '  NOT A CANDIDATE (see coord status --local on that node)';
+    const cand =
+      m.maintenance !== null
+        ? `  MAINTENANCE${m.maintenance.reason === '' ? '' : ` (${m.maintenance.reason})`}: coord maintenance off --node ${m.node} ends it`
+        : m.candidate
+          ? ''
+          : '  NOT A CANDIDATE (see coord status --local on that node)';
     const fast = m.peer === null ? '' : `  fast failover (${m.peer.address}:${m.peer.port}/udp)`;
     lines.push(`  ${m.node.padEnd(16)} alive  priority ${prio.padEnd(20)} ${seen}${cand}${fast}`);
   }
@@ -191,6 +202,7 @@ interface LocalStatus {
   status?: {
     session?: { leaseId: string | null; ttlMs: number };
     candidacy?: { candidate: boolean; blockedBy: readonly string[] };
+    maintenance?: { by: string; reason: string; since: number };
     groups?: readonly {
       name: string;
       role?: string;
@@ -229,6 +241,10 @@ export function formatLocalStatus(raw: unknown): string {
   if (st.session !== undefined)
     lines.push(
       `  session  ${st.session.leaseId === null ? 'none' : `lease ${st.session.leaseId}, TTL ${st.session.ttlMs / 1000} s`}`,
+    );
+  if (st.maintenance !== undefined)
+    lines.push(
+      `  MAINTENANCE  since ${new Date(st.maintenance.since).toISOString()}${st.maintenance.by === '' ? '' : ` by ${st.maintenance.by}`}${st.maintenance.reason === '' ? '' : `: ${st.maintenance.reason}`} (coord maintenance off ends it)`,
     );
   if (st.candidacy !== undefined)
     lines.push(

@@ -67,6 +67,8 @@ export type TransitionReason =
   | 'preempted'
   /** A tracked check without weight failed: publish priority 0 and hand over. */
   | 'fault'
+  /** `coord maintenance on`: publish priority 0, hand over, do not campaign until it is off. */
+  | 'maintenance'
   /** etcd acks stayed slower than the ack window: the VIP could not be claimed safely, so hand over. */
   | 'slow-acks'
   | 'stopping';
@@ -84,6 +86,8 @@ export interface GroupConfig {
    * promises (docs/design.md, "Riding out etcd outages"). Undefined: fence at the deadline (`fence`).
    */
   readonly holdMaxMs?: number;
+  /** `coord maintenance on` (self.priority is then 0): leaving is for maintenance, not a fault. */
+  readonly maintenance?: boolean;
 }
 
 export interface Session {
@@ -330,7 +334,13 @@ function transition(
 }
 
 /** Reasons to leave a group that we hold and that another member should take over at once. */
-const HAND_OVER_ON: ReadonlySet<TransitionReason> = new Set(['stopping', 'preempted', 'fault', 'slow-acks']);
+const HAND_OVER_ON: ReadonlySet<TransitionReason> = new Set([
+  'stopping',
+  'preempted',
+  'fault',
+  'maintenance',
+  'slow-acks',
+]);
 
 /**
  * Leave leadership: the VIP goes first, always (and the wire probe with it). `self`: our own name — when we leave
@@ -765,7 +775,14 @@ function evaluateLeader(config: GroupConfig, state: GroupState, now: number, eff
   }
   if (config.self.priority < 1) {
     // Faulted (a health check with no weight failed): never hold the VIP, hand the group over cleanly.
-    return dropLeadership(s, 'fault', effects, true, undefined, config.self.node);
+    return dropLeadership(
+      s,
+      config.maintenance === true ? 'maintenance' : 'fault',
+      effects,
+      true,
+      undefined,
+      config.self.node,
+    );
   }
   const pre = preemptingChallenger(config.self, challengers(s), s.seenSince);
   if (pre !== undefined && pre.dueAt <= now) {

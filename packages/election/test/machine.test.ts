@@ -512,6 +512,21 @@ describe('election machine', () => {
       expect(early.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: false });
     });
 
+    it('maintenance (priority 0, flagged): leaves as "maintenance", handing over like a fault', () => {
+      const { state } = elected(true);
+      const others = run([{ type: 'members-observed', now: 10, members: [me, lb2] }], config, state);
+      const cfg: GroupConfig = { ...config, self: { ...me, priority: 0 }, maintenance: true };
+      const r = run([{ type: 'tick', now: 20 }], cfg, others.state);
+      expect(r.state.role).toBe('follower');
+      expect(r.effects).toContainEqual(
+        expect.objectContaining({ type: 'transition', reason: 'maintenance' }),
+      );
+      expect(r.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true, to: 'lb2' });
+      // Without the flag the same priority 0 is a fault.
+      const fault = run([{ type: 'tick', now: 20 }], { ...cfg, maintenance: false }, others.state);
+      expect(fault.effects).toContainEqual(expect.objectContaining({ type: 'transition', reason: 'fault' }));
+    });
+
     it('a fenced holder leaves without naming a successor (its lease may be gone)', () => {
       const { state } = elected(true);
       const others = run([{ type: 'members-observed', now: 10, members: [me, lb2] }], config, state);

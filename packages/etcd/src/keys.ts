@@ -17,6 +17,9 @@ export interface ClusterKeys {
   /** The peer channel's settings shared by the cluster (the HMAC key), see records.ts. */
   readonly peer: string;
   readonly peerKey: string;
+  /** A node's maintenance mark (no lease: it survives the node's restarts), see records.ts. */
+  maintenance(node: string): string;
+  readonly maintenances: string;
 }
 
 export function clusterKeys(cluster: string): ClusterKeys {
@@ -34,5 +37,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     status: (node) => `${prefix}status/${node}`,
     peer: `${prefix}peer/`,
     peerKey: `${prefix}peer/key`,
+    maintenances: `${prefix}maintenance/`,
+    maintenance: (node) => `${prefix}maintenance/${node}`,
   };
 }

@@ -154,6 +154,31 @@ export function encodeLastHolder(r: LastHolderRecord): string {
   return JSON.stringify(r);
 }
 
+// ── maintenance/<node> ───────────────────────────────────────────────────────────────────────────────────────
+
+const maintenanceSchema = z.object({
+  /** Who set it and why, for `coord status` (free text, bounded). */
+  by: z.string().max(253).catch(''),
+  reason: z.string().max(500).catch(''),
+  /** Wall-clock ms, for display only. */
+  since: z.number().catch(0),
+});
+
+/**
+ * `coord maintenance on`: while this key exists the node publishes priority 0 for every group, hands what it holds
+ * to another node and does not campaign. Any value counts as "on" — a key an operator wrote by hand with etcdctl
+ * must not be ignored — and the fields are only shown.
+ */
+export type MaintenanceRecord = z.infer<typeof maintenanceSchema>;
+
+export function decodeMaintenance(value: Buffer): MaintenanceRecord {
+  return decodeWith(maintenanceSchema, value) ?? { by: '', reason: '', since: 0 };
+}
+
+export function encodeMaintenance(r: MaintenanceRecord): string {
+  return JSON.stringify(r);
+}
+
 // ── peer/key ──────────────────────────────────────────────────────────────────────────────────────────────────
 
 /** The peer channel's HMAC key: 32 random bytes, base64, created by the first node that joins (no lease). */
@@ -197,6 +222,11 @@ const statusSchema = z.object({
   node: nodeName,
   groups: z.array(statusGroupSchema).readonly().catch([]),
   haproxy: statusHaproxySchema.optional().catch(undefined),
+  /** Set while the node is in maintenance (`coord maintenance on`). */
+  maintenance: z
+    .object({ by: z.string().catch(''), reason: z.string().catch(''), since: z.number().catch(0) })
+    .optional()
+    .catch(undefined),
   /** Wall-clock ms of the write. */
   at: z.number().catch(0),
 });

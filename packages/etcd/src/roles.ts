@@ -17,8 +17,8 @@ export interface RoleSpec {
  * `coord-node-<cluster>`: exactly what `coord join` needs — read the whole cluster prefix (the view), write its
  * member, status and the groups' leader/last-holder keys, and create the peer channel's key on first join. Leases
  * need no key permission (a revoke — ours, or a silent holder's under fast failover — needs write on the keys
- * attached, which these grant). It cannot change services.
- * `coord-admin-<cluster>`: read the cluster, write services (coord service/server set|rm).
+ * attached, which these grant), and set its own maintenance mark. It cannot change services.
+ * `coord-admin-<cluster>`: read the cluster, write services (coord service/server set|rm) and maintenance marks.
  */
 export function coordRoles(cluster: string): RoleSpec[] {
   const k = clusterKeys(cluster);
@@ -32,14 +32,17 @@ export function coordRoles(cluster: string): RoleSpec[] {
         { permission: 'readwrite', prefix: k.statuses },
         { permission: 'readwrite', prefix: k.groups },
         { permission: 'readwrite', prefix: k.peer },
+        // `coord maintenance on|off` run on the node itself, with the node's own credentials.
+        { permission: 'readwrite', prefix: k.maintenances },
       ],
     },
     {
       name: `coord-admin-${cluster}`,
-      purpose: 'coord service/server set|rm and coord status',
+      purpose: 'coord service/server set|rm, coord maintenance and coord status',
       permissions: [
         { permission: 'read', prefix: k.prefix },
         { permission: 'readwrite', prefix: k.services },
+        { permission: 'readwrite', prefix: k.maintenances },
       ],
     },
   ];
