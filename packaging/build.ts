@@ -270,8 +270,9 @@ function control(ver: string, arch: string, installedKb: number): string {
     `Architecture: ${arch}`,
     `Maintainer: ${MAINTAINER}`,
     `Installed-Size: ${installedKb}`,
-    'Depends: libc6 (>= 2.28), libgcc-s1 (>= 3.0), libstdc++6 (>= 10)',
-    'Recommends: haproxy (>= 2.6), iproute2',
+    // iproute2: the dead-man helper removes a crashed coord's VIPs with ip(8) (packages/vip/src/dead-man.ts).
+    'Depends: libc6 (>= 2.28), libgcc-s1 (>= 3.0), libstdc++6 (>= 10), iproute2',
+    'Recommends: haproxy (>= 2.6)',
     'Suggests: etcd-client',
     'Section: admin',
     'Priority: optional',

@@ -157,8 +157,10 @@ export class GroupRunner {
     return this.removeFailed;
   }
 
-  /** This node's own claim (priority, preemption, candidacy) changed: a config reload, a health check, etcd. */
-  /** Our candidacy as it is now; `maintenance`: its priority 0 is `coord maintenance on`, not a fault. */
+  /**
+   * This node's own claim (priority, preemption, candidacy) changed: a config reload, a health check, etcd, a
+   * maintenance mark (`maintenance`: its priority 0 is `coord maintenance on`, not a fault).
+   */
   updateSelf(self: GroupConfig['self'], maintenance = false): void {
     this.config = { ...this.config, self, maintenance };
     this.dispatch({ type: 'tick', now: this.opts.clock.now() });

@@ -1037,7 +1037,13 @@ export class CoordNode {
   private async resign(group: string, epoch: number, clean: boolean, to?: string): Promise<boolean> {
     const lease = this.session.currentLeaseId ?? '0';
     const info = to === undefined ? undefined : this.memberInfo.get(to);
-    if (clean && to !== undefined && info?.takeover !== undefined && info.leaseId !== '0') {
+    if (
+      clean &&
+      to !== undefined &&
+      info?.takeover !== undefined &&
+      info.leaseId !== '0' &&
+      info.leaseId !== ''
+    ) {
       const successor: Successor = {
         node: to,
         leaseId: info.leaseId,

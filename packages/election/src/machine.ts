@@ -11,7 +11,7 @@
  *     │  remove VIP, then resign                                                                       │
  *     └────────────────────────────────────────────────────────────────────────────────────────────────┘
  *
- *  Leaving cleanly (stop, preempted, fault, slow acks) with another electable member: VIP removed, then the key put
+ *  Leaving cleanly (stop, preempted, fault, maintenance, slow acks) with another electable member: VIP removed, then the key put
  *  under that member's lease in one transaction; the member finds its own key marked "handed over" and claims at
  *  once (FOLLOWER → LEADER, docs/design.md "Handing over").
  *
@@ -774,7 +774,7 @@ function evaluateLeader(config: GroupConfig, state: GroupState, now: number, eff
     effects.push({ type: 'arm-timer', at: s.fencedAt + grace });
   }
   if (config.self.priority < 1) {
-    // Faulted (a health check with no weight failed): never hold the VIP, hand the group over cleanly.
+    // Faulted (a health check with no weight failed) or in maintenance: never hold the VIP, hand it over cleanly.
     return dropLeadership(
       s,
       config.maintenance === true ? 'maintenance' : 'fault',
