@@ -25,15 +25,7 @@ export async function checkConfigFile(
   if (!r.ok) return { config: undefined, issues: r.issues };
   const issues: ConfigIssue[] = [];
   // Commands are split without a shell; refuse what only a shell could honour.
-  const commands: [string, string | undefined][] = [
-    ...r.config.track.scripts.map((t, i): [string, string] => [`track.scripts[${i}].command`, t.command]),
-    ['notify.any', r.config.notify.any],
-    ['notify.leader', r.config.notify.leader],
-    ['notify.follower', r.config.notify.follower],
-    ['notify.fault', r.config.notify.fault],
-    ['notify.stop', r.config.notify.stop],
-  ];
-  for (const [where, cmd] of commands) {
+  for (const [where, cmd] of commandsOf(r.config)) {
     if (cmd === undefined) continue;
     try {
       parseCommand(cmd);
@@ -110,15 +102,7 @@ export async function missingFileWarnings(c: NodeConfig): Promise<ConfigIssue[]>
       message: `${c.haproxy.bin} cannot be run here`,
       hint: 'apt install haproxy, or set haproxy.bin to where it is',
     });
-  const commands: [string, string | undefined][] = [
-    ...c.track.scripts.map((t, i): [string, string] => [`track.scripts[${i}].command`, t.command]),
-    ['notify.any', c.notify.any],
-    ['notify.leader', c.notify.leader],
-    ['notify.follower', c.notify.follower],
-    ['notify.fault', c.notify.fault],
-    ['notify.stop', c.notify.stop],
-  ];
-  for (const [where, cmd] of commands) {
+  for (const [where, cmd] of commandsOf(c)) {
     if (cmd === undefined) continue;
     const program = parseCommand(cmd)[0];
     if (program !== undefined && !(await runnable(program)))
@@ -131,4 +115,16 @@ export async function missingFileWarnings(c: NodeConfig): Promise<ConfigIssue[]>
       });
   }
   return out;
+}
+
+/** Every command a config runs (track scripts, notify hooks), with its field path. */
+function commandsOf(c: NodeConfig): [string, string | undefined][] {
+  return [
+    ...c.track.scripts.map((t, i): [string, string] => [`track.scripts[${i}].command`, t.command]),
+    ['notify.any', c.notify.any],
+    ['notify.leader', c.notify.leader],
+    ['notify.follower', c.notify.follower],
+    ['notify.fault', c.notify.fault],
+    ['notify.stop', c.notify.stop],
+  ];
 }
