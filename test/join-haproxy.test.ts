@@ -151,6 +151,87 @@ describe('coord join --haproxy-config', () => {
     );
   });
 
+  it('a change that needs a reload rolls out one node at a time, holder last; one that does not serve stops at the first node', async () => {
+    const holder = await waitForSingleHolder(lab, vip);
+    const setWeb = (...more: string[]) =>
+      coord(lab.hosts[0]!, [
+        'service',
+        'set',
+        'web',
+        '--bind',
+        `${vip}:80`,
+        '--bind',
+        '0.0.0.0:8080',
+        ...more,
+      ]);
+    const set = await setWeb('--bind', '0.0.0.0:8081', '--rollout-check', '/');
+    expect(set.exitCode, set.stderr).toBe(0);
+    expect(set.stdout).toMatch(/rolling out to \S+ → \S+ → \S+ \(one at a time, holders last\)/);
+    expect(set.stdout).toMatch(/rollout of web done in [\d.]+ s: every node serves it/);
+    type Rollout = {
+      service: string;
+      state: string;
+      order: string[];
+      steps: Record<string, { state: string; at: number }>;
+      reason?: string;
+    };
+    const status = async () =>
+      JSON.parse((await coord(lab.hosts[1]!, ['status', '--json'])).stdout) as { rollouts: Rollout[] };
+    const web = (await status()).rollouts.find((r) => r.service === 'web');
+    expect(web?.state).toBe('done');
+    expect(web?.order).toHaveLength(3);
+    expect(web?.order.at(-1)).toBe(holder);
+    // Each node passed after the one before it.
+    const at = (web?.order ?? []).map((n) => web?.steps[n]?.at ?? NaN);
+    expect(at.every((t, i) => i === 0 || t >= (at[i - 1] ?? Infinity))).toBe(true);
+    for (const h of lab.hosts) expect(await get(`http://${h.ip}:8081/`)).toBe('backend-A');
+
+    // A new service with no server: \`haproxy -c\` accepts it, but it answers 503. The first node's gate fails,
+    // the rollout stops, and that node goes back to the previous version (no api service); the others never ran it.
+    const bad = await coord(lab.hosts[0]!, [
+      'service',
+      'set',
+      'api',
+      '--bind',
+      '0.0.0.0:8090',
+      '--rollout-check',
+      '/',
+    ]);
+    expect(bad.exitCode, bad.stderr + bad.stdout).toBe(7);
+    expect(bad.stderr).toMatch(
+      /rollout of api stopped: \S+: gate \/: GET \/ answered 503; every node runs the previous version/,
+    );
+    const api = (await status()).rollouts.find((r) => r.service === 'api');
+    expect(api?.state).toBe('stopped');
+    const first = api?.order[0] ?? '';
+    expect(api?.steps[first]?.state).toBe('failed');
+    expect(Object.keys(api?.steps ?? {})).toEqual([first]);
+    for (const h of lab.hosts)
+      await waitFor(
+        `${h.name} to serve no api (the previous version)`,
+        async () => ((await get(`http://${h.ip}:8090/`, 1000)).startsWith('ERR') ? true : undefined),
+        { timeoutMs: 10_000, intervalMs: 200 },
+      );
+    for (const h of lab.hosts) expect(await get(`http://${h.ip}:8080/`)).toBe('backend-A');
+    const human = await coord(lab.hosts[2]!, ['status']);
+    expect(human.stdout).toMatch(/rollout api: STOPPED/);
+    const list = await coord(lab.hosts[2]!, ['service', 'list']);
+    expect(list.stdout).toMatch(/ROLLOUT STOPPED/);
+    expect((await coord(lab.hosts[0]!, ['service', 'rm', 'api'])).exitCode).toBe(0);
+
+    // --rollout parallel: every node at once, no rollout record, nothing to wait for.
+    const parallel = await setWeb('--rollout', 'parallel');
+    expect(parallel.exitCode, parallel.stderr).toBe(0);
+    expect(parallel.stdout).not.toMatch(/rolling out/);
+    expect((await status()).rollouts.filter((r) => r.service === 'web')).toEqual([]);
+    for (const h of lab.hosts)
+      await waitFor(
+        `${h.name} to stop serving :8081`,
+        async () => ((await get(`http://${h.ip}:8081/`, 1000)).startsWith('ERR') ? true : undefined),
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
+  });
+
   it('server set, disable, enable and rm from the CLI reach every node through the runtime API: no reload', async () => {
     const reloads = async () =>
       Promise.all(

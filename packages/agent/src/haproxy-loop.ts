@@ -1,13 +1,24 @@
 import { createHash } from 'node:crypto';
 import { errorMessage, type Clock, type Logger } from '@coord/core';
-import type { Entry } from '@coord/etcd';
+import { clusterKeys, updateKey, type EtcdBackend, type Entry } from '@coord/etcd';
 import {
   checkServiceSet,
+  decodeRollout,
   decodeServiceEntries,
+  effectiveServices,
+  encodeRollout,
+  isTurn,
+  probeGate,
+  rolloutApplies,
+  rolloutKey,
+  rolloutsPrefix,
   serializeService,
+  serviceKey,
   servicesPrefix,
+  withVerdict,
   type ApplyResult,
   type HaproxyDriver,
+  type RolloutRecord,
   type Service,
 } from '@coord/haproxy';
 import type { Metrics } from './metrics.js';
@@ -44,7 +55,19 @@ export function modelFingerprint(services: readonly Service[]): string {
  * swaps, reloads, confirms and rolls back).
  */
 export class HaproxyLoop {
+  /** What etcd says (last good value of each service): a bad value falls back to these. */
+  private committed = new Map<string, Service>();
+  /** What this node runs: `committed`, with services under a rolling rollout at the version this node is at. */
   private current = new Map<string, Service>();
+  /** Running rollouts whose turn is this node's: id → when the turn started (clock.now()). */
+  private readonly turns = new Map<string, { record: RolloutRecord; since: number }>();
+  /** Turns being judged (gate, verdict write), by rollout id. */
+  private readonly judging = new Set<string>();
+  private present = new Set<string>();
+  /** A rollout is running for one of the services: nodes coming and going matter. */
+  private rolling = false;
+  private etcd: EtcdBackend | undefined;
+  private lastView: { revision: number; view: ReadonlyMap<string, Entry> } | undefined;
   private lastFingerprint: string | undefined;
   /** Apply requests handed to the driver so far (and clash verdicts): only the newest one reports its result. */
   private requests = 0;
@@ -60,10 +83,19 @@ export class HaproxyLoop {
       logger: Logger;
       metrics?: Metrics;
       onApplied?: (s: HaproxyStatus) => void;
+      /** This node's name: rolling rollouts need it (without it, every change applies at once). */
+      node?: string;
+      /** How long a node's new worker has to pass a rollout's gate (default 5 s). */
+      gateWithinMs?: number;
     },
   ) {
     this.log = opts.logger.child({ component: 'haproxy-loop' });
     this.prefix = servicesPrefix(opts.cluster);
+  }
+
+  /** The etcd client the node runs on: rollout verdicts are written with it. */
+  attachEtcd(etcd: EtcdBackend): void {
+    this.etcd = etcd;
   }
 
   get status(): HaproxyStatus | undefined {
@@ -123,11 +155,20 @@ export class HaproxyLoop {
     view: ReadonlyMap<string, Entry>,
     resync: boolean,
   ): void {
-    if (!resync && !changed.some((e) => e.key.startsWith(this.prefix))) return;
+    this.lastView = { revision, view };
+    const rollouts = rolloutsPrefix(this.opts.cluster);
+    const statuses = clusterKeys(this.opts.cluster).statuses;
+    const relevant = (k: string) =>
+      k.startsWith(this.prefix) ||
+      k.startsWith(rollouts) ||
+      // A node that comes or goes can make it this node's turn.
+      (this.rolling && k.startsWith(statuses));
+    if (!resync && !changed.some((e) => relevant(e.key))) return;
     const entries = [...view.values()]
       .filter((e) => e.key.startsWith(this.prefix))
       .map((e) => ({ key: e.key, value: e.value }));
-    const { services, errors } = decodeServiceEntries(this.opts.cluster, entries, this.current);
+    const decoded = decodeServiceEntries(this.opts.cluster, entries, this.committed);
+    const errors = [...decoded.errors];
     for (const e of errors) {
       this.log.error('refused a service value from etcd', {
         key: e.key,
@@ -135,6 +176,7 @@ export class HaproxyLoop {
         errors: e.errors.map((x) => `${x.path}: ${x.message}`),
       });
     }
+    const services = this.atThisNode(decoded.services, view, statuses, rollouts, errors);
     const list = [...services.values()];
     const clashes = checkServiceSet(list);
     const refused = errors.map((e) => ({
@@ -161,9 +203,13 @@ export class HaproxyLoop {
       this.opts.onApplied?.(this.state);
       return;
     }
+    this.committed = decoded.services;
     this.current = services;
     const fingerprint = modelFingerprint(list);
-    if (fingerprint === this.lastFingerprint && !resync && refused.length === 0) return;
+    if (fingerprint === this.lastFingerprint && !resync && refused.length === 0) {
+      this.judgeTurns();
+      return;
+    }
     this.lastFingerprint = fingerprint;
     const startedAt = this.opts.clock.now();
     const request = ++this.requests;
@@ -207,8 +253,142 @@ export class HaproxyLoop {
           at: this.opts.clock.wallNow(),
         };
         this.opts.onApplied?.(this.state);
+        this.judgeTurns();
       },
       (e: unknown) => this.log.error('haproxy apply failed', { revision, error: errorMessage(e) }),
     );
+  }
+
+  /**
+   * The service set this node runs now (rollout.ts): each service under a rolling rollout at the version this
+   * node is at. Turns that became this node's are noted; a rollout value that does not decode is refused (the
+   * service applies as etcd has it).
+   */
+  private atThisNode(
+    services: Map<string, Service>,
+    view: ReadonlyMap<string, Entry>,
+    statuses: string,
+    rollouts: string,
+    errors: { key: string; errors: { path: string; message: string }[]; keptPrevious: boolean }[],
+  ): Map<string, Service> {
+    const me = this.opts.node;
+    if (me === undefined) return services;
+    this.present = new Set(
+      [...view.keys()].filter((k) => k.startsWith(statuses)).map((k) => k.slice(statuses.length)),
+    );
+    const records: { record: RolloutRecord; applies: boolean }[] = [];
+    for (const e of view.values()) {
+      if (!e.key.startsWith(rollouts)) continue;
+      const record = decodeRollout(e.value);
+      if (record === undefined) {
+        errors.push({
+          key: e.key,
+          errors: [{ path: '', message: 'not a rollout record; the service applies as etcd has it' }],
+          keptPrevious: false,
+        });
+        continue;
+      }
+      const value = view.get(serviceKey(this.opts.cluster, record.service))?.value;
+      records.push({ record, applies: rolloutApplies(record, value) });
+    }
+    this.rolling = records.some((r) => r.applies && r.record.state === 'running');
+    const mine = new Set<string>();
+    for (const { record, applies } of records) {
+      if (!applies || !isTurn(record, me, this.present)) continue;
+      mine.add(record.id);
+      if (!this.turns.has(record.id)) {
+        this.turns.set(record.id, { record, since: this.opts.clock.now() });
+        this.log.info("rollout: this node's turn", { service: record.service, id: record.id });
+      } else {
+        this.turns.set(record.id, {
+          record,
+          since: this.turns.get(record.id)?.since ?? this.opts.clock.now(),
+        });
+      }
+    }
+    for (const id of this.turns.keys()) if (!mine.has(id) && !this.judging.has(id)) this.turns.delete(id);
+    return effectiveServices(services, records, me, this.present);
+  }
+
+  /**
+   * When the apply that brought a turn's version is done (the model this node reports is the one it runs now),
+   * judge it: the apply's outcome, then the gate on this node's own worker; the verdict goes to the rollout record.
+   */
+  private judgeTurns(): void {
+    const state = this.state;
+    if (state === undefined || state.result === 'pending' || state.model !== this.lastFingerprint) return;
+    for (const [id, turn] of this.turns) {
+      if (this.judging.has(id)) continue;
+      this.judging.add(id);
+      void this.judge(turn.record, turn.since, state).finally(() => {
+        this.judging.delete(id);
+        this.turns.delete(id);
+      });
+    }
+  }
+
+  private async judge(record: RolloutRecord, since: number, state: HaproxyStatus): Promise<void> {
+    const { clock } = this.opts;
+    const svc = this.current.get(record.service);
+    let error: string | undefined;
+    if (state.result !== 'applied' && state.result !== 'unchanged') {
+      error = `haproxy ${state.result}: ${state.error ?? ''}`.trim();
+    } else if (svc !== undefined) {
+      const socket = this.opts.driver.gateSocket(svc.name);
+      if (socket === undefined) {
+        this.log.warn(
+          'rollout: no gate socket for this service (its path would be too long); the confirmed reload is the gate',
+          {
+            service: svc.name,
+          },
+        );
+      } else {
+        const check = svc.rolloutCheck ?? 'tcp';
+        const gate = await probeGate(clock, socket, check, this.opts.gateWithinMs ?? 5000);
+        if (!gate.ok) error = `gate ${check}: ${gate.error}`;
+      }
+    }
+    const step = {
+      state: error === undefined ? ('ok' as const) : ('failed' as const),
+      at: clock.wallNow(),
+      ms: Math.round(clock.now() - since),
+      ...(error === undefined ? {} : { error: error.slice(0, 2000) }),
+    };
+    const me = this.opts.node as string;
+    this.log[error === undefined ? 'info' : 'error']('rollout step', {
+      service: record.service,
+      id: record.id,
+      result: step.state,
+      ms: step.ms,
+      ...(error === undefined ? {} : { error }),
+    });
+    if (this.etcd === undefined) return;
+    try {
+      await updateKey(this.etcd, rolloutKey(this.opts.cluster, record.service), (value) => {
+        const now = value === undefined ? undefined : decodeRollout(value);
+        if (
+          now === undefined ||
+          now.id !== record.id ||
+          now.state !== 'running' ||
+          now.steps[me] !== undefined
+        )
+          return { unchanged: true };
+        return { put: encodeRollout(withVerdict(now, me, step, this.present)) };
+      });
+    } catch (e) {
+      // The turn stays this node's: the next view change (or the recheck) judges it again.
+      this.log.error("rollout: could not record this node's result", {
+        service: record.service,
+        error: errorMessage(e),
+      });
+      clock.setTimeout(() => this.revisit(), 1000);
+    }
+  }
+
+  /** Evaluate the last view again (after a verdict could not be written). */
+  private revisit(): void {
+    if (this.lastView === undefined) return;
+    this.lastFingerprint = undefined;
+    this.onView(this.lastView.revision, [], this.lastView.view, true);
   }
 }

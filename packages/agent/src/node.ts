@@ -224,6 +224,7 @@ export class CoordNode {
     }
     this.keys = clusterKeys(cluster);
     this.store = new ElectionStore(this.etcd, this.keys);
+    deps.haproxy?.attachEtcd(this.etcd);
     this.groups = config.groups.map(
       (g) =>
         new GroupRunner({

@@ -1,6 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock, MemoryLogger } from '@coord/core';
-import { serializeService, serviceKey, type ApplyResult, type HaproxyDriver } from '@coord/haproxy';
+import { clusterKeys } from '@coord/etcd';
+import { MemoryEtcd } from '@coord/etcd/testing';
+import {
+  decodeRollout,
+  encodeRollout,
+  rolloutKey,
+  serializeService,
+  serviceKey,
+  valueHash,
+  type ApplyResult,
+  type HaproxyDriver,
+  type RolloutRecord,
+} from '@coord/haproxy';
 import { HaproxyLoop, type HaproxyStatus } from '../src/haproxy-loop.js';
 
 /** A driver that, like the real one, coalesces requests made while an apply is pending into that one apply. */
@@ -12,6 +24,7 @@ function coalescingDriver() {
     status: () => ({ pending: waiters.length > 0 }) as ReturnType<HaproxyDriver['status']>,
     stop: () => Promise.resolve(),
     stopHaproxy: () => Promise.resolve(true),
+    gateSocket: () => undefined,
     serverSessions: () =>
       Promise.resolve(
         new Map([
@@ -95,5 +108,116 @@ describe('HaproxyLoop', () => {
     loop.onView(61, [], view(false), true);
     await loop.pollDraining();
     expect(loop.status?.draining).toBeUndefined();
+  });
+});
+
+describe('HaproxyLoop in a rolling rollout', () => {
+  const cluster = 'lb';
+  const base = {
+    name: 'web',
+    binds: [{ address: '10.0.0.50', port: 80 }],
+    mode: 'http' as const,
+    balance: 'roundrobin' as const,
+    check: false,
+    servers: [],
+  };
+  const previous = base;
+  const next = { ...base, binds: [...base.binds, { address: '10.0.0.50', port: 81 }] };
+  const nextText = serializeService(next);
+
+  async function setup(me: string, result: ApplyResult['result']) {
+    const clock = new FakeClock();
+    const etcd = new MemoryEtcd(clock);
+    const client = etcd.client(me, { latencyMs: 1 });
+    const keys = clusterKeys(cluster);
+    const record: RolloutRecord = {
+      id: 'r1',
+      service: 'web',
+      next: valueHash(nextText),
+      previous,
+      order: ['h2', 'h1'],
+      steps: {},
+      state: 'running',
+      startedAt: 0,
+    };
+    const applied: string[][] = [];
+    let finishAll: ((r: ApplyResult) => void) | undefined;
+    const driver: HaproxyDriver = {
+      apply: (services) => {
+        applied.push(services.flatMap((s) => s.binds.map((b) => `${s.name}:${b.port}`)));
+        return new Promise<ApplyResult>((resolve) => (finishAll = resolve));
+      },
+      status: () => ({ pending: false }) as ReturnType<HaproxyDriver['status']>,
+      stop: () => Promise.resolve(),
+      stopHaproxy: () => Promise.resolve(true),
+      gateSocket: () => undefined,
+      serverSessions: () => Promise.resolve(new Map()),
+    };
+    const logger = new MemoryLogger();
+    const loop = new HaproxyLoop({ cluster, driver, clock, logger, node: me });
+    loop.attachEtcd(client);
+    const run = async <T>(p: Promise<T>): Promise<T> => {
+      let done = false;
+      let value: T | undefined;
+      void p.then((v) => {
+        done = true;
+        value = v;
+      });
+      for (let i = 0; i < 200 && !done; i++) {
+        clock.advance(5);
+        await new Promise((r) => setImmediate(r));
+      }
+      return value as T;
+    };
+    await run(client.put(keys.service('web'), nextText));
+    await run(client.put(rolloutKey(cluster, 'web'), encodeRollout(record)));
+    await run(client.put(keys.status('h1'), '{}'));
+    await run(client.put(keys.status('h2'), '{}'));
+    const view = async () => {
+      const { revision, entries } = await run(client.range(keys.prefix));
+      loop.onView(revision, [], new Map(entries.map((e) => [e.key, e])), true);
+    };
+    const finish = async () => {
+      finishAll?.({
+        result,
+        hash: 'h',
+        durationMs: 5,
+        ...(result === 'applied' ? {} : { error: 'bind failed' }),
+      });
+      for (let i = 0; i < 50; i++) {
+        clock.advance(5);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    const stored = async () => {
+      const { entry } = await run(client.get(rolloutKey(cluster, 'web')));
+      return entry === undefined ? undefined : decodeRollout(entry.value);
+    };
+    return { view, finish, stored, applied, logger };
+  }
+
+  it('runs the previous version until its turn, then the new one, and records its pass', async () => {
+    const h1 = await setup('h1', 'applied');
+    await h1.view();
+    expect(h1.applied).toEqual([['web:80']]); // h2 goes first: h1 keeps the previous version
+
+    const h2 = await setup('h2', 'applied');
+    await h2.view();
+    expect(h2.applied).toEqual([['web:80', 'web:81']]);
+    await h2.finish();
+    const r = await h2.stored();
+    expect(r?.state).toBe('running');
+    expect(r?.steps['h2']?.state).toBe('ok');
+  });
+
+  it('records a failed apply, which stops the rollout; then the node runs the previous version again', async () => {
+    const h2 = await setup('h2', 'rolled-back');
+    await h2.view();
+    await h2.finish();
+    const r = await h2.stored();
+    expect(r?.state).toBe('stopped');
+    expect(r?.reason).toBe('h2: haproxy rolled-back: bind failed');
+    await h2.view();
+    expect(h2.applied.at(-1)).toEqual(['web:80']);
   });
 });

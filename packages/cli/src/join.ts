@@ -238,6 +238,7 @@ export async function runJoin(args: JoinArgs): Promise<number> {
       logger,
       metrics,
       onApplied: () => publish?.(),
+      node: config.node,
     });
   } else if (config.haproxy !== undefined) {
     logger.warn('the HAProxy loop runs in etcd mode only for now; the haproxy settings are ignored');

@@ -167,10 +167,57 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
               sub('service', 'set'),
             ),
           async (a) => {
-            const rev = await (await load.services()).serviceSet(a);
+            const timeoutMs = parseDurationMs(a.rolloutTimeout);
+            if (timeoutMs === undefined)
+              throw new CoordError(
+                'ERR_COORD_USAGE',
+                `--rollout-timeout ${a.rolloutTimeout} is not a duration`,
+                {
+                  hint: 'give seconds or a duration like 60s, 5m',
+                },
+              );
+            const services = await load.services();
+            const w = await services.serviceSet(a);
+            if (w.revision === 0) {
+              process.stdout.write(`service ${a.name} unchanged\n`);
+              return;
+            }
+            process.stdout.write(`service ${a.name} set (etcd revision ${w.revision})\n`);
+            if (w.rollout === undefined) return;
             process.stdout.write(
-              rev === 0 ? `service ${a.name} unchanged\n` : `service ${a.name} set (etcd revision ${rev})\n`,
+              `rolling out to ${w.rollout.order.join(' → ')} (one at a time, holders last)\n`,
             );
+            if (!a.wait) {
+              process.stdout.write('not waiting (--no-wait): coord status shows where it is\n');
+              return;
+            }
+            const end = await services.waitRollout(a, w.rollout, timeoutMs, (node, step) =>
+              process.stdout.write(
+                `  ${node.padEnd(16)} ${step.state === 'ok' ? 'ok' : 'FAILED'}  ${Math.round(step.ms)} ms${step.error === undefined ? '' : `  ${step.error}`}\n`,
+              ),
+            );
+            if (end.end === 'done') {
+              const took = ((end.record.endedAt ?? Date.now()) - end.record.startedAt) / 1000;
+              process.stdout.write(
+                `rollout of ${a.name} done in ${took.toFixed(1)} s: every node serves it\n`,
+              );
+            } else if (end.end === 'superseded') {
+              process.stdout.write(`rollout of ${a.name} was replaced by a newer change to it\n`);
+            } else if (end.end === 'stopped') {
+              throw new CoordError(
+                'ERR_COORD_HAPROXY',
+                `rollout of ${a.name} stopped: ${end.record.reason ?? 'no reason'}; every node runs the previous version`,
+                {
+                  hint: `fix the service and run coord service set ${a.name} again (the node's coord log has the details)`,
+                },
+              );
+            } else {
+              throw new CoordError(
+                'ERR_COORD_HAPROXY',
+                `rollout of ${a.name} still running after ${a.rolloutTimeout}`,
+                { hint: 'coord status shows which node it waits on; it goes on without this command' },
+              );
+            }
           },
         )
         .command(

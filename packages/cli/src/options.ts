@@ -257,6 +257,27 @@ export const SERVICE_SET_OPTIONS = {
   },
   check: { type: 'boolean', describe: 'health-check the servers' },
   maxconn: { type: 'number', describe: 'connection limit of the frontend' },
+  rollout: {
+    type: 'string',
+    choices: ['rolling', 'parallel'],
+    describe:
+      'how changes that need a reload reach the nodes: one at a time, holders last, each gated on --rollout-check (rolling), or all at once [default: rolling]',
+  },
+  'rollout-check': {
+    type: 'string',
+    describe:
+      'the gate of a rolling change, asked of each node’s own new worker: tcp (it accepts a connection) or an HTTP path answering 2xx/3xx, e.g. /healthz [default: tcp]',
+  },
+  wait: {
+    type: 'boolean',
+    default: true,
+    describe: 'wait for a rolling change to reach every node (exit 7 if it stops); --no-wait returns at once',
+  },
+  'rollout-timeout': {
+    type: 'string',
+    default: '60s',
+    describe: 'longest wait for a rolling change (e.g. 60s, 5m); it goes on after that',
+  },
 } as const satisfies OptionTable;
 
 export const LIST_OPTIONS = {
@@ -339,7 +360,19 @@ export const COMMANDS = {
         command: 'set <name>',
         summary: 'create or update a service (its servers are kept)',
         options: SERVICE_SET_OPTIONS,
-        examples: [['coord service set web --bind 10.0.0.50:80 --balance leastconn --check', '']],
+        description:
+          'A change that needs HAProxy to reload (binds, mode, balance, a new service) rolls out one node at a time: ' +
+          'nodes that hold no VIP first, holders last; each node applies it and asks its own new worker the ' +
+          'service’s --rollout-check before the next one starts. A node that fails stops the rollout and every node ' +
+          'runs the previous version again (exit 7, the reason printed; coord status shows it). Server changes ' +
+          'always reach every node at once, through the runtime API.',
+        examples: [
+          ['coord service set web --bind 10.0.0.50:80 --balance leastconn --check', ''],
+          [
+            'coord service set web --bind 10.0.0.50:80 --bind 10.0.0.50:443 --rollout-check /healthz',
+            'add a bind, one node at a time, each gated on GET /healthz',
+          ],
+        ],
       },
       { command: 'rm <name>', summary: 'remove a service', options: {}, examples: [] },
       {

@@ -1,12 +1,29 @@
+import { randomBytes } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { CoordError, isCoordError } from '@coord/core';
-import { clusterKeys, readPrefix, updateKey, type EtcdBackend } from '@coord/etcd';
 import {
+  clusterKeys,
+  decodeLeader,
+  decodeStatus,
+  readPrefix,
+  type EtcdBackend,
+  type TxnOp,
+} from '@coord/etcd';
+import {
+  decodeRollout,
+  encodeRollout,
+  needsRollout,
   parseService,
   parseServiceJson,
+  rolloutApplies,
+  rolloutKey,
+  rolloutOrder,
+  rolloutsPrefix,
   serializeService,
   serviceKey,
   servicesPrefix,
+  valueHash,
+  type RolloutRecord,
   type Service,
   type ServiceInput,
   type ValidationError,
@@ -46,10 +63,11 @@ async function withClient<T>(
   a: EtcdTarget,
   write: boolean,
   fn: (client: EtcdBackend, cluster: string) => Promise<T>,
+  waitsMs = 0,
 ): Promise<T> {
   const t = await resolveTarget(a);
   try {
-    return await withEtcd(t, fn);
+    return await withEtcd(t, fn, waitsMs);
   } catch (e) {
     if (isCoordError(e) && e.details?.kind === 'permission-denied') {
       const prefix = clusterKeys(t.cluster).services;
@@ -81,6 +99,117 @@ function current(value: Buffer | undefined, key: string): Service | undefined {
   return r.service;
 }
 
+/** What a change wrote: the etcd revision (0: nothing changed) and the rollout it started, if any. */
+export interface ServiceWrite {
+  readonly revision: number;
+  readonly rollout?: RolloutRecord;
+}
+
+/**
+ * Change one service in etcd, with its rollout (rollout.ts) in the same transaction:
+ * - `structural` changes (`service set`) that need a reload start a rolling rollout over the nodes that run an
+ *   HAProxy loop, holders last (unless the service says `parallel`, or no node runs HAProxy);
+ * - server changes reach every node at once; while a rollout is running or stopped they are made to the version
+ *   the nodes still run too, so no node loses them at its turn or on a stop;
+ * - any other change ends a rollout of the service.
+ * `change` returns the new service, or undefined for "nothing to do"; it may throw to refuse.
+ */
+async function changeService(
+  client: EtcdBackend,
+  cluster: string,
+  name: string,
+  kind: 'structural' | 'servers',
+  change: (before: Service | undefined) => Service | undefined,
+): Promise<ServiceWrite> {
+  const keys = clusterKeys(cluster);
+  const sKey = serviceKey(cluster, name);
+  const rKey = rolloutKey(cluster, name);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const { entries } = await readPrefix(client, keys.prefix);
+    const sEntry = entries.get(sKey);
+    const rEntry = entries.get(rKey);
+    const before = current(sEntry?.value, sKey);
+    const after = change(before);
+    if (after === undefined) return { revision: 0 };
+    const text = serializeService(after);
+    if (sEntry !== undefined && sEntry.value.toString() === text) return { revision: 0 };
+    const record = rEntry === undefined ? undefined : decodeRollout(rEntry.value);
+    const live =
+      record !== undefined && record.state !== 'done' && rolloutApplies(record, sEntry?.value)
+        ? record
+        : undefined;
+    const ops: TxnOp[] = [{ type: 'put', key: sKey, value: text }];
+    let started: RolloutRecord | undefined;
+    if (kind === 'servers' && live !== undefined) {
+      let previous = live.previous;
+      if (previous !== null) {
+        try {
+          previous = change(previous) ?? previous;
+        } catch {
+          // The server does not exist in the version the nodes run: nothing to change there.
+        }
+      }
+      ops.push({
+        type: 'put',
+        key: rKey,
+        value: encodeRollout({ ...live, previous, next: valueHash(text) }),
+      });
+    } else {
+      // What the nodes run now: the version before a live rollout, else the current value.
+      const running = live !== undefined ? (live.previous ?? undefined) : before;
+      const order = rolloutOrder(...haproxyNodes(entries, keys));
+      if (kind === 'structural' && needsRollout(running, after) && order.length > 0) {
+        started = {
+          id: randomBytes(6).toString('hex'),
+          service: name,
+          next: valueHash(text),
+          previous: running ?? null,
+          order,
+          steps: {},
+          state: 'running',
+          startedAt: Date.now(),
+        };
+        ops.push({ type: 'put', key: rKey, value: encodeRollout(started) });
+      } else if (rEntry !== undefined) {
+        ops.push({ type: 'delete', key: rKey });
+      }
+    }
+    const res = await client.txn(
+      [
+        { key: sKey, target: 'mod', value: sEntry?.modRevision ?? 0 },
+        { key: rKey, target: 'mod', value: rEntry?.modRevision ?? 0 },
+      ],
+      ops,
+    );
+    if (res.succeeded)
+      return started === undefined
+        ? { revision: res.revision }
+        : { revision: res.revision, rollout: started };
+  }
+  throw new CoordError('ERR_COORD_ETCD', `etcd: service ${name} kept changing under us (5 attempts)`, {
+    hint: 'another writer is updating the same service; try again',
+  });
+}
+
+/** Nodes that run an HAProxy loop (their status says so) and the nodes holding a group now. */
+function haproxyNodes(
+  entries: ReadonlyMap<string, { value: Buffer }>,
+  keys: ReturnType<typeof clusterKeys>,
+): [string[], Set<string>] {
+  const nodes: string[] = [];
+  const holders = new Set<string>();
+  for (const [key, { value }] of entries) {
+    if (key.startsWith(keys.statuses)) {
+      const s = decodeStatus(value);
+      if (s?.haproxy !== undefined) nodes.push(s.node);
+    } else if (key.startsWith(keys.groups) && key.endsWith('/leader')) {
+      const l = decodeLeader(value);
+      if (l !== undefined) holders.add(l.node);
+    }
+  }
+  return [nodes, holders];
+}
+
 export interface ServiceSetArgs extends EtcdTarget {
   name: string;
   bind: string[];
@@ -88,14 +217,19 @@ export interface ServiceSetArgs extends EtcdTarget {
   balance?: string | undefined;
   check?: boolean | undefined;
   maxconn?: number | undefined;
+  rollout?: string | undefined;
+  rolloutCheck?: string | undefined;
 }
 
-/** Create or update a service; its servers are kept. Validated here and again by every agent. */
-export async function serviceSet(a: ServiceSetArgs): Promise<number> {
-  return withClient(a, true, async (client, cluster) => {
-    const key = serviceKey(cluster, a.name);
-    const r = await updateKey(client, key, (value) => {
-      const before = current(value, key);
+/**
+ * Create or update a service; its servers are kept. Validated here and again by every agent. A change that
+ * needs a reload starts a rolling rollout unless the service says `parallel`.
+ */
+export async function serviceSet(a: ServiceSetArgs): Promise<ServiceWrite> {
+  return withClient(a, true, async (client, cluster) =>
+    changeService(client, cluster, a.name, 'structural', (before) => {
+      const keep = <K extends keyof Service>(k: K, v: Service[K] | undefined) =>
+        v !== undefined ? { [k]: v } : before?.[k] !== undefined ? { [k]: before[k] } : {};
       const input: ServiceInput = {
         name: a.name,
         binds: a.bind.map((b) => parseAddrPort(b, '--bind')),
@@ -103,27 +237,36 @@ export async function serviceSet(a: ServiceSetArgs): Promise<number> {
         balance: (a.balance ?? before?.balance ?? 'roundrobin') as ServiceInput['balance'],
         check: a.check ?? before?.check ?? false,
         servers: before?.servers ?? [],
-        ...(a.maxconn !== undefined
-          ? { maxconn: a.maxconn }
-          : before?.maxconn !== undefined
-            ? { maxconn: before.maxconn }
-            : {}),
+        ...keep('maxconn', a.maxconn),
+        ...keep('rollout', a.rollout as Service['rollout']),
+        ...keep('rolloutCheck', a.rolloutCheck),
       };
       const parsed = parseService(input);
       if (!parsed.ok) refuse(`service ${a.name}`, parsed.errors);
-      const text = serializeService(parsed.service);
-      return value !== undefined && value.toString() === text ? { unchanged: true } : { put: text };
-    });
-    return r.revision;
-  });
+      return parsed.service;
+    }),
+  );
 }
 
 export async function serviceRm(a: EtcdTarget & { name: string }): Promise<boolean> {
   return withClient(a, true, async (client, cluster) => {
-    const r = await updateKey(client, serviceKey(cluster, a.name), (value) =>
-      value === undefined ? { unchanged: true } : { delete: true },
-    );
-    return r.changed;
+    const sKey = serviceKey(cluster, a.name);
+    const rKey = rolloutKey(cluster, a.name);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const [{ entry: s }, { entry: r }] = [await client.get(sKey), await client.get(rKey)];
+      if (s === undefined) return false;
+      const res = await client.txn(
+        [
+          { key: sKey, target: 'mod', value: s.modRevision },
+          { key: rKey, target: 'mod', value: r?.modRevision ?? 0 },
+        ],
+        [{ type: 'delete', key: sKey }, ...(r === undefined ? [] : [{ type: 'delete' as const, key: rKey }])],
+      );
+      if (res.succeeded) return true;
+    }
+    throw new CoordError('ERR_COORD_ETCD', `etcd: service ${a.name} kept changing under us (5 attempts)`, {
+      hint: 'another writer is updating the same service; try again',
+    });
   });
 }
 
@@ -136,18 +279,18 @@ export interface ServerSetArgs extends EtcdTarget {
   disabled?: boolean | undefined;
 }
 
+function noService(service: string, cluster: string): never {
+  throw new CoordError('ERR_COORD_USAGE', `no service "${service}" in cluster ${cluster}`, {
+    hint: `create it first: coord service set ${service} --bind ADDR:PORT`,
+  });
+}
+
 /** Add or update one server of a service. */
 export async function serverSet(a: ServerSetArgs): Promise<number> {
+  const { address, port } = parseAddrPort(a.address, 'server address');
   return withClient(a, true, async (client, cluster) => {
-    const key = serviceKey(cluster, a.service);
-    const { address, port } = parseAddrPort(a.address, 'server address');
-    const r = await updateKey(client, key, (value) => {
-      const svc = current(value, key);
-      if (svc === undefined) {
-        throw new CoordError('ERR_COORD_USAGE', `no service "${a.service}" in cluster ${cluster}`, {
-          hint: `create it first: coord service set ${a.service} --bind ADDR:PORT`,
-        });
-      }
+    const r = await changeService(client, cluster, a.service, 'servers', (svc) => {
+      if (svc === undefined) noService(a.service, cluster);
       const before = svc.servers.find((s) => s.name === a.name);
       const server = {
         name: a.name,
@@ -163,8 +306,7 @@ export async function serverSet(a: ServerSetArgs): Promise<number> {
           : svc.servers.map((s) => (s.name === a.name ? server : s));
       const parsed = parseService({ ...svc, servers });
       if (!parsed.ok) refuse(`server ${a.name}`, parsed.errors);
-      const text = serializeService(parsed.service);
-      return value?.toString() === text ? { unchanged: true } : { put: text };
+      return parsed.service;
     });
     return r.revision;
   });
@@ -179,24 +321,66 @@ export async function serverEnable(
   enabled: boolean,
 ): Promise<number> {
   return withClient(a, true, async (client, cluster) => {
-    const key = serviceKey(cluster, a.service);
-    const r = await updateKey(client, key, (value) => {
-      const svc = current(value, key);
+    const r = await changeService(client, cluster, a.service, 'servers', (svc) => {
       const server = svc?.servers.find((s) => s.name === a.name);
       if (svc === undefined || server === undefined)
         throw new CoordError('ERR_COORD_USAGE', `no server ${a.service}/${a.name} in cluster ${cluster}`, {
           hint: `see coord service list; add it with coord server set ${a.service} ${a.name} ADDR:PORT`,
         });
-      if (server.disabled === !enabled) return { unchanged: true };
+      if (server.disabled === !enabled) return undefined;
       return {
-        put: serializeService({
-          ...svc,
-          servers: svc.servers.map((s) => (s.name === a.name ? { ...s, disabled: !enabled } : s)),
-        }),
+        ...svc,
+        servers: svc.servers.map((s) => (s.name === a.name ? { ...s, disabled: !enabled } : s)),
       };
     });
     return r.revision;
   });
+}
+
+/** How a rollout ended for a waiting CLI. */
+export type RolloutEnd =
+  | { readonly end: 'done' | 'stopped'; readonly record: RolloutRecord }
+  /** Another change replaced it (its record is gone or belongs to a newer rollout). */
+  | { readonly end: 'superseded' }
+  | { readonly end: 'timeout'; readonly record: RolloutRecord };
+
+/**
+ * Follow a rollout until it is done, stopped, replaced or `timeoutMs` is over; `onStep` hears each node's
+ * verdict once, as it arrives.
+ */
+export async function waitRollout(
+  a: EtcdTarget,
+  started: RolloutRecord,
+  timeoutMs: number,
+  onStep: (node: string, step: RolloutRecord['steps'][string]) => void,
+): Promise<RolloutEnd> {
+  return withClient(
+    a,
+    false,
+    async (client, cluster) => {
+      const key = rolloutKey(cluster, started.service);
+      const seen = new Set<string>();
+      const deadline = Date.now() + timeoutMs;
+      let last = started;
+      for (;;) {
+        const { entry } = await client.get(key);
+        const r = entry === undefined ? undefined : decodeRollout(entry.value);
+        if (r === undefined || r.id !== started.id) return { end: 'superseded' };
+        last = r;
+        for (const n of r.order) {
+          const step = r.steps[n];
+          if (step !== undefined && !seen.has(n)) {
+            seen.add(n);
+            onStep(n, step);
+          }
+        }
+        if (r.state !== 'running') return { end: r.state, record: r };
+        if (Date.now() >= deadline) return { end: 'timeout', record: last };
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    },
+    timeoutMs,
+  );
 }
 
 export interface DrainResult {
@@ -242,20 +426,23 @@ export async function serverDrain(
 
 export async function serverRm(a: EtcdTarget & { service: string; name: string }): Promise<boolean> {
   return withClient(a, true, async (client, cluster) => {
-    const key = serviceKey(cluster, a.service);
-    const r = await updateKey(client, key, (value) => {
-      const svc = current(value, key);
-      if (svc === undefined || !svc.servers.some((s) => s.name === a.name)) return { unchanged: true };
-      return { put: serializeService({ ...svc, servers: svc.servers.filter((s) => s.name !== a.name) }) };
-    });
-    return r.changed;
+    const r = await changeService(client, cluster, a.service, 'servers', (svc) =>
+      svc === undefined || !svc.servers.some((s) => s.name === a.name)
+        ? undefined
+        : { ...svc, servers: svc.servers.filter((s) => s.name !== a.name) },
+    );
+    return r.revision !== 0;
   });
 }
 
 /** Every service, plus the keys whose values agents refuse (shown, never hidden). */
-export async function serviceList(
-  a: EtcdTarget,
-): Promise<{ revision: number; services: Service[]; invalid: { key: string; error: string }[] }> {
+export async function serviceList(a: EtcdTarget): Promise<{
+  revision: number;
+  services: Service[];
+  invalid: { key: string; error: string }[];
+  /** Rollouts of the services as they are now (running, stopped or done). */
+  rollouts: RolloutRecord[];
+}> {
   return withClient(a, false, async (client, cluster) => {
     const { revision, entries } = await readPrefix(client, servicesPrefix(cluster));
     const services: Service[] = [];
@@ -266,7 +453,14 @@ export async function serviceList(
       else invalid.push({ key, error: r.errors.map((e) => `${e.path}: ${e.message}`).join('; ') });
     }
     services.sort((x, y) => x.name.localeCompare(y.name));
-    return { revision, services, invalid };
+    const rollouts: RolloutRecord[] = [];
+    for (const [key, { value }] of (await readPrefix(client, rolloutsPrefix(cluster))).entries) {
+      const r = decodeRollout(value);
+      if (r === undefined)
+        invalid.push({ key, error: 'not a rollout record (the service applies as it is)' });
+      else if (rolloutApplies(r, entries.get(serviceKey(cluster, r.service))?.value)) rollouts.push(r);
+    }
+    return { revision, services, invalid, rollouts };
   });
 }
 
@@ -277,9 +471,18 @@ export function formatServiceList(l: Awaited<ReturnType<typeof serviceList>>): s
     const binds = s.binds
       .map((b) => (b.address.includes(':') ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`))
       .join(', ');
+    const rollout = s.rollout === 'parallel' ? '  rollout parallel' : '';
+    const gate = s.rolloutCheck === undefined ? '' : `  rollout-check ${s.rolloutCheck}`;
     lines.push(
-      `${s.name}  ${s.mode}  ${s.balance}${s.check ? '  check' : ''}${s.maxconn === undefined ? '' : `  maxconn ${s.maxconn}`}  bind ${binds}`,
+      `${s.name}  ${s.mode}  ${s.balance}${s.check ? '  check' : ''}${s.maxconn === undefined ? '' : `  maxconn ${s.maxconn}`}  bind ${binds}${rollout}${gate}`,
     );
+    const r = l.rollouts.find((x) => x.service === s.name);
+    if (r !== undefined && r.state === 'running')
+      lines.push(
+        `  rollout running: ${r.order.filter((n) => r.steps[n]?.state === 'ok').length}/${r.order.length} nodes passed (coord status shows where)`,
+      );
+    if (r !== undefined && r.state === 'stopped')
+      lines.push(`  ROLLOUT STOPPED (${r.reason ?? ''}): every node runs the previous version, not this one`);
     for (const v of s.servers) {
       const flags = [v.backup ? 'backup' : '', v.disabled ? 'disabled' : '']
         .filter((x) => x !== '')

@@ -9,7 +9,13 @@ import {
   type StatusRecord,
 } from '@coord/etcd';
 import { modelFingerprint } from '@coord/agent';
-import { decodeServiceEntries } from '@coord/haproxy';
+import {
+  decodeRollout,
+  decodeServiceEntries,
+  describeRollout,
+  rolloutApplies,
+  type RolloutRecord,
+} from '@coord/haproxy';
 import { withEtcd, type Target } from './target.js';
 
 export interface ClusterStatus {
@@ -40,6 +46,8 @@ export interface ClusterStatus {
   }[];
   /** Fingerprint of the service model in etcd now (what every node should serve). */
   readonly model: { fingerprint: string; services: number; invalid: number };
+  /** Rollouts of the services as they are now, each with a line saying where it is (`coord service set`). */
+  readonly rollouts: (RolloutRecord & { summary: string })[];
   readonly groups: {
     name: string;
     holder: string | null;
@@ -138,7 +146,15 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
       return { name, holder, epoch: leader?.modRevision ?? null, vips, vipLocations };
     });
     members.sort((a, b) => a.node.localeCompare(b.node));
-    return { cluster, revision, members, groups, model };
+    const present = new Set(statuses.keys());
+    const rollouts: ClusterStatus['rollouts'] = [];
+    for (const [key, { value }] of entries) {
+      if (!key.startsWith(keys.rollouts)) continue;
+      const r = decodeRollout(value);
+      if (r !== undefined && rolloutApplies(r, entries.get(keys.service(r.service))?.value))
+        rollouts.push({ ...r, summary: describeRollout(r, present) });
+    }
+    return { cluster, revision, members, groups, model, rollouts };
   });
 }
 
@@ -178,6 +194,7 @@ export function formatClusterStatus(s: ClusterStatus): string {
         `  ${m.node.padEnd(16)} ${state}  last apply ${h.result} at revision ${h.revision}${h.error === undefined ? '' : `  error: ${h.error}`}`,
       );
     }
+    for (const r of s.rollouts) lines.push(`  ${r.summary}`);
   }
   lines.push('', 'GROUPS');
   if (s.groups.length === 0) lines.push('  (none)');

@@ -132,6 +132,8 @@ export async function resolveTarget(a: ConnectionArgs): Promise<Target> {
 export async function withEtcd<T>(
   t: Target,
   fn: (etcd: EtcdBackend, cluster: string) => Promise<T>,
+  /** Time `fn` spends waiting on purpose (a rollout it follows), on top of etcd's answer time. */
+  waitsMs = 0,
 ): Promise<T> {
   const etcd = createEtcdBackend(t.connection);
   let timer: NodeJS.Timeout | undefined;
@@ -140,14 +142,14 @@ export async function withEtcd<T>(
       reject(
         new CoordError(
           'ERR_COORD_ETCD',
-          `etcd at ${t.connection.endpoints.join(',')} did not answer within ${t.timeoutMs / 1000} s`,
+          `etcd at ${t.connection.endpoints.join(',')} did not answer within ${t.timeoutMs / 1000} s${waitsMs > 0 ? ` (after waiting ${waitsMs / 1000} s)` : ''}`,
           {
             hint: 'check that the endpoints are reachable from here and the etcd cluster has quorum (or raise --timeout)',
             details: { kind: 'deadline' },
           },
         ),
       );
-    }, t.timeoutMs);
+    }, t.timeoutMs + waitsMs);
   });
   try {
     return await Promise.race([fn(etcd, t.cluster), deadline]);

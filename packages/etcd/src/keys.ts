@@ -12,6 +12,8 @@ export interface ClusterKeys {
   readonly groups: string;
   service(name: string): string;
   readonly services: string;
+  /** Rolling rollouts of service changes, one key per service (written by the CLI and by each node's verdict). */
+  readonly rollouts: string;
   status(node: string): string;
   readonly statuses: string;
   /** The peer channel's settings shared by the cluster (the HMAC key), see records.ts. */
@@ -32,6 +34,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     leader: (group) => `${prefix}groups/${group}/leader`,
     lastHolder: (group) => `${prefix}groups/${group}/last-holder`,
     services: `${prefix}services/`,
+    rollouts: `${prefix}rollouts/`,
     service: (name) => `${prefix}services/${name}`,
     statuses: `${prefix}status/`,
     status: (node) => `${prefix}status/${node}`,

@@ -17,8 +17,9 @@ export interface RoleSpec {
  * `coord-node-<cluster>`: exactly what `coord join` needs — read the whole cluster prefix (the view), write its
  * member, status and the groups' leader/last-holder keys, and create the peer channel's key on first join. Leases
  * need no key permission (a revoke — ours, or a silent holder's under fast failover — needs write on the keys
- * attached, which these grant), and set its own maintenance mark. It cannot change services.
- * `coord-admin-<cluster>`: read the cluster, write services (coord service/server set|rm) and maintenance marks.
+ * attached, which these grant), set its own maintenance mark and record its result in a rolling rollout. It cannot
+ * change services.
+ * `coord-admin-<cluster>`: read the cluster, write services and their rollouts (coord service/server set|rm) and maintenance marks.
  */
 export function coordRoles(cluster: string): RoleSpec[] {
   const k = clusterKeys(cluster);
@@ -34,6 +35,8 @@ export function coordRoles(cluster: string): RoleSpec[] {
         { permission: 'readwrite', prefix: k.peer },
         // `coord maintenance on|off` run on the node itself, with the node's own credentials.
         { permission: 'readwrite', prefix: k.maintenances },
+        // Its verdict in a rolling rollout (the rollout record, never the service).
+        { permission: 'readwrite', prefix: k.rollouts },
       ],
     },
     {
@@ -42,6 +45,7 @@ export function coordRoles(cluster: string): RoleSpec[] {
       permissions: [
         { permission: 'read', prefix: k.prefix },
         { permission: 'readwrite', prefix: k.services },
+        { permission: 'readwrite', prefix: k.rollouts },
         { permission: 'readwrite', prefix: k.maintenances },
       ],
     },

@@ -5,7 +5,7 @@ import { DEFAULT_DEBOUNCE, Debouncer, type DebounceConfig } from './debounce.js'
 import { installConfig, markGood, readFileOrUndefined, restoreLastGood, validateConfig } from './files.js';
 import { checkServiceSet, type Service, type ValidationError } from './model.js';
 import { parseServerSessions, socketCommand } from './master.js';
-import { configHash, render, validateGlobals, type RenderGlobals } from './render.js';
+import { configHash, gateSocketPath, render, validateGlobals, type RenderGlobals } from './render.js';
 import { runtimePlan, type RuntimeCommand } from './runtime.js';
 import {
   attachMaster,
@@ -91,6 +91,8 @@ export interface HaproxyDriver {
    * when HAProxy does not answer.
    */
   serverSessions(): Promise<Map<string, number> | undefined>;
+  /** This node's own way into the running worker's frontend of `service` (render.ts), if it has one. */
+  gateSocket(service: string): string | undefined;
   /** Stop the driver (timers, pending applies). HAProxy keeps running so traffic survives a coord restart. */
   stop(): Promise<void>;
   /** Stop HAProxy itself (soft stop). For uninstall and tests, not for a coord restart. */
@@ -107,6 +109,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
   const globals: RenderGlobals = {
     statsSocket: join(options.runDir, 'stats.sock'),
     serverStateFile: join(options.runDir, 'server-state'),
+    gateSocketDir: join(options.runDir, 'gate'),
     ...(options.globals ?? {}),
   };
   const globalErrors = validateGlobals(globals);
@@ -149,6 +152,8 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
   async function ensureAttached(): Promise<void> {
     if (attached) return;
     await mkdir(options.runDir, { recursive: true });
+    if (globals.gateSocketDir !== undefined)
+      await mkdir(globals.gateSocketDir, { recursive: true, mode: 0o700 });
     const a = await attachMaster(paths);
     if (a.ok) {
       masterPid = a.pid;
@@ -380,6 +385,9 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
         pending = { services: [...services], meta, waiters };
         debouncer.poke();
       });
+    },
+    gateSocket(service) {
+      return gateSocketPath(globals.gateSocketDir, service);
     },
     async serverSessions() {
       try {

@@ -9,3 +9,5 @@ export * from './driver.js';
 export * from './sysctl.js';
 export * from './preflight.js';
 export * from './runtime.js';
+export * from './gate.js';
+export * from './rollout.js';

@@ -46,6 +46,9 @@ const serverAddress = z
   )
   .transform((s) => (isIP(s) !== 0 ? bytesToIp(ipToBytes(s)) : s.toLowerCase()));
 
+/** `tcp`, or an HTTP path (printable ASCII without spaces, so it cannot break the request line). */
+export const ROLLOUT_CHECK_PATTERN = /^(tcp|\/[\x21-\x7e]*)$/;
+
 const name = z.string().max(63).regex(SERVICE_NAME_PATTERN, 'must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$');
 const port = z.number().int().min(1).max(65535);
 
@@ -83,8 +86,26 @@ export const ServiceSchema = z
     check: z.boolean().default(true),
     maxconn: z.number().int().min(1).max(LIMITS.maxConn).optional(),
     servers: z.array(ServerSchema).max(LIMITS.maxServers),
+    /**
+     * How a structural change (binds, mode, balance, a new service) reaches the nodes: `rolling` (absent = rolling)
+     * one node at a time, each gated on its own new worker passing `rolloutCheck`; `parallel` every node at once.
+     * Server changes always go to every node at once, through the runtime API (rollout.ts).
+     */
+    rollout: z.enum(['rolling', 'parallel']).optional(),
+    /** The gate of a rolling change: `tcp` (absent = tcp) connects; `/path` asks for it and wants 2xx or 3xx. */
+    rolloutCheck: z
+      .string()
+      .max(200)
+      .regex(ROLLOUT_CHECK_PATTERN, 'must be "tcp" or an HTTP path such as /healthz (no spaces)')
+      .optional(),
   })
   .superRefine((svc, ctx) => {
+    if (svc.rolloutCheck !== undefined && svc.rolloutCheck !== 'tcp' && svc.mode !== 'http')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rolloutCheck'],
+        message: 'an HTTP path needs mode http; a tcp service is checked with "tcp"',
+      });
     const seen = new Set<string>();
     svc.servers.forEach((s, i) => {
       if (seen.has(s.name))

@@ -24,6 +24,12 @@ export interface RenderGlobals {
    * states survive a reload instead of starting over (a dead server taking traffic again until its checks fail).
    */
   serverStateFile?: string;
+  /**
+   * Directory of the rollout gates: every frontend also listens on `<dir>/<service>.sock` (mode 600), so this node
+   * can reach its own worker for a service even when the service binds only a VIP another node holds (a connect
+   * to that address would leave the host). See rollout.ts.
+   */
+  gateSocketDir?: string;
   /** Informational only: the master socket is given on the command line (`-S`), not in the file. */
   masterSocket?: string;
   /** Default timeouts. */
@@ -86,7 +92,20 @@ function renderServer(s: Server, check: boolean): string {
   return `  ${parts.join(' ')}`;
 }
 
-function renderService(svc: Service): string[] {
+/**
+ * Longest gate socket path rendered: a Unix socket path has 108 bytes (sun_path), and HAProxy first binds
+ * `<path>.<pid>.tmp` and renames it into place.
+ */
+export const MAX_GATE_PATH = 90;
+
+/** The gate socket of a service, or undefined when there is none (no directory, or the path would be too long). */
+export function gateSocketPath(dir: string | undefined, service: string): string | undefined {
+  if (dir === undefined) return undefined;
+  const path = `${dir.replace(/\/+$/, '')}/${service}.sock`;
+  return Buffer.byteLength(path) <= MAX_GATE_PATH ? path : undefined;
+}
+
+function renderService(svc: Service, gateDir: string | undefined): string[] {
   const lines: string[] = [];
   lines.push(`frontend ${svc.name}`, `  mode ${svc.mode}`);
   for (const b of [...svc.binds].sort((x, y) =>
@@ -94,6 +113,8 @@ function renderService(svc: Service): string[] {
   )) {
     lines.push(`  bind ${bindKey(b)}`);
   }
+  const gate = gateSocketPath(gateDir, svc.name);
+  if (gate !== undefined) lines.push(`  bind unix@${gate} mode 600`);
   if (svc.maxconn !== undefined) lines.push(`  maxconn ${svc.maxconn}`);
   // Without it keep-alive clients see resets during reloads; with it, 0 failures were measured (docs/design.md).
   if (svc.mode === 'http') lines.push('  option idle-close-on-response');
@@ -130,7 +151,7 @@ export function render(input: RenderInput): string {
     ...(g.serverStateFile === undefined ? [] : ['  load-server-state-from-file global']),
     '',
   );
-  for (const svc of [...input.services].sort(byName)) lines.push(...renderService(svc));
+  for (const svc of [...input.services].sort(byName)) lines.push(...renderService(svc, g.gateSocketDir));
   return `${lines.join('\n').trimEnd()}\n`;
 }
 
@@ -154,7 +175,7 @@ export function validateGlobals(g: RenderGlobals): { path: string; message: stri
   ) {
     errors.push({ path: 'mworkerMaxReloads', message: 'must be a positive integer' });
   }
-  for (const p of ['statsSocket', 'masterSocket', 'serverStateFile'] as const) {
+  for (const p of ['statsSocket', 'masterSocket', 'serverStateFile', 'gateSocketDir'] as const) {
     const v = g[p];
     if (v !== undefined && !SOCKET_PATH.test(v))
       errors.push({ path: p, message: 'must be an absolute path without spaces' });

@@ -32,9 +32,12 @@ const cmd = (command: string, accepts: (a: string) => boolean = empty): RuntimeC
   accepts,
 });
 
-/** A service without its servers, as text: equal means only servers differ. */
-function shape(s: Service): string {
-  const { servers: _servers, ...rest } = s;
+/**
+ * A service without its servers (nor how its changes roll out, which HAProxy never sees), as text: equal means
+ * only servers differ.
+ */
+export function serviceShape(s: Service): string {
+  const { servers: _servers, rollout: _rollout, rolloutCheck: _check, ...rest } = s;
   return JSON.stringify(rest);
 }
 
@@ -65,7 +68,7 @@ export function runtimePlan(before: readonly Service[], after: readonly Service[
   const counts = { added: 0, removed: 0, changed: 0 };
   for (const svc of after) {
     const old = was.get(svc.name) as Service;
-    if (shape(old) !== shape(svc))
+    if (serviceShape(old) !== serviceShape(svc))
       return { ok: false, reason: `service ${svc.name} changed beyond its servers` };
     const oldServers = new Map(old.servers.map((s) => [s.name, s]));
     const newServers = new Map(svc.servers.map((s) => [s.name, s]));

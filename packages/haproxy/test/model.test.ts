@@ -128,6 +128,18 @@ describe('parseService', () => {
     expect(refused(parseService(value))).toEqual([path]);
   });
 
+  it('accepts how a service rolls out, and refuses a check that could break the request line or does not fit', () => {
+    expect(parseService({ ...good, rollout: 'parallel', rolloutCheck: '/healthz?full=1' }).ok).toBe(true);
+    expect(parseService({ ...good, mode: 'tcp', rolloutCheck: 'tcp' }).ok).toBe(true);
+    expect(refused(parseService({ ...good, rollout: 'canary' }))).toEqual(['rollout']);
+    expect(refused(parseService({ ...good, rolloutCheck: '/a b' }))).toEqual(['rolloutCheck']);
+    expect(refused(parseService({ ...good, rolloutCheck: '/a\r\nHost: x' }))).toEqual(['rolloutCheck']);
+    expect(refused(parseService({ ...good, rolloutCheck: 'healthz' }))).toEqual(['rolloutCheck']);
+    expect(refused(parseService({ ...good, mode: 'tcp', rolloutCheck: '/healthz' }))).toEqual([
+      'rolloutCheck',
+    ]);
+  });
+
   it('accepts weight 0 and 256, backup and disabled', () => {
     expect(parseService(withServer({ weight: 0, backup: true })).ok).toBe(true);
     expect(parseService(withServer({ weight: 256, disabled: true })).ok).toBe(true);

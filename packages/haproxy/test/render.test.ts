@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   configHash,
+  gateSocketPath,
   parseService,
   render,
   validateGlobals,
@@ -124,6 +125,21 @@ describe('render', () => {
     expect(render({ services })).not.toMatch(/server-state/);
   });
 
+  it('gives every frontend a gate socket in the gate directory, unless its path would not fit a Unix socket', () => {
+    const text = render({ services, globals: { gateSocketDir: '/run/coord/haproxy/gate' } });
+    expect(text).toMatch(
+      /^frontend web\n(?:  .*\n)*  bind unix@\/run\/coord\/haproxy\/gate\/web\.sock mode 600\n/m,
+    );
+    expect(text).toMatch(
+      /^frontend db\n(?:  .*\n)*  bind unix@\/run\/coord\/haproxy\/gate\/db\.sock mode 600\n/m,
+    );
+    expect(gateSocketPath('/run/coord/gate/', 'web')).toBe('/run/coord/gate/web.sock');
+    const long = `/${'d'.repeat(90)}`;
+    expect(gateSocketPath(long, 'web')).toBeUndefined();
+    expect(render({ services, globals: { gateSocketDir: long } })).not.toMatch(/unix@/);
+    expect(render({ services })).not.toMatch(/unix@/);
+  });
+
   it('renders configs `haproxy -c` accepts, including an empty service set with a stats socket', () => {
     const dir = mkdtempSync(join(tmpdir(), 'coord-render-'));
     const ipOnly = services.map((s) => ({ ...s, servers: s.servers.filter((x) => x.name !== 'spare') }));
@@ -133,6 +149,8 @@ describe('render', () => {
         render({ services: ipOnly, base }),
         // With a server state file that does not exist yet (a first start): HAProxy starts its servers afresh.
         render({ services: ipOnly, globals: { serverStateFile: join(dir, 'no-state-yet') } }),
+        // Every frontend with its rollout gate socket, tcp and http alike.
+        render({ services: ipOnly, globals: { gateSocketDir: dir } }),
       ];
       cases.forEach((text, i) => {
         writeFileSync(join(dir, `${i}.cfg`), text);
@@ -152,6 +170,7 @@ describe('render', () => {
     [{ statsSocket: '/run/x.sock level admin' }, 'statsSocket'],
     [{ serverStateFile: '/run/state\n  daemon' }, 'serverStateFile'],
     [{ timeouts: { client: '5 s' } }, 'timeouts.client'],
+    [{ gateSocketDir: '/run/gate mode 666' }, 'gateSocketDir'],
   ])('refuses hostile node-local globals %j', (g, path) => {
     expect(validateGlobals(g).map((e) => e.path)).toEqual([path]);
   });
