@@ -12,6 +12,7 @@ import { MemoryLogger, systemClock } from '@coord/core';
 import {
   createHaproxyDriver,
   parseService,
+  probeGateOnce,
   render,
   socketCommand,
   showProc,
@@ -184,6 +185,25 @@ describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
     expect(await get(2)).toMatchObject({ ok: 2, failed: 0 });
   });
 
+  it('a config checked ahead of its turn (prevalidate) is applied without a second haproxy -c; one it refuses never is', async () => {
+    expect(await driver.prevalidate([web(7)])).toBe(true);
+    const r = await driver.apply([web(7)], { revision: 5, now: true });
+    expect(r.result, r.error).toBe('applied');
+    expect(r.prevalidated).toBe(true);
+    // Used once: the same text again later is checked again.
+    const next = await driver.apply([web(8)], { revision: 6 });
+    expect(next.prevalidated).toBeUndefined();
+    // A new server HAProxy cannot resolve (no address in the server state file to fall back on).
+    const bad = web(1, { servers: [ORIGIN, { name: 'ghost', address: 'no-such-host.invalid', port: 9000 }] });
+    expect(await driver.prevalidate([bad])).toBe(false);
+    expect((await driver.apply([bad], { revision: 7 })).result).toBe('invalid');
+    expect((await driver.apply([web(1)], { revision: 8 })).result).toBe('applied');
+    // Its frontend also listens on the gate socket, and answers there.
+    const gate = driver.gateSocket('web');
+    expect(gate).toBe(join(options.runDir, 'gate', 'web.sock'));
+    expect(await probeGateOnce(gate ?? '', '/', 2000)).toEqual({ ok: true });
+  });
+
   it('rolls back a config that passes haproxy -c but cannot be loaded (non-local bind)', async () => {
     const before = await readFile(options.configPath, 'utf8');
     const pid = driver.status().masterPid;
@@ -273,6 +293,7 @@ describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
             ...options.globals,
             statsSocket: join(options.runDir, 'stats.sock'),
             serverStateFile: join(options.runDir, 'server-state'),
+            gateSocketDir: join(options.runDir, 'gate'),
           },
           base: await readFile(options.basePath ?? '', 'utf8'),
         }),

@@ -18,9 +18,13 @@
  *     `coord server set` process returned (and, also printed, from just before it was started). It includes
  *     coord's debounce quiet window (50 ms) and the runtime API commands (an address change), or `haproxy -c`
  *     and a reload when the runtime API is not used.
+ * (c) Structural changes. `coord service set web` adds or removes a bind (0.0.0.0:8081) N times per rollout mode
+ *     (`--rollout rolling|parallel`, gate `/`) and load kind, under load through the VIP; a poller asks every node's
+ *     own :8081 every 10 ms, and a node shows a change when :8081 starts or stops answering. Measured from the
+ *     CLI's return (rolling changes with `--no-wait`, so it returns once the rollout is written).
  *
- * Usage: pnpm bench:reload [--reloads 100] [--samples 30] [--concurrency 8] [--gap-ms 300]
- *                          [--out bench/results/reload.json]
+ * Usage: pnpm bench:reload [--reloads 100] [--samples 30] [--structural 50] [--rollouts rolling,parallel]
+ *                          [--loads keepalive,close] [--concurrency 8] [--gap-ms 300] [--out bench/results/reload.json]
  * The JSON goes to bench/results/ (committed); `pnpm figures` regenerates the README's tables from it.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -107,22 +111,92 @@ interface ApplyLine {
   sinceChangeMs: number | undefined;
 }
 
-export interface Sample {
+/** One change made with the CLI, and when each target showed it. */
+interface TimedChange {
   i: number;
-  body: string;
   tInvoke: number;
   tReturn: number;
   cliMs: number;
-  /** Per node (and "vip"): ms from the CLI's return until the poller first saw the new answer. */
+  /** Per target: ms from the CLI's return until the poller first saw the change. */
   fromReturnMs: Record<string, number | null>;
   /** The same from just before the CLI was started. */
   fromInvokeMs: Record<string, number | null>;
+  error?: string;
+}
+
+export interface Sample extends TimedChange {
+  body: string;
   /** Per node: ms from the CLI's return to the node's "haproxy apply … applied" log line. */
   appliedLogFromReturnMs: Record<string, number | null>;
   /** Per node: coord's "haproxy apply" fields ms (driver run) and sinceChangeMs (debounce + driver run). */
   coordApplyMs: Record<string, number | null>;
   coordSinceChangeMs: Record<string, number | null>;
-  error?: string;
+}
+
+/** A structural change (a bind added or removed); the CLI returns once the rollout is started. */
+export interface StructuralChange extends TimedChange {
+  /** The change adds :8081 (true) or removes it (false). */
+  adds: boolean;
+  exitCode: number;
+}
+
+export interface PhaseC {
+  rollout: 'rolling' | 'parallel';
+  load: 'keepalive' | 'close';
+  changes: StructuralChange[];
+  /** The last node showing a change, from the CLI's return, over the changes every node showed. */
+  lastNodeFromReturn: Stats;
+  lastNodeFromInvoke: Stats;
+  requests: number;
+  ok: number;
+  failed: number;
+  errors: Record<string, number>;
+  /** Rollouts that stopped (a node's gate or apply failed), from the rollout records. */
+  stopped: number;
+  failures: { t: number; error: string; msSincePhaseStart: number }[];
+}
+
+/** A target's answer changed (the poller prints only changes). */
+type PollEvent = { t: number; name: string; body?: string; error?: string };
+
+/**
+ * Wait until every target showed change `c` (`at`: when, from the poller's events), then note per target how
+ * long after the CLI's start and return it did; a timeout is the change's error.
+ */
+async function waitShown<E>(
+  c: TimedChange,
+  what: string,
+  names: readonly string[],
+  events: () => Promise<E[]>,
+  at: (evs: E[], name: string) => number | undefined,
+  timeoutMs: number,
+): Promise<void> {
+  try {
+    await waitFor(
+      what,
+      async () => {
+        const evs = await events();
+        return names.every((n) => at(evs, n) !== undefined) ? true : undefined;
+      },
+      { timeoutMs, intervalMs: 20 },
+    );
+  } catch (e) {
+    c.error = errText(e);
+  }
+  const evs = await events();
+  for (const n of names) {
+    const t = at(evs, n);
+    c.fromReturnMs[n] = t === undefined ? null : t - c.tReturn;
+    c.fromInvokeMs[n] = t === undefined ? null : t - c.tInvoke;
+  }
+}
+
+/** The load client's result line (it prints one when stopped). */
+async function loadResult(load: LabProcess): Promise<LoadResult> {
+  const text = await load.output();
+  const line = text.split('\n').find((l) => l.startsWith('{"mode"'));
+  if (line === undefined) throw new Error(`load client printed no result: ${text.slice(-500)}`);
+  return JSON.parse(line) as LoadResult;
 }
 
 class Bench {
@@ -265,6 +339,20 @@ class Bench {
     return out;
   }
 
+  /** A poller asking each target every POLL_MS; `events()` reads the answers it saw change so far. */
+  poll(
+    targets: readonly [string, string][],
+    name: string,
+  ): { poller: LabProcess; events: () => Promise<PollEvent[]> } {
+    const poller = this.spawnClient(['poll', String(POLL_MS), ...targets.map(([n, u]) => `${n}=${u}`)], name);
+    const events = async (): Promise<PollEvent[]> =>
+      (await poller.output())
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as PollEvent);
+    return { poller, events };
+  }
+
   spawnClient(args: string[], name: string): LabProcess {
     return this.lab.spawn(this.lab.client, process.execPath, ['--import', 'tsx', CLIENT, ...args], { name });
   }
@@ -312,10 +400,7 @@ class Bench {
     await sleep(DRAIN_MS);
     await load.stop(15_000);
     const t1 = Date.now();
-    const text = await load.output();
-    const line = text.split('\n').find((l) => l.startsWith('{"mode"'));
-    if (line === undefined) throw new Error(`load client printed no result: ${text.slice(-500)}`);
-    const res = JSON.parse(line) as LoadResult;
+    const res = await loadResult(load);
     await sleep(300); // the last log lines
     const applies = await this.applyLines(t0, t1);
     const after = await this.masterReloads(holder);
@@ -366,16 +451,7 @@ class Bench {
         { timeoutMs: 10_000, intervalMs: 100 },
       );
     }
-    const poller = this.spawnClient(
-      ['poll', String(POLL_MS), ...this.targets().map(([n, u]) => `${n}=${u}`)],
-      'poller',
-    );
-    type Ev = { t: number; name: string; body?: string; error?: string };
-    const events = async (): Promise<Ev[]> =>
-      (await poller.output())
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as Ev);
+    const { poller, events } = this.poll(this.targets(), 'poller');
     // Every target answered once (the poller is running).
     await waitFor(
       'the poller to see every target',
@@ -406,26 +482,16 @@ class Bench {
           coordSinceChangeMs: {},
         };
         if (r.exitCode !== 0) sample.error = `server set exit ${r.exitCode}: ${r.stderr.slice(0, 200)}`;
-        const firstSeen = (evs: Ev[], n: string) =>
+        const firstSeen = (evs: PollEvent[], n: string) =>
           evs.find((e) => e.name === n && e.t >= tInvoke && e.body === body)?.t;
-        try {
-          await waitFor(
-            `every target to serve ${body}`,
-            async () => {
-              const evs = await events();
-              return names.every((n) => firstSeen(evs, n) !== undefined) ? true : undefined;
-            },
-            { timeoutMs: CONVERGE_TIMEOUT_MS, intervalMs: 20 },
-          );
-        } catch (e) {
-          sample.error = errText(e);
-        }
-        const evs = await events();
-        for (const n of names) {
-          const t = firstSeen(evs, n);
-          sample.fromReturnMs[n] = t === undefined ? null : t - tReturn;
-          sample.fromInvokeMs[n] = t === undefined ? null : t - tInvoke;
-        }
+        await waitShown(
+          sample,
+          `every target to serve ${body}`,
+          names,
+          events,
+          firstSeen,
+          CONVERGE_TIMEOUT_MS,
+        );
         await sleep(200); // coord's log line
         const applies = await this.applyLines(tInvoke, tInvoke + CONVERGE_TIMEOUT_MS + 1000);
         for (const [n, ls] of applies) {
@@ -446,6 +512,115 @@ class Bench {
     }
     const errs = (await events()).filter((e) => e.error !== undefined);
     return { samples: out, pollerEvents: errs.length };
+  }
+
+  /**
+   * (c) Structural changes under load: \`coord service set web\` adds or removes a bind (0.0.0.0:8081), alternately,
+   * with \`--rollout rolling|parallel\` and the gate \`/\`, while clients load the VIP. A poller asks every node's own
+   * :8081 every POLL_MS; a node shows a change when :8081 starts answering (add) or stops (remove). Rolling
+   * changes are started with \`--no-wait\`, so the CLI returns once the rollout is written, as for a parallel one.
+   */
+  async phaseC(
+    rollout: 'rolling' | 'parallel',
+    kind: 'keepalive' | 'close',
+    count: number,
+    gapMs: number,
+    concurrency: number,
+  ): Promise<PhaseC> {
+    const base = ['service', 'set', 'web', '--bind', `${this.vip}:80`, '--bind', '0.0.0.0:8080'];
+    const gate = ['--rollout', rollout, '--rollout-check', '/', '--no-wait'];
+    // Start without :8081 (every node), so the first change adds it.
+    await this.cliOk([...base, '--rollout', 'parallel']);
+    const t0 = Date.now();
+    const load = this.spawnClient(
+      ['load', `http://${this.vip}/`, String(concurrency), kind],
+      `load-c-${kind}`,
+    );
+    const { poller, events } = this.poll(
+      this.hosts.map((h): [string, string] => [h.name, `http://${h.ip}:8081/`]),
+      `poller-c-${rollout}-${kind}`,
+    );
+    const nodes = this.hosts.map((h) => h.name);
+    await waitFor(
+      'the :8081 poller to see every node refuse',
+      async () => {
+        const evs = await events();
+        return nodes.every((n) => evs.some((e) => e.name === n && e.error !== undefined)) ? true : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 100 },
+    );
+    await sleep(WARM_MS);
+    const changes: StructuralChange[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        const adds = i % 2 === 0;
+        const tInvoke = Date.now();
+        const r = await this.cli([...base, ...(adds ? ['--bind', '0.0.0.0:8081'] : []), ...gate]);
+        const tReturn = Date.now();
+        const c: StructuralChange = {
+          i: i + 1,
+          tInvoke,
+          tReturn,
+          adds,
+          cliMs: tReturn - tInvoke,
+          exitCode: r.exitCode ?? -1,
+          fromReturnMs: {},
+          fromInvokeMs: {},
+        };
+        if (r.exitCode !== 0) c.error = `service set exit ${r.exitCode}: ${r.stderr.slice(0, 200)}`;
+        const shown = (evs: PollEvent[], n: string) =>
+          evs.find(
+            (e) => e.name === n && e.t >= tInvoke && (adds ? e.body !== undefined : e.error !== undefined),
+          )?.t;
+        await waitShown(
+          c,
+          `every node to show change ${i + 1}`,
+          nodes,
+          events,
+          shown,
+          CONVERGE_TIMEOUT_MS * 2,
+        );
+        changes.push(c);
+        if ((i + 1) % 10 === 0 || c.error !== undefined)
+          this.log(
+            `  ${rollout}/${kind}: ${i + 1}/${count}, last node +${Math.max(...nodes.map((n) => c.fromReturnMs[n] ?? Infinity))} ms after return` +
+              (c.error === undefined ? '' : ` (${c.error})`),
+          );
+        await sleep(gapMs);
+      }
+    } finally {
+      await poller.stop(5000);
+    }
+    await sleep(DRAIN_MS);
+    await load.stop(15_000);
+    const res = await loadResult(load);
+    const stoppedLines = (
+      await Promise.all(
+        this.hosts.map(async (h) => {
+          const p = this.procs.get(h.name);
+          return p === undefined ? [] : await coordLog(p);
+        }),
+      )
+    )
+      .flat()
+      .filter((l) => l['message'] === 'rollout step' && l['result'] === 'failed')
+      .filter((l) => Date.parse(String(l['timestamp'])) >= t0).length;
+    const complete = changes.filter((c) => nodes.every((n) => c.fromReturnMs[n] !== null));
+    const last = (c: StructuralChange, k: 'fromReturnMs' | 'fromInvokeMs') =>
+      Math.max(...nodes.map((n) => c[k][n] ?? 0));
+    return {
+      rollout,
+      load: kind,
+      changes,
+      lastNodeFromReturn: stats(complete.map((c) => last(c, 'fromReturnMs'))),
+      lastNodeFromInvoke: stats(complete.map((c) => last(c, 'fromInvokeMs'))),
+      requests: res.ok + res.failed,
+      ok: res.ok,
+      failed: res.failed,
+      errors: res.errors,
+      stopped: stoppedLines,
+      failures: res.failures.map((x) => ({ ...x, msSincePhaseStart: x.t - t0 })),
+    };
   }
 
   /** Stop coord, then the HAProxy masters it leaves running (kill -USR1 inside each host's namespace). */
@@ -553,6 +728,8 @@ export interface ReloadResults extends ResultEnvelope {
     latencyFrom: string;
   };
   reloadsUnderLoad: PhaseA[];
+  /** (c) Structural changes under load, per rollout mode and load kind (absent in results before rollouts). */
+  structural?: PhaseC[];
   propagation:
     | {
         summary: LatencyRow[];
@@ -575,13 +752,19 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '8' },
       'gap-ms': { type: 'string', default: '300' },
       loads: { type: 'string', default: 'keepalive,close' },
+      structural: { type: 'string', default: '50' },
+      rollouts: { type: 'string', default: 'rolling,parallel' },
     },
   });
+  const structural = Number(values.structural);
+  const rolloutModes = values.rollouts.split(',').filter((x) => x !== '');
+  for (const m of rolloutModes)
+    if (m !== 'rolling' && m !== 'parallel') throw new Error(`unknown rollout "${m}"`);
   const reloads = Number(values.reloads);
   const samples = Number(values.samples);
   const concurrency = Number(values.concurrency);
   const gapMs = Number(values['gap-ms']);
-  for (const [k, v] of Object.entries({ reloads, samples, concurrency, gapMs }))
+  for (const [k, v] of Object.entries({ reloads, samples, concurrency, gapMs, structural }))
     if (!Number.isInteger(v) || v < 0) throw new Error(`--${k} must be a non-negative integer`);
   const loadNames = values.loads.split(',').filter((s) => s !== '');
   for (const l of loadNames) if (l !== 'keepalive' && l !== 'close') throw new Error(`unknown load "${l}"`);
@@ -597,6 +780,7 @@ async function main(): Promise<void> {
   bench.log = log;
   const phaseA: PhaseA[] = [];
   let phaseB: { samples: Sample[]; pollerEvents: number } | undefined;
+  const phaseC: PhaseC[] = [];
   let holder = '';
   let error: string | undefined;
   try {
@@ -618,6 +802,17 @@ async function main(): Promise<void> {
     if (samples > 0) {
       log(`(b) ${samples} propagation samples…`);
       phaseB = await bench.phaseB(samples, 400);
+    }
+    if (structural > 0) {
+      for (const mode of rolloutModes as ('rolling' | 'parallel')[])
+        for (const kind of loads) {
+          log(`(c) ${structural} structural changes, ${mode}, under ${kind} load…`);
+          const r = await bench.phaseC(mode, kind, structural, gapMs, concurrency);
+          log(
+            `  last node +${f(r.lastNodeFromReturn.p50)} ms p50 / ${f(r.lastNodeFromReturn.p99 ?? r.lastNodeFromReturn.max)} ms p99 after return; ${r.failed} of ${r.requests} requests failed; ${r.stopped} stopped`,
+          );
+          phaseC.push(r);
+        }
     }
   } catch (e) {
     error = errText(e);
@@ -654,6 +849,28 @@ async function main(): Promise<void> {
     if (bad > 0) console.log(`  ${bad} samples with errors (see JSON)`);
     if (phaseB.pollerEvents > 0) console.log(`  poller saw ${phaseB.pollerEvents} failed requests`);
   }
+  if (phaseC.length > 0) {
+    console.log('');
+    console.log(
+      `(c) structural changes (a bind added/removed) under load: ms from the CLI's return until every node's own :8081 shows it`,
+    );
+    console.log(
+      fmtTable(
+        ['rollout', 'load', 'changes', 'p50', 'p99', 'max', 'requests', 'failed', 'stopped'],
+        phaseC.map((r) => [
+          r.rollout,
+          r.load === 'keepalive' ? 'keep-alive' : 'new-conn',
+          String(r.changes.length),
+          f(r.lastNodeFromReturn.p50),
+          f(r.lastNodeFromReturn.p99),
+          f(r.lastNodeFromReturn.max),
+          String(r.requests),
+          String(r.failed),
+          String(r.stopped),
+        ]),
+      ),
+    );
+  }
   console.log(
     `\nload average (1 min) at start ${loadBefore[0]?.toFixed(1) ?? '?'}, at end ${loadavg()[0]?.toFixed(1) ?? '?'} (${cpus().length} cores)`,
   );
@@ -664,9 +881,15 @@ async function main(): Promise<void> {
     ...envelopeOf('reload', t0, loadBefore[0] ?? 0),
     // A round is one model change under load, or one propagation sample; a failed change or sample counts.
     rounds: {
-      requested: reloads * loads.length + samples,
-      total: phaseA.reduce((a, r) => a + r.changes, 0) + (phaseB?.samples.length ?? 0),
-      failed: phaseA.reduce((a, r) => a + r.changeErrors, 0) + failedSamples,
+      requested: reloads * loads.length + samples + structural * loads.length * rolloutModes.length,
+      total:
+        phaseA.reduce((a, r) => a + r.changes, 0) +
+        (phaseB?.samples.length ?? 0) +
+        phaseC.reduce((a, r) => a + r.changes.length, 0),
+      failed:
+        phaseA.reduce((a, r) => a + r.changeErrors, 0) +
+        failedSamples +
+        phaseC.reduce((a, r) => a + r.changes.filter((c) => c.error !== undefined).length, 0),
     },
     error,
     config: {
@@ -683,6 +906,7 @@ async function main(): Promise<void> {
         'the `coord server set` process returning (fromReturn); also just before it was started (fromInvoke)',
     },
     reloadsUnderLoad: phaseA,
+    structural: phaseC,
     propagation:
       phaseB === undefined
         ? undefined

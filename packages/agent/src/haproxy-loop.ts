@@ -66,6 +66,10 @@ export class HaproxyLoop {
   private present = new Set<string>();
   /** A rollout is running for one of the services: nodes coming and going matter. */
   private rolling = false;
+  /** A turn began with this view: apply it without the quiet window (the next node waits on it). */
+  private turnBegan = false;
+  /** Rollouts whose new version this node already had `haproxy -c` check while it waits for its turn. */
+  private readonly prechecked = new Set<string>();
   private etcd: EtcdBackend | undefined;
   private lastView: { revision: number; view: ReadonlyMap<string, Entry> } | undefined;
   private lastFingerprint: string | undefined;
@@ -222,41 +226,47 @@ export class HaproxyLoop {
       refused,
       at: this.opts.clock.wallNow(),
     };
-    this.opts.driver.apply(list, { revision, reason: resync ? 'resync' : 'watch' }).then(
-      (r) => {
-        // A newer request may have been handed over meanwhile (the driver coalesces them into one apply, whose
-        // result every request then gets): report only the newest, so one apply is logged and counted once.
-        if (this.requests !== request) return;
-        const runtime = r.result === 'applied' && r.via === 'runtime';
-        this.opts.metrics?.reloads.inc({ result: runtime ? 'runtime' : r.result });
-        if (r.result === 'applied' && !runtime) this.opts.metrics?.reloadSeconds.observe(r.durationMs / 1000);
-        const level = r.result === 'applied' || r.result === 'unchanged' ? 'info' : 'error';
-        this.log[level]('haproxy apply', {
-          revision,
-          result: r.result,
-          hash: r.hash.slice(0, 12),
-          ms: Math.round(r.durationMs),
-          ...(r.checkMs === undefined ? {} : { checkMs: Math.round(r.checkMs) }),
-          ...(r.via === undefined ? {} : { via: r.via }),
-          ...(r.runtimeFallback === undefined ? {} : { runtimeFallback: r.runtimeFallback }),
-          sinceChangeMs: Math.round(this.opts.clock.now() - startedAt),
-          ...(r.error === undefined ? {} : { error: r.error }),
-        });
-        const ok = r.result === 'applied' || r.result === 'unchanged';
-        this.state = {
-          revision,
-          model: fingerprint,
-          configHash: ok ? r.hash : this.state?.configHash,
-          result: r.result,
-          error: r.error,
-          refused,
-          at: this.opts.clock.wallNow(),
-        };
-        this.opts.onApplied?.(this.state);
-        this.judgeTurns();
-      },
-      (e: unknown) => this.log.error('haproxy apply failed', { revision, error: errorMessage(e) }),
-    );
+    const now = this.turnBegan;
+    this.turnBegan = false;
+    this.opts.driver
+      .apply(list, { revision, reason: resync ? 'resync' : 'watch', ...(now ? { now } : {}) })
+      .then(
+        (r) => {
+          // A newer request may have been handed over meanwhile (the driver coalesces them into one apply, whose
+          // result every request then gets): report only the newest, so one apply is logged and counted once.
+          if (this.requests !== request) return;
+          const runtime = r.result === 'applied' && r.via === 'runtime';
+          this.opts.metrics?.reloads.inc({ result: runtime ? 'runtime' : r.result });
+          if (r.result === 'applied' && !runtime)
+            this.opts.metrics?.reloadSeconds.observe(r.durationMs / 1000);
+          const level = r.result === 'applied' || r.result === 'unchanged' ? 'info' : 'error';
+          this.log[level]('haproxy apply', {
+            revision,
+            result: r.result,
+            hash: r.hash.slice(0, 12),
+            ms: Math.round(r.durationMs),
+            ...(r.checkMs === undefined ? {} : { checkMs: Math.round(r.checkMs) }),
+            ...(r.via === undefined ? {} : { via: r.via }),
+            ...(r.runtimeFallback === undefined ? {} : { runtimeFallback: r.runtimeFallback }),
+            ...(r.prevalidated === true ? { prevalidated: true } : {}),
+            sinceChangeMs: Math.round(this.opts.clock.now() - startedAt),
+            ...(r.error === undefined ? {} : { error: r.error }),
+          });
+          const ok = r.result === 'applied' || r.result === 'unchanged';
+          this.state = {
+            revision,
+            model: fingerprint,
+            configHash: ok ? r.hash : this.state?.configHash,
+            result: r.result,
+            error: r.error,
+            refused,
+            at: this.opts.clock.wallNow(),
+          };
+          this.opts.onApplied?.(this.state);
+          this.judgeTurns();
+        },
+        (e: unknown) => this.log.error('haproxy apply failed', { revision, error: errorMessage(e) }),
+      );
   }
 
   /**
@@ -297,6 +307,7 @@ export class HaproxyLoop {
       if (!applies || !isTurn(record, me, this.present)) continue;
       mine.add(record.id);
       if (!this.turns.has(record.id)) {
+        this.turnBegan = true;
         this.turns.set(record.id, { record, since: this.opts.clock.now() });
         this.log.info("rollout: this node's turn", { service: record.service, id: record.id });
       } else {
@@ -307,7 +318,26 @@ export class HaproxyLoop {
       }
     }
     for (const id of this.turns.keys()) if (!mine.has(id) && !this.judging.has(id)) this.turns.delete(id);
-    return effectiveServices(services, records, me, this.present);
+    const effective = effectiveServices(services, records, me, this.present);
+    // Waiting for its turn: check the new version now, so the turn itself is only the reload.
+    for (const { record, applies } of records) {
+      const next = services.get(record.service);
+      if (
+        !applies ||
+        next === undefined ||
+        record.state !== 'running' ||
+        !record.order.includes(me) ||
+        record.steps[me] !== undefined ||
+        mine.has(record.id) ||
+        this.prechecked.has(record.id)
+      )
+        continue;
+      this.prechecked.add(record.id);
+      const then = new Map(effective).set(record.service, next);
+      void this.opts.driver.prevalidate([...then.values()]);
+    }
+    if (this.prechecked.size > 64) this.prechecked.clear();
+    return effective;
   }
 
   /**

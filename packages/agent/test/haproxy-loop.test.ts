@@ -25,6 +25,7 @@ function coalescingDriver() {
     stop: () => Promise.resolve(),
     stopHaproxy: () => Promise.resolve(true),
     gateSocket: () => undefined,
+    prevalidate: () => Promise.resolve(true),
     serverSessions: () =>
       Promise.resolve(
         new Map([
@@ -151,6 +152,7 @@ describe('HaproxyLoop in a rolling rollout', () => {
       stop: () => Promise.resolve(),
       stopHaproxy: () => Promise.resolve(true),
       gateSocket: () => undefined,
+      prevalidate: () => Promise.resolve(true),
       serverSessions: () => Promise.resolve(new Map()),
     };
     const logger = new MemoryLogger();

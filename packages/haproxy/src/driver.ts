@@ -40,12 +40,16 @@ export interface ApplyResult {
   via?: 'runtime' | 'reload' | 'start';
   /** A server change the runtime API refused, applied by a reload instead: why. */
   runtimeFallback?: string;
+  /** `haproxy -c` had passed this exact text moments before ({@link HaproxyDriver.prevalidate}): not run again. */
+  prevalidated?: boolean;
 }
 
 /** Where a service set came from, for logs (e.g. the etcd revision it was read at). */
 export interface ApplyMeta {
   revision?: number;
   reason?: string;
+  /** Skip the quiet window (a node's turn in a rolling rollout: the change is known, others wait on it). */
+  now?: boolean;
 }
 
 export interface DriverStatus {
@@ -85,6 +89,11 @@ export interface HaproxyDriverOptions {
 
 export interface HaproxyDriver {
   apply(services: readonly Service[], meta?: ApplyMeta): Promise<ApplyResult>;
+  /**
+   * Run `haproxy -c` on what `services` would render to, without applying it, so an apply of the same text soon
+   * after skips it (a node waiting for its turn in a rolling rollout). Never throws; false when it does not pass.
+   */
+  prevalidate(services: readonly Service[]): Promise<boolean>;
   status(): DriverStatus;
   /**
    * Current sessions of every server of the running worker (`show stat` scur), by `service/server`; undefined
@@ -143,6 +152,9 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
   let serving: { services: readonly Service[]; base: string | undefined } | undefined;
   let last: ApplyResult | undefined;
   let lastError: string | undefined;
+  /** Texts `haproxy -c` passed ahead of their apply, by hash, with when (trusted for PREVALIDATED_MS). */
+  const prevalidated = new Map<string, number>();
+  const PREVALIDATED_MS = 120_000;
 
   const debouncer = new Debouncer(clock, options.debounce ?? DEFAULT_DEBOUNCE, () => {
     kick();
@@ -178,6 +190,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
     let checkMs = 0;
     let via: ApplyResult['via'];
     let runtimeFallback: string | undefined;
+    let prevalidatedRun = false;
     const done = (result: ApplyOutcome, hash: string, error?: string): ApplyResult => ({
       result,
       hash,
@@ -186,6 +199,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
       checkMs,
       ...(via === undefined ? {} : { via }),
       ...(runtimeFallback === undefined ? {} : { runtimeFallback }),
+      ...(prevalidatedRun ? { prevalidated: true } : {}),
     });
 
     await ensureAttached();
@@ -254,14 +268,16 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
     }
 
     const checkStarted = clock.now();
-    const check = await validateConfig(text, {
-      haproxyBin: options.haproxyBin,
-      stageDir: options.runDir,
-      timeoutMs,
-    });
+    const passedAt = prevalidated.get(hash);
+    prevalidated.delete(hash);
+    const early = passedAt !== undefined && clock.now() - passedAt < PREVALIDATED_MS;
+    const check = early
+      ? { ok: true as const }
+      : await validateConfig(text, { haproxyBin: options.haproxyBin, stageDir: options.runDir, timeoutMs });
     if (!check.ok) return done('invalid', hash, check.error);
 
     checkMs = clock.now() - checkStarted;
+    if (early) prevalidatedRun = true;
     await installConfig(paths.configPath, text);
     if (!up) {
       // A new master starts its servers afresh: a state file left by an earlier one describes another process.
@@ -384,7 +400,32 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
         waiters.push(resolve);
         pending = { services: [...services], meta, waiters };
         debouncer.poke();
+        if (meta.now === true) {
+          debouncer.cancel();
+          kick();
+        }
       });
+    },
+    async prevalidate(services) {
+      try {
+        const base = options.basePath === undefined ? undefined : await readFileOrUndefined(options.basePath);
+        if (options.basePath !== undefined && base === undefined) return false;
+        const text = render({ services, globals, ...(base === undefined ? {} : { base }) });
+        const hash = configHash(text);
+        if (hash === appliedHash || prevalidated.has(hash)) return true;
+        const check = await validateConfig(text, {
+          haproxyBin: options.haproxyBin,
+          stageDir: options.runDir,
+          timeoutMs,
+        });
+        if (!check.ok) return false;
+        prevalidated.set(hash, clock.now());
+        // A handful at most: one per rollout this node waits on.
+        for (const k of prevalidated.keys()) if (prevalidated.size > 8) prevalidated.delete(k);
+        return true;
+      } catch {
+        return false;
+      }
     },
     gateSocket(service) {
       return gateSocketPath(globals.gateSocketDir, service);
