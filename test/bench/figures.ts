@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import type { FailoverResults, Row } from './failover.js';
 import type { CliName, FootprintResults, NodeStat } from './footprint.js';
 import type { ReloadResults, Stats } from './reload.js';
-import type { ResultEnvelope } from './results.js';
+import { MIN_FOR_P99, percentile, type ResultEnvelope } from './results.js';
 
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -236,7 +236,62 @@ export function renderReload(r: ReloadResults): string {
       );
     }
   }
+  lines.push(...renderStructural(r));
   return lines.join('\n');
+}
+
+/** Part (c) of the reload block: structural changes, rolling and parallel, under load. */
+function renderStructural(r: ReloadResults): string[] {
+  const phases = r.structural ?? [];
+  if (phases.length === 0) return [];
+  const lines = [
+    '',
+    `Structural changes under load: \`coord service set web\` adds or removes a bind (0.0.0.0:8081), alternately, ` +
+      `with \`--rollout rolling\` (one node at a time, holder last, each gated on \`GET /\` through its own new ` +
+      `worker; started with \`--no-wait\`) or \`--rollout parallel\`, while the same clients load the VIP. ms from the ` +
+      `command returning until every node's own :8081 shows the change (polled every ${r.config.pollMs} ms).`,
+    '',
+    '| rollout | load through the VIP | changes (failed) | median | p99 | max | stopped rollouts | requests | failed requests |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  const lastOf = (c: (typeof phases)[number]['changes'][number]) => {
+    const all = Object.values(c.fromReturnMs);
+    const v = all.filter((x): x is number => x !== null);
+    return v.length > 0 && v.length === all.length ? Math.max(...v) : undefined;
+  };
+  const pooled = new Map<string, { values: number[]; failed: number }>();
+  for (const ph of phases) {
+    const kind = ph.load === 'keepalive' ? 'keep-alive connections' : 'a new connection per request';
+    const failed = ph.changes.filter((c) => c.error !== undefined).length;
+    lines.push(
+      `| ${ph.rollout} | ${kind} | ${ph.changes.length} (${failed}) | ${ms(ph.lastNodeFromReturn.p50)} | ` +
+        `${ms(ph.lastNodeFromReturn.p99)} | ${ms(ph.lastNodeFromReturn.max)} | ${ph.stopped} | ${count(ph.requests)} | ` +
+        `**${count(ph.failed)}** |`,
+    );
+    const p = pooled.get(ph.rollout) ?? { values: [], failed: 0 };
+    for (const c of ph.changes) {
+      const v = lastOf(c);
+      if (v !== undefined) p.values.push(v);
+    }
+    p.failed += ph.failed;
+    pooled.set(ph.rollout, p);
+  }
+  const bounds: Record<string, number> = { rolling: 1500, parallel: 400 };
+  const judged = [...pooled].map(([mode, p]) => {
+    const enough = p.values.length >= MIN_FOR_P99;
+    const worst = enough ? percentile(p.values, 99) : Math.max(...p.values);
+    const bound = bounds[mode] ?? Infinity;
+    return (
+      `${mode} every node serving ≤ ${bound} ms ${worst !== undefined && worst <= bound ? '✔' : '✘'} ` +
+      `(${enough ? 'p99' : 'max'} ${ms(worst)} ms over ${p.values.length} changes)`
+    );
+  });
+  const failed = phases.reduce((a, ph) => a + ph.failed, 0);
+  lines.push(
+    '',
+    `Targets: ${judged.join('; ')}; 0 failed requests ${failed === 0 ? '✔' : '✘'} (${count(failed)}).`,
+  );
+  return lines;
 }
 
 /** One footprint target of coord, judged on a figure of the results (undefined: not measured). */
