@@ -10,7 +10,7 @@
  *
  * Layout: /usr/bin/coord (a two-line wrapper), /usr/lib/coord/{node, coord.mjs, lib/, build/Release/,
  * node_modules/}, the systemd unit, /etc/coord/{coord.yaml, haproxy-base.cfg} as conffiles, the sysctl drop-in,
- * bash completion, coord(8) and coord.yaml(5), /usr/share/doc/coord. Maintainer scripts apply the sysctl setting
+ * bash and zsh completion, coord(8) and coord.yaml(5), /usr/share/doc/coord. Maintainer scripts apply the sysctl setting
  * and stop coord on removal; they never start, stop or disable any other service (README, "Install").
  */
 import { execFileSync } from 'node:child_process';
@@ -397,7 +397,8 @@ async function main(): Promise<void> {
 
   // 5. Generated from the program itself: completion and man pages (the definitions the CLI runs with).
   const coord = (args: string[]) => run(join(lib, 'node'), [...NODE_FLAGS, join(lib, 'coord.mjs'), ...args]);
-  writeFile(join(stage, 'usr/share/bash-completion/completions/coord'), coord(['completion']));
+  writeFile(join(stage, 'usr/share/bash-completion/completions/coord'), coord(['completion', 'bash']));
+  writeFile(join(stage, 'usr/share/zsh/vendor-completions/_coord'), coord(['completion', 'zsh']));
   writeFile(join(stage, 'usr/share/man/man8/coord.8.gz'), gzip(coord(['manpage', 'coord.8'])));
   writeFile(join(stage, 'usr/share/man/man5/coord.yaml.5.gz'), gzip(coord(['manpage', 'coord.yaml.5'])));
 

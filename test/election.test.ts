@@ -8,6 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   Lab,
   assertFencedRemoval,
+  doubleReplyProbes,
+  failoverGap,
   assertHandover,
   coordTransitions,
   waitFor,
@@ -17,6 +19,7 @@ import {
 } from './lab/index.js';
 import {
   assertBuilt,
+  COORD_BIN,
   coordLog,
   holdersOf,
   startCoord,
@@ -154,6 +157,97 @@ describe('coord join (etcd mode)', () => {
     await waitFor('client neighbour entry on the new MAC', async () =>
       (await lab.clientNeighbourMac(s.vip)) === byName(second).mac ? true : undefined,
     );
+  });
+
+  it('coord move hands the group to a named node in one write, whatever the priorities, until it fails or --release', async () => {
+    const s = scenario();
+    const [h1, h2, h3] = [byName('h1'), byName('h2'), byName('h3')];
+    const procs = new Map(
+      [
+        [h1, 150],
+        [h2, 100],
+        [h3, 50],
+      ].map(([h, priority]) => [
+        (h as LabHost).name,
+        join(h as LabHost, { cluster: s.cluster, vips: [s.cidr], priority: priority as number }),
+      ]),
+    );
+    await waitForHolder(lab, s.vip, 'h1', 15_000);
+    for (const p of procs.values()) await logged(p, 'session up');
+    const cli = (args: string[]) =>
+      lab.exec(
+        h2,
+        process.execPath,
+        [COORD_BIN, ...args, '--etcd', lab.etcd.endpoints.join(','), '--cluster', s.cluster, '--config', ''],
+        {
+          reject: false,
+          timeoutMs: 20_000,
+        },
+      );
+    await touchFromClient(s.vip);
+    const watch = await watchVip(lab, s.vip, { arp: true });
+    await watch.answered('h1');
+    const movedAt = Date.now();
+    const moved = await cli(['move', 'default', '--to', 'h3', '--wait']);
+    expect(moved.exitCode, moved.stderr).toBe(0);
+    expect(moved.stdout).toMatch(
+      /^default moved to h3 in \d+ ms \(from the move to etcd naming h3 the holder; h1 handed it over in one write\)/,
+    );
+    await watch.answered('h3', movedAt);
+    // h1 (priority 150, preemption on) does not take it back.
+    await new Promise((r) => setTimeout(r, 1500));
+    const ev = await watch.stop();
+    assertHandover(ev, {
+      initial: 'h1',
+      final: 'h3',
+      events: ['h1:del', 'h3:add'],
+      onlyEvents: true,
+      faultAt: movedAt,
+    });
+    const gap = failoverGap(ev.arp!, { after: movedAt, fromMac: h1.mac, toMac: h3.mac });
+    expect(gap.gapMs).toBeDefined();
+    // A handover, not a failover: a few tens of ms (README, graceful stop). A bound, not a benchmark: CI machines
+    // are loaded.
+    expect(gap.gapMs!).toBeLessThanOrEqual(200);
+    expect(doubleReplyProbes(ev.arp!)).toEqual([]);
+    const st = await cli(['status']);
+    expect(st.stdout).toMatch(/default +holder h3 .*MOVED to h3/);
+    // The history says why the VIP moved, as each node wrote it.
+    const events = await cli(['events', '--group', 'default', '--since', '1m', '--json']);
+    const history = events.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { node: string; kind: string; to?: string; reason?: string; at: number });
+    const leaderBy = (n: string) =>
+      history.filter((e) => e.node === n && e.kind === 'transition' && e.to === 'leader');
+    expect(leaderBy('h3').at(-1)?.reason).toBe('handed-over');
+    expect(history.filter((e) => e.node === 'h1' && e.kind === 'transition').at(-1)?.reason).toBe(
+      'preempted',
+    );
+    expect(history.some((e) => e.node === 'h3' && e.kind === 'vip-claimed' && e.at >= movedAt)).toBe(true);
+    expect(history.map((e) => e.at)).toEqual([...history.map((e) => e.at)].sort((x, y) => x - y));
+    expect(st.stdout).toMatch(/h3 +alive +priority default:moved here/);
+
+    // Not to a node that cannot hold it.
+    const bad = await cli(['move', 'default', '--to', 'h9']);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/h9 is not an alive member of group default/);
+
+    // The target fails (stops): the move is over; after its restart priorities decide (h1 holds, h3 stays out).
+    await procs.get('h3')!.stop(5000);
+    await waitForHolder(lab, s.vip, 'h1', 5000);
+    procs.set('h3', join(h3, { cluster: s.cluster, vips: [s.cidr], priority: 50 }));
+    await logged(procs.get('h3')!, 'session up');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await holdersOf(lab, s.vip)).toEqual(['h1']);
+    expect((await cli(['status'])).stdout).toMatch(/a move to h3 ended: it restarted/);
+
+    // Move to h2, then --release: h1 (priority 150, preempt) takes it back.
+    expect((await cli(['move', 'default', '--to', 'h2', '--wait'])).exitCode).toBe(0);
+    expect(await holdersOf(lab, s.vip)).toEqual(['h2']);
+    const released = await cli(['move', 'default', '--release']);
+    expect(released.stdout).toMatch(/^move of default released/);
+    await waitForHolder(lab, s.vip, 'h1', 5000);
   });
 
   it('SIGSTOP of the holder for 2 × TTL: never two holders, and the resumed node does not take it back', async () => {

@@ -29,6 +29,8 @@ import {
   loadConnection,
   decodeLeader,
   decodeMaintenance,
+  decodeMove,
+  MOVE_PRIORITY,
   decodeMember,
   ElectionStore,
   ensurePeerKey,
@@ -63,6 +65,7 @@ import {
   promiseWindowMs,
   type Bound,
 } from './outage.js';
+import { EventLog } from './events.js';
 import { GroupRunner, type GroupFact, type ProbePort } from './group.js';
 import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
@@ -83,6 +86,8 @@ export interface NodeDeps {
   readonly metrics?: Metrics;
   /** Keeps HAProxy in line with the services in etcd (when this node runs the HAProxy loop). */
   readonly haproxy?: HaproxyLoop;
+  /** How long `coord events` keeps this node's history (default 7 days). */
+  readonly eventRetentionMs?: number;
   /**
    * Address change notifications (RTNLGRP_IPV4/6_IFADDR): with them a VIP removed or added behind our back is
    * reconciled at once and the periodic comparison becomes a slow backstop (notifications can be lost).
@@ -167,6 +172,12 @@ export class CoordNode {
   private config: NodeConfig;
   /** Priority each group publishes after health checks (0 = fault), by group name. */
   private readonly effective = new Map<string, number>();
+  /** This node's part of the cluster's history (`coord events`). */
+  private readonly events: EventLog;
+  /** Groups moved to this node (`coord move`), with the move record's mod revision. */
+  private readonly movedHere = new Map<string, number>();
+  /** The move record of each group as last seen (its mod revision; 0: none). */
+  private readonly moveSeen = new Map<string, number>();
   /** Acks in a row slower / faster than the ack window (candidacy). */
   private slowRun = 0;
   private promptRun = 0;
@@ -225,6 +236,14 @@ export class CoordNode {
     this.keys = clusterKeys(cluster);
     this.store = new ElectionStore(this.etcd, this.keys);
     deps.haproxy?.attachEtcd(this.etcd);
+    this.events = new EventLog({
+      etcd: this.etcd,
+      keys: this.keys,
+      node: config.node,
+      clock: deps.clock,
+      logger: this.log,
+      ...(deps.eventRetentionMs === undefined ? {} : { retentionMs: deps.eventRetentionMs }),
+    });
     this.groups = config.groups.map(
       (g) =>
         new GroupRunner({
@@ -300,7 +319,8 @@ export class CoordNode {
         const election = (k: string) =>
           k.startsWith(this.keys.members) ||
           k.startsWith(this.keys.groups) ||
-          k.startsWith(this.keys.maintenances);
+          k.startsWith(this.keys.maintenances) ||
+          k.startsWith(this.keys.moves);
         if (change.resync || changed.some((e) => election(e.key))) this.onView(change.revision, view);
         // After the groups saw this batch: a node that just became a candidate decides on current facts.
         this.updateCandidacy();
@@ -627,6 +647,8 @@ export class CoordNode {
     else if (removalFailed)
       this.log.error('a vip removal failed; letting the lease expire instead of revoking it');
     else if (!resigned) this.log.warn('resign did not finish in 1 s; revoking the lease (the VIP is gone)');
+    // The history of this stop (the VIP released, the group left) is worth half a second.
+    await this.events.stop(500);
     await this.session.close(removed && !removalFailed);
     await this.view.close();
     this.etcd.close();
@@ -777,6 +799,8 @@ export class CoordNode {
   setEffectivePriority(group: string, priority: number): void {
     if (this.effective.get(group) === priority) return;
     this.effective.set(group, priority);
+    const moved = this.movedHere.get(group);
+    if (moved !== undefined && priority < 1) this.endMove(group, moved, 'fault');
     this.deps.metrics?.effectivePriority.set({ group }, priority);
     this.refreshSelf(group);
     const lease = this.session.currentLeaseId;
@@ -898,13 +922,7 @@ export class CoordNode {
     const runner = this.groups.find((x) => x.name === group);
     if (g === undefined || runner === undefined) return;
     runner.updateSelf(
-      {
-        node: this.config.node,
-        priority: this.publishedPriority(g),
-        preempt: g.preempt,
-        preemptDelayMs: g.preemptDelayMs,
-        candidate: this.candidate,
-      },
+      { node: this.config.node, ...this.standing(g), candidate: this.candidate },
       this.maintenance !== undefined,
     );
   }
@@ -912,6 +930,66 @@ export class CoordNode {
   /** The priority a group stands with: 0 in maintenance, else after health checks (0 = fault). */
   private publishedPriority(g: GroupSettings): number {
     return this.maintenance !== undefined ? 0 : (this.effective.get(g.name) ?? g.priority);
+  }
+
+  /**
+   * How this node stands for a group: its published priority and preemption — or, while the group is moved here
+   * (`coord move`) and it is healthy, above every configured priority with preemption at once, so the holder
+   * hands the group over now and nobody takes it back (docs/design.md, "Moving a group").
+   */
+  private standing(g: GroupSettings): { priority: number; preempt: boolean; preemptDelayMs: number } {
+    const priority = this.publishedPriority(g);
+    return priority >= 1 && this.movedHere.has(g.name)
+      ? { priority: MOVE_PRIORITY, preempt: true, preemptDelayMs: 0 }
+      : { priority, preempt: g.preempt, preemptDelayMs: g.preemptDelayMs };
+  }
+
+  /**
+   * Move records in the view: a group moved to this node, on its current lease, makes it stand above everyone.
+   * A move to a node in FAULT or maintenance is over: this node removes the record.
+   */
+  private onMoves(view: ReadonlyMap<string, Entry>): void {
+    const lease = this.session.currentLeaseId;
+    let changed = false;
+    for (const g of this.config.groups) {
+      const entry = view.get(this.keys.move(g.name));
+      // A move came or went: every node publishes its standing again. A holder that handed the group over is not a
+      // challenger to its successor until it writes a newer member record ("Handing over"); when a move ends,
+      // priorities must decide again, the hander's included.
+      const seen = entry?.modRevision ?? 0;
+      if (this.moveSeen.has(g.name) && this.moveSeen.get(g.name) !== seen) changed = true;
+      this.moveSeen.set(g.name, seen);
+      const rec = entry === undefined ? undefined : decodeMove(entry.value);
+      const mine =
+        entry !== undefined && rec?.to === this.config.node && lease !== null && rec.lease === lease;
+      const was = this.movedHere.get(g.name);
+      if (mine && this.publishedPriority(g) < 1) {
+        this.endMove(g.name, entry.modRevision, this.maintenance !== undefined ? 'maintenance' : 'fault');
+        continue;
+      }
+      if (mine) this.movedHere.set(g.name, entry.modRevision);
+      else this.movedHere.delete(g.name);
+      if (mine === (was !== undefined)) continue;
+      changed = true;
+      this.log.info(mine ? 'group moved here: standing above every priority' : 'move ended', {
+        group: g.name,
+        ...(mine && rec.by !== '' ? { by: rec.by } : {}),
+      });
+      this.refreshSelf(g.name);
+    }
+    if (changed && lease !== null) this.registerMember(lease);
+  }
+
+  /** End a move to this node (it failed: FAULT or maintenance): remove the record if it is still that one. */
+  private endMove(group: string, modRevision: number, why: string): void {
+    if (this.movedHere.delete(group)) this.refreshSelf(group);
+    this.log.warn('move ended: this node cannot hold the group', { group, why });
+    const key = this.keys.move(group);
+    this.etcd
+      .txn([{ key, target: 'mod', value: modRevision }], [{ type: 'delete', key }])
+      .catch((e: unknown) =>
+        this.log.warn('could not remove the move record', { group, error: errorMessage(e) }),
+      );
   }
 
   /**
@@ -931,6 +1009,8 @@ export class CoordNode {
         },
       );
     else this.log.info('maintenance off: standing for election again');
+    if (next !== undefined)
+      for (const [group, rev] of this.movedHere) this.endMove(group, rev, 'maintenance');
     for (const g of this.config.groups) this.refreshSelf(g.name);
     const lease = this.session.currentLeaseId;
     if (lease !== null) this.registerMember(lease);
@@ -951,7 +1031,46 @@ export class CoordNode {
     }
   }
 
+  /** What `coord events` shows: transitions, and the VIP claimed, released or not removed. */
+  private recordEvent(fact: GroupFact): void {
+    switch (fact.type) {
+      case 'transitioned':
+        this.events.record({
+          group: fact.group,
+          kind: 'transition',
+          from: fact.from,
+          to: fact.to,
+          reason: fact.reason,
+          epoch: fact.epoch,
+          ...(fact.detail === undefined ? {} : { detail: fact.detail.slice(0, 500) }),
+        });
+        break;
+      case 'vipClaimed':
+        this.events.record({
+          group: fact.group,
+          kind: 'vip-claimed',
+          epoch: fact.epoch,
+          ...(fact.sinceVacancyMs === null ? {} : { ms: Math.round(fact.sinceVacancyMs) }),
+        });
+        break;
+      case 'vipReleased':
+        this.events.record({ group: fact.group, kind: 'vip-released', reason: fact.reason });
+        break;
+      case 'vipRemovalFailed':
+        this.events.record({
+          group: fact.group,
+          kind: 'vip-removal-failed',
+          detail: fact.error.slice(0, 500),
+        });
+        break;
+      case 'announced':
+      case 'wireAnswered':
+        break;
+    }
+  }
+
   private onFact(fact: GroupFact): void {
+    this.recordEvent(fact);
     if (fact.type === 'transitioned' && fact.reason === 'fenced') {
       // Keeping the lease: match acks afresh on a new stream (EtcdSession.reopen).
       if (fact.to === 'leader') this.session.reopen('fenced');
@@ -1083,9 +1202,7 @@ export class CoordNode {
           g.name,
           {
             // Published priority: after health checks (0 = fault), so every node elects on the same facts.
-            priority: this.publishedPriority(g),
-            preempt: g.preempt,
-            preemptDelayMs: g.preemptDelayMs,
+            ...this.standing(g),
             vips: g.vips.map(formatCidr),
           },
         ]),
@@ -1128,6 +1245,7 @@ export class CoordNode {
     );
     this.peer?.channel.retain(new Set(this.memberInfo.keys()));
     this.onMaintenance(view.get(this.keys.maintenance(this.config.node)));
+    this.onMoves(view);
     for (const g of this.groups) {
       const candidates: Candidate[] = [];
       for (const m of members) {

@@ -67,9 +67,14 @@ describe('CoordNode in a simulated cluster', () => {
     await s.startAll();
     await s.until('a holds', () => s.holder() === 'a', 3000);
     await s.run(500);
-    const stopped = s.node('a').node.stop();
+    let stopped = false;
+    void s
+      .node('a')
+      .node.stop()
+      .then(() => (stopped = true));
     const took = await s.until('b holds alone', () => s.holder() === 'b', 3000, 1);
-    await stopped;
+    // The stop gives its last events (coord events) a moment on the (fake) clock.
+    await s.until('a stopped', () => stopped, 2000);
     expect(took).toBeLessThan(60);
     expect(s.lan.violations).toEqual([]);
     // Handed over in one transaction: b found its own key marked as handed over by a, and claimed at once.
@@ -106,6 +111,63 @@ describe('CoordNode in a simulated cluster', () => {
     ).toBe(0);
     // Off: a stands with 150 again and preempts b, by a handover.
     s.etcd.delete(key);
+    await s.until('a holds again', () => s.holder() === 'a', 3000);
+    expect(s.lan.violations).toEqual([]);
+  });
+
+  it('move: the named node gets the group in one write whatever its priority, keeps it, and the move ends when it fails', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    const lease = s.etcd.peek('/coord/sim/members/c')?.lease ?? '';
+    const key = '/coord/sim/moves/g';
+    s.etcd.put(key, JSON.stringify({ to: 'c', lease, by: 'ops@x', at: 1 }));
+    const took = await s.until('c holds alone', () => s.holder() === 'c', 3000, 1);
+    expect(took).toBeLessThan(60);
+    expect(
+      s
+        .logs('c', 'transition')
+        .filter((f) => f.to === 'leader')
+        .at(-1)?.reason,
+    ).toBe('handed-over');
+    await s.run(3000); // a (150) and b (100) do not take it back
+    expect(s.holders()).toEqual(['c']);
+    // c goes FAULT: it hands over, removes the move record, and takes nothing back when it recovers.
+    s.node('c').node.setEffectivePriority('g', 0);
+    await s.until('a holds again', () => s.holder() === 'a', 3000);
+    await s.run(200);
+    expect(s.etcd.peek(key)).toBeUndefined();
+    s.node('c').node.setEffectivePriority('g', 50);
+    await s.run(2000);
+    expect(s.holders()).toEqual(['a']);
+    // A record naming a lease c no longer has (it restarted) is inert.
+    s.kill('c');
+    s.restart('c');
+    await s.until('c has a new lease', () => {
+      const now = s.etcd.peek('/coord/sim/members/c')?.lease;
+      return now !== undefined && now !== lease;
+    });
+    s.etcd.put(key, JSON.stringify({ to: 'c', lease, by: 'ops@x', at: 1 }));
+    await s.run(3000);
+    expect(s.holders()).toEqual(['a']);
+    expect(s.lan.violations).toEqual([]);
+  });
+
+  it('move released: priorities decide again, and the node that handed the group over takes it back', async () => {
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    const key = '/coord/sim/moves/g';
+    s.etcd.put(
+      key,
+      JSON.stringify({ to: 'b', lease: s.etcd.peek('/coord/sim/members/b')?.lease, by: '', at: 1 }),
+    );
+    await s.until('b holds', () => s.holder() === 'b', 3000);
+    await s.run(1000);
+    s.etcd.delete(key);
+    // a handed the group to b; it is a challenger again once it published its standing after the move ended.
     await s.until('a holds again', () => s.holder() === 'a', 3000);
     expect(s.lan.violations).toEqual([]);
   });

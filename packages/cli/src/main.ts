@@ -6,6 +6,8 @@ import {
   DOCTOR_OPTIONS,
   DRAIN_OPTIONS,
   MAINTENANCE_OPTIONS,
+  MOVE_OPTIONS,
+  EVENTS_OPTIONS,
   envArgs,
   JOIN_OPTIONS,
   LIST_OPTIONS,
@@ -31,6 +33,8 @@ const load = {
   check: () => import('./check.js'),
   doctor: () => import('./doctor.js'),
   maintenance: () => import('./maintenance.js'),
+  move: () => import('./move.js'),
+  events: () => import('./events.js'),
   target: () => import('./target.js'),
   control: () => import('@coord/agent/control'),
   etcd: () => import('@coord/etcd'),
@@ -98,8 +102,22 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   let code = 0;
   // `coord -v` is `coord version` (version, runtime, build); `--version` / `-V` stay the bare version for scripts.
   if (argv.length === 1 && argv[0] === '-v') argv = ['version'];
+  // `coord completion zsh|bash`: yargs picks the script by the shell it finds in the environment when it is
+  // created, so that environment is set for that moment only.
+  const shell = argv[0] === 'completion' && (argv[1] === 'zsh' || argv[1] === 'bash') ? argv[1] : undefined;
+  if (shell !== undefined) argv = ['completion', ...argv.slice(2)];
+  const saved = { SHELL: process.env.SHELL, ZSH_NAME: process.env.ZSH_NAME };
+  if (shell !== undefined) {
+    process.env.SHELL = `/bin/${shell}`;
+    if (shell === 'zsh') process.env.ZSH_NAME = 'zsh';
+    else delete process.env.ZSH_NAME;
+  }
   // COORD_* variables apply only to the options of the command being run (options.ts).
-  const cli = yargs([...argv, ...envArgs(argv, env)])
+  const parser = yargs([...argv, ...envArgs(argv, env)]);
+  for (const [k, v] of Object.entries(saved))
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  const cli = parser
     .scriptName('coord')
     // main() returns the exit status; bin/coord.js exits with it (completion, --help and --version too).
     .exitProcess(false)
@@ -108,7 +126,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .recommendCommands()
     .demandCommand(
       1,
-      'name a command: join | status | service | server | maintenance | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
+      'name a command: join | status | service | server | maintenance | move | events | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
     )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
@@ -432,6 +450,30 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       },
     )
     .command(
+      COMMANDS.move.command,
+      COMMANDS.move.summary,
+      (y) =>
+        documented(
+          y.positional('group', { type: 'string', demandOption: true }).options(MOVE_OPTIONS),
+          COMMANDS.move,
+        ),
+      async (a) => {
+        const { formatMove, move } = await load.move();
+        const r = await move(a);
+        process.stdout.write(`${formatMove(a, r)}\n`);
+        if (r.kind === 'moved' && r.tookMs === null) code = 1;
+      },
+    )
+    .command(
+      COMMANDS.events.command,
+      COMMANDS.events.summary,
+      (y) => documented(y.options(EVENTS_OPTIONS), COMMANDS.events),
+      async (a) => {
+        const { showEvents } = await load.events();
+        await showEvents(a, (line) => process.stdout.write(`${line}\n`));
+      },
+    )
+    .command(
       COMMANDS.doctor.command,
       COMMANDS.doctor.summary,
       (y) => documented(y.options(DOCTOR_OPTIONS), COMMANDS.doctor),
@@ -495,7 +537,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         process.stdout.write(`${versionText()}\n`);
       },
     )
-    .completion(COMMANDS.completion.command, COMMANDS.completion.summary)
+    .completion('completion', COMMANDS.completion.summary)
     .command(
       'manpage <page>',
       false, // hidden: the package build generates coord(8) and coord.yaml(5) with it

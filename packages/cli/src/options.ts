@@ -192,6 +192,34 @@ export const MAINTENANCE_OPTIONS = {
   reason: { type: 'string', describe: 'why, shown in coord status (e.g. "kernel upgrade")' },
 } as const satisfies OptionTable;
 
+export const MOVE_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  ...TIMEOUT_OPTION,
+  to: {
+    type: 'string',
+    describe: 'the node to move the group to (alive, a candidate, not FAULT or in maintenance)',
+  },
+  release: {
+    type: 'boolean',
+    describe:
+      'end a move: priorities decide again (a higher-priority node with preemption takes the group back)',
+  },
+  wait: {
+    type: 'boolean',
+    default: false,
+    describe: 'wait (up to 10 s) until the node holds the group, and print how long it took',
+  },
+} as const satisfies OptionTable;
+
+export const EVENTS_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  ...TIMEOUT_OPTION,
+  group: { type: 'string', describe: 'only this group' },
+  since: { type: 'string', describe: 'only events newer than this (e.g. 30m, 1h, 2d) [default: all kept]' },
+  follow: { type: 'boolean', default: false, describe: 'keep printing new events as the nodes write them' },
+  json: { type: 'boolean', default: false, describe: 'one JSON object per line' },
+} as const satisfies OptionTable;
+
 export const CHECK_OPTIONS = {
   config: CONNECTION_OPTIONS.config,
   strict: {
@@ -217,6 +245,8 @@ export const COMMAND_OPTIONS: Readonly<Record<string, OptionTable>> = {
   'check-config': CHECK_OPTIONS,
   doctor: DOCTOR_OPTIONS,
   maintenance: MAINTENANCE_OPTIONS,
+  move: MOVE_OPTIONS,
+  events: EVENTS_OPTIONS,
 };
 
 /** COORD_ETCD_CACERT ↔ --etcd-cacert. */
@@ -469,6 +499,34 @@ export const COMMANDS = {
       ['coord maintenance off --node lb2', 'lb2 stands for election again (from anywhere with etcd access)'],
     ],
   },
+  move: {
+    command: 'move <group>',
+    summary:
+      'hand a group to a named node now, whatever the priorities, and keep it there until that node fails or --release',
+    description:
+      'Writes a move record to etcd (no lease). The node then stands above every configured priority for the group ' +
+      'with preemption at once: the holder removes its VIP and hands the group to it in one etcd write, and no other ' +
+      'node takes it back. The move ends when the node fails — it stops, restarts, goes FAULT or into maintenance — ' +
+      'or with --release. Exit 2 when the node cannot hold the group (not a member of it, FAULT, maintenance).',
+    options: MOVE_OPTIONS,
+    examples: [
+      ['coord move web --to lb2 --wait', 'move group web to lb2 and print how long it took'],
+      ['coord move web --release', 'let priorities decide again'],
+    ],
+  },
+  events: {
+    command: 'events',
+    summary: 'the history of transitions: who held which group when, and why the VIP moved (kept in etcd)',
+    description:
+      'Every node writes its transitions, VIP claims and releases to etcd as they happen; each event is kept 7 ' +
+      'days (etcd drops it with its lease: nothing to prune). Times are the writing node’s wall clock, shown in ' +
+      'local time. A node writes at most 120 events a minute; a node cut off from etcd loses what happened meanwhile.',
+    options: EVENTS_OPTIONS,
+    examples: [
+      ['coord events --since 1h', 'what happened in the last hour'],
+      ['coord events --group web --follow', 'watch group web'],
+    ],
+  },
   doctor: {
     command: 'doctor',
     summary:
@@ -495,11 +553,17 @@ export const COMMANDS = {
     examples: [['coord version', '']],
   },
   completion: {
-    command: 'completion',
+    command: 'completion [shell]',
     summary:
-      'print a bash completion script (installed by the package as /usr/share/bash-completion/completions/coord)',
+      'print a completion script for bash or zsh [default: the shell in $SHELL] (the package installs both)',
     options: {},
-    examples: [['coord completion >> ~/.bashrc', '']],
+    examples: [
+      ['coord completion bash >> ~/.bashrc', ''],
+      [
+        'coord completion zsh > "${fpath[1]}/_coord"',
+        'zsh (the package installs /usr/share/zsh/vendor-completions/_coord)',
+      ],
+    ],
   },
 } as const satisfies Record<string, CommandDoc>;
 

@@ -4,7 +4,9 @@ import {
   decodeLeader,
   decodeMaintenance,
   decodeMember,
+  decodeMove,
   decodeStatus,
+  MOVE_PRIORITY,
   readPrefix,
   type StatusRecord,
 } from '@coord/etcd';
@@ -55,6 +57,8 @@ export interface ClusterStatus {
     vips: string[];
     /** Where each VIP actually is, as the nodes report their interfaces. */
     vipLocations: Record<string, string[]>;
+    /** `coord move`: to which node, by whom; `active` false once that node restarted (the record is inert). */
+    move: { to: string; by: string; active: boolean } | null;
   }[];
 }
 
@@ -143,7 +147,13 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
           for (const vip of g.vipsPresent) (vipLocations[vip] ??= []).push(node);
         }
       }
-      return { name, holder, epoch: leader?.modRevision ?? null, vips, vipLocations };
+      const moveEntry = entries.get(keys.move(name));
+      const mv = moveEntry === undefined ? undefined : decodeMove(moveEntry.value);
+      const move =
+        mv === undefined
+          ? null
+          : { to: mv.to, by: mv.by, active: entries.get(keys.member(mv.to))?.lease === mv.lease };
+      return { name, holder, epoch: leader?.modRevision ?? null, vips, vipLocations, move };
     });
     members.sort((a, b) => a.node.localeCompare(b.node));
     const present = new Set(statuses.keys());
@@ -164,7 +174,11 @@ export function formatClusterStatus(s: ClusterStatus): string {
   if (s.members.length === 0) lines.push('  (none alive)');
   for (const m of s.members) {
     const prio = Object.entries(m.groups)
-      .map(([g, v]) => `${g}:${v.priority}${v.preempt ? '' : ' no-preempt'}`)
+      .map(([g, v]) =>
+        v.priority === MOVE_PRIORITY
+          ? `${g}:moved here`
+          : `${g}:${v.priority}${v.preempt ? '' : ' no-preempt'}`,
+      )
       .join(', ');
     const seen =
       m.lastSeenMsAgo === null ? 'no status yet' : `last seen ${(m.lastSeenMsAgo / 1000).toFixed(1)} s ago`;
@@ -199,8 +213,14 @@ export function formatClusterStatus(s: ClusterStatus): string {
   lines.push('', 'GROUPS');
   if (s.groups.length === 0) lines.push('  (none)');
   for (const g of s.groups) {
+    const moved =
+      g.move === null
+        ? ''
+        : g.move.active
+          ? `  MOVED to ${g.move.to}${g.move.by === '' ? '' : ` by ${g.move.by}`} (coord move ${g.name} --release ends it)`
+          : `  (a move to ${g.move.to} ended: it restarted; coord move ${g.name} --release removes the record)`;
     lines.push(
-      `  ${g.name.padEnd(16)} holder ${g.holder ?? '(none)'}${g.epoch === null ? '' : `  epoch ${g.epoch}`}`,
+      `  ${g.name.padEnd(16)} holder ${g.holder ?? '(none)'}${g.epoch === null ? '' : `  epoch ${g.epoch}`}${moved}`,
     );
     for (const vip of g.vips) {
       const at = g.vipLocations[vip] ?? [];

@@ -124,7 +124,17 @@ async function captured(argv: string[]): Promise<{ code: number; out: string }> 
   }
 }
 
-describe('bash completion', () => {
+describe('shell completion', () => {
+  it('prints a zsh script with `completion zsh` and a bash one with `completion bash`, whatever $SHELL is', async () => {
+    const zsh = await captured(['completion', 'zsh']);
+    expect(zsh.code).toBe(0);
+    expect(zsh.out).toMatch(/^#compdef coord$/m);
+    expect(zsh.out).toContain('compdef _coord_yargs_completions coord');
+    const bash = await captured(['completion', 'bash']);
+    expect(bash.out).toContain('complete -o bashdefault -o default -F _coord_yargs_completions coord');
+    expect(process.env.ZSH_NAME).toBeUndefined(); // the environment is put back
+  });
+
   it('prints a completion script and completes commands and flags', async () => {
     const script = await captured(['completion']);
     expect(script.code).toBe(0);

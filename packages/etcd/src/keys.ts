@@ -22,6 +22,11 @@ export interface ClusterKeys {
   /** A node's maintenance mark (no lease: it survives the node's restarts), see records.ts. */
   maintenance(node: string): string;
   readonly maintenances: string;
+  /** The history of transitions (`coord events`), one key per event under a rotating retention lease. */
+  readonly events: string;
+  /** A group moved to a named node (`coord move`; no lease), see records.ts. */
+  move(group: string): string;
+  readonly moves: string;
 }
 
 export function clusterKeys(cluster: string): ClusterKeys {
@@ -42,5 +47,8 @@ export function clusterKeys(cluster: string): ClusterKeys {
     peerKey: `${prefix}peer/key`,
     maintenances: `${prefix}maintenance/`,
     maintenance: (node) => `${prefix}maintenance/${node}`,
+    events: `${prefix}events/`,
+    moves: `${prefix}moves/`,
+    move: (group) => `${prefix}moves/${group}`,
   };
 }

@@ -179,6 +179,71 @@ export function encodeMaintenance(r: MaintenanceRecord): string {
   return JSON.stringify(r);
 }
 
+// ── moves/<group> ─────────────────────────────────────────────────────────────────────────────────────────────
+
+/** The priority a node publishes for a group moved to it: above every configured one (1-254). */
+export const MOVE_PRIORITY = 255;
+
+const moveSchema = z.object({
+  /** The node the group is moved to. */
+  to: nodeName,
+  /** Its member lease when the move was made: a restart (new lease) ends the move. */
+  lease: z.string().regex(/^\d{1,20}$/),
+  /** Who moved it, for `coord status` (free text, bounded). */
+  by: z.string().max(253).catch(''),
+  /** Wall-clock ms, for display only. */
+  at: z.number().catch(0),
+});
+
+/**
+ * `coord move GROUP --to NODE`: while this key names NODE with the member lease NODE has, NODE publishes
+ * {@link MOVE_PRIORITY} for the group with preemption at once, so the holder hands the group to it and nobody
+ * takes it back. It ends when NODE fails — gone or restarted (another lease), FAULT or maintenance (NODE removes
+ * the key) — or with `coord move GROUP --release`. Undefined: not a move record (ignored).
+ */
+export type MoveRecord = z.infer<typeof moveSchema>;
+
+export function decodeMove(value: Buffer): MoveRecord | undefined {
+  return decodeWith(moveSchema, value);
+}
+
+export function encodeMove(r: MoveRecord): string {
+  return JSON.stringify(r);
+}
+
+// ── events/<at>-<node>-<seq> ──────────────────────────────────────────────────────────────────────────────────
+
+const eventSchema = z.object({
+  /** Wall-clock ms on the node that wrote it. */
+  at: z.number(),
+  node: nodeName,
+  group: z.string().max(253),
+  kind: z.enum(['transition', 'vip-claimed', 'vip-released', 'vip-removal-failed']),
+  from: z.string().max(32).optional().catch(undefined),
+  to: z.string().max(32).optional().catch(undefined),
+  reason: z.string().max(200).optional().catch(undefined),
+  epoch: z.number().nullable().optional().catch(undefined),
+  /** vip-claimed: ms from noticing the vacancy to the VIP on the interface. */
+  ms: z.number().optional().catch(undefined),
+  detail: z.string().max(500).optional().catch(undefined),
+});
+
+/** One entry of a cluster's history (`coord events`): written by the node it happened on. */
+export type EventRecord = z.infer<typeof eventSchema>;
+
+export function decodeEvent(value: Buffer): EventRecord | undefined {
+  return decodeWith(eventSchema, value);
+}
+
+export function encodeEvent(e: EventRecord): string {
+  return JSON.stringify(e);
+}
+
+/** Event keys sort by time: `<at, 13 digits>-<node>-<seq>`. */
+export function eventKeySuffix(e: EventRecord, seq: number): string {
+  return `${String(Math.max(0, Math.floor(e.at))).padStart(13, '0')}-${e.node}-${String(seq).padStart(6, '0')}`;
+}
+
 // ── peer/key ──────────────────────────────────────────────────────────────────────────────────────────────────
 
 /** The peer channel's HMAC key: 32 random bytes, base64, created by the first node that joins (no lease). */

@@ -37,16 +37,21 @@ export function coordRoles(cluster: string): RoleSpec[] {
         { permission: 'readwrite', prefix: k.maintenances },
         // Its verdict in a rolling rollout (the rollout record, never the service).
         { permission: 'readwrite', prefix: k.rollouts },
+        // `coord move` run on a node; a node ends a move to itself when it fails.
+        { permission: 'readwrite', prefix: k.moves },
+        // Its transitions, for `coord events`.
+        { permission: 'readwrite', prefix: k.events },
       ],
     },
     {
       name: `coord-admin-${cluster}`,
-      purpose: 'coord service/server set|rm, coord maintenance and coord status',
+      purpose: 'coord service/server set|rm, coord maintenance, coord move and coord status',
       permissions: [
         { permission: 'read', prefix: k.prefix },
         { permission: 'readwrite', prefix: k.services },
         { permission: 'readwrite', prefix: k.rollouts },
         { permission: 'readwrite', prefix: k.maintenances },
+        { permission: 'readwrite', prefix: k.moves },
       ],
     },
   ];
