@@ -209,6 +209,9 @@ describe('coord join (etcd mode)', () => {
     // A handover, not a failover: a few tens of ms (README, graceful stop). A bound, not a benchmark: CI machines
     // are loaded.
     expect(gap.gapMs!).toBeLessThanOrEqual(200);
+    console.log(
+      `coord move h1 → h3: ${gap.gapMs} ms between the last ARP answer from h1 and the first from h3`,
+    );
     expect(doubleReplyProbes(ev.arp!)).toEqual([]);
     const st = await cli(['status']);
     expect(st.stdout).toMatch(/default +holder h3 .*MOVED to h3/);

@@ -6,6 +6,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encode, internetChecksum, type VrrpPacket } from '@coord/vrrp';
+import { execa } from 'execa';
+import { COORD_BIN } from './coord.js';
 import {
   createVrrpLab,
   keepalivedConfig,
@@ -386,5 +388,48 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     await lab.inject(h2, [{ hex: good.toString('hex'), ttl: 255 }]);
     await waitFor('coord yields to the valid advert', () => c.lastState() === 'backup', 2000);
     await c.stop();
+  });
+
+  it('coord doctor hears keepalived advertising the VIP it is asked about, and says so before anything is held', async () => {
+    const { h1, h2 } = lab;
+    await lab.startKeepalived(
+      h2,
+      keepalivedConfig({ version: 3, vrid: 62, priority: 100, advertInt: 1, vip: lab.vip }),
+    );
+    await soleHolder(h2.ns, 6000);
+    const doctor = (extra: string[]) =>
+      execa(
+        'ip',
+        [
+          'netns',
+          'exec',
+          h1.ns,
+          process.execPath,
+          COORD_BIN,
+          'doctor',
+          '--interface',
+          'eth0',
+          '--vip',
+          `${lab.vip}/24`,
+          '--json',
+          '--config',
+          '',
+          ...extra,
+        ],
+        { reject: false, timeout: 30_000 },
+      );
+    // etcd mode (nothing listens at that endpoint: its findings fail too; this test reads the VRRP one).
+    const etcdMode = await doctor(['--etcd', 'http://127.0.0.1:9', '--cluster', 'doc']);
+    expect(etcdMode.exitCode, etcdMode.stderr).toBe(2);
+    type Report = { findings: { check: string; verdict: string; detail: string }[] };
+    const vrrpFinding = (stdout: string) =>
+      (JSON.parse(stdout) as Report).findings.find((f) => f.check === 'vrrp on eth0');
+    expect(vrrpFinding(etcdMode.stdout)?.verdict).toBe('fail');
+    expect(vrrpFinding(etcdMode.stdout)?.detail).toContain(
+      `${h2.address} (VRID 62, VRRPv3, priority 100) advertises ${lab.vip}, a VIP of group default`,
+    );
+    // VRRP mode with keepalived's VRID and version: a peer, no conflict.
+    const peer = await doctor(['--mode', 'vrrp', '--vrid', '62']);
+    expect(vrrpFinding(peer.stdout)?.verdict, peer.stdout + peer.stderr).toBe('pass');
   });
 });

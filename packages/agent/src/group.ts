@@ -78,7 +78,10 @@ export type GroupFact =
       detail: string | undefined;
       epoch: number | null;
     }
-  /** `sinceVacancyMs`: from noticing the group vacant to the VIP on our interface (null when not a takeover). */
+  /**
+   * `sinceVacancyMs`: from noticing the group vacant (or handed to this node) to the VIP on our interface (null when
+   * not a takeover: a fenced holder getting its VIP back, a restart).
+   */
   | { type: 'vipClaimed'; group: string; epoch: number; at: number; sinceVacancyMs: number | null }
   | { type: 'vipReleased'; group: string; reason: string; at: number }
   | { type: 'vipRemovalFailed'; group: string; error: string }
@@ -226,6 +229,8 @@ export class GroupRunner {
     switch (e.type) {
       case 'transition':
         if (e.to === 'campaigning') this.vacancyStartedAt = this.state.vacantSince;
+        // Handed the group: no vacancy to notice, the clock starts when the handover is seen.
+        if (e.to === 'leader' && e.reason === 'handed-over') this.vacancyStartedAt = clock.now();
         if (e.to === 'follower') this.vacancyStartedAt = null;
         this.log.info('transition', {
           from: e.from,

@@ -291,6 +291,9 @@ export class HaproxyLoop {
       if (!e.key.startsWith(rollouts)) continue;
       const record = decodeRollout(e.value);
       if (record === undefined) {
+        this.log.error('refused a rollout value from etcd; the service applies as etcd has it', {
+          key: e.key,
+        });
         errors.push({
           key: e.key,
           errors: [{ path: '', message: 'not a rollout record; the service applies as etcd has it' }],

@@ -36,7 +36,7 @@ export class Metrics {
   });
   readonly lastFailover = new Gauge({
     name: 'coord_last_failover_seconds',
-    help: 'time from noticing the group vacant to the VIP on our interface, last takeover',
+    help: 'time from noticing the group vacant (or handed to this node) to the VIP on our interface, last takeover',
     labelNames: ['group'],
     registers: [this.registry],
   });

@@ -7,7 +7,7 @@
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { execa } from 'execa';
-import { errorMessage, formatCidr, ipToBytes, type NodeConfig, type Vip } from '@coord/core';
+import { errorMessage, formatCidr, ipToBytes, nullLogger, type NodeConfig, type Vip } from '@coord/core';
 import type { HostAddress } from '@coord/vip';
 
 export type Verdict = 'pass' | 'warn' | 'fail';
@@ -62,6 +62,26 @@ export interface HostFacts {
   readonly etcd?: EtcdFacts;
   /** Whether the wall clock is synchronized (undefined: nothing here can tell). */
   readonly clockSynced?: { synced: boolean; source: string };
+  /** VRRP adverts heard on each VIP interface (IPv4) while listening; undefined: not listened. */
+  readonly vrrp?: readonly VrrpHeard[];
+}
+
+/** One VRRP router's advert, as heard on an interface. */
+export interface VrrpAdvert {
+  readonly src: string;
+  readonly vrid: number;
+  readonly version: 2 | 3;
+  readonly priority: number;
+  readonly addresses: readonly string[];
+}
+
+export interface VrrpHeard {
+  readonly iface: string;
+  readonly listenedMs: number;
+  /** The last advert of each router and VRID. */
+  readonly adverts: readonly VrrpAdvert[];
+  /** Why nothing could be heard (no IPv4 address, no CAP_NET_RAW). */
+  readonly error?: string;
 }
 
 const CAP_NET_BIND_SERVICE = 10n;
@@ -397,9 +417,84 @@ function judgeClock(c: HostFacts['clockSynced']): Finding {
       };
 }
 
+/**
+ * VRRP traffic on a VIP's link: in etcd mode any VRRP router advertising one of our VIPs would hold it next to
+ * coord (keepalived left running during a migration); in VRRP mode the peers of a group must speak its version
+ * and list the same addresses, and no other VRID may advertise them.
+ */
+function judgeVrrp(config: NodeConfig, heard: readonly VrrpHeard[] | undefined): Finding[] {
+  const out: Finding[] = [];
+  const who = (a: VrrpAdvert) => `${a.src} (VRID ${a.vrid}, VRRPv${a.version}, priority ${a.priority})`;
+  for (const h of heard ?? []) {
+    const check = `vrrp on ${h.iface}`;
+    if (h.error !== undefined) {
+      out.push({
+        check,
+        verdict: 'warn',
+        detail: `could not listen for VRRP adverts: ${h.error}`,
+        fix: 'run coord doctor as root (CAP_NET_RAW) to check for keepalived or other VRRP routers on this link',
+      });
+      continue;
+    }
+    const groups = config.groups.filter((g) => g.interface === h.iface);
+    const problems: Finding[] = [];
+    for (const g of groups) {
+      const ours = new Set(g.vips.map((v) => v.address));
+      for (const a of h.adverts) {
+        const shared = a.addresses.filter((x) => ours.has(x));
+        const sameVrid = g.vrrp !== undefined && a.vrid === g.vrrp.vrid;
+        if (g.vrrp === undefined && shared.length > 0)
+          problems.push({
+            check,
+            verdict: 'fail',
+            detail: `${who(a)} advertises ${shared.join(', ')}, a VIP of group ${g.name}: it would hold it next to coord`,
+            fix: `stop keepalived (or the VRRP router) on ${a.src} before coord holds ${shared.join(', ')} in etcd mode, or join its cluster with coord join --mode vrrp --vrid ${a.vrid} first (README, migrating from keepalived)`,
+          });
+        else if (g.vrrp !== undefined && !sameVrid && shared.length > 0)
+          problems.push({
+            check,
+            verdict: 'fail',
+            detail: `${who(a)} advertises ${shared.join(', ')} under another VRID than group ${g.name} (${g.vrrp.vrid}): two VRRP clusters for one address`,
+            fix: `use --vrid ${a.vrid} for group ${g.name}, or stop the other router`,
+          });
+        else if (sameVrid && g.vrrp !== undefined && a.version !== g.vrrp.version)
+          problems.push({
+            check,
+            verdict: 'fail',
+            detail: `${who(a)} speaks VRRPv${a.version}; group ${g.name} is VRRPv${g.vrrp.version}: they would not see each other and both become Master`,
+            fix: `set vrrpVersion: ${a.version} (keepalived: vrrp_version) on one side`,
+          });
+        else if (sameVrid && [...a.addresses].sort().join() !== [...ours].sort().join())
+          problems.push({
+            check,
+            verdict: 'warn',
+            detail: `${who(a)} lists ${a.addresses.join(', ') || 'no address'}; group ${g.name} has ${[...ours].join(', ')}`,
+            fix: 'list the same virtual addresses on every router of the VRID (keepalived logs a mismatch otherwise)',
+          });
+      }
+    }
+    out.push(
+      ...(problems.length > 0
+        ? problems
+        : [
+            {
+              check,
+              verdict: 'pass' as const,
+              detail:
+                h.adverts.length === 0
+                  ? `no VRRP adverts heard in ${(h.listenedMs / 1000).toFixed(1)} s`
+                  : `VRRP heard from ${h.adverts.map(who).join(', ')}: none conflicts with this config`,
+            },
+          ]),
+    );
+  }
+  return out;
+}
+
 /** Every finding for `config` on a host with `facts`. */
 export function judge(config: NodeConfig, facts: HostFacts): Finding[] {
   return [
+    ...judgeVrrp(config, facts.vrrp),
     ...facts.interfaces.flatMap((i) => judgeInterface(config, i)),
     ...judgeNonlocalBind(config, facts),
     ...judgeCapabilities(config, facts.capEff),
@@ -509,9 +604,56 @@ async function clockFacts(): Promise<HostFacts['clockSynced']> {
   return undefined;
 }
 
+/**
+ * Listen for VRRP adverts (IPv4, multicast and unicast to this host) on `iface` for `ms`, as a VRRP router on the
+ * link would hear them.
+ */
+async function vrrpFacts(
+  iface: string,
+  addresses: readonly HostAddress[] | undefined,
+  ms: number,
+): Promise<VrrpHeard> {
+  const primary = addresses?.find(
+    (a) => a.family === 4 && a.permanent === true && a.secondary !== true,
+  )?.address;
+  if (primary === undefined)
+    return { iface, listenedMs: 0, adverts: [], error: `${iface} has no IPv4 address to listen on` };
+  const { createRawVrrpTransport, decode } = await import('@coord/vrrp');
+  let transport: import('@coord/vrrp').VrrpTransport;
+  try {
+    transport = createRawVrrpTransport({
+      interfaceAddress: primary,
+      interfaceName: iface,
+      logger: nullLogger,
+    });
+  } catch (e) {
+    return { iface, listenedMs: 0, adverts: [], error: errorMessage(e) };
+  }
+  const heard = new Map<string, VrrpAdvert>();
+  transport.onReceive((r) => {
+    if (!r.ok) return;
+    const d = r.datagram;
+    const p = decode(d.payload, { family: 4, srcAddr: d.srcAddr, dstAddr: d.dstAddr, ttl: d.ttl });
+    if (!p.ok) return;
+    const a = p.packet;
+    heard.set(`${d.srcAddr}/${a.vrid}`, {
+      src: d.srcAddr,
+      vrid: a.vrid,
+      version: a.version,
+      priority: a.priority,
+      addresses: a.addresses,
+    });
+  });
+  await new Promise((r) => setTimeout(r, ms));
+  transport.close();
+  return { iface, listenedMs: ms, adverts: [...heard.values()] };
+}
+
 export interface GatherPorts {
   /** Addresses on an interface (the netlink port's list). */
   readonly listAddresses: (iface: string) => Promise<HostAddress[]>;
+  /** How long to listen for VRRP adverts on each VIP interface (0: not at all; default 2500 ms). */
+  readonly vrrpListenMs?: number;
   /** etcd's answers, when the config is in etcd mode. */
   etcd?: () => Promise<EtcdFacts>;
 }
@@ -526,6 +668,13 @@ export async function gatherFacts(config: NodeConfig, ports: GatherPorts): Promi
     clockFacts(),
     ports.etcd === undefined ? Promise.resolve(undefined) : ports.etcd(),
   ]);
+  const listenMs = ports.vrrpListenMs ?? 2500;
+  const vrrp =
+    listenMs <= 0
+      ? undefined
+      : await Promise.all(
+          interfaces.filter((i) => i.exists).map((i) => vrrpFacts(i.name, i.addresses, listenMs)),
+        );
   const nonlocalBind4 = await readNumber('/proc/sys/net/ipv4/ip_nonlocal_bind');
   const nonlocalBind6 = await readNumber('/proc/sys/net/ipv6/ip_nonlocal_bind');
   return {
@@ -536,6 +685,7 @@ export async function gatherFacts(config: NodeConfig, ports: GatherPorts): Promi
     ...(haproxy === undefined ? {} : { haproxy }),
     ...(clock === undefined ? {} : { clockSynced: clock }),
     ...(etcd === undefined ? {} : { etcd }),
+    ...(vrrp === undefined ? {} : { vrrp }),
   };
 }
 

@@ -76,7 +76,7 @@ export function formatEvent(e: EventRecord): string {
     e.kind === 'transition'
       ? `${e.from ?? '?'} → ${e.to ?? '?'}  ${e.reason ?? ''}${epoch}${e.detail === undefined ? '' : `  (${e.detail})`}`
       : e.kind === 'vip-claimed'
-        ? `VIP claimed${e.ms === undefined ? '' : ` ${e.ms} ms after the group fell vacant`}${epoch}`
+        ? `VIP claimed${e.ms === undefined ? '' : ` ${e.ms} ms after the group fell vacant or was handed over`}${epoch}`
         : e.kind === 'vip-released'
           ? `VIP released (${e.reason ?? ''})`
           : `VIP REMOVAL FAILED: ${e.detail ?? ''}`;

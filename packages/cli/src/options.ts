@@ -535,7 +535,9 @@ export const COMMANDS = {
       'Takes the same flags and config file as join. Exit status as a monitoring plugin: 0 when everything ' +
       'passed, 1 when the worst finding is a warning, 2 when something failed (or the config is invalid). In etcd ' +
       'mode it reads from etcd, asks for a lease of the configured TTL and writes and deletes one key under the ' +
-      "cluster's peer/ prefix, then revokes the lease.",
+      "cluster's peer/ prefix, then revokes the lease. It listens 2.5 s for VRRP adverts on each VIP interface: " +
+      'keepalived (or any VRRP router) still advertising a VIP fails in etcd mode; in VRRP mode a peer with another ' +
+      'version, other addresses, or the VIP under another VRID is reported.',
     options: DOCTOR_OPTIONS,
     examples: [
       ['coord doctor', 'check this node with /etc/coord/coord.yaml'],

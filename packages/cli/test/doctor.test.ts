@@ -10,6 +10,8 @@ import {
   type Finding,
   type HostFacts,
   type InterfaceFacts,
+  type VrrpAdvert,
+  type VrrpHeard,
 } from '../src/doctor.js';
 
 function config(extra: Record<string, unknown> = {}): NodeConfig {
@@ -236,6 +238,64 @@ describe('coord doctor: judging the facts', () => {
     ).toBe('warn');
     const { clockSynced: _, ...unknown } = healthy();
     expect(by(judge(config(), unknown), 'clock')?.detail).toMatch(/cannot tell/);
+  });
+
+  it('judges VRRP on the link: keepalived still advertising a VIP fails in etcd mode; in VRRP mode, version and addresses', () => {
+    const keepalived = (over: Partial<VrrpAdvert> = {}): VrrpAdvert => ({
+      src: '10.0.0.12',
+      vrid: 51,
+      version: 3,
+      priority: 100,
+      addresses: ['10.0.0.50'],
+      ...over,
+    });
+    const heard = (...adverts: VrrpAdvert[]): VrrpHeard[] => [{ iface: 'eth0', listenedMs: 2500, adverts }];
+    expect(by(judge(config(), healthy({ vrrp: heard() })), 'vrrp on eth0')).toMatchObject({
+      verdict: 'pass',
+      detail: 'no VRRP adverts heard in 2.5 s',
+    });
+    const etcdMode = by(judge(config(), healthy({ vrrp: heard(keepalived()) })), 'vrrp on eth0');
+    expect(etcdMode).toMatchObject({ verdict: 'fail', fix: matching(/stop keepalived .* on 10.0.0.12/) });
+    expect(etcdMode?.detail).toMatch(
+      /10.0.0.12 \(VRID 51, VRRPv3, priority 100\) advertises 10.0.0.50, a VIP of group web/,
+    );
+    // Other addresses on the link are none of our business.
+    expect(
+      by(judge(config(), healthy({ vrrp: heard(keepalived({ addresses: ['10.0.0.99'] })) })), 'vrrp on eth0')
+        ?.verdict,
+    ).toBe('pass');
+    const vrrp = config({
+      mode: 'vrrp',
+      groups: [{ name: 'web', interface: 'eth0', vips: ['10.0.0.50/24'], vrid: 51 }],
+    });
+    expect(by(judge(vrrp, healthy({ vrrp: heard(keepalived()) })), 'vrrp on eth0')?.verdict).toBe('pass');
+    expect(
+      by(judge(vrrp, healthy({ vrrp: heard(keepalived({ version: 2 })) })), 'vrrp on eth0'),
+    ).toMatchObject({
+      verdict: 'fail',
+      detail: matching(/speaks VRRPv2; group web is VRRPv3/),
+    });
+    expect(
+      by(
+        judge(vrrp, healthy({ vrrp: heard(keepalived({ addresses: ['10.0.0.50', '10.0.0.51'] })) })),
+        'vrrp on eth0',
+      ),
+    ).toMatchObject({ verdict: 'warn' });
+    expect(by(judge(vrrp, healthy({ vrrp: heard(keepalived({ vrid: 52 })) })), 'vrrp on eth0')).toMatchObject(
+      {
+        verdict: 'fail',
+        detail: matching(/under another VRID than group web \(51\)/),
+      },
+    );
+    expect(
+      by(
+        judge(
+          config(),
+          healthy({ vrrp: [{ iface: 'eth0', listenedMs: 0, adverts: [], error: 'no CAP_NET_RAW' }] }),
+        ),
+        'vrrp on eth0',
+      )?.verdict,
+    ).toBe('warn');
   });
 
   it('prints one line per finding, a fix under each that has one, and a total', () => {

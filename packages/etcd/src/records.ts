@@ -223,7 +223,7 @@ const eventSchema = z.object({
   to: z.string().max(32).optional().catch(undefined),
   reason: z.string().max(200).optional().catch(undefined),
   epoch: z.number().nullable().optional().catch(undefined),
-  /** vip-claimed: ms from noticing the vacancy to the VIP on the interface. */
+  /** vip-claimed: ms from noticing the vacancy (or the handover) to the VIP on the interface. */
   ms: z.number().optional().catch(undefined),
   detail: z.string().max(500).optional().catch(undefined),
 });
