@@ -217,6 +217,22 @@ describe('coord join --haproxy-config', () => {
     expect(human.stdout).toMatch(/rollout api: STOPPED/);
     const list = await coord(lab.hosts[2]!, ['service', 'list']);
     expect(list.stdout).toMatch(/ROLLOUT STOPPED/);
+    // Fixed outside the rollout (a server for it), the same value set again retries the rollout, and it passes.
+    expect(
+      (await coord(lab.hosts[0]!, ['server', 'set', 'api', 'a', `${lab.client.ip}:9001`])).exitCode,
+    ).toBe(0);
+    const retried = await coord(lab.hosts[0]!, [
+      'service',
+      'set',
+      'api',
+      '--bind',
+      '0.0.0.0:8090',
+      '--rollout-check',
+      '/',
+    ]);
+    expect(retried.exitCode, retried.stderr).toBe(0);
+    expect(retried.stdout).toMatch(/rollout of api done/);
+    for (const h of lab.hosts) expect(await get(`http://${h.ip}:8090/`)).toBe('backend-A');
     expect((await coord(lab.hosts[0]!, ['service', 'rm', 'api'])).exitCode).toBe(0);
 
     // --rollout parallel: every node at once, no rollout record, nothing to wait for.

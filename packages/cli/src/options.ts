@@ -394,7 +394,8 @@ export const COMMANDS = {
           'A change that needs HAProxy to reload (binds, mode, balance, a new service) rolls out one node at a time: ' +
           'nodes that hold no VIP first, holders last; each node applies it and asks its own new worker the ' +
           'service’s --rollout-check before the next one starts. A node that fails stops the rollout and every node ' +
-          'runs the previous version again (exit 7, the reason printed; coord status shows it). Server changes ' +
+          'runs the previous version again (exit 7, the reason printed; coord status shows it); the same command ' +
+          'again retries it. Server changes ' +
           'always reach every node at once, through the runtime API.',
         examples: [
           ['coord service set web --bind 10.0.0.50:80 --balance leastconn --check', ''],

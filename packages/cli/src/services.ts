@@ -132,12 +132,15 @@ async function changeService(
     const after = change(before);
     if (after === undefined) return { revision: 0 };
     const text = serializeService(after);
-    if (sEntry !== undefined && sEntry.value.toString() === text) return { revision: 0 };
     const record = rEntry === undefined ? undefined : decodeRollout(rEntry.value);
     const live =
       record !== undefined && record.state !== 'done' && rolloutApplies(record, sEntry?.value)
         ? record
         : undefined;
+    // The same value again: nothing to do — unless its rollout stopped, when setting it again retries the rollout
+    // (after fixing what failed outside the service, a backend say).
+    const retry = kind === 'structural' && live?.state === 'stopped';
+    if (sEntry !== undefined && sEntry.value.toString() === text && !retry) return { revision: 0 };
     const ops: TxnOp[] = [{ type: 'put', key: sKey, value: text }];
     let started: RolloutRecord | undefined;
     if (kind === 'servers' && live !== undefined) {
