@@ -188,15 +188,9 @@ describe('coord join --haproxy-config', () => {
 
     // A new service with no server: \`haproxy -c\` accepts it, but it answers 503. The first node's gate fails,
     // the rollout stops, and that node goes back to the previous version (no api service); the others never ran it.
-    const bad = await coord(lab.hosts[0]!, [
-      'service',
-      'set',
-      'api',
-      '--bind',
-      '0.0.0.0:8090',
-      '--rollout-check',
-      '/',
-    ]);
+    const setApi = () =>
+      coord(lab.hosts[0]!, ['service', 'set', 'api', '--bind', '0.0.0.0:8090', '--rollout-check', '/']);
+    const bad = await setApi();
     expect(bad.exitCode, bad.stderr + bad.stdout).toBe(7);
     expect(bad.stderr).toMatch(
       /rollout of api stopped: \S+: gate \/: GET \/ answered 503; every node runs the previous version/,
@@ -221,15 +215,7 @@ describe('coord join --haproxy-config', () => {
     expect(
       (await coord(lab.hosts[0]!, ['server', 'set', 'api', 'a', `${lab.client.ip}:9001`])).exitCode,
     ).toBe(0);
-    const retried = await coord(lab.hosts[0]!, [
-      'service',
-      'set',
-      'api',
-      '--bind',
-      '0.0.0.0:8090',
-      '--rollout-check',
-      '/',
-    ]);
+    const retried = await setApi();
     expect(retried.exitCode, retried.stderr).toBe(0);
     expect(retried.stdout).toMatch(/rollout of api done/);
     for (const h of lab.hosts) expect(await get(`http://${h.ip}:8090/`)).toBe('backend-A');

@@ -22,7 +22,10 @@ export interface ClusterKeys {
   /** A node's maintenance mark (no lease: it survives the node's restarts), see records.ts. */
   maintenance(node: string): string;
   readonly maintenances: string;
-  /** The history of transitions (`coord events`), one key per event under a rotating retention lease. */
+  /**
+   * The history of transitions (`coord events`), one key per event under a rotating retention lease. Outside
+   * `prefix` on purpose: every node mirrors and watches `prefix`, and a week of history is nothing it decides on.
+   */
   readonly events: string;
   /** A group moved to a named node (`coord move`; no lease), see records.ts. */
   move(group: string): string;
@@ -47,7 +50,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     peerKey: `${prefix}peer/key`,
     maintenances: `${prefix}maintenance/`,
     maintenance: (node) => `${prefix}maintenance/${node}`,
-    events: `${prefix}events/`,
+    events: `/coord-events/${cluster}/`,
     moves: `${prefix}moves/`,
     move: (group) => `${prefix}moves/${group}`,
   };

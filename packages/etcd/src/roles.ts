@@ -48,6 +48,7 @@ export function coordRoles(cluster: string): RoleSpec[] {
       purpose: 'coord service/server set|rm, coord maintenance, coord move and coord status',
       permissions: [
         { permission: 'read', prefix: k.prefix },
+        { permission: 'read', prefix: k.events },
         { permission: 'readwrite', prefix: k.services },
         { permission: 'readwrite', prefix: k.rollouts },
         { permission: 'readwrite', prefix: k.maintenances },
