@@ -2,9 +2,19 @@
  * `coord join --mode vrrp` as an operator runs it, next to a real keepalived 2.2.7: the CLI path (flags, netlink
  * claim, GARP) on top of the VRRP codec and state machine that test/vrrp-interop.test.ts proves on the wire.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, assertHandover, overlaps, watchVip, type LabHost, type LabProcess } from './lab/index.js';
+import {
+  Lab,
+  assertHandover,
+  overlaps,
+  waitFor,
+  watchVip,
+  type LabHost,
+  type LabProcess,
+} from './lab/index.js';
 import { assertBuilt, COORD_BIN, waitForHolder } from './coord.js';
 
 let lab: Lab;
@@ -139,5 +149,112 @@ describe('coord join --mode vrrp with a keepalived peer', () => {
       await coord.stop(3000);
       await keepalived.stop(3000);
     }
+  });
+
+  it('a node converted by coord import keepalived from the site’s keepalived.conf joins as its BACKUP and takes over', async () => {
+    const [h1, h2] = lab.hosts as [LabHost, LabHost];
+    // One file for both hosts, as sites keep it: @ conditionals and a parameter choose per host.
+    const shared = [
+      '! the site keepalived.conf',
+      'global_defs {',
+      '  @h1 router_id h1',
+      '  @h2 router_id h2',
+      '  vrrp_version 3',
+      '}',
+      '$PRIO=100',
+      '@h1 $PRIO=150',
+      'vrrp_instance VI_web {',
+      '  state BACKUP',
+      '  interface eth0',
+      '  virtual_router_id 73',
+      '  priority $PRIO',
+      '  advert_int 0.1',
+      '  virtual_ipaddress {',
+      `    ${vip}/${lab.subnet.prefix}`,
+      '  }',
+      '}',
+      '',
+    ].join('\n');
+    const file = join(lab.runDir, 'site-keepalived.conf');
+    writeFileSync(file, shared);
+    const out = join(lab.runDir, 'h2-imported.yaml');
+    const imported = await lab.exec(
+      h2,
+      process.execPath,
+      [COORD_BIN, 'import', 'keepalived', file, '--config-id', 'h2', '--out', out],
+      { reject: false },
+    );
+    expect(imported.stderr).toMatch(/converted 1 vrrp_instance/);
+    expect(imported.exitCode).toBe(0);
+    const checked = await lab.exec(h2, process.execPath, [COORD_BIN, 'check-config', out], { reject: false });
+    expect(checked.exitCode, checked.stderr).toBe(0);
+
+    // keepalived stays on h1 (the first step of a migration); h2 runs coord from the imported file alone.
+    const keepalived = lab.startKeepalived(h1, shared, {
+      name: 'keepalived-site',
+      args: ['--config-id', 'h1'],
+    });
+    let coord: LabProcess | undefined;
+    try {
+      await waitForHolder(lab, vip, 'h1', 10_000);
+      coord = lab.spawn(
+        h2,
+        process.execPath,
+        [COORD_BIN, 'join', '--config', out, '--control-socket', `${lab.runDir}/h2-imported.sock`],
+        { name: 'coord-imported' },
+      );
+      await waitFor(
+        'the imported node started',
+        async () => /"vrrp instance started"/.test(await coord!.output()),
+        {
+          timeoutMs: 15_000,
+        },
+      );
+      // BACKUP below keepalived's 150: the VIP stays on h1 alone.
+      for (let i = 0; i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        expect(await holdersOf(h1, h2)).toEqual(['h1']);
+      }
+      const stopAt = Date.now();
+      await keepalived.stop(5000);
+      await waitForHolder(lab, vip, 'h2', 5000);
+      const took = Date.now() - stopAt;
+      console.log(`imported coord took the VIP ${took} ms after keepalived stopped`);
+      expect(took).toBeLessThan(2000);
+      expect(await coord.output()).toMatch(/"vip claimed"/);
+      expect(await keepalived.output()).not.toMatch(/invalid|mismatch/i);
+    } finally {
+      await coord?.stop(3000);
+      await keepalived.stop(3000);
+    }
+  });
+});
+
+/** Both hosts that hold the VIP now, by name. */
+async function holdersOf(...hosts: LabHost[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const h of hosts) {
+    const r = await lab.exec(h, 'ip', ['-o', 'addr', 'show', 'dev', 'eth0']);
+    if (r.stdout.includes(` ${vip}/`)) out.push(h.name);
+  }
+  return out;
+}
+
+const FIXTURES = new URL('../packages/cli/test/fixtures/keepalived/', import.meta.url).pathname;
+
+describe('the import corpus is keepalived’s own language', () => {
+  it('keepalived 2.2.7 --config-test reads every valid fixture without a syntax complaint, and balks at the broken ones', async () => {
+    const test = (f: string) =>
+      execa('keepalived', ['--config-test', '-f', join(FIXTURES, f), '--config-id', 'lb2', '-n', '-l'], {
+        reject: false,
+        all: true,
+        timeout: 10_000,
+      });
+    const syntax = /unknown keyword|missing '}'|extra '}'|unmatched quote|unterminated/i;
+    const valid = [...readdirSync(FIXTURES).filter((f) => f.endsWith('.conf')), 'include/keepalived.conf'];
+    expect(valid.length).toBeGreaterThanOrEqual(5);
+    for (const f of valid) expect((await test(f)).all, f).not.toMatch(syntax);
+    for (const f of ['unclosed.conf', 'extra-close.conf', 'orphan-brace.conf'])
+      expect((await test(join('malformed', f))).all, f).toMatch(syntax);
   });
 });

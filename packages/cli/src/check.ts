@@ -18,9 +18,16 @@ import {
 export async function checkConfigFile(
   path: string,
 ): Promise<{ config: NodeConfig | undefined; issues: ConfigIssue[] }> {
-  const raw = await readConfigFile(path);
+  return checkConfigObject(await readConfigFile(path));
+}
+
+/** checkConfigFile for a config already read (a YAML object). */
+export function checkConfigObject(raw: Record<string, unknown>): {
+  config: NodeConfig | undefined;
+  issues: ConfigIssue[];
+} {
   // As coord join does: the node name defaults to the host name.
-  raw.node ??= hostname().split('.')[0];
+  raw['node'] ??= hostname().split('.')[0];
   const r = validateNodeConfig(raw);
   if (!r.ok) return { config: undefined, issues: r.issues };
   const issues: ConfigIssue[] = [];

@@ -8,6 +8,7 @@ import {
   MAINTENANCE_OPTIONS,
   MOVE_OPTIONS,
   EVENTS_OPTIONS,
+  IMPORT_OPTIONS,
   envArgs,
   JOIN_OPTIONS,
   LIST_OPTIONS,
@@ -35,6 +36,7 @@ const load = {
   maintenance: () => import('./maintenance.js'),
   move: () => import('./move.js'),
   events: () => import('./events.js'),
+  import: () => import('./import.js'),
   target: () => import('./target.js'),
   control: () => import('@coord/agent/control'),
   etcd: () => import('@coord/etcd'),
@@ -126,7 +128,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .recommendCommands()
     .demandCommand(
       1,
-      'name a command: join | status | service | server | maintenance | move | events | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
+      'name a command: join | status | service | server | maintenance | move | events | import | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
     )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
@@ -471,6 +473,38 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       async (a) => {
         const { showEvents } = await load.events();
         await showEvents(a, (line) => process.stdout.write(`${line}\n`));
+      },
+    )
+    .command(
+      COMMANDS.import.command,
+      COMMANDS.import.summary,
+      (y) =>
+        documented(
+          y
+            .positional('kind', { type: 'string', choices: ['keepalived'] as const, demandOption: true })
+            .positional('file', {
+              type: 'string',
+              demandOption: true,
+              describe: 'the keepalived.conf to convert',
+            })
+            .options(IMPORT_OPTIONS),
+          COMMANDS.import,
+        ),
+      async (a) => {
+        const { importKeepalived } = await load.import();
+        code = await importKeepalived(
+          {
+            file: a.file,
+            out: a.out,
+            mode: a.mode === 'etcd' ? 'etcd' : 'vrrp',
+            configId: a['config-id'],
+            etcd: a.etcd,
+            cluster: a.cluster,
+            force: a.force,
+          },
+          (t) => process.stdout.write(t),
+          (t) => process.stderr.write(t),
+        );
       },
     )
     .command(

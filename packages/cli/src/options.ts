@@ -229,6 +229,28 @@ export const CHECK_OPTIONS = {
   },
 } as const satisfies OptionTable;
 
+export const IMPORT_OPTIONS = {
+  out: {
+    type: 'string',
+    describe:
+      'write the coord YAML to this file (mode 0600; an existing file only with --force) [default: stdout]',
+  },
+  mode: {
+    type: 'string',
+    choices: ['vrrp', 'etcd'],
+    default: 'vrrp',
+    describe:
+      'vrrp: speak VRRP with the keepalived nodes still running (a first migration step); etcd: elect through etcd',
+  },
+  'config-id': {
+    type: 'string',
+    describe: "keepalived's config id (-i) for lines starting with @ [default: the host name's first label]",
+  },
+  etcd: { type: 'array', string: true, describe: '--mode etcd: etcd endpoint URL (repeat for several)' },
+  cluster: { type: 'string', describe: '--mode etcd: the cluster name, the same on every node' },
+  force: { type: 'boolean', default: false, describe: 'replace the --out file if it exists' },
+} as const satisfies OptionTable;
+
 export const DOCTOR_OPTIONS = {
   ...JOIN_OPTIONS,
   json: { type: 'boolean', default: false, describe: 'print the findings as JSON' },
@@ -470,6 +492,30 @@ export const COMMANDS = {
     examples: [
       ['coord check-config /etc/coord/coord.yaml', ''],
       ['coord check-config --strict /etc/coord/coord.yaml', 'also fail on files this host does not have'],
+    ],
+  },
+  import: {
+    command: 'import <kind> <file>',
+    summary:
+      'convert a keepalived.conf into a coord config: every vrrp_instance a group, with what did not convert listed',
+    description:
+      'Reads the file as keepalived does (include with globs, @ conditional lines for --config-id, $PARAMETERS, ' +
+      'comments) and writes coord YAML that coord check-config accepts, with a comment naming the source line of ' +
+      'each converted block. What is not converted is listed on stderr and in the YAML header with file:line and ' +
+      'why (for example virtual_server: coord drives HAProxy, not LVS); what converts but behaves differently is ' +
+      'listed for review. Exit 0 when everything was converted, 3 when something was not, 2 when the input is not ' +
+      'a keepalived configuration. Nothing is written on exit 2. docs/migration.md maps every directive.',
+    options: IMPORT_OPTIONS,
+    examples: [
+      ['coord import keepalived /etc/keepalived/keepalived.conf', 'print the VRRP-mode config'],
+      [
+        'coord import keepalived /etc/keepalived/keepalived.conf --out /etc/coord/coord.yaml',
+        'write it where coord join reads it',
+      ],
+      [
+        'coord import keepalived keepalived.conf --mode etcd --etcd http://10.0.0.2:2379 --cluster prod',
+        'the etcd-mode config',
+      ],
     ],
   },
   'etcd-roles': {
