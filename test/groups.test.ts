@@ -5,8 +5,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, it } from 'vitest';
-import { Lab, assertFencedRemoval, assertHandover, watchVip, type LabHost } from './lab/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Lab, assertFencedRemoval, assertHandover, overlaps, watchVip, type LabHost } from './lab/index.js';
 import { assertBuilt, COORD_BIN, controlSocketFor, coordLog, waitForHolder } from './coord.js';
 
 let lab: Lab;
@@ -20,8 +20,13 @@ afterAll(async () => {
   await lab?.destroy();
 });
 
-function configFor(h: LabHost, priority: number, vips: [string, string]): string {
-  const path = join(lab.runDir, `${h.name}-coord.yaml`);
+function configFor(
+  h: LabHost,
+  priority: number,
+  vips: [string, string],
+  sync?: { apiPriority: number },
+): string {
+  const path = join(lab.runDir, `${h.name}-coord${sync === undefined ? '' : '-sync'}.yaml`);
   writeFileSync(
     path,
     [
@@ -34,10 +39,12 @@ function configFor(h: LabHost, priority: number, vips: [string, string]): string
       '    interface: eth0',
       `    vips: [${vips[0]}/${lab.subnet.prefix}]`,
       `    priority: ${priority}`,
+      ...(sync === undefined ? [] : ['    syncGroup: front']),
       '  - name: api',
       '    interface: eth0',
       `    vips: [${vips[1]}/${lab.subnet.prefix}]`,
-      `    priority: ${priority}`,
+      `    priority: ${sync?.apiPriority ?? priority}`,
+      ...(sync === undefined ? [] : ['    syncGroup: front']),
       '',
     ].join('\n'),
   );
@@ -97,6 +104,46 @@ describe('two groups on one node', () => {
       }
     } finally {
       await Promise.all(procs.map((p) => p.stop(5000)));
+    }
+  });
+
+  it('a sync group: web goes where api is, whatever its own priority, through a stop and a restart', async () => {
+    const [h1, h2] = lab.hosts as [LabHost, LabHost];
+    const vips: [string, string] = [lab.freeAddress(3), lab.freeAddress(4)];
+    // api leads the sync group (its name sorts first). On its own, web would go to h2 (150 over 50); bound to
+    // api (h1: 200 over 100), it stays with api.
+    const start = (h: LabHost, api: number, web: number) =>
+      lab.spawn(
+        h,
+        process.execPath,
+        [
+          COORD_BIN,
+          'join',
+          '--config',
+          configFor(h, web, vips, { apiPriority: api }),
+          '--control-socket',
+          controlSocketFor(lab, h, 'groups-sync'),
+        ],
+        { name: 'coord-sync' },
+      );
+    let p1 = start(h1, 200, 50);
+    const p2 = start(h2, 100, 150);
+    try {
+      for (const v of vips) await waitForHolder(lab, v, 'h1', 15_000);
+      const watches = await Promise.all(vips.map((v) => watchVip(lab, v, { arp: true })));
+      // h1 stops: both go to h2 together.
+      await p1.stop(5000);
+      for (const v of vips) await waitForHolder(lab, v, 'h2', 5000);
+      // h1 is back: api preempts (200 over 100) and web follows it.
+      p1 = start(h1, 200, 50);
+      for (const v of vips) await waitForHolder(lab, v, 'h1', 15_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      for (const v of vips) await waitForHolder(lab, v, 'h1', 100);
+      const evidence = await Promise.all(watches.map((w) => w.stop()));
+      for (const ev of evidence) expect(overlaps(ev.timeline)).toEqual([]);
+      expect(await p2.output()).toMatch(/"reason":"sync-group"/);
+    } finally {
+      await Promise.all([p1, p2].map((p) => p.stop(5000)));
     }
   });
 });

@@ -162,10 +162,11 @@ export class GroupRunner {
 
   /**
    * This node's own claim (priority, preemption, candidacy) changed: a config reload, a health check, etcd, a
-   * maintenance mark (`maintenance`: its priority 0 is `coord maintenance on`, not a fault).
+   * maintenance mark, a sync group's leading group (`standDown`: why a priority 0 is not a fault).
    */
-  updateSelf(self: GroupConfig['self'], maintenance = false): void {
-    this.config = { ...this.config, self, maintenance };
+  updateSelf(self: GroupConfig['self'], standDown?: GroupConfig['standDown']): void {
+    const { standDown: _, ...rest } = this.config;
+    this.config = standDown === undefined ? { ...rest, self } : { ...rest, self, standDown };
     this.dispatch({ type: 'tick', now: this.opts.clock.now() });
   }
 

@@ -923,8 +923,27 @@ export class CoordNode {
     if (g === undefined || runner === undefined) return;
     runner.updateSelf(
       { node: this.config.node, ...this.standing(g), candidate: this.candidate },
-      this.maintenance !== undefined,
+      this.maintenance !== undefined ? 'maintenance' : this.followsElsewhere(g) ? 'sync-group' : undefined,
     );
+  }
+
+  /**
+   * A group that follows another in its sync group, while this node does not hold that one: it stands with
+   * priority 0, so its holder hands it to the leading group's holder (docs/design.md, "Sync groups").
+   */
+  private followsElsewhere(g: GroupSettings): boolean {
+    if (g.follows === undefined) return false;
+    const leading = this.groups.find((x) => x.name === g.follows)?.current;
+    return !(leading?.role === 'leader' && leading.epoch !== null);
+  }
+
+  /** The leading group of a sync group changed hands here: its followers stand again (priority 255 or 0). */
+  private onSyncLeader(group: string): void {
+    const followers = this.config.groups.filter((g) => g.follows === group);
+    if (followers.length === 0) return;
+    for (const f of followers) this.refreshSelf(f.name);
+    const lease = this.session.currentLeaseId;
+    if (lease !== null) this.registerMember(lease);
   }
 
   /** The priority a group stands with: 0 in maintenance, else after health checks (0 = fault). */
@@ -939,6 +958,11 @@ export class CoordNode {
    */
   private standing(g: GroupSettings): { priority: number; preempt: boolean; preemptDelayMs: number } {
     const priority = this.publishedPriority(g);
+    if (g.follows !== undefined)
+      // A sync group's follower goes where its leading group is: above everyone there, nowhere else.
+      return priority >= 1 && !this.followsElsewhere(g)
+        ? { priority: MOVE_PRIORITY, preempt: true, preemptDelayMs: 0 }
+        : { priority: 0, preempt: g.preempt, preemptDelayMs: g.preemptDelayMs };
     return priority >= 1 && this.movedHere.has(g.name)
       ? { priority: MOVE_PRIORITY, preempt: true, preemptDelayMs: 0 }
       : { priority, preempt: g.preempt, preemptDelayMs: g.preemptDelayMs };
@@ -1071,6 +1095,8 @@ export class CoordNode {
 
   private onFact(fact: GroupFact): void {
     this.recordEvent(fact);
+    if (fact.type === 'transitioned' && (fact.to === 'leader' || fact.from === 'leader'))
+      this.onSyncLeader(fact.group);
     if (fact.type === 'transitioned' && fact.reason === 'fenced') {
       // Keeping the lease: match acks afresh on a new stream (EtcdSession.reopen).
       if (fact.to === 'leader') this.session.reopen('fenced');
@@ -1204,6 +1230,7 @@ export class CoordNode {
             // Published priority: after health checks (0 = fault), so every node elects on the same facts.
             ...this.standing(g),
             vips: g.vips.map(formatCidr),
+            ...(g.follows === undefined ? {} : { follows: g.follows }),
           },
         ]),
       ),

@@ -254,7 +254,14 @@ export class VrrpNode {
           this.deps.metrics?.transitions.inc({ group: g.name, to: t.to, reason: t.reason });
           this.updateMetrics();
           this.deps.onTransition?.(g.name, t);
+          this.syncGroupFollows(g, t);
         },
+        ...(g.syncGroup === undefined
+          ? {}
+          : {
+              mayBecomeMaster: () => this.syncMembers(g).every((r) => this.readyForMaster(r)),
+              onWantsMaster: () => this.syncGoMaster(g),
+            }),
       }),
     };
     if (verdict !== undefined && verdict < 1) {
@@ -270,6 +277,40 @@ export class VrrpNode {
       priority: config.priority,
     });
     return running;
+  }
+
+  /**
+   * keepalived's vrrp_sync_group: a member that becomes Master takes the others along; one that leaves Master
+   * (Backup, FAULT, shutdown) takes them out (docs/design.md, "Sync groups"). Transitions a sync caused do not
+   * cascade.
+   */
+  private syncGroupFollows(g: GroupSettings, t: VrrpTransition): void {
+    if (g.syncGroup === undefined || t.reason === 'sync-group') return;
+    const to = t.to === 'master' ? 'master' : 'backup';
+    for (const r of this.syncMembers(g))
+      if (!r.faulted && r.instance.state() !== to) {
+        this.log.info('sync group: following', { group: r.settings.name, with: g.name, to });
+        r.instance.sync(to);
+      }
+  }
+
+  /** The other members of `g`'s sync group on this node. */
+  private syncMembers(g: GroupSettings): Running[] {
+    return this.running.filter((r) => r.settings !== g && r.settings.syncGroup === g.syncGroup);
+  }
+
+  /** A member that lets its sync group go Master: Master already, or a Backup that wants it (not FAULT). */
+  private readyForMaster(r: Running): boolean {
+    return !r.faulted && (r.instance.state() === 'master' || r.instance.wantsMaster());
+  }
+
+  /** A member wants Master: once every member does (or is Master), they all go. */
+  private syncGoMaster(g: GroupSettings): void {
+    const others = this.syncMembers(g);
+    if (!others.every((r) => this.readyForMaster(r))) return;
+    this.log.info('sync group: every member wants Master', { syncGroup: g.syncGroup });
+    for (const r of [...others, ...this.running.filter((x) => x.settings === g)])
+      if (r.instance.state() === 'backup') r.instance.sync('master');
   }
 
   /** GARP burst then periodic refresh while Master, as in the etcd mode. */

@@ -115,6 +115,48 @@ describe('CoordNode in a simulated cluster', () => {
     expect(s.lan.violations).toEqual([]);
   });
 
+  it('sync group: the second group always goes where the first is — start, crash, move, fault — never two holders', async () => {
+    sim = new Sim({
+      nodes: [
+        { name: 'a', priority: 150 },
+        { name: 'b', priority: 100 },
+        { name: 'c', priority: 50 },
+      ],
+      syncGroup: 'front',
+    });
+    const s = sim;
+    const second = () => {
+      const h = s.lan.holders('10.0.0.51');
+      return h.length === 1 ? h[0] : undefined;
+    };
+    const together = (node: string) => s.holder() === node && second() === node;
+    await s.startAll();
+    await s.until('a holds both', () => together('a'), 3000);
+    await s.run(1000);
+    expect(s.lan.holders('10.0.0.51')).toEqual(['a']);
+    // The follower stands above everyone where the leading group is, nowhere else.
+    const standing = (n: string) =>
+      decodeMember(s.etcd.peek(`/coord/sim/members/${n}`)?.value ?? Buffer.alloc(0))?.groups.g2;
+    expect(standing('a')).toMatchObject({ priority: 255, follows: 'g' });
+    expect(standing('b')).toMatchObject({ priority: 0, follows: 'g' });
+
+    // kill -9: both go to b (the second group waits for its own guard and a quiet wire too).
+    s.kill('a');
+    await s.until('b holds both', () => together('b'), 5000);
+    // A move of the leading group takes the second along.
+    const lease = s.etcd.peek('/coord/sim/members/c')?.lease ?? '';
+    s.etcd.put('/coord/sim/moves/g', JSON.stringify({ to: 'c', lease, by: 'ops@x', at: 1 }));
+    await s.until('c holds both', () => together('c'), 3000);
+    expect(s.logs('b', 'transition').some((f) => f.group === 'g2' && f.reason === 'sync-group')).toBe(true);
+    // c goes FAULT: both leave together, to b.
+    s.node('c').node.setEffectivePriority('g', 0);
+    s.node('c').node.setEffectivePriority('g2', 0);
+    await s.until('b holds both again', () => together('b'), 3000);
+    await s.run(2000);
+    expect(together('b')).toBe(true);
+    expect(s.lan.violations).toEqual([]);
+  });
+
   it('move: the named node gets the group in one write whatever its priority, keeps it, and the move ends when it fails', async () => {
     const s = three();
     await s.startAll();

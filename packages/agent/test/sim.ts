@@ -201,6 +201,8 @@ export interface SimOptions {
   /** `--etcd-outage hold` (with the peer channel) and its `--etcd-outage-max` in seconds. */
   etcdOutage?: 'fence' | 'hold';
   etcdOutageMax?: number;
+  /** A second group `g2` (VIP 10.0.0.51/24) bound to `g` in this sync group (`g` leads: its name sorts first). */
+  syncGroup?: string;
 }
 
 /** Let every pending promise continuation run. */
@@ -235,7 +237,26 @@ export class Sim {
           ? { peer: { address: `10.0.1.${this.opts.nodes.findIndex((x) => x.name === name) + 1}` } }
           : {}),
         groups: [
-          { name: 'g', interface: 'eth0', vips: [this.opts.vip ?? '10.0.0.50/24'], priority, preempt },
+          {
+            name: 'g',
+            interface: 'eth0',
+            vips: [this.opts.vip ?? '10.0.0.50/24'],
+            priority,
+            preempt,
+            ...(this.opts.syncGroup === undefined ? {} : { syncGroup: this.opts.syncGroup }),
+          },
+          ...(this.opts.syncGroup === undefined
+            ? []
+            : [
+                {
+                  name: 'g2',
+                  interface: 'eth0',
+                  vips: ['10.0.0.51/24'],
+                  priority,
+                  preempt,
+                  syncGroup: this.opts.syncGroup,
+                },
+              ]),
         ],
       },
       'sim',

@@ -66,6 +66,12 @@ export async function move(a: MoveArgs): Promise<MoveResult> {
         throw new CoordError('ERR_COORD_USAGE', `${to} is not an alive member of group ${a.group}`, {
           hint: 'coord status lists the members and their groups; a move needs the node running coord join',
         });
+      if (standing.follows !== undefined)
+        throw new CoordError(
+          'ERR_COORD_USAGE',
+          `${a.group} goes with ${standing.follows} (one sync group): move ${standing.follows} and it follows`,
+          { hint: `coord move ${standing.follows} --to ${to}` },
+        );
       if (standing.priority < 1)
         throw new CoordError(
           'ERR_COORD_USAGE',

@@ -28,7 +28,8 @@ export interface ClusterStatus {
     alive: true;
     /** False while the node may not be elected (view not synced, slow etcd acks): see its own status. */
     candidate: boolean;
-    groups: Record<string, { priority: number; preempt: boolean }>;
+    /** `follows`: a sync group's follower, and the group it goes with. */
+    groups: Record<string, { priority: number; preempt: boolean; follows?: string }>;
     lastSeenMsAgo: number | null;
     /** `coord maintenance on` for this node: by whom and why (null: not in maintenance). */
     maintenance: { by: string; reason: string } | null;
@@ -96,9 +97,13 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
       // Read as the agents read it; a record they would ignore is still listed (alive), without groups.
       const m = decodeMember(value);
       const node = m?.node ?? key.slice(keys.members.length);
-      const groups: Record<string, { priority: number; preempt: boolean }> = {};
+      const groups: Record<string, { priority: number; preempt: boolean; follows?: string }> = {};
       for (const [g, v] of Object.entries(m?.groups ?? {})) {
-        groups[g] = { priority: v.priority, preempt: v.preempt };
+        groups[g] = {
+          priority: v.priority,
+          preempt: v.preempt,
+          ...(v.follows === undefined ? {} : { follows: v.follows }),
+        };
         groupNames.add(g);
         const set = groupVips.get(g) ?? new Set<string>();
         for (const vip of v.vips) set.add(vip);
@@ -175,9 +180,11 @@ export function formatClusterStatus(s: ClusterStatus): string {
   for (const m of s.members) {
     const prio = Object.entries(m.groups)
       .map(([g, v]) =>
-        v.priority === MOVE_PRIORITY
-          ? `${g}:moved here`
-          : `${g}:${v.priority}${v.preempt ? '' : ' no-preempt'}`,
+        v.follows !== undefined
+          ? `${g}:with ${v.follows}`
+          : v.priority === MOVE_PRIORITY
+            ? `${g}:moved here`
+            : `${g}:${v.priority}${v.preempt ? '' : ' no-preempt'}`,
       )
       .join(', ');
     const seen =

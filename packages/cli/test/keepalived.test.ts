@@ -306,19 +306,20 @@ describe('coord import keepalived', () => {
 
   it('lists what has no coord equivalent, by file:line, and still writes a valid config', async () => {
     const r = await convert('unsupported.conf');
-    expect(r.groups.map((g) => [g['name'], g['vips']])).toEqual([
-      ['VI_A', ['10.1.0.10/24']],
-      ['VI_B', ['10.2.0.11/24']],
+    // The sync group binds both instances.
+    expect(r.groups.map((g) => [g['name'], g['vips'], g['syncGroup']])).toEqual([
+      ['VI_A', ['10.1.0.10/24'], 'G1'],
+      ['VI_B', ['10.2.0.11/24'], 'G1'],
     ]);
     expect(r.groups[1]?.['authPass']).toBeUndefined();
     expect(r.notConverted.map((x) => x.split(': ')[0] + ': ' + x.split(': ')[1])).toEqual([
       'unsupported.conf:3: vrrp_strict',
-      'unsupported.conf:17: use_vmac',
-      'unsupported.conf:20: 10.2.0.10/24 dev eth1',
-      'unsupported.conf:28: authentication',
-      'unsupported.conf:6: vrrp_sync_group G1',
-      'unsupported.conf:38: virtual_server 10.1.0.10',
-      'unsupported.conf:51: static_ipaddress',
+      'unsupported.conf:18: use_vmac',
+      'unsupported.conf:21: 10.2.0.10/24 dev eth1',
+      'unsupported.conf:29: authentication',
+      'unsupported.conf:11: notify_master /usr/local/bin/g1-up.sh',
+      'unsupported.conf:39: virtual_server 10.1.0.10',
+      'unsupported.conf:52: static_ipaddress',
     ]);
     expect(r.notConverted[5]).toMatch(/coord drives HAProxy, not LVS/);
   });

@@ -127,6 +127,12 @@ const groupSchema = z
     preemptDelay: seconds('preemptDelay', 0, 3600)
       .default(0)
       .describe('Seconds this node must have been up before it preempts. Default 0.'),
+    syncGroup: name('syncGroup')
+      .optional()
+      .describe(
+        'Bind groups together (keepalived’s vrrp_sync_group): groups with the same syncGroup always have the same ' +
+          'holder and move together. The group whose name sorts first leads; give every node the same groups.',
+      ),
     announce: z
       .object({
         count: z
@@ -560,6 +566,19 @@ function crossCheck(c: RawConfig, ctx: z.RefinementCtx): void {
     );
 }
 
+/** The leader of `g`'s sync group when that is another group (the member whose name sorts first). */
+function syncLeader(
+  groups: readonly { name: string; syncGroup?: string | undefined }[],
+  g: { name: string; syncGroup?: string | undefined },
+): string | undefined {
+  if (g.syncGroup === undefined) return undefined;
+  const first = groups
+    .filter((x) => x.syncGroup === g.syncGroup)
+    .map((x) => x.name)
+    .sort()[0];
+  return first === g.name ? undefined : first;
+}
+
 /** Raw config (YAML and flags merged) → the settings every part of coord uses. */
 function settings(c: RawConfig) {
   const groups = c.groups.map((g) => {
@@ -585,6 +604,9 @@ function settings(c: RawConfig) {
       priority: g.priority,
       preempt: g.preempt,
       preemptDelayMs: Math.round(g.preemptDelay * 1000),
+      syncGroup: g.syncGroup,
+      /** The group of this group's sync group that leads it (the first name); undefined: it leads itself. */
+      follows: syncLeader(c.groups, g),
       announce: {
         count: g.announce.count,
         intervalMs: Math.round(g.announce.interval * 1000),

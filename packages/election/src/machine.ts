@@ -69,6 +69,8 @@ export type TransitionReason =
   | 'fault'
   /** `coord maintenance on`: publish priority 0, hand over, do not campaign until it is off. */
   | 'maintenance'
+  /** The group follows another in a sync group, and that one is held elsewhere now: hand over to its holder. */
+  | 'sync-group'
   /** etcd acks stayed slower than the ack window: the VIP could not be claimed safely, so hand over. */
   | 'slow-acks'
   | 'stopping';
@@ -86,8 +88,11 @@ export interface GroupConfig {
    * promises (docs/design.md, "Riding out etcd outages"). Undefined: fence at the deadline (`fence`).
    */
   readonly holdMaxMs?: number;
-  /** `coord maintenance on` (self.priority is then 0): leaving is for maintenance, not a fault. */
-  readonly maintenance?: boolean;
+  /**
+   * Why self.priority is 0 when it is not a fault: `coord maintenance on`, or a sync group whose leading group
+   * this node does not hold (docs/design.md, "Sync groups"). Leaving is then for that reason.
+   */
+  readonly standDown?: 'maintenance' | 'sync-group';
 }
 
 export interface Session {
@@ -339,6 +344,7 @@ const HAND_OVER_ON: ReadonlySet<TransitionReason> = new Set([
   'preempted',
   'fault',
   'maintenance',
+  'sync-group',
   'slow-acks',
 ]);
 
@@ -774,15 +780,9 @@ function evaluateLeader(config: GroupConfig, state: GroupState, now: number, eff
     effects.push({ type: 'arm-timer', at: s.fencedAt + grace });
   }
   if (config.self.priority < 1) {
-    // Faulted (a health check with no weight failed) or in maintenance: never hold the VIP, hand it over cleanly.
-    return dropLeadership(
-      s,
-      config.maintenance === true ? 'maintenance' : 'fault',
-      effects,
-      true,
-      undefined,
-      config.self.node,
-    );
+    // Faulted (a health check with no weight failed), in maintenance or following a sync group held elsewhere:
+    // never hold the VIP, hand it over cleanly.
+    return dropLeadership(s, config.standDown ?? 'fault', effects, true, undefined, config.self.node);
   }
   const pre = preemptingChallenger(config.self, challengers(s), s.seenSince);
   if (pre !== undefined && pre.dueAt <= now) {

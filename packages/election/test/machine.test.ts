@@ -515,7 +515,7 @@ describe('election machine', () => {
     it('maintenance (priority 0, flagged): leaves as "maintenance", handing over like a fault', () => {
       const { state } = elected(true);
       const others = run([{ type: 'members-observed', now: 10, members: [me, lb2] }], config, state);
-      const cfg: GroupConfig = { ...config, self: { ...me, priority: 0 }, maintenance: true };
+      const cfg: GroupConfig = { ...config, self: { ...me, priority: 0 }, standDown: 'maintenance' };
       const r = run([{ type: 'tick', now: 20 }], cfg, others.state);
       expect(r.state.role).toBe('follower');
       expect(r.effects).toContainEqual(
@@ -523,8 +523,30 @@ describe('election machine', () => {
       );
       expect(r.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true, to: 'lb2' });
       // Without the flag the same priority 0 is a fault.
-      const fault = run([{ type: 'tick', now: 20 }], { ...cfg, maintenance: false }, others.state);
+      const fault = run(
+        [{ type: 'tick', now: 20 }],
+        { ...config, self: { ...me, priority: 0 } },
+        others.state,
+      );
       expect(fault.effects).toContainEqual(expect.objectContaining({ type: 'transition', reason: 'fault' }));
+    });
+
+    it('a sync-group follower whose leading group is held elsewhere hands over to that holder, not as a fault', () => {
+      const { state } = elected(true);
+      // lb2 holds the leading group: it stands above every priority for this one.
+      const leaderElsewhere = { ...lb2, priority: 255, preempt: true };
+      const cfg: GroupConfig = { ...config, self: { ...me, priority: 0 }, standDown: 'sync-group' };
+      const r = run(
+        [{ type: 'members-observed', now: 10, members: [{ ...me, priority: 0 }, leaderElsewhere] }],
+        cfg,
+        state,
+      );
+      expect(r.effects).toContainEqual(expect.objectContaining({ type: 'transition', reason: 'sync-group' }));
+      expect(r.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true, to: 'lb2' });
+      // Nobody else may hold it either: the follower leaves cleanly with no successor named.
+      const alone = run([{ type: 'tick', now: 20 }], cfg, state);
+      expect(alone.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true });
+      expect(alone.effects).toContainEqual(expect.objectContaining({ type: 'remove-vip' }));
     });
 
     it('a fenced holder leaves without naming a successor (its lease may be gone)', () => {

@@ -45,6 +45,8 @@ const memberGroupSchema = z.object({
   preempt: z.boolean().catch(true),
   preemptDelayMs: z.number().finite().min(0).catch(0),
   vips: z.array(z.string()).catch([]),
+  /** A sync group's follower: the group it goes with (shown by coord status; not used to elect). */
+  follows: z.string().max(63).optional().catch(undefined),
 });
 
 const memberSchema = z.object({

@@ -50,6 +50,12 @@ export interface VrrpInstanceOptions {
   readonly logger: Logger;
   /** Called after each state change (events are facts: the change has happened). */
   readonly onTransition?: (t: VrrpTransition) => void;
+  /**
+   * Sync groups: asked when this Backup's Master_Down_Timer fires. False holds it a Backup that *wants* Master
+   * (keepalived: a sync group goes Master only when every member can), and `onWantsMaster` is told.
+   */
+  readonly mayBecomeMaster?: () => boolean;
+  readonly onWantsMaster?: () => void;
 }
 
 export interface VrrpInstance {
@@ -64,6 +70,10 @@ export interface VrrpInstance {
    * is preempted by it. 1-254; use stop() for FAULT.
    */
   setPriority(priority: number): void;
+  /** Another member of the sync group became Master (`master`) or left Master (`backup`): follow it. */
+  sync(to: 'master' | 'backup'): void;
+  /** A Backup whose Master_Down_Timer fired while its sync group could not go Master (until an advert re-arms it). */
+  wantsMaster(): boolean;
 }
 
 /** The advert this router sends with `priority`. */
@@ -110,6 +120,7 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
   let state = initialState(config);
   let timer: ReturnType<Clock['setTimeout']> | undefined;
   let running = false;
+  let wantsMaster = false;
   // Two ordered queues: adverts never wait for a slow VIP change (a GARP can take a second, longer than a
   // Backup's Master_Down_Interval at advert 0.1 s), while a VIP change waits for the adverts queued before it
   // (so priority 0 is on the wire before the VIPs go).
@@ -167,7 +178,11 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
         timer = undefined;
         const now = clock.now();
         if (now < at) armTimer(at);
-        else dispatch({ type: 'timer', now });
+        else if (state.name === 'backup' && options.mayBecomeMaster?.() === false) {
+          wantsMaster = true;
+          log.info('vrrp wants Master; its sync group cannot go yet', {});
+          options.onWantsMaster?.();
+        } else dispatch({ type: 'timer', now });
       },
       Math.ceil(at - clock.now()),
     );
@@ -176,6 +191,8 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
   const perform = (effect: VrrpEffect): void => {
     switch (effect.type) {
       case 'arm-timer':
+        // A new deadline (an advert heard, a transition): whatever this Backup wanted is over.
+        wantsMaster = false;
         armTimer(effect.at);
         return;
       case 'cancel-timer':
@@ -267,5 +284,9 @@ export function createVrrpInstance(options: VrrpInstanceOptions): VrrpInstance {
       // A Master announces its new priority at once rather than at the next advert.
       if (running && state.name === 'master') adverts = adverts.then(() => sendAdvert(priority));
     },
+    sync(to) {
+      if (running) dispatch({ type: 'sync', to, now: clock.now() });
+    },
+    wantsMaster: () => wantsMaster,
   };
 }

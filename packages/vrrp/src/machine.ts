@@ -41,11 +41,16 @@ export type VrrpEvent =
       readonly from: string;
       readonly now: number;
     }
-  | { readonly type: 'timer'; readonly now: number };
+  | { readonly type: 'timer'; readonly now: number }
+  /**
+   * Another member of this instance's sync group (keepalived's vrrp_sync_group) became Master, or left it: this
+   * one follows (docs/design.md, "Sync groups").
+   */
+  | { readonly type: 'sync'; readonly to: 'master' | 'backup'; readonly now: number };
 
 /** Why a state changed; stable strings for logs, events and hooks. */
 export type TransitionReason =
-  'owner-startup' | 'startup' | 'master-down-timer' | 'higher-priority-advert' | 'shutdown';
+  'owner-startup' | 'startup' | 'master-down-timer' | 'higher-priority-advert' | 'shutdown' | 'sync-group';
 
 export type VrrpEffect =
   | { readonly type: 'send-advert'; readonly priority: number }
@@ -161,6 +166,17 @@ export function step(config: VrrpConfig, state: VrrpState, event: VrrpEvent): St
         effects.push({ type: 'send-advert', priority: 0 }, { type: 'release-vips' });
       effects.push({ type: 'notify', from: state.name, to: 'initialize', reason: 'shutdown' });
       return { state: { ...state, name: 'initialize', timerAt: undefined }, effects };
+    }
+    case 'sync': {
+      if (event.to === 'master' && state.name === 'backup')
+        return becomeMaster(config, state, now, 'sync-group');
+      if (event.to === 'backup' && state.name === 'master') {
+        // As a shutdown (priority 0, so the peer that became Master of the group takes this one after Skew_Time),
+        // but staying a Backup.
+        const next = becomeBackup(config, state, now, state.masterAdverIntervalCs, 'sync-group');
+        return { state: next.state, effects: [{ type: 'send-advert', priority: 0 }, ...next.effects] };
+      }
+      return stay;
     }
     case 'timer': {
       if (state.timerAt === undefined || now < state.timerAt) return stay;

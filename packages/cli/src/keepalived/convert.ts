@@ -141,6 +141,8 @@ interface TrackRef {
 
 interface Instance {
   readonly name: string;
+  /** The name in keepalived.conf (sync groups refer to it). */
+  readonly rawName: string;
   readonly at: SourcePos;
   readonly group: Record<string, unknown>;
   readonly scripts: TrackRef[];
@@ -333,6 +335,7 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
       );
     const inst: Instance = {
       name,
+      rawName,
       at: s.at,
       group: { name },
       scripts: [],
@@ -579,12 +582,38 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
     return { ...inst, group: sorted };
   }
 
-  for (const sg of nodes.filter((x) => x.words[0] === 'vrrp_sync_group'))
-    skip(
-      sg,
-      'sync groups are not supported yet: its instances were converted as independent groups, which may have different holders',
-      `vrrp_sync_group ${sg.words[1] ?? ''}`.trim(),
-    );
+  // vrrp_sync_group → syncGroup on each member: the groups keep one holder and move together.
+  for (const sg of nodes.filter((x) => x.words[0] === 'vrrp_sync_group')) {
+    const rawName = sg.words[1];
+    if (rawName === undefined) {
+      skip(sg, 'vrrp_sync_group needs a name');
+      continue;
+    }
+    const name = asName(rawName);
+    for (const n of block(sg)) {
+      if (n.words[0] !== 'group') {
+        skip(
+          n,
+          n.words[0]?.startsWith('notify') === true
+            ? 'coord runs its hooks per group (notify.*): a sync group has none of its own'
+            : 'not known to the importer',
+        );
+        continue;
+      }
+      for (const member of block(n)) {
+        const ref = member.words[0] ?? '';
+        const inst = instances.find((i) => i.rawName === ref);
+        if (inst === undefined) {
+          skip(member, `no converted vrrp_instance ${ref}: not in sync group ${name}`);
+          continue;
+        }
+        const prior = inst.group['syncGroup'] as string | undefined;
+        if (prior !== undefined && prior !== name)
+          skip(member, `${ref} is already in sync group ${prior}: an instance belongs to one`);
+        else inst.group['syncGroup'] = name;
+      }
+    }
+  }
   const handled = new Set(['global_defs', 'vrrp_script', 'vrrp_instance', 'vrrp_sync_group']);
   for (const n of nodes) {
     const key = n.words[0] ?? '';
