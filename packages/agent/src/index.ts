@@ -9,3 +9,4 @@ export * from './hooks.js';
 export * from './runner.js';
 export * from './track.js';
 export * from './haproxy-loop.js';
+export * from './hybrid.js';

@@ -20,6 +20,7 @@ import {
   ackUsable,
   takeoverGuardMs,
   type Candidate,
+  type GroupConfig,
   type LeaderRecord,
   type VacancyInfo,
 } from '@coord/election';
@@ -67,6 +68,8 @@ import {
 } from './outage.js';
 import { EventLog } from './events.js';
 import { GroupRunner, type GroupFact, type ProbePort } from './group.js';
+import { openVrrpTransport, startHybrid, vrrpSourceAddress, type Hybrid } from './hybrid.js';
+import type { VrrpTransport } from '@coord/vrrp';
 import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
 
@@ -99,6 +102,8 @@ export interface NodeDeps {
   readonly statusMs?: number;
   /** Opens the peer channel's UDP socket (fast failover); tests pass an in-memory network. */
   readonly openPeerSocket?: (opts: UdpOptions) => Promise<OpenPeerSocket>;
+  /** Hybrid mode: the VRRP socket of a group that advertises (docs/design.md, "Hybrid mode"); default raw. */
+  readonly vrrpTransport?: (g: GroupSettings, source: string, logger: Logger) => VrrpTransport;
 }
 
 /** Why a node is not a candidate right now (empty: it is). */
@@ -124,6 +129,8 @@ export interface NodeStatus extends StatusRecord {
      * or not; follower: the holder we promised not to campaign against while etcd is away.
      */
     outage?: { holdingMsLeft: number | null; promisedTo: string | null };
+    /** Hybrid mode: the VRRP adverts this node sends, and whether a keepalived node is Master (coord waits). */
+    vrrp?: { vrid: number; foreignMaster: boolean; advertsSent: number };
   }[];
   readonly etcd: {
     connected: boolean;
@@ -217,6 +224,10 @@ export class CoordNode {
 
   /** Each member's lease and peer address, as the view last showed them. */
   private memberInfo = new Map<string, MemberInfo>();
+  /** Hybrid mode, per group: the VRRP adverts this node sends, and the coord nodes' advert sources. */
+  private readonly hybrids = new Map<string, Hybrid>();
+  private readonly vrrpFrom = new Map<string, string>();
+  private vrrpSources = new Map<string, { coord: Set<string>; others: number }>();
 
   constructor(
     config: NodeConfig,
@@ -340,6 +351,8 @@ export class CoordNode {
     await this.view.start();
     // Once etcd answers (the view waited for it), before the session: no lease, no VIP before the channel is up.
     if (this.config.peer !== undefined) await this.startPeer(this.config.peer);
+    // Before the session: a hybrid group stands for election only once it has listened for a keepalived Master.
+    for (const g of this.config.groups) if (g.advertise !== undefined) await this.startHybrid(g);
     this.session.start();
     const { clock } = this.deps;
     this.addressWatch = this.deps.watchAddresses?.((e) => this.onAddressEvent(e));
@@ -367,6 +380,51 @@ export class CoordNode {
       })),
       ttlSec: this.config.ttlSec,
     });
+  }
+
+  private hybridStatus(
+    group: string,
+    settings: GroupSettings | undefined,
+  ): { vrrp?: { vrid: number; foreignMaster: boolean; advertsSent: number } } {
+    const h = this.hybrids.get(group);
+    if (h === undefined || settings?.advertise === undefined) return {};
+    return {
+      vrrp: {
+        vrid: settings.advertise.vrid,
+        foreignMaster: h.foreignMaster(),
+        advertsSent: h.counters().advertsSent,
+      },
+    };
+  }
+
+  /** Hybrid mode: advertise the group over VRRP while this node may hold it, and watch for a foreign Master. */
+  private async startHybrid(g: GroupSettings): Promise<void> {
+    const advertise = g.advertise;
+    if (advertise === undefined) return;
+    const open =
+      this.deps.vrrpTransport ??
+      ((grp: GroupSettings, from: string, logger: Logger) =>
+        openVrrpTransport(grp, from, advertise.unicastPeers, logger));
+    const source = await vrrpSourceAddress(this.deps.vipPort, g);
+    this.vrrpFrom.set(g.name, source);
+    const hybrid = startHybrid({
+      group: g,
+      advertise,
+      source,
+      transport: open(g, source, this.log.child({ group: g.name })),
+      clock: this.deps.clock,
+      logger: this.log,
+      active: () =>
+        !this.stopped && this.candidate && this.maintenance === undefined && this.publishedPriority(g) >= 1,
+      isCoord: (address) => this.vrrpSources.get(g.name)?.coord.has(address) === true,
+      onForeignChange: () => {
+        this.refreshSelf(g.name);
+        this.onSyncLeader(g.name);
+        const lease = this.session.currentLeaseId;
+        if (lease !== null) this.registerMember(lease);
+      },
+    });
+    this.hybrids.set(g.name, hybrid);
   }
 
   /**
@@ -639,6 +697,11 @@ export class CoordNode {
       false,
     );
     for (const g of this.groups) g.stopTimers();
+    // Hybrid mode: the last coord node of a group resigns it over VRRP too (priority 0), so the keepalived nodes
+    // take over after Skew_Time; while other coord nodes advertise, a priority 0 would only unsettle them.
+    await Promise.all(
+      [...this.hybrids].map(([group, h]) => h.stop((this.vrrpSources.get(group)?.others ?? 0) === 0)),
+    );
     // Revoking lets a successor claim at once: only when every VIP is verifiably gone. Otherwise the lease expires
     // on its own and the successor's guard and wire probe cover what may be left.
     const removalFailed = this.groups.some((g) => g.removalFailed);
@@ -683,6 +746,7 @@ export class CoordNode {
                 },
               }
             : {}),
+          ...this.hybridStatus(g.name, settings),
         };
       }),
       etcd: {
@@ -923,8 +987,16 @@ export class CoordNode {
     if (g === undefined || runner === undefined) return;
     runner.updateSelf(
       { node: this.config.node, ...this.standing(g), candidate: this.candidate },
-      this.maintenance !== undefined ? 'maintenance' : this.followsElsewhere(g) ? 'sync-group' : undefined,
+      this.standDown(g),
     );
+  }
+
+  /** Why a group stands with priority 0 when that is not a fault (undefined: a fault, or it stands). */
+  private standDown(g: GroupSettings): GroupConfig['standDown'] {
+    if (this.maintenance !== undefined) return 'maintenance';
+    if (this.publishedPriority(g) < 1) return undefined;
+    if (this.hybrids.get(g.name)?.foreignMaster() === true) return 'vrrp-master';
+    return this.followsElsewhere(g) ? 'sync-group' : undefined;
   }
 
   /**
@@ -958,6 +1030,9 @@ export class CoordNode {
    */
   private standing(g: GroupSettings): { priority: number; preempt: boolean; preemptDelayMs: number } {
     const priority = this.publishedPriority(g);
+    // Hybrid mode: while a keepalived node is VRRP Master of the group, no coord node holds it.
+    if (this.hybrids.get(g.name)?.foreignMaster() === true)
+      return { priority: 0, preempt: g.preempt, preemptDelayMs: g.preemptDelayMs };
     if (g.follows !== undefined)
       // A sync group's follower goes where its leading group is: above everyone there, nowhere else.
       return priority >= 1 && !this.followsElsewhere(g)
@@ -1231,6 +1306,7 @@ export class CoordNode {
             ...this.standing(g),
             vips: g.vips.map(formatCidr),
             ...(g.follows === undefined ? {} : { follows: g.follows }),
+            ...(this.vrrpFrom.has(g.name) ? { vrrpFrom: this.vrrpFrom.get(g.name) } : {}),
           },
         ]),
       ),
@@ -1271,6 +1347,7 @@ export class CoordNode {
       }),
     );
     this.peer?.channel.retain(new Set(this.memberInfo.keys()));
+    if (this.hybrids.size > 0) this.vrrpSources = advertSources(members, this.config.node);
     this.onMaintenance(view.get(this.keys.maintenance(this.config.node)));
     this.onMoves(view);
     for (const g of this.groups) {
@@ -1451,4 +1528,28 @@ interface MemberInfo {
   readonly modRevision: number;
   readonly peer?: { address: string; port: number };
   readonly takeover?: NonNullable<MemberRecord['takeover']>;
+}
+
+/**
+ * Hybrid mode, per group: the addresses coord nodes send VRRP adverts from (their member records), and how many
+ * nodes other than `self` advertise it now (candidates).
+ */
+function advertSources(
+  members: readonly {
+    node: string;
+    candidate: boolean;
+    groups: Readonly<Record<string, { vrrpFrom?: string | undefined }>>;
+  }[],
+  self: string,
+): Map<string, { coord: Set<string>; others: number }> {
+  const out = new Map<string, { coord: Set<string>; others: number }>();
+  for (const m of members)
+    for (const [group, g] of Object.entries(m.groups)) {
+      if (g.vrrpFrom === undefined) continue;
+      const e = out.get(group) ?? { coord: new Set<string>(), others: 0 };
+      e.coord.add(g.vrrpFrom);
+      if (m.node !== self && m.candidate) e.others++;
+      out.set(group, e);
+    }
+  return out;
 }

@@ -10,12 +10,10 @@ import {
   type NodeConfig,
 } from '@coord/core';
 import type { Announcer, VipPort } from '@coord/vip';
+import { openVrrpTransport, vrrpSourceAddress } from './hybrid.js';
 import type { Metrics } from './metrics.js';
 import {
-  createRawVrrp6Transport,
-  createRawVrrpTransport,
   createVrrpInstance,
-  isLinkLocal6,
   loadVrrpConfig,
   type VrrpCounters,
   type VrrpInstance,
@@ -163,27 +161,8 @@ export class VrrpNode {
   }
 
   /** IPv4 VIPs: the interface's own IPv4 address. IPv6 VIPs: its link-local address (RFC 5798 §5.1.2.1). */
-  private async primaryAddress(g: GroupSettings): Promise<string> {
-    const v6 = g.vips[0]?.family === 6;
-    const vipSet = new Set(g.vips.map((v) => v.address));
-    const addrs = await this.deps.vipPort.list(g.interface);
-    const primary = addrs.find((a) =>
-      v6 ? a.family === 6 && isLinkLocal6(a.address) : a.family === 4 && !vipSet.has(a.address),
-    );
-    if (primary === undefined) {
-      throw new CoordError(
-        'ERR_COORD_CONFIG',
-        v6
-          ? `interface ${g.interface} has no IPv6 link-local address for VRRP adverts`
-          : `interface ${g.interface} has no IPv4 address of its own for VRRP adverts`,
-        {
-          hint: v6
-            ? `enable IPv6 on ${g.interface} (VRRPv3 IPv6 adverts are sourced from its fe80:: address)`
-            : `give ${g.interface} a primary address (VRRP adverts are sourced from it)`,
-        },
-      );
-    }
-    return primary.address;
+  private primaryAddress(g: GroupSettings): Promise<string> {
+    return vrrpSourceAddress(this.deps.vipPort, g);
   }
 
   /** The instance config of a group (RFC rules, interface-dependent ones included); throws ERR_COORD_CONFIG. */
@@ -211,20 +190,7 @@ export class VrrpNode {
     const config = this.vrrpConfig(g, primary, verdict !== undefined && verdict >= 1 ? verdict : g.priority);
     const v = { vrid: config.vrid };
     const log = this.log.child({ group: g.name, vrid: v.vrid });
-    const transport =
-      config.family === 6
-        ? createRawVrrp6Transport({
-            interfaceName: g.interface,
-            linkLocal: primary,
-            unicastPeers: config.unicastPeers,
-            logger: log,
-          })
-        : createRawVrrpTransport({
-            interfaceAddress: primary,
-            unicastPeers: config.unicastPeers,
-            interfaceName: g.interface,
-            logger: log,
-          });
+    const transport = openVrrpTransport(g, primary, config.unicastPeers, log);
     const running: Running = {
       settings: g,
       transport,

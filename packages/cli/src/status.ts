@@ -258,6 +258,7 @@ interface LocalStatus {
       vrid?: number;
       priority?: number;
       outage?: { holdingMsLeft: number | null; promisedTo: string | null };
+      vrrp?: { vrid: number; foreignMaster: boolean; advertsSent: number };
     }[];
     etcd?: {
       connected: boolean;
@@ -332,6 +333,10 @@ export function formatLocalStatus(raw: unknown): string {
       );
     if (g.outage?.promisedTo != null)
       lines.push(`    etcd unreachable: promised ${g.outage.promisedTo} not to campaign`);
+    if (g.vrrp !== undefined)
+      lines.push(
+        `    VRRP (hybrid) vrid ${g.vrrp.vrid}: ${g.vrrp.advertsSent} adverts sent; ${g.vrrp.foreignMaster ? 'a keepalived node is Master: not holding the group until it steps down' : 'no other VRRP Master'}`,
+      );
   }
   const h = st.haproxy;
   if (h !== undefined && h !== null)

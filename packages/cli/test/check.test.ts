@@ -104,6 +104,38 @@ describe('coord check-config', () => {
     expect(r.issues.map((i) => i.path).sort()).toEqual(['groups[0].advertInt', 'groups[0].authPass']);
   });
 
+  it('hybrid mode: a vrrp block on an etcd-mode group, checked by the VRRP rules; refused in VRRP mode', async () => {
+    const etcd = `etcd: [http://10.0.0.2:2379]\ncluster: prod\nnode: lb1\ngroups:\n  - name: web\n    interface: eth0\n    vips: [10.0.0.50/24]\n`;
+    const ok = await checkConfigFile(file(`${etcd}    vrrp: { vrid: 51, advertInt: 0.1 }\n`));
+    expect(ok.issues).toEqual([]);
+    expect(ok.config?.groups[0]?.advertise).toEqual({
+      vrid: 51,
+      priority: 254,
+      advertIntSec: 0.1,
+      version: 3,
+      unicastPeers: [],
+      authPass: undefined,
+    });
+    // A VRRP-mode group has no VRRP settings of its own in etcd mode.
+    expect(ok.config?.groups[0]?.vrrp).toBeUndefined();
+    const v2 = await checkConfigFile(
+      file(
+        `${etcd}    vrrp: { vrid: 51, version: 2, advertInt: 0.5, authPass: far-too-long, priority: 255 }\n`,
+      ),
+    );
+    expect(v2.issues.map((i) => i.path).sort()).toEqual([
+      'groups[0].vrrp.advertInt',
+      'groups[0].vrrp.authPass',
+      'groups[0].vrrp.priority',
+    ]);
+    const inVrrp = await checkConfigFile(
+      file(
+        `mode: vrrp\nnode: lb1\ngroups:\n  - name: web\n    interface: eth0\n    vips: [10.0.0.50/24]\n    vrid: 51\n    vrrp: { vrid: 51 }\n`,
+      ),
+    );
+    expect(inVrrp.issues.map((i) => i.path)).toEqual(['groups[0].vrrp']);
+  });
+
   it('reports YAML syntax errors as config errors', async () => {
     await expect(checkConfigFile(file('groups: [\n  - name'))).rejects.toMatchObject({
       code: 'ERR_COORD_CONFIG',

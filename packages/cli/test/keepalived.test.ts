@@ -281,7 +281,7 @@ describe('coord import keepalived', () => {
     expect(r.review.join('\n')).toMatch(/INSTANCE NAME STATE PRIORITY as arguments/);
   });
 
-  it('in etcd mode, drops the VRRP settings, keeps excluded VIPs with the rest and tops priority at 254', async () => {
+  it('in etcd mode, moves the VRRP settings to a hybrid vrrp block, keeps excluded VIPs with the rest, tops priority at 254', async () => {
     const r = await convert('unicast.conf', {
       mode: 'etcd',
       etcd: ['http://10.0.0.2:2379'],
@@ -297,6 +297,23 @@ describe('coord import keepalived', () => {
       preemptDelay: 30,
       announce: { count: 4, interval: 0.05, refresh: 30 },
     });
+    // Excluded VIPs would change the address list of the hybrid adverts: no vrrp block, and it says why.
+    expect(r.notConverted.join('\n')).toMatch(
+      /unicast\.conf:22: vrrp block: the hybrid adverts would list the excluded/,
+    );
+    // Otherwise the VRRP settings move into the vrrp block (hybrid mode), above any keepalived priority.
+    const hybrid = await convert('basic.conf', {
+      mode: 'etcd',
+      etcd: ['http://10.0.0.2:2379'],
+      cluster: 'prod',
+    });
+    expect(hybrid.groups[0]).toMatchObject({
+      name: 'VI_1',
+      priority: 150,
+      vrrp: { vrid: 51, priority: 254, advertInt: 1, version: 2, authPass: 's3cret' },
+    });
+    expect(hybrid.groups[0]).not.toHaveProperty('vrid');
+    expect(hybrid.yaml).toContain('delete it once none is left');
     const owner = await convert('unsupported.conf', { mode: 'etcd' });
     expect(owner.groups[0]?.['priority']).toBe(254);
     expect(owner.review.join('\n')).toMatch(/priority 255: etcd mode tops out at 254/);

@@ -127,6 +127,46 @@ const groupSchema = z
     preemptDelay: seconds('preemptDelay', 0, 3600)
       .default(0)
       .describe('Seconds this node must have been up before it preempts. Default 0.'),
+    vrrp: z
+      .object({
+        vrid: z
+          .number()
+          .int('vrrp.vrid must be a whole number')
+          .min(1, 'vrrp.vrid must be 1-255')
+          .max(255, 'vrrp.vrid must be 1-255')
+          .describe('The virtual router id the keepalived nodes use for these VIPs.'),
+        priority: z
+          .number()
+          .int('vrrp.priority must be a whole number')
+          .min(1, 'vrrp.priority must be 1-254')
+          .max(254, 'vrrp.priority must be 1-254')
+          .default(254)
+          .describe(
+            'Priority of the adverts; above every keepalived node’s, so they stay BACKUP. Default 254.',
+          ),
+        advertInt: seconds('vrrp.advertInt', 0.01, 255)
+          .default(1)
+          .describe('Advertisement interval in seconds, as the keepalived nodes’ advert_int. Default 1.'),
+        version: z
+          .union([z.literal(2), z.literal(3)], { error: 'vrrp.version must be 2 or 3' })
+          .default(3)
+          .describe('VRRP version of the keepalived nodes, 2 or 3. Default 3.'),
+        unicastPeers: z
+          .array(z.string())
+          .default([])
+          .describe('Send the adverts to these addresses instead of the VRRP multicast group.'),
+        authPass: z
+          .string()
+          .optional()
+          .describe('VRRPv2 simple password of the keepalived nodes (at most 8 bytes); never logged.'),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'Etcd mode, migrating from keepalived: every coord node that may hold the group sends VRRP adverts for ' +
+          'it, so keepalived nodes still in the cluster stay BACKUP; while a keepalived node is Master, coord ' +
+          'waits for it to step down (docs/design.md, "Hybrid mode").',
+      ),
     syncGroup: name('syncGroup')
       .optional()
       .describe(
@@ -512,8 +552,43 @@ function crossCheck(c: RawConfig, ctx: z.RefinementCtx): void {
     if (c.mode === 'etcd') {
       if (g.priority > 254)
         issue(['groups', gi, 'priority'], 'priority 255 means "address owner" and exists only in VRRP mode');
+      if (g.vrrp !== undefined) {
+        const v = g.vrrp;
+        const family = vips[0]?.family ?? 4;
+        const where = (k: string) => ['groups', gi, 'vrrp', k];
+        const interval = vrrpAdvertIntervalRule(v.version, v.advertInt);
+        if (!interval.ok) issue(where('advertInt'), interval.reason);
+        if (v.authPass !== undefined) {
+          const auth = vrrpAuthPassRule(v.version, v.authPass);
+          if (!auth.ok) issue(where('authPass'), auth.reason);
+        }
+        if (vips.some((x) => x.family !== family))
+          issue(
+            ['groups', gi, 'vips'],
+            'a group that speaks VRRP carries one address family: split IPv4 and IPv6',
+          );
+        const fam = vrrpFamilyRule(v.version, family);
+        if (!fam.ok) issue(where('version'), fam.reason);
+        const key = `${g.interface}/${v.vrid}`;
+        const prior = seenVrid.get(key);
+        if (prior !== undefined)
+          issue(where('vrid'), `vrid ${v.vrid} on ${g.interface} is also used by group "${prior}"`);
+        seenVrid.set(key, g.name);
+        v.unicastPeers.forEach((peer, pi) => {
+          if (ipFamily(peer) !== family)
+            issue(
+              ['groups', gi, 'vrrp', 'unicastPeers', pi],
+              `${peer} is not an IPv${family} address like the VIPs`,
+            );
+        });
+      }
       return;
     }
+    if (g.vrrp !== undefined)
+      issue(
+        ['groups', gi, 'vrrp'],
+        'in VRRP mode the group itself is the VRRP router: use vrid, advertInt, vrrpVersion (the vrrp block is for etcd mode)',
+      );
     // VRRP mode: the rules of RFC 3768 / 5798 that do not depend on the interface (rules.ts).
     if (g.vrid === undefined)
       issue(
@@ -605,6 +680,18 @@ function settings(c: RawConfig) {
       preempt: g.preempt,
       preemptDelayMs: Math.round(g.preemptDelay * 1000),
       syncGroup: g.syncGroup,
+      /** Etcd mode: the VRRP adverts every node that may hold the group sends (docs/design.md, "Hybrid mode"). */
+      advertise:
+        c.mode === 'etcd' && g.vrrp !== undefined
+          ? {
+              vrid: g.vrrp.vrid,
+              priority: g.vrrp.priority,
+              advertIntSec: g.vrrp.advertInt,
+              version: g.vrrp.version,
+              unicastPeers: g.vrrp.unicastPeers,
+              authPass: g.vrrp.authPass,
+            }
+          : undefined,
       /** The group of this group's sync group that leads it (the first name); undefined: it leads itself. */
       follows: syncLeader(c.groups, g),
       announce: {

@@ -71,6 +71,8 @@ export type TransitionReason =
   | 'maintenance'
   /** The group follows another in a sync group, and that one is held elsewhere now: hand over to its holder. */
   | 'sync-group'
+  /** Hybrid mode: a VRRP router that is not a coord node (keepalived) is Master of the group; wait until it steps down. */
+  | 'vrrp-master'
   /** etcd acks stayed slower than the ack window: the VIP could not be claimed safely, so hand over. */
   | 'slow-acks'
   | 'stopping';
@@ -89,10 +91,11 @@ export interface GroupConfig {
    */
   readonly holdMaxMs?: number;
   /**
-   * Why self.priority is 0 when it is not a fault: `coord maintenance on`, or a sync group whose leading group
-   * this node does not hold (docs/design.md, "Sync groups"). Leaving is then for that reason.
+   * Why self.priority is 0 when it is not a fault: `coord maintenance on`, a sync group whose leading group this
+   * node does not hold (docs/design.md, "Sync groups"), or a keepalived node that is VRRP Master of the group
+   * ("Hybrid mode"). Leaving is then for that reason.
    */
-  readonly standDown?: 'maintenance' | 'sync-group';
+  readonly standDown?: 'maintenance' | 'sync-group' | 'vrrp-master';
 }
 
 export interface Session {
@@ -345,6 +348,7 @@ const HAND_OVER_ON: ReadonlySet<TransitionReason> = new Set([
   'fault',
   'maintenance',
   'sync-group',
+  'vrrp-master',
   'slow-acks',
 ]);
 

@@ -47,6 +47,8 @@ const memberGroupSchema = z.object({
   vips: z.array(z.string()).catch([]),
   /** A sync group's follower: the group it goes with (shown by coord status; not used to elect). */
   follows: z.string().max(63).optional().catch(undefined),
+  /** Hybrid mode: the address this node's VRRP adverts for the group come from (so others know them as coord's). */
+  vrrpFrom: z.string().max(64).optional().catch(undefined),
 });
 
 const memberSchema = z.object({

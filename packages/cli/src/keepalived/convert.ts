@@ -530,40 +530,62 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
     }
     if (trackPrimary) inst.interfaces.push({ name: iface, weight: undefined, at: s.at });
 
+    // The VRRPv2 password keepalived sends: the first 8 bytes (RFC 3768 §5.3.6.1).
+    let authPass: string | undefined;
+    if (auth !== undefined) {
+      if (auth.type === 'PASS' && auth.pass !== undefined && auth.pass !== '') {
+        if (version !== 2)
+          skip({ words: ['authentication'], at: auth.at }, 'VRRPv3 has no authentication (RFC 5798 §9)');
+        else {
+          const bytes = Buffer.from(auth.pass, 'utf8');
+          if (bytes.length > 8)
+            note(
+              auth.at,
+              'auth_pass',
+              'longer than 8 bytes: keepalived sends the first 8, and so does the converted value',
+            );
+          authPass = bytes.subarray(0, 8).toString('utf8');
+        }
+      } else
+        skip(
+          { words: ['authentication'], at: auth.at },
+          'only auth_type PASS with an auth_pass converts (AH is not supported)',
+        );
+    }
     if (options.mode === 'vrrp') {
       if (g['vrid'] === undefined) {
         skip(s, 'a vrrp_instance needs virtual_router_id: not converted', `vrrp_instance ${rawName}`);
         return undefined;
       }
       g['vrrpVersion'] = version;
-      if (auth !== undefined) {
-        if (auth.type === 'PASS' && auth.pass !== undefined && auth.pass !== '') {
-          if (version !== 2)
-            skip({ words: ['authentication'], at: auth.at }, 'VRRPv3 has no authentication (RFC 5798 §9)');
-          else {
-            // keepalived sends the first 8 bytes (RFC 3768 §5.3.6.1).
-            const bytes = Buffer.from(auth.pass, 'utf8');
-            if (bytes.length > 8)
-              note(
-                auth.at,
-                'auth_pass',
-                'longer than 8 bytes: keepalived sends the first 8, and so does the converted value',
-              );
-            g['authPass'] = bytes.subarray(0, 8).toString('utf8');
-          }
-        } else
-          skip(
-            { words: ['authentication'], at: auth.at },
-            'only auth_type PASS with an auth_pass converts (AH is not supported)',
-          );
-      }
+      if (authPass !== undefined) g['authPass'] = authPass;
     } else {
-      const dropped = ['vrid', 'advertInt', 'unicastPeers'].filter((k) => g[k] !== undefined);
-      for (const k of dropped) delete g[k];
-      if (dropped.length > 0 || auth !== undefined)
-        inst.extraComments.push(
-          'etcd mode: the VRRP settings (router id, advert interval, peers, authentication) are not used',
+      // Etcd mode keeps the VRRP settings in a vrrp block: the hybrid mode, so keepalived nodes still in the
+      // cluster stay BACKUP (docs/design.md, "Hybrid mode"); drop it once none is left.
+      const vrid = g['vrid'];
+      const hybrid: Record<string, unknown> = {
+        vrid,
+        priority: 254,
+        advertInt: g['advertInt'] ?? 1,
+        version,
+        ...(g['unicastPeers'] === undefined ? {} : { unicastPeers: g['unicastPeers'] }),
+        ...(authPass === undefined ? {} : { authPass }),
+      };
+      for (const k of ['vrid', 'advertInt', 'unicastPeers']) delete g[k];
+      if (vrid === undefined)
+        inst.extraComments.push('no virtual_router_id: no vrrp block (hybrid mode) written');
+      else if (ownExcluded.length > 0)
+        skip(
+          s,
+          'the hybrid adverts would list the excluded addresses too, which the keepalived nodes would not accept: no vrrp block written (add one by hand, or migrate in VRRP mode first)',
+          'vrrp block',
         );
+      else {
+        g['vrrp'] = hybrid;
+        inst.extraComments.push(
+          'vrrp: hybrid mode while keepalived nodes remain (priority 254 keeps them BACKUP); delete it once none is left',
+        );
+      }
       if (g['priority'] === 255) {
         g['priority'] = 254;
         note(s.at, 'priority 255', 'etcd mode tops out at 254 (255 means "address owner" in VRRP): 254 used');
