@@ -32,7 +32,7 @@ export interface Commit {
 /** The common part of every result file. */
 export interface ResultEnvelope {
   schema: 1;
-  bench: 'failover' | 'reload' | 'footprint';
+  bench: 'failover' | 'reload' | 'footprint' | 'migration';
   /** Start of the run, ISO 8601. */
   date: string;
   durationSec: number;

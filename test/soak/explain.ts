@@ -28,6 +28,8 @@ export const REASON_TEXT: Readonly<Record<TransitionReason, string>> = {
   'leader-taken': 'another node holds the leader key',
   preempted: 'a better candidate preempts',
   fault: 'a tracked check failed',
+  'sync-group': 'its sync group’s leading group is held by another node: hands over to it',
+  'vrrp-master': 'hybrid mode: a keepalived node is VRRP Master of the group; waits until it steps down',
   'slow-acks': 'etcd acks too slow to claim safely: hands over',
   stopping: 'coord is stopping',
 };

@@ -8,6 +8,7 @@
 import {
   CoordError,
   errorMessage,
+  ipToBytes,
   type Clock,
   type GroupSettings,
   type Logger,
@@ -31,6 +32,12 @@ import {
 
 /** A foreign Master counts as gone once it has been silent for this many of its own advert intervals. */
 export const FOREIGN_SILENCE_INTERVALS = 1.5;
+/**
+ * Or this long after we sent an advert that outranks it (RFC 5798 §6.4.3: a Master hearing a higher priority goes
+ * Backup at once and releases its VIPs). If it did not hear it, its next advert makes it present again; the
+ * takeover's wire probe stands between either way.
+ */
+export const OUTRANKED_MS = 50;
 
 /**
  * Whether a router other than the coord nodes is VRRP Master of the group now (pure; the clock is data). Listening
@@ -39,6 +46,8 @@ export const FOREIGN_SILENCE_INTERVALS = 1.5;
 export class ForeignMasterWatch {
   private until: number;
   private from: string | undefined;
+  private lastPriority = 0;
+  private lastAt = -Infinity;
 
   constructor(startedAt: number, ownIntervalMs: number) {
     this.until = startedAt + ownIntervalMs * FOREIGN_SILENCE_INTERVALS;
@@ -51,7 +60,18 @@ export class ForeignMasterWatch {
       return;
     }
     this.from = from;
+    this.lastPriority = packet.priority;
+    this.lastAt = now;
     this.until = Math.max(this.until, now + advertIntervalCs(packet) * 10 * FOREIGN_SILENCE_INTERVALS);
+  }
+
+  /** We sent an advert with `priority` from `address`: a foreign Master it outranks steps down on hearing it. */
+  sent(priority: number, address: string, now: number): void {
+    if (this.from === undefined || now <= this.lastAt || !this.present(now)) return;
+    const outranks =
+      priority > this.lastPriority ||
+      (priority === this.lastPriority && Buffer.compare(ipToBytes(address), ipToBytes(this.from)) > 0);
+    if (outranks) this.until = Math.min(this.until, now + OUTRANKED_MS);
   }
 
   present(now: number): boolean {
@@ -205,7 +225,11 @@ export function startHybrid(o: HybridOptions): Hybrid {
   const tick = (): void => {
     sendTimer = null;
     if (stopped) return;
-    if (o.active()) void send(config.priority);
+    if (o.active()) {
+      void send(config.priority);
+      watch.sent(config.priority, config.primaryAddress, clock.now());
+      check();
+    }
     sendTimer = clock.setTimeout(tick, intervalMs);
   };
 

@@ -102,6 +102,9 @@ function harness(opts: HarnessOptions = {}) {
     preemptDelayMs: 0,
     announce: { count: 3, intervalMs: 100, refreshMs: 10_000 },
     vrrp: undefined,
+    syncGroup: undefined,
+    advertise: undefined,
+    follows: undefined,
   };
   const clock = new FakeClock();
   const runner = new GroupRunner({

@@ -348,7 +348,6 @@ const HAND_OVER_ON: ReadonlySet<TransitionReason> = new Set([
   'fault',
   'maintenance',
   'sync-group',
-  'vrrp-master',
   'slow-acks',
 ]);
 
@@ -366,8 +365,9 @@ function dropLeadership(
 ): GroupState {
   if (s.wire !== null) effects.push({ type: 'probe-stop' });
   effects.push({ type: 'remove-vip', reason });
-  // Still waiting out an unclean vacancy (guard or wire): the previous holder's copy may live on.
-  const clean = s.wire === null;
+  // Still waiting out an unclean vacancy (guard or wire): the previous holder's copy may live on. A keepalived
+  // node that is VRRP Master (hybrid mode) holds the VIP itself: the successor must check the wire too.
+  const clean = s.wire === null && reason !== 'vrrp-master';
   const to =
     clean && self !== undefined && HAND_OVER_ON.has(reason)
       ? bestCandidate(s.members.filter((m) => m.node !== self))?.node

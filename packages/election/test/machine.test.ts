@@ -549,6 +549,20 @@ describe('election machine', () => {
       expect(alone.effects).toContainEqual(expect.objectContaining({ type: 'remove-vip' }));
     });
 
+    it('a holder that stands down for a keepalived VRRP Master (hybrid) leaves unclean: the successor checks the wire', () => {
+      const { state } = elected(true);
+      const cfg: GroupConfig = { ...config, self: { ...me, priority: 0 }, standDown: 'vrrp-master' };
+      const r = run(
+        [{ type: 'members-observed', now: 10, members: [{ ...me, priority: 0 }, lb2] }],
+        cfg,
+        state,
+      );
+      expect(r.effects).toContainEqual(
+        expect.objectContaining({ type: 'transition', reason: 'vrrp-master' }),
+      );
+      expect(r.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: false });
+    });
+
     it('a fenced holder leaves without naming a successor (its lease may be gone)', () => {
       const { state } = elected(true);
       const others = run([{ type: 'members-observed', now: 10, members: [me, lb2] }], config, state);
