@@ -169,6 +169,13 @@ describe('coord join --mode vrrp with a keepalived peer', () => {
       '  virtual_router_id 73',
       '  priority $PRIO',
       '  advert_int 0.1',
+      // Unicast, each host naming its own source and the other as peer.
+      `  @h1 unicast_src_ip ${h1.ip}`,
+      `  @h2 unicast_src_ip ${h2.ip}`,
+      '  unicast_peer {',
+      `    @^h1 ${h1.ip}`,
+      `    @^h2 ${h2.ip}`,
+      '  }',
       '  virtual_ipaddress {',
       `    ${vip}/${lab.subnet.prefix}`,
       '  }',

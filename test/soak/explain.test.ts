@@ -78,6 +78,8 @@ describe('a round as coord told it', () => {
         'lost-race',
         'preempted',
         'fault',
+        'sync-group',
+        'vrrp-master',
         'slow-acks',
         'stopping',
         'leader-vanished',

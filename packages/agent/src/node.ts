@@ -57,6 +57,7 @@ import {
   type UdpOptions,
 } from '@coord/peer';
 import type { AddressEvent, Announcer, VipPort } from '@coord/vip';
+import type { VrrpTransport } from '@coord/vrrp';
 import { FastFailover, type FastFailoverGroup } from './fast-failover.js';
 import {
   asksForPromises,
@@ -69,7 +70,6 @@ import {
 import { EventLog } from './events.js';
 import { GroupRunner, type GroupFact, type ProbePort } from './group.js';
 import { openVrrpTransport, startHybrid, vrrpSourceAddress, type Hybrid } from './hybrid.js';
-import type { VrrpTransport } from '@coord/vrrp';
 import type { HaproxyLoop, HaproxyStatus } from './haproxy-loop.js';
 import type { Metrics } from './metrics.js';
 

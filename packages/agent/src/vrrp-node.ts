@@ -161,8 +161,18 @@ export class VrrpNode {
   }
 
   /** IPv4 VIPs: the interface's own IPv4 address. IPv6 VIPs: its link-local address (RFC 5798 §5.1.2.1). */
-  private primaryAddress(g: GroupSettings): Promise<string> {
-    return vrrpSourceAddress(this.deps.vipPort, g);
+  private async primaryAddress(g: GroupSettings): Promise<string> {
+    const source = await vrrpSourceAddress(this.deps.vipPort, g);
+    const wanted = g.vrrp?.unicastSrc;
+    if (wanted !== undefined && wanted !== source)
+      throw new CoordError(
+        'ERR_COORD_CONFIG',
+        `groups.${g.name}: unicastSrc ${wanted} is not the address coord sends VRRP adverts from on ${g.interface} (${source})`,
+        {
+          hint: `make ${wanted} the first address of ${g.interface}, or drop unicastSrc (the peers must list ${source} as their unicast peer)`,
+        },
+      );
+    return source;
   }
 
   /** The instance config of a group (RFC rules, interface-dependent ones included); throws ERR_COORD_CONFIG. */

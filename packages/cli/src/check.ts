@@ -58,7 +58,7 @@ export function summarize(path: string, c: NodeConfig): string {
   const groups = c.groups
     .map(
       (g) =>
-        `${g.name} (${g.interface}, ${g.vips.length} VIP${g.vips.length === 1 ? '' : 's'}, priority ${g.priority}${g.vrrp === undefined ? '' : `, vrid ${g.vrrp.vrid}`})`,
+        `${g.name} (${g.interface}, ${g.vips.length} VIP${g.vips.length === 1 ? '' : 's'}, priority ${g.priority}${g.vrrp === undefined ? '' : `, vrid ${g.vrrp.vrid}`}${g.advertise === undefined ? '' : `, VRRP-visible as vrid ${g.advertise.vrid}`}${g.syncGroup === undefined ? '' : `, sync group ${g.syncGroup}`})`,
     )
     .join('; ');
   const peer = [

@@ -440,28 +440,42 @@ function judgeVrrp(config: NodeConfig, heard: readonly VrrpHeard[] | undefined):
     const problems: Finding[] = [];
     for (const g of groups) {
       const ours = new Set(g.vips.map((v) => v.address));
+      // The VRID a group speaks: its own in VRRP mode, its hybrid vrrp block in etcd mode (docs/design.md).
+      const v = g.vrrp ?? g.advertise;
       for (const a of h.adverts) {
         const shared = a.addresses.filter((x) => ours.has(x));
-        const sameVrid = g.vrrp !== undefined && a.vrid === g.vrrp.vrid;
-        if (g.vrrp === undefined && shared.length > 0)
+        const sameVrid = v !== undefined && a.vrid === v.vrid;
+        if (
+          sameVrid &&
+          g.advertise !== undefined &&
+          a.version === g.advertise.version &&
+          a.priority >= g.advertise.priority
+        )
+          problems.push({
+            check,
+            verdict: 'fail',
+            detail: `${who(a)} advertises at or above group ${g.name}'s hybrid priority ${g.advertise.priority}: it would never step down for coord`,
+            fix: `raise vrrp.priority of group ${g.name} above ${a.priority} (at most 254), or lower the keepalived priority`,
+          });
+        if (v === undefined && shared.length > 0)
           problems.push({
             check,
             verdict: 'fail',
             detail: `${who(a)} advertises ${shared.join(', ')}, a VIP of group ${g.name}: it would hold it next to coord`,
             fix: `stop keepalived (or the VRRP router) on ${a.src} before coord holds ${shared.join(', ')} in etcd mode, or join its cluster with coord join --mode vrrp --vrid ${a.vrid} first (README, migrating from keepalived)`,
           });
-        else if (g.vrrp !== undefined && !sameVrid && shared.length > 0)
+        else if (v !== undefined && !sameVrid && shared.length > 0)
           problems.push({
             check,
             verdict: 'fail',
-            detail: `${who(a)} advertises ${shared.join(', ')} under another VRID than group ${g.name} (${g.vrrp.vrid}): two VRRP clusters for one address`,
+            detail: `${who(a)} advertises ${shared.join(', ')} under another VRID than group ${g.name} (${v.vrid}): two VRRP clusters for one address`,
             fix: `use --vrid ${a.vrid} for group ${g.name}, or stop the other router`,
           });
-        else if (sameVrid && g.vrrp !== undefined && a.version !== g.vrrp.version)
+        else if (sameVrid && a.version !== v.version)
           problems.push({
             check,
             verdict: 'fail',
-            detail: `${who(a)} speaks VRRPv${a.version}; group ${g.name} is VRRPv${g.vrrp.version}: they would not see each other and both become Master`,
+            detail: `${who(a)} speaks VRRPv${a.version}; group ${g.name} is VRRPv${v.version}: they would not see each other and both become Master`,
             fix: `set vrrpVersion: ${a.version} (keepalived: vrrp_version) on one side`,
           });
         else if (sameVrid && [...a.addresses].sort().join() !== [...ours].sort().join())

@@ -243,6 +243,8 @@ describe('one validation path (issue: production etcd)', () => {
     expect(v2v6.map((i) => i.path)).toEqual(['groups[0].vrrpVersion']);
     const peer = await paths(`${v}    vips: [10.0.0.50/24]\n    unicastPeers: [lb2.example]\n`);
     expect(peer.map((i) => i.path)).toEqual(['groups[0].unicastPeers[0]']);
+    const src = await paths(`${v}    vips: [10.0.0.50/24]\n    unicastSrc: "2001:db8::2"\n`);
+    expect(src.map((i) => i.path)).toEqual(['groups[0].unicastSrc']);
   });
 
   it('metrics and controlSocket are settable in the file', async () => {

@@ -287,6 +287,14 @@ describe('coord doctor: judging the facts', () => {
         detail: matching(/under another VRID than group web \(51\)/),
       },
     );
+    // Hybrid mode (etcd mode with a vrrp block): keepalived on the same VRID is expected, unless it outranks coord.
+    const hybrid = config({
+      groups: [{ name: 'web', interface: 'eth0', vips: ['10.0.0.50/24'], vrrp: { vrid: 51, priority: 200 } }],
+    });
+    expect(by(judge(hybrid, healthy({ vrrp: heard(keepalived()) })), 'vrrp on eth0')?.verdict).toBe('pass');
+    expect(
+      by(judge(hybrid, healthy({ vrrp: heard(keepalived({ priority: 220 })) })), 'vrrp on eth0'),
+    ).toMatchObject({ verdict: 'fail', detail: matching(/would never step down for coord/) });
     expect(
       by(
         judge(

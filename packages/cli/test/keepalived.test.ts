@@ -264,6 +264,7 @@ describe('coord import keepalived', () => {
       vrrpVersion: 3, // global_defs vrrp_version 3
       advertInt: 0.5,
       unicastPeers: ['192.168.1.12', '192.168.1.13'],
+      unicastSrc: '192.168.1.11',
       announce: { count: 4, interval: 0.05, refresh: 30 },
     });
     expect(r.config['track']).toMatchObject({
@@ -274,7 +275,6 @@ describe('coord import keepalived', () => {
     expect(r.notConverted.map((x) => x.split(':').slice(0, 3).join(':'))).toEqual([
       'unicast.conf:7: vrrp_garp_master_delay 5',
       'unicast.conf:15: user nobody',
-      'unicast.conf:29: unicast_src_ip 192.168.1.11',
       'unicast.conf:37: virtual_ipaddress_excluded',
       'unicast.conf:18: vrrp_script chk_unused',
     ]);

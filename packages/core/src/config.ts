@@ -113,6 +113,13 @@ const groupSchema = z
       .array(z.string())
       .default([])
       .describe('VRRP mode: send adverts to these peer addresses instead of the VRRP multicast group.'),
+    unicastSrc: z
+      .string()
+      .optional()
+      .describe(
+        'VRRP mode: the address adverts come from (keepalived’s unicast_src_ip); it must be the interface’s own ' +
+          'first IPv4 address (IPv6: its link-local address), which coord uses anyway — checked at start.',
+      ),
     /** VRRPv2 simple password (at most 8 bytes); never logged. */
     authPass: z
       .string()
@@ -617,6 +624,8 @@ function crossCheck(c: RawConfig, ctx: z.RefinementCtx): void {
     const fam = vrrpFamilyRule(g.vrrpVersion, family);
     if (!fam.ok) issue(['groups', gi, 'vrrpVersion'], fam.reason);
     if (vips.length > 255) issue(['groups', gi, 'vips'], 'at most 255 addresses fit in one advertisement');
+    if (g.unicastSrc !== undefined && ipFamily(g.unicastSrc) !== family)
+      issue(['groups', gi, 'unicastSrc'], `${g.unicastSrc} is not an IPv${family} address like the VIPs`);
     g.unicastPeers.forEach((peer, pi) => {
       const f = ipFamily(peer);
       if (f === undefined) issue(['groups', gi, 'unicastPeers', pi], `not an IP address: ${peer}`);
@@ -669,6 +678,7 @@ function settings(c: RawConfig) {
             advertIntSec: g.advertInt,
             version: g.vrrpVersion,
             unicastPeers: g.unicastPeers as readonly string[],
+            unicastSrc: g.unicastSrc,
             authPass: g.authPass,
           }
         : undefined;

@@ -785,7 +785,7 @@ function evaluateLeader(config: GroupConfig, state: GroupState, now: number, eff
   }
   if (config.self.priority < 1) {
     // Faulted (a health check with no weight failed), in maintenance or following a sync group held elsewhere:
-    // never hold the VIP, hand it over cleanly.
+    // never hold the VIP, hand it over cleanly. A keepalived VRRP Master (hybrid mode): leave, uncleanly.
     return dropLeadership(s, config.standDown ?? 'fault', effects, true, undefined, config.self.node);
   }
   const pre = preemptingChallenger(config.self, challengers(s), s.seenSince);

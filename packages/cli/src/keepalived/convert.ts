@@ -91,8 +91,6 @@ const GLOBAL_SKIPPED: Readonly<Record<string, string>> = {
 
 /** vrrp_instance keywords coord does not convert, and why. */
 const INSTANCE_SKIPPED: Readonly<Record<string, string>> = {
-  unicast_src_ip: 'coord sends adverts from the first address of the interface: make sure it is this one',
-  mcast_src_ip: 'coord sends adverts from the first address of the interface: make sure it is this one',
   use_vmac: 'coord adds the VIPs to the interface itself; it has no virtual MAC interface (RFC 5798 §7.3)',
   vmac_xmit_base: 'coord adds the VIPs to the interface itself; it has no virtual MAC interface',
   no_accept: 'a coord holder accepts traffic to its VIPs (HAProxy binds them)',
@@ -354,6 +352,7 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
     const vips: VipLine[] = [];
     const excluded: VipLine[] = [];
     let trackPrimary = true;
+    let srcAt: SourcePos | undefined;
     let auth: { type?: string | undefined; pass?: string; at: SourcePos } | undefined;
     const instanceAnnounce: Record<string, number> = {};
     const saved = { ...announce };
@@ -452,6 +451,16 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
             }
           }
           if (peers.length > 0) g['unicastPeers'] = peers;
+          break;
+        }
+        case 'unicast_src_ip':
+        case 'mcast_src_ip': {
+          const ip = n.words[1] ?? '';
+          if (ipFamily(ip) === undefined) skip(n, 'not an IP address');
+          else {
+            g['unicastSrc'] = ip;
+            srcAt = n.at;
+          }
           break;
         }
         case 'authentication':
@@ -571,7 +580,13 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
         ...(g['unicastPeers'] === undefined ? {} : { unicastPeers: g['unicastPeers'] }),
         ...(authPass === undefined ? {} : { authPass }),
       };
-      for (const k of ['vrid', 'advertInt', 'unicastPeers']) delete g[k];
+      for (const k of ['vrid', 'advertInt', 'unicastPeers', 'unicastSrc']) delete g[k];
+      if (srcAt !== undefined)
+        note(
+          srcAt,
+          'unicast_src_ip',
+          'the hybrid adverts come from the interface’s first address, as in VRRP mode',
+        );
       if (vrid === undefined)
         inst.extraComments.push('no virtual_router_id: no vrrp block (hybrid mode) written');
       else if (ownExcluded.length > 0)
