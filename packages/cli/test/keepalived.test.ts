@@ -183,6 +183,8 @@ describe('coord import keepalived', () => {
         vrrpVersion: 2,
         advertInt: 1,
         authPass: 's3cret',
+        // Its own garp_master_repeat; the next instance does not inherit it.
+        announce: { count: 2 },
       },
       { name: 'VI_6', interface: 'eth0', vips: ['2001:db8::50/64'], priority: 100, vrid: 52, vrrpVersion: 3 },
     ]);

@@ -188,7 +188,8 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
   let node: { value: string; at: SourcePos } | undefined;
   let defaultVersion: number = KEEPALIVED.vrrpVersion;
   const announce: Record<string, number> = {};
-  const readAnnounce = (n: KaNode, key: string): boolean => {
+  /** The GARP settings keepalived has globally and per instance, into coord's announce (`into`). */
+  const readAnnounce = (n: KaNode, key: string, into: Record<string, number> = announce): boolean => {
     switch (key) {
       case 'vrrp_garp_master_repeat':
       case 'garp_master_repeat': {
@@ -196,7 +197,7 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
         if (v !== undefined) {
           if (v > 20)
             note(n.at, n.words.join(' '), 'coord sends at most 20 announcements in a burst: 20 used');
-          announce['count'] = Math.min(v, 20);
+          into['count'] = Math.min(v, 20);
         }
         return true;
       }
@@ -205,13 +206,13 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
       case 'garp_interval':
       case 'gna_interval': {
         const v = num(n, 0, 10, false);
-        if (v !== undefined) announce['interval'] = Math.max(v, 0.01);
+        if (v !== undefined) into['interval'] = Math.max(v, 0.01);
         return true;
       }
       case 'vrrp_garp_master_refresh':
       case 'garp_master_refresh': {
         const v = num(n, 0, 3600);
-        if (v !== undefined) announce['refresh'] = v;
+        if (v !== undefined) into['refresh'] = v;
         return true;
       }
       default:
@@ -355,7 +356,6 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
     let srcAt: SourcePos | undefined;
     let auth: { type?: string | undefined; pass?: string; at: SourcePos } | undefined;
     const instanceAnnounce: Record<string, number> = {};
-    const saved = { ...announce };
 
     const readVip = (n: KaNode, into: VipLine[]) => {
       const [addr, ...opts] = n.words;
@@ -500,10 +500,8 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
           break;
         }
         default:
-          if (readAnnounce(n, key)) {
-            Object.assign(instanceAnnounce, announce);
-            Object.assign(announce, saved);
-          } else skip(n, INSTANCE_SKIPPED[key] ?? 'not known to the importer');
+          if (!readAnnounce(n, key, instanceAnnounce))
+            skip(n, INSTANCE_SKIPPED[key] ?? 'not known to the importer');
       }
     }
 
@@ -606,8 +604,9 @@ export function convertKeepalived(nodes: readonly KaNode[], options: ConvertOpti
         note(s.at, 'priority 255', 'etcd mode tops out at 254 (255 means "address owner" in VRRP): 254 used');
       }
     }
-    if (Object.keys(instanceAnnounce).length > 0) g['announce'] = instanceAnnounce;
-    else if (Object.keys(announce).length > 0) g['announce'] = { ...announce };
+    // An instance's own GARP settings over the global ones, as keepalived takes them.
+    const garp = { ...announce, ...instanceAnnounce };
+    if (Object.keys(garp).length > 0) g['announce'] = garp;
     // The keys in the order coord's own examples use.
     const order = ['name', 'interface', 'vips', 'priority', 'preempt', 'preemptDelay', 'vrid', 'vrrpVersion'];
     const sorted = Object.fromEntries(
