@@ -417,12 +417,7 @@ export class CoordNode {
       active: () =>
         !this.stopped && this.candidate && this.maintenance === undefined && this.publishedPriority(g) >= 1,
       isCoord: (address) => this.vrrpSources.get(g.name)?.coord.has(address) === true,
-      onForeignChange: () => {
-        this.refreshSelf(g.name);
-        this.onSyncLeader(g.name);
-        const lease = this.session.currentLeaseId;
-        if (lease !== null) this.registerMember(lease);
-      },
+      onForeignChange: () => this.restand([g.name, ...this.followersOf(g.name)]),
     });
     this.hybrids.set(g.name, hybrid);
   }
@@ -985,18 +980,8 @@ export class CoordNode {
     const g = this.config.groups.find((x) => x.name === group);
     const runner = this.groups.find((x) => x.name === group);
     if (g === undefined || runner === undefined) return;
-    runner.updateSelf(
-      { node: this.config.node, ...this.standing(g), candidate: this.candidate },
-      this.standDown(g),
-    );
-  }
-
-  /** Why a group stands with priority 0 when that is not a fault (undefined: a fault, or it stands). */
-  private standDown(g: GroupSettings): GroupConfig['standDown'] {
-    if (this.maintenance !== undefined) return 'maintenance';
-    if (this.publishedPriority(g) < 1) return undefined;
-    if (this.hybrids.get(g.name)?.foreignMaster() === true) return 'vrrp-master';
-    return this.followsElsewhere(g) ? 'sync-group' : undefined;
+    const { standDown, ...standing } = this.standing(g);
+    runner.updateSelf({ node: this.config.node, ...standing, candidate: this.candidate }, standDown);
   }
 
   /**
@@ -1009,13 +994,17 @@ export class CoordNode {
     return !(leading?.role === 'leader' && leading.epoch !== null);
   }
 
-  /** The leading group of a sync group changed hands here: its followers stand again (priority 255 or 0). */
-  private onSyncLeader(group: string): void {
-    const followers = this.config.groups.filter((g) => g.follows === group);
-    if (followers.length === 0) return;
-    for (const f of followers) this.refreshSelf(f.name);
+  /** These groups stand again (their runners and this node's member record). */
+  private restand(groups: readonly string[]): void {
+    if (groups.length === 0) return;
+    for (const g of groups) this.refreshSelf(g);
     const lease = this.session.currentLeaseId;
     if (lease !== null) this.registerMember(lease);
+  }
+
+  /** The followers of `group` in its sync group (they stand where it is held). */
+  private followersOf(group: string): string[] {
+    return this.config.groups.filter((g) => g.follows === group).map((g) => g.name);
   }
 
   /** The priority a group stands with: 0 in maintenance, else after health checks (0 = fault). */
@@ -1024,23 +1013,30 @@ export class CoordNode {
   }
 
   /**
-   * How this node stands for a group: its published priority and preemption — or, while the group is moved here
-   * (`coord move`) and it is healthy, above every configured priority with preemption at once, so the holder
-   * hands the group over now and nobody takes it back (docs/design.md, "Moving a group").
+   * How this node stands for a group, and why when it stands with 0 without a fault (`standDown`): its published
+   * priority and preemption — or above every configured priority with preemption at once (the holder hands the
+   * group over now and nobody takes it back) while the group is moved here (`coord move`, docs/design.md, "Moving a
+   * group") or is a sync group's follower whose leading group this node holds ("Sync groups"); 0 while a keepalived
+   * node is VRRP Master of it ("Hybrid mode") or it follows a leading group held elsewhere.
    */
-  private standing(g: GroupSettings): { priority: number; preempt: boolean; preemptDelayMs: number } {
+  private standing(g: GroupSettings): {
+    priority: number;
+    preempt: boolean;
+    preemptDelayMs: number;
+    standDown: GroupConfig['standDown'];
+  } {
     const priority = this.publishedPriority(g);
-    // Hybrid mode: while a keepalived node is VRRP Master of the group, no coord node holds it.
-    if (this.hybrids.get(g.name)?.foreignMaster() === true)
-      return { priority: 0, preempt: g.preempt, preemptDelayMs: g.preemptDelayMs };
-    if (g.follows !== undefined)
-      // A sync group's follower goes where its leading group is: above everyone there, nowhere else.
-      return priority >= 1 && !this.followsElsewhere(g)
-        ? { priority: MOVE_PRIORITY, preempt: true, preemptDelayMs: 0 }
-        : { priority: 0, preempt: g.preempt, preemptDelayMs: g.preemptDelayMs };
-    return priority >= 1 && this.movedHere.has(g.name)
-      ? { priority: MOVE_PRIORITY, preempt: true, preemptDelayMs: 0 }
-      : { priority, preempt: g.preempt, preemptDelayMs: g.preemptDelayMs };
+    const own = (p: number, standDown?: GroupConfig['standDown']) => ({
+      priority: p,
+      preempt: g.preempt,
+      preemptDelayMs: g.preemptDelayMs,
+      standDown,
+    });
+    const above = { priority: MOVE_PRIORITY, preempt: true, preemptDelayMs: 0, standDown: undefined };
+    if (priority < 1) return own(priority, this.maintenance !== undefined ? 'maintenance' : undefined);
+    if (this.hybrids.get(g.name)?.foreignMaster() === true) return own(0, 'vrrp-master');
+    if (g.follows !== undefined) return this.followsElsewhere(g) ? own(0, 'sync-group') : above;
+    return this.movedHere.has(g.name) ? above : own(priority);
   }
 
   /**
@@ -1170,8 +1166,9 @@ export class CoordNode {
 
   private onFact(fact: GroupFact): void {
     this.recordEvent(fact);
+    // A sync group's leading group changed hands here: its followers stand again (priority 255 or 0).
     if (fact.type === 'transitioned' && (fact.to === 'leader' || fact.from === 'leader'))
-      this.onSyncLeader(fact.group);
+      this.restand(this.followersOf(fact.group));
     if (fact.type === 'transitioned' && fact.reason === 'fenced') {
       // Keeping the lease: match acks afresh on a new stream (EtcdSession.reopen).
       if (fact.to === 'leader') this.session.reopen('fenced');
@@ -1303,7 +1300,7 @@ export class CoordNode {
           g.name,
           {
             // Published priority: after health checks (0 = fault), so every node elects on the same facts.
-            ...this.standing(g),
+            ...publicStanding(this.standing(g)),
             vips: g.vips.map(formatCidr),
             ...(g.follows === undefined ? {} : { follows: g.follows }),
             ...(this.vrrpFrom.has(g.name) ? { vrrpFrom: this.vrrpFrom.get(g.name) } : {}),
@@ -1552,4 +1549,9 @@ function advertSources(
       out.set(group, e);
     }
   return out;
+}
+
+/** A standing as the member record carries it (why a node stands down is its own business). */
+function publicStanding(s: { priority: number; preempt: boolean; preemptDelayMs: number }) {
+  return { priority: s.priority, preempt: s.preempt, preemptDelayMs: s.preemptDelayMs };
 }

@@ -285,8 +285,8 @@ export class VrrpNode {
     const others = this.syncMembers(g);
     if (!others.every((r) => this.readyForMaster(r))) return;
     this.log.info('sync group: every member wants Master', { syncGroup: g.syncGroup });
-    for (const r of [...others, ...this.running.filter((x) => x.settings === g)])
-      if (r.instance.state() === 'backup') r.instance.sync('master');
+    for (const r of this.running)
+      if (r.settings.syncGroup === g.syncGroup && r.instance.state() === 'backup') r.instance.sync('master');
   }
 
   /** GARP burst then periodic refresh while Master, as in the etcd mode. */
