@@ -20,9 +20,12 @@ import {
 import {
   assertBuilt,
   COORD_BIN,
+  configFileFor,
   coordLog,
   holdersOf,
   startCoord,
+  startCoordFromFile,
+  writeNodeConfig,
   waitForHolder,
   waitForSingleHolder,
   type JoinOptions,
@@ -251,6 +254,92 @@ describe('coord join (etcd mode)', () => {
     const released = await cli(['move', 'default', '--release']);
     expect(released.stdout).toMatch(/^move of default released/);
     await waitForHolder(lab, s.vip, 'h1', 5000);
+  });
+
+  it('coord drill moves the group to the next node and back, timing both gaps from ARP probes', async () => {
+    const s = scenario();
+    const [h1, h2, h3] = [byName('h1'), byName('h2'), byName('h3')];
+    const procs: LabProcess[] = [];
+    for (const [h, priority] of [
+      [h1, 150],
+      [h2, 100],
+      [h3, 50],
+    ] as const) {
+      writeNodeConfig(lab, h, { cluster: s.cluster, vips: [s.cidr], priority });
+      const p = startCoordFromFile(lab, h, s.cluster);
+      running.push(p);
+      procs.push(p);
+    }
+    await waitForHolder(lab, s.vip, 'h1', 15_000);
+    for (const p of procs) await logged(p, 'session up');
+    const drill = (h: LabHost, args: string[]) =>
+      lab.exec(
+        h,
+        process.execPath,
+        [COORD_BIN, 'drill', 'default', '--config', configFileFor(lab, h, s.cluster), ...args],
+        { reject: false, timeoutMs: 40_000 },
+      );
+    const watch = await watchVip(lab, s.vip, { arp: true });
+    await watch.answered('h1');
+
+    // From h3, which holds nothing: the next node by priority is h2, and back to h1. A bound for a loaded CI
+    // machine, not a benchmark (a move's gap is tens of ms here).
+    const fromH3 = await drill(h3, ['--max-gap', '1s']);
+    expect(fromH3.exitCode, fromH3.stdout + fromH3.stderr).toBe(0);
+    const line = (from: LabHost, to: LabHost) =>
+      new RegExp(
+        `${from.name} → ${to.name}: last answer from ${from.mac} at \\+[\\d.]+ ms, first from ${to.mac} at \\+[\\d.]+ ms \\(after the move was written\\): gap [\\d.]+ ms`,
+      );
+    expect(fromH3.stdout).toMatch(line(h1, h2));
+    expect(fromH3.stdout).toMatch(line(h2, h1));
+    expect(fromH3.stdout).toMatch(/^ok: default went h1 → h2 → h1 with gaps of [\d.]+ ms and [\d.]+ ms/m);
+    console.log(fromH3.stdout.trim());
+    // The client's own probes agree: never two MACs on one probe; h1 holds again and no move record is left.
+    expect(doubleReplyProbes((await watch.stop()).arp!)).toEqual([]);
+    expect(await holdersOf(lab, s.vip)).toEqual(['h1']);
+    const cli = (h: LabHost, args: string[]) =>
+      lab.exec(h, process.execPath, [COORD_BIN, ...args, '--config', configFileFor(lab, h, s.cluster)], {
+        reject: false,
+        timeoutMs: 20_000,
+      });
+    expect((await cli(h2, ['status'])).stdout).not.toMatch(/MOVED/);
+
+    // From the holder itself, through a named node: its own side is read from its interface.
+    const fromH1 = await drill(h1, ['--to', 'h3', '--json', '--max-gap', '1s']);
+    expect(fromH1.exitCode, fromH1.stdout + fromH1.stderr).toBe(0);
+    const report = JSON.parse(fromH1.stdout) as {
+      ok: boolean;
+      steps: {
+        from: string;
+        to: string;
+        fromMac: string;
+        toMac: string;
+        gapMs: number;
+        overlapRounds: number;
+      }[];
+    };
+    expect(report.ok).toBe(true);
+    expect(report.steps.map((x) => [x.from, x.to, x.fromMac, x.toMac])).toEqual([
+      ['h1', 'h3', h1.mac, h3.mac],
+      ['h3', 'h1', h3.mac, h1.mac],
+    ]);
+    for (const x of report.steps) {
+      expect(x.gapMs).toBeGreaterThan(0);
+      expect(x.overlapRounds).toBe(0);
+    }
+    await waitForHolder(lab, s.vip, 'h1', 5000);
+
+    // Not while a move is in effect (the drill would end it), and not to a node that cannot hold the group.
+    expect((await cli(h2, ['move', 'default', '--to', 'h2', '--wait'])).exitCode).toBe(0);
+    const during = await drill(h3, []);
+    expect(during.exitCode).toBe(2);
+    expect(during.stderr).toMatch(/a move of default to h2 is in effect/);
+    expect((await cli(h2, ['move', 'default', '--release'])).exitCode).toBe(0);
+    await waitForHolder(lab, s.vip, 'h1', 5000);
+    const nowhere = await drill(h3, ['--to', 'h9']);
+    expect(nowhere.exitCode).toBe(2);
+    expect(nowhere.stderr).toMatch(/h9 is not an alive member of group default/);
+    expect(await holdersOf(lab, s.vip)).toEqual(['h1']);
   });
 
   it('SIGSTOP of the holder for 2 × TTL: never two holders, and the resumed node does not take it back', async () => {

@@ -7,6 +7,7 @@ import {
   DRAIN_OPTIONS,
   MAINTENANCE_OPTIONS,
   MOVE_OPTIONS,
+  DRILL_OPTIONS,
   EVENTS_OPTIONS,
   IMPORT_OPTIONS,
   envArgs,
@@ -35,6 +36,7 @@ const load = {
   doctor: () => import('./doctor.js'),
   maintenance: () => import('./maintenance.js'),
   move: () => import('./move.js'),
+  drill: () => import('./drill.js'),
   events: () => import('./events.js'),
   import: () => import('./import.js'),
   target: () => import('./target.js'),
@@ -128,7 +130,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .recommendCommands()
     .demandCommand(
       1,
-      'name a command: join | status | service | server | maintenance | move | events | import | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
+      'name a command: join | status | service | server | maintenance | move | drill | events | import | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
     )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
@@ -464,6 +466,74 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         const r = await move(a);
         process.stdout.write(`${formatMove(a, r)}\n`);
         if (r.kind === 'moved' && r.tookMs === null) code = 1;
+      },
+    )
+    .command(
+      COMMANDS.drill.command,
+      COMMANDS.drill.summary,
+      (y) =>
+        documented(
+          y.positional('group', { type: 'string', demandOption: true }).options(DRILL_OPTIONS),
+          COMMANDS.drill,
+        ),
+      async (a) => {
+        const maxGapMs = parseDurationMs(a.maxGap);
+        if (maxGapMs === undefined || maxGapMs <= 0)
+          throw new CoordError('ERR_COORD_USAGE', `--max-gap must be a duration, got ${a.maxGap}`, {
+            hint: 'e.g. --max-gap 250ms or --max-gap 0.5s',
+          });
+        const [{ runDrill, formatVerdict, interfaceMac, drillVip }, { buildJoinConfig }, target] =
+          await Promise.all([load.drill(), load.join(), load.target()]);
+        if (target.configPath(a) === undefined)
+          throw new CoordError(
+            'ERR_COORD_USAGE',
+            'coord drill runs on a node of the group: it needs its config',
+            {
+              hint: 'give --config FILE (the file coord join runs with), or run it where /etc/coord/coord.yaml is',
+            },
+          );
+        const { createNetlinkVipPort, createWireProber } = await import('@coord/vip');
+        const config = await buildJoinConfig({ config: a.config });
+        const group = config.groups.find((g) => g.name === a.group);
+        const opened =
+          group === undefined ? undefined : createWireProber().open(group.interface, [drillVip(group.vips)]);
+        if (opened !== undefined && !opened.ok)
+          throw new CoordError('ERR_COORD_USAGE', `cannot probe ${group?.interface}: ${opened.reason}`, {
+            hint: 'coord drill sends ARP probes: run it as root (CAP_NET_RAW) on a node of the group',
+          });
+        const port = createNetlinkVipPort();
+        const lines: string[] = [];
+        const log = (l: string) => (a.json ? lines.push(l) : process.stdout.write(`${l}\n`));
+        try {
+          const t = await target.resolveTarget(a);
+          const report = await target.withEtcd(
+            t,
+            async (etcd, cluster) =>
+              runDrill(
+                config,
+                { group: a.group, to: a.to, maxGapMs },
+                {
+                  etcd,
+                  cluster,
+                  // runDrill refuses a group missing from the config before it probes.
+                  probe:
+                    opened?.ok === true ? opened.session : { probe: () => 0, drain: () => [], close() {} },
+                  addresses: port,
+                  localMac: group === undefined ? '' : await interfaceMac(group.interface),
+                  log,
+                },
+              ),
+            // Two moves, each up to 10 s, on top of etcd's answers.
+            20_000,
+          );
+          process.stdout.write(
+            a.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatVerdict(report)}\n`,
+          );
+          if (!report.ok) code = 1;
+        } finally {
+          if (opened?.ok === true) opened.session.close();
+          port.close();
+        }
       },
     )
     .command(

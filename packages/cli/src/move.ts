@@ -1,6 +1,14 @@
 import { hostname, userInfo } from 'node:os';
 import { CoordError } from '@coord/core';
-import { clusterKeys, decodeLeader, decodeMember, encodeMove, readPrefix } from '@coord/etcd';
+import {
+  clusterKeys,
+  decodeLeader,
+  decodeMember,
+  encodeMove,
+  readPrefix,
+  type ClusterKeys,
+  type Entry,
+} from '@coord/etcd';
 import { resolveTarget, withEtcd, type ConnectionArgs } from './target.js';
 
 /**
@@ -32,6 +40,54 @@ export type MoveResult =
 
 const WAIT_MS = 10_000;
 
+/**
+ * Whether `to` can be handed `group` now (an alive member of it, standing with a priority, a candidate, not a
+ * sync-group follower): its member lease, which the move record names, and the group's holder. Throws a usage
+ * error saying why not.
+ */
+export function checkMoveTarget(
+  entries: ReadonlyMap<string, Entry>,
+  keys: ClusterKeys,
+  cluster: string,
+  group: string,
+  to: string,
+): { lease: string; from: string | null } {
+  const memberEntry = entries.get(keys.member(to));
+  const member = memberEntry === undefined ? undefined : decodeMember(memberEntry.value);
+  const groups = new Set<string>();
+  for (const [k, { value }] of entries)
+    if (k.startsWith(keys.members))
+      for (const g of Object.keys(decodeMember(value)?.groups ?? {})) groups.add(g);
+  if (!groups.has(group))
+    throw new CoordError('ERR_COORD_USAGE', `no group ${group} in cluster ${cluster}`, {
+      hint: `groups with an alive member: ${[...groups].sort().join(', ') || 'none'} (coord status)`,
+    });
+  const standing = member?.groups[group];
+  if (memberEntry === undefined || member === undefined || standing === undefined)
+    throw new CoordError('ERR_COORD_USAGE', `${to} is not an alive member of group ${group}`, {
+      hint: 'coord status lists the members and their groups; a move needs the node running coord join',
+    });
+  if (standing.follows !== undefined)
+    throw new CoordError(
+      'ERR_COORD_USAGE',
+      `${group} goes with ${standing.follows} (one sync group): move ${standing.follows} and it follows`,
+      { hint: `coord move ${standing.follows} --to ${to}` },
+    );
+  if (standing.priority < 1)
+    throw new CoordError(
+      'ERR_COORD_USAGE',
+      `${to} stands with priority 0 for ${group} (FAULT or maintenance): it cannot hold it`,
+      { hint: `coord status shows why; coord status --local on ${to} shows its checks` },
+    );
+  if (!member.candidate)
+    throw new CoordError('ERR_COORD_USAGE', `${to} may not be elected now (not a candidate)`, {
+      hint: `coord status --local on ${to} says why (view not synced, slow etcd acks)`,
+    });
+  const leaderEntry = entries.get(keys.leader(group));
+  const from = leaderEntry === undefined ? null : (decodeLeader(leaderEntry.value)?.node ?? null);
+  return { lease: memberEntry.lease, from };
+}
+
 export async function move(a: MoveArgs): Promise<MoveResult> {
   if ((a.to === undefined) === (a.release !== true))
     throw new CoordError('ERR_COORD_USAGE', 'coord move needs --to NODE, or --release', {
@@ -51,44 +107,12 @@ export async function move(a: MoveArgs): Promise<MoveResult> {
       }
       const to = a.to as string;
       const { entries } = await readPrefix(etcd, keys.prefix);
-      const memberEntry = entries.get(keys.member(to));
-      const member = memberEntry === undefined ? undefined : decodeMember(memberEntry.value);
-      const groups = new Set<string>();
-      for (const [k, { value }] of entries)
-        if (k.startsWith(keys.members))
-          for (const g of Object.keys(decodeMember(value)?.groups ?? {})) groups.add(g);
-      if (!groups.has(a.group))
-        throw new CoordError('ERR_COORD_USAGE', `no group ${a.group} in cluster ${cluster}`, {
-          hint: `groups with an alive member: ${[...groups].sort().join(', ') || 'none'} (coord status)`,
-        });
-      const standing = member?.groups[a.group];
-      if (memberEntry === undefined || member === undefined || standing === undefined)
-        throw new CoordError('ERR_COORD_USAGE', `${to} is not an alive member of group ${a.group}`, {
-          hint: 'coord status lists the members and their groups; a move needs the node running coord join',
-        });
-      if (standing.follows !== undefined)
-        throw new CoordError(
-          'ERR_COORD_USAGE',
-          `${a.group} goes with ${standing.follows} (one sync group): move ${standing.follows} and it follows`,
-          { hint: `coord move ${standing.follows} --to ${to}` },
-        );
-      if (standing.priority < 1)
-        throw new CoordError(
-          'ERR_COORD_USAGE',
-          `${to} stands with priority 0 for ${a.group} (FAULT or maintenance): it cannot hold it`,
-          { hint: `coord status shows why; coord status --local on ${to} shows its checks` },
-        );
-      if (!member.candidate)
-        throw new CoordError('ERR_COORD_USAGE', `${to} may not be elected now (not a candidate)`, {
-          hint: `coord status --local on ${to} says why (view not synced, slow etcd acks)`,
-        });
-      const leaderEntry = entries.get(keys.leader(a.group));
-      const from = leaderEntry === undefined ? null : (decodeLeader(leaderEntry.value)?.node ?? null);
+      const { lease, from } = checkMoveTarget(entries, keys, cluster, a.group, to);
       const written = await etcd.put(
         key,
         encodeMove({
           to,
-          lease: memberEntry.lease,
+          lease,
           by: `${userInfo().username}@${hostname()}`,
           at: Date.now(),
         }),

@@ -211,6 +211,21 @@ export const MOVE_OPTIONS = {
   },
 } as const satisfies OptionTable;
 
+export const DRILL_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  ...TIMEOUT_OPTION,
+  to: {
+    type: 'string',
+    describe: 'the node to move the group to and back from [default: the best other node by priority]',
+  },
+  'max-gap': {
+    type: 'string',
+    default: '250ms',
+    describe: 'fail when the VIP goes unanswered longer than this in either move (e.g. 100ms, 0.5s)',
+  },
+  json: { type: 'boolean', default: false, describe: 'print the timeline as JSON' },
+} as const satisfies OptionTable;
+
 export const EVENTS_OPTIONS = {
   ...CONNECTION_OPTIONS,
   ...TIMEOUT_OPTION,
@@ -268,6 +283,7 @@ export const COMMAND_OPTIONS: Readonly<Record<string, OptionTable>> = {
   doctor: DOCTOR_OPTIONS,
   maintenance: MAINTENANCE_OPTIONS,
   move: MOVE_OPTIONS,
+  drill: DRILL_OPTIONS,
   events: EVENTS_OPTIONS,
 };
 
@@ -559,6 +575,24 @@ export const COMMANDS = {
     examples: [
       ['coord move web --to lb2 --wait', 'move group web to lb2 and print how long it took'],
       ['coord move web --release', 'let priorities decide again'],
+    ],
+  },
+  drill: {
+    command: 'drill <group>',
+    summary:
+      'prove a planned failover on the wire: move the group to the next node and back, timing the gap from ARP probes',
+    description:
+      'Run it on a node of the group (its config names the group’s interface and VIP). It probes the VIP every 5 ms ' +
+      'with RFC 5227 ARP probes, moves the group to another node (coord move) and back, and prints for each move ' +
+      'the last answer from the old MAC, the first from the new one and the gap. This host’s own holding is read ' +
+      'from its interface, as a host does not hear its own replies. The move record is removed at the end, so ' +
+      'priorities decide again. Exit 0 when both gaps are within --max-gap and no probe was answered by two MACs, 1 ' +
+      'when not, 2 when the drill cannot start (a move in effect, nobody or two MACs answering, no other node). ' +
+      'Needs CAP_NET_RAW (root). Clients of the VIP see both moves.',
+    options: DRILL_OPTIONS,
+    examples: [
+      ['coord drill web', 'move web to the next node by priority and back; fail on a gap over 250 ms'],
+      ['coord drill web --to lb3 --max-gap 100ms', 'through lb3, with a tighter bound'],
     ],
   },
   events: {
