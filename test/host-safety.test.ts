@@ -91,7 +91,7 @@ describe('host safety', () => {
     });
   });
 
-  it('a track script that does not exist puts the node in FAULT, logged at warn and shown in the local status', async () => {
+  it('a track script that does not exist puts the node in FAULT, logged at warn and shown in the local and the cluster status', async () => {
     const host = h(0);
     const vip = lab.freeAddress(2);
     const p = startCoord(lab, host, {
@@ -126,6 +126,19 @@ describe('host safety', () => {
     expect(status.health.checks[0]?.healthy).toBe(false);
     expect(status.health.checks[0]?.lastError).toMatch(/cannot run \/nonexistent\/check-haproxy/);
     expect(status.health.groups[0]).toMatchObject({ fault: true, priority: 0 });
+    // The cluster status (from etcd, on any node) names the FAULT and why.
+    const cluster = await waitFor('the FAULT in the cluster status', async () => {
+      const r = await lab.exec(
+        host,
+        process.execPath,
+        [COORD_BIN, 'status', '--etcd', lab.etcd.endpoints.join(','), '--cluster', 'track', '--config', ''],
+        { reject: false, timeoutMs: 15_000 },
+      );
+      return /FAULT/.test(r.stdout) ? r.stdout : undefined;
+    });
+    expect(cluster).toMatch(
+      new RegExp(`${host.name} +alive .*FAULT default \\(script \\S+: cannot run /nonexistent/check-haproxy`),
+    );
     // In FAULT it never takes the VIP.
     await new Promise((r) => setTimeout(r, 1500));
     expect(await holdersOf(lab, vip)).toEqual([]);

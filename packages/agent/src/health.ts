@@ -2,12 +2,20 @@ import type { Clock, Logger, NodeConfig } from '@coord/core';
 import { watchLinks } from '@coord/vip';
 import { createHookRunner, type HookRunner, type HookState } from './hooks.js';
 import type { Metrics } from './metrics.js';
-import { parseCommand } from './runner.js';
+import { parseCommand, type RunResult } from './runner.js';
 import { createTracker, effectivePriority, type Tracker } from './track.js';
 
 /** What health tracking needs from a node: publish a group's effective priority (0 = fault). */
 export interface PriorityTarget {
   setEffectivePriority(group: string, priority: number): void;
+}
+
+/** Why a check's last run failed, in words (undefined: it passed, or has not run). */
+function lastErrorOf(last: RunResult | undefined): string | undefined {
+  if (last === undefined || last.ok) return undefined;
+  if (last.timedOut) return `timed out after ${last.durationMs} ms`;
+  if (last.stderrTail !== '') return last.stderrTail;
+  return `exit code ${last.exitCode ?? last.signal ?? '?'}`;
 }
 
 /**
@@ -25,6 +33,11 @@ export interface GroupHealth {
 /** The node's tracker, plus `recompute()` after a config reload changed the base priorities. */
 export interface Health extends Tracker {
   recompute(): void;
+  /**
+   * The checks failing now, each with why (`script chk: exit code 1`), worded so that the same failure reads the
+   * same every run: published in the node's status record, which is rewritten only when it changes.
+   */
+  failing(): string[];
   /** Every check's last result and every group's verdict (for the local status). */
   report(): {
     checks: {
@@ -111,17 +124,20 @@ export function attachHealth(opts: {
     current: () => tracker.current(),
     results: () => tracker.results(),
     recompute: () => apply(),
+    failing: () =>
+      tracker
+        .results()
+        .filter((r) => !r.healthy)
+        .map((r) => {
+          const why =
+            r.last?.timedOut === true
+              ? 'timed out'
+              : (lastErrorOf(r.last) ?? (r.kind === 'interface' ? 'down' : 'not run yet'));
+          return `${r.kind} ${r.name}: ${why}`.slice(0, 300);
+        }),
     report: () => ({
       checks: tracker.results().map((r) => {
-        const last = r.last;
-        const lastError =
-          last === undefined || last.ok
-            ? undefined
-            : last.timedOut
-              ? `timed out after ${last.durationMs} ms`
-              : last.stderrTail !== ''
-                ? last.stderrTail
-                : `exit code ${last.exitCode ?? last.signal ?? '?'}`;
+        const lastError = lastErrorOf(r.last);
         return {
           kind: r.kind,
           name: r.name,

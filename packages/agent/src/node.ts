@@ -102,6 +102,8 @@ export interface NodeDeps {
   readonly statusMs?: number;
   /** Opens the peer channel's UDP socket (fast failover); tests pass an in-memory network. */
   readonly openPeerSocket?: (opts: UdpOptions) => Promise<OpenPeerSocket>;
+  /** The health checks failing now, each with why (published in the status record; `coord status` shows it). */
+  readonly failingChecks?: () => readonly string[];
   /** Hybrid mode: the VRRP socket of a group that advertises (docs/design.md, "Hybrid mode"); default raw. */
   readonly vrrpTransport?: (g: GroupSettings, source: string, logger: Logger) => VrrpTransport;
 }
@@ -720,6 +722,7 @@ export class CoordNode {
       session: { leaseId: this.session.currentLeaseId, ttlMs: this.session.grantedTtlMs },
       candidacy: { candidate: this.candidate, blockedBy: this.candidacyBlocks() },
       ...(this.maintenance === undefined ? {} : { maintenance: this.maintenance }),
+      ...this.failingChecks(),
       groups: this.groups.map((g) => {
         const s = g.current;
         const settings = this.config.groups.find((x) => x.name === g.name);
@@ -852,6 +855,12 @@ export class CoordNode {
     if (applied.length > 0 && lease !== null) this.registerMember(lease);
     this.log.info('config reloaded', { applied, restartRequired });
     return { applied, restartRequired };
+  }
+
+  /** The health checks failing now, for the status record (absent when none fail). */
+  private failingChecks(): { failingChecks?: string[] } {
+    const failing = this.deps.failingChecks?.() ?? [];
+    return failing.length === 0 ? {} : { failingChecks: [...failing] };
   }
 
   /** A health verdict for one group: the priority to publish (0 = fault: leave the election). */

@@ -243,6 +243,8 @@ export async function runJoin(args: JoinArgs): Promise<number> {
   } else if (config.haproxy !== undefined) {
     logger.warn('the HAProxy loop runs in etcd mode only for now; the haproxy settings are ignored');
   }
+  // The tracker is attached to the node below; the node asks it for failing checks when it writes its status.
+  let failingChecks: () => readonly string[] = () => [];
   const node =
     config.mode === 'vrrp'
       ? new VrrpNode(config, {
@@ -265,6 +267,7 @@ export async function runJoin(args: JoinArgs): Promise<number> {
           watchAddresses: (onEvent) => watchAddresses(onEvent, { logger }),
           version: VERSION,
           metrics,
+          failingChecks: () => failingChecks(),
           ...(haproxyLoop === undefined ? {} : { haproxy: haproxyLoop }),
           onFact: (f) => {
             if (f.type === 'vipClaimed') hooks?.notify(f.group, 'leader', 'vip claimed', f.epoch);
@@ -288,6 +291,7 @@ export async function runJoin(args: JoinArgs): Promise<number> {
     onFault: (group, fault, reasons) =>
       hooks?.notify(group, fault ? 'fault' : 'follower', reasons.join('; ') || 'checks pass', null),
   });
+  if (tracker !== undefined) failingChecks = () => tracker.failing();
   const servers: Server[] = [];
   if (config.metrics !== undefined) servers.push(await serveMetrics(metrics, config.metrics, logger));
 

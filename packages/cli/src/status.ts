@@ -28,6 +28,10 @@ export interface ClusterStatus {
     alive: true;
     /** False while the node may not be elected (view not synced, slow etcd acks): see its own status. */
     candidate: boolean;
+    /** Why it may not be elected, as the node reported it (`slow-acks`, …; empty: not said). */
+    blockedBy: string[];
+    /** Its health checks failing now, each with its last error (empty: all pass, or none). */
+    failingChecks: string[];
     /** `follows`: a sync group's follower, and the group it goes with. */
     groups: Record<string, { priority: number; preempt: boolean; follows?: string }>;
     lastSeenMsAgo: number | null;
@@ -117,6 +121,8 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
         node,
         alive: true,
         candidate: m?.candidate ?? true,
+        blockedBy: [...(st?.candidacy?.blockedBy ?? [])],
+        failingChecks: [...(st?.failingChecks ?? [])],
         maintenance: maint === null ? null : { by: maint.by, reason: maint.reason },
         groups,
         lastSeenMsAgo: st === undefined || st.at === 0 ? null : Math.max(0, now - st.at),
@@ -173,6 +179,14 @@ export function readClusterStatus(target: Target): Promise<ClusterStatus> {
   });
 }
 
+/** A node's reasons for not standing for election, in words (docs/design.md, "Candidacy"). */
+const CANDIDACY_WORDS: Readonly<Record<string, string>> = {
+  'no-session': 'no etcd session',
+  'view-disconnected': 'its watch of etcd is down',
+  'view-behind-session': 'its view of etcd lags its session',
+  'slow-acks': 'etcd acks too slow to hold a VIP safely',
+};
+
 /** Human-readable status. */
 export function formatClusterStatus(s: ClusterStatus): string {
   const lines: string[] = [`cluster ${s.cluster} (etcd revision ${s.revision})`, '', 'MEMBERS'];
@@ -194,9 +208,19 @@ export function formatClusterStatus(s: ClusterStatus): string {
         ? `  MAINTENANCE${m.maintenance.reason === '' ? '' : ` (${m.maintenance.reason})`}: coord maintenance off --node ${m.node} ends it`
         : m.candidate
           ? ''
-          : '  NOT A CANDIDATE (see coord status --local on that node)';
+          : `  NOT A CANDIDATE (${m.blockedBy.length === 0 ? 'see coord status --local on that node' : m.blockedBy.map((b) => CANDIDACY_WORDS[b] ?? b).join('; ')})`;
+    // Priority 0 with failing checks is a FAULT (a sync-group follower or a node in maintenance stands at 0 too).
+    const faulted = Object.entries(m.groups)
+      .filter(([, v]) => v.priority === 0 && v.follows === undefined)
+      .map(([g]) => g);
+    const health =
+      m.failingChecks.length === 0
+        ? ''
+        : m.maintenance === null && faulted.length > 0
+          ? `  FAULT ${faulted.join(', ')} (${m.failingChecks.join('; ')})`
+          : `  checks failing: ${m.failingChecks.join('; ')}`;
     const fast = m.peer === null ? '' : `  fast failover (${m.peer.address}:${m.peer.port}/udp)`;
-    lines.push(`  ${m.node.padEnd(16)} alive  priority ${prio.padEnd(20)} ${seen}${cand}${fast}`);
+    lines.push(`  ${m.node.padEnd(16)} alive  priority ${prio.padEnd(20)} ${seen}${health}${cand}${fast}`);
   }
   const withHaproxy = s.members.filter((m) => m.haproxy !== null);
   if (withHaproxy.length > 0 || s.model.services > 0) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatLocalStatus } from '../src/status.js';
+import { formatClusterStatus, formatLocalStatus, type ClusterStatus } from '../src/status.js';
 
 describe('coord status --local, for a person', () => {
   it('shows session, candidacy, etcd, each group (role, priority, holder, VIPs here, FAULT), HAProxy, checks, peers', () => {
@@ -81,5 +81,56 @@ describe('coord status --local, for a person', () => {
     });
     expect(holding).toMatch(/VIPs here: 10\.0\.0\.50\/24$/m);
     expect(holding).toMatch(/holding the VIP on the others' promises, 1200 ms left/);
+  });
+});
+
+describe('coord status (the cluster), for a person', () => {
+  const member = (node: string, over: Partial<ClusterStatus['members'][number]> = {}) => ({
+    node,
+    alive: true as const,
+    candidate: true,
+    blockedBy: [],
+    failingChecks: [],
+    groups: { web: { priority: 100, preempt: true } },
+    lastSeenMsAgo: 1200,
+    maintenance: null,
+    version: '0.1.0',
+    peer: null,
+    haproxy: null,
+    ...over,
+  });
+
+  it('says why a node is in FAULT and why it is not a candidate, as the node reported it', () => {
+    const text = formatClusterStatus({
+      cluster: 'prod',
+      revision: 90,
+      members: [
+        member('lb1'),
+        member('lb2', {
+          groups: { web: { priority: 0, preempt: true } },
+          failingChecks: ['script chk_haproxy: exit code 1', 'interface eth1: down'],
+        }),
+        member('lb3', { candidate: false, blockedBy: ['slow-acks', 'view-behind-session'] }),
+        member('lb4', {
+          groups: { web: { priority: 80, preempt: true } },
+          failingChecks: ['script chk_load: timed out after 2000 ms'],
+        }),
+        member('lb5', { candidate: false }),
+      ],
+      model: { fingerprint: 'abc', services: 0, invalid: 0 },
+      rollouts: [],
+      groups: [],
+    });
+    const line = (n: string) => text.split('\n').find((l) => l.startsWith(`  ${n} `)) ?? '';
+    expect(line('lb1')).not.toMatch(/FAULT|CANDIDATE|failing/);
+    expect(line('lb2')).toMatch(/ FAULT web \(script chk_haproxy: exit code 1; interface eth1: down\)/);
+    expect(line('lb3')).toMatch(
+      /NOT A CANDIDATE \(etcd acks too slow to hold a VIP safely; its view of etcd lags its session\)/,
+    );
+    // A weighted check that fails lowers the priority: not a FAULT, but said.
+    expect(line('lb4')).toMatch(/checks failing: script chk_load: timed out after 2000 ms/);
+    expect(line('lb4')).not.toMatch(/FAULT/);
+    // A node too old to say why.
+    expect(line('lb5')).toMatch(/NOT A CANDIDATE \(see coord status --local on that node\)/);
   });
 });

@@ -296,6 +296,13 @@ const statusSchema = z.object({
     .object({ by: z.string().catch(''), reason: z.string().catch(''), since: z.number().catch(0) })
     .optional()
     .catch(undefined),
+  /** The health checks failing on the node, each with its last error (`script chk_haproxy: exit code 1`). */
+  failingChecks: z.array(z.string().max(300)).max(64).readonly().optional().catch(undefined),
+  /** Whether the node may be elected now, and if not, why (`slow-acks`, `view-behind-session`, …). */
+  candidacy: z
+    .object({ candidate: z.boolean(), blockedBy: z.array(z.string().max(64)).max(16).readonly().catch([]) })
+    .optional()
+    .catch(undefined),
   /** Wall-clock ms of the write. */
   at: z.number().catch(0),
 });
