@@ -35,9 +35,9 @@ export interface GroupEtcdPort {
   /**
    * Delete our leader key at `epoch` (a no-op when it is no longer ours); `clean`: our VIP is verifiably gone,
    * so the successor may claim at once; `to` (clean only): hand the group to that member in the same transaction
-   * when its record allows. Returns whether the key was ours.
+   * when its record allows, saying `why` we leave. Returns whether the key was ours.
    */
-  resign(group: string, epoch: number, clean: boolean, to?: string): Promise<boolean>;
+  resign(group: string, epoch: number, clean: boolean, to?: string, why?: string): Promise<boolean>;
   /** Whether `leaseId` is still the node's lease (a resign only matters while the key's lease lives). */
   isCurrentLease(leaseId: string): boolean;
   keepaliveNow(): void;
@@ -273,7 +273,7 @@ export class GroupRunner {
       }
       case 'resign':
         // Queued behind the VIP removal that precedes it in the lane.
-        this.resigning = this.lane.idle().then(() => this.resign(e.epoch, e.leaseId, e.clean, e.to));
+        this.resigning = this.lane.idle().then(() => this.resign(e.epoch, e.leaseId, e.clean, e.to, e.why));
         return;
       case 'keepalive-now':
         this.opts.etcd.keepaliveNow();
@@ -378,7 +378,13 @@ export class GroupRunner {
    * the call must not leave the group held by a key that no VIP follows). After a failed VIP removal the node
    * does not resign at all: it lets the lease expire, so the successor waits out the stale copy.
    */
-  private async resign(epoch: number, leaseId: string | null, clean: boolean, to?: string): Promise<void> {
+  private async resign(
+    epoch: number,
+    leaseId: string | null,
+    clean: boolean,
+    to?: string,
+    why?: string,
+  ): Promise<void> {
     if (this.removeFailed) {
       this.log.error('not resigning: the vip removal failed; letting the lease expire', { epoch });
       this.opts.etcd.restartSession(`group ${this.name}: vip removal failed`);
@@ -388,7 +394,13 @@ export class GroupRunner {
     for (let attempt = 1; ; attempt++) {
       try {
         // A handover is tried once: a retry after an etcd error is a plain resign.
-        const applied = await this.opts.etcd.resign(this.name, epoch, clean, attempt === 1 ? to : undefined);
+        const applied = await this.opts.etcd.resign(
+          this.name,
+          epoch,
+          clean,
+          attempt === 1 ? to : undefined,
+          why,
+        );
         this.log.info('resigned', { epoch, applied, clean, ...(attempt > 1 ? { attempt } : {}) });
         return;
       } catch (err) {

@@ -186,7 +186,6 @@ export class CoordNode {
   /** Groups moved to this node (`coord move`), with the move record's mod revision. */
   private readonly movedHere = new Map<string, number>();
   /** The move record of each group as last seen (its mod revision; 0: none). */
-  private readonly moveSeen = new Map<string, number>();
   /** Acks in a row slower / faster than the ack window (candidacy). */
   private slowRun = 0;
   private promptRun = 0;
@@ -272,7 +271,7 @@ export class CoordNode {
           onFact: (fact) => this.onFact(fact),
           etcd: {
             campaign: (group, leaseId) => this.campaign(group, leaseId),
-            resign: (group, epoch, clean, to) => this.resign(group, epoch, clean, to),
+            resign: (group, epoch, clean, to, why) => this.resign(group, epoch, clean, to, why),
             isCurrentLease: (leaseId) => this.session.currentLeaseId === leaseId,
             keepaliveNow: () => this.session.keepaliveNow(),
             restartSession: (reason) => void this.restartSession(reason),
@@ -1057,12 +1056,9 @@ export class CoordNode {
     let changed = false;
     for (const g of this.config.groups) {
       const entry = view.get(this.keys.move(g.name));
-      // A move came or went: every node publishes its standing again. A holder that handed the group over is not a
-      // challenger to its successor until it writes a newer member record ("Handing over"); when a move ends,
-      // priorities must decide again, the hander's included.
-      const seen = entry?.modRevision ?? 0;
-      if (this.moveSeen.has(g.name) && this.moveSeen.get(g.name) !== seen) changed = true;
-      this.moveSeen.set(g.name, seen);
+      // Only the node a move names (or named) publishes anew. The holder that handed the group to it was
+      // preempted, so it stays a challenger (machine.ts, challengers()) and takes the group back when the move
+      // ends, if priorities say so.
       const rec = entry === undefined ? undefined : decodeMove(entry.value);
       const mine =
         entry !== undefined && rec?.to === this.config.node && lease !== null && rec.lease === lease;
@@ -1261,7 +1257,13 @@ export class CoordNode {
    * member record, as we read it, says what its own campaign would have recorded (docs/design.md, "Handing
    * over"); when the handover does not apply (the record changed, its lease is gone), resign as usual.
    */
-  private async resign(group: string, epoch: number, clean: boolean, to?: string): Promise<boolean> {
+  private async resign(
+    group: string,
+    epoch: number,
+    clean: boolean,
+    to?: string,
+    why?: string,
+  ): Promise<boolean> {
     const lease = this.session.currentLeaseId ?? '0';
     const info = to === undefined ? undefined : this.memberInfo.get(to);
     if (
@@ -1278,8 +1280,8 @@ export class CoordNode {
         ...info.takeover,
       };
       try {
-        if (await this.store.handOver(group, epoch, this.config.node, successor)) {
-          this.log.info('handed over', { group, epoch, to });
+        if (await this.store.handOver(group, epoch, this.config.node, successor, why)) {
+          this.log.info('handed over', { group, epoch, to, ...(why === undefined ? {} : { why }) });
           return true;
         }
         this.log.info('handover did not apply; resigning', { group, epoch, to });
@@ -1515,6 +1517,7 @@ function readLeader(entry: Entry | undefined): LeaderRecord | null {
     epoch: entry.modRevision,
     leaseId: entry.lease,
     ...(v?.handover === undefined ? {} : { handedOverBy: v.handover.from }),
+    ...(v?.handover?.reason === undefined ? {} : { handoverReason: v.handover.reason }),
   };
 }
 

@@ -114,6 +114,8 @@ export interface LeaderRecord {
   readonly leaseId: string;
   /** The holder got the group from this node in a handover, after that node's VIP removal succeeded. */
   readonly handedOverBy?: string;
+  /** Why that node handed it over (`preempted`, `stopping`, …; absent from older writers). */
+  readonly handoverReason?: string;
 }
 
 /**
@@ -238,7 +240,15 @@ export type Effect =
    * checked the previous holder's copy was gone, so our release must not vouch for it). `to` (clean only): the
    * member to hand the group to in the same transaction, if its record allows; else a plain resign.
    */
-  | { type: 'resign'; epoch: number; leaseId: string | null; clean: boolean; to?: string }
+  | {
+      type: 'resign';
+      epoch: number;
+      leaseId: string | null;
+      clean: boolean;
+      to?: string;
+      /** With `to`: why we leave, written into the handover (the successor's challengers depend on it). */
+      why?: TransitionReason;
+    }
   /** Start / stop probing the VIP on the wire (RFC 5227 ARP probe, IPv6 DAD NS). */
   | { type: 'probe-start' }
   | { type: 'probe-stop' }
@@ -378,7 +388,7 @@ function dropLeadership(
       epoch: s.epoch,
       leaseId: s.session?.leaseId ?? null,
       clean,
-      ...(to === undefined ? {} : { to }),
+      ...(to === undefined ? {} : { to, why: reason }),
     });
   return transition(
     s,
@@ -735,12 +745,15 @@ function evaluate(config: GroupConfig, s: GroupState, now: number, effects: Effe
 
 /**
  * The members that may preempt us: not the one that handed us the group while its record is the one it had then
- * (a stopping holder is still listed until its lease goes; taking the group back at once would undo the
- * handover). A record it writes after the handover (a recovered priority) counts again.
+ * (a stopping holder is still listed until its lease goes, one whose acks turned slow may not have said so yet:
+ * taking the group back at once would undo the handover). A record it writes after the handover (a recovered
+ * priority) counts again. A holder that was preempted is a challenger like any other: it left because we
+ * outranked it, and it may take the group back only when that is no longer so (a move to us ended, our priority
+ * fell) — the same rule as for every member.
  */
 function challengers(s: GroupState): readonly Candidate[] {
   const by = s.leader?.handedOverBy;
-  if (by === undefined || s.leader === null) return s.members;
+  if (by === undefined || s.leader === null || s.leader.handoverReason === 'preempted') return s.members;
   const epoch = s.leader.epoch;
   return s.members.filter((m) => m.node !== by || (m.revision !== undefined && m.revision > epoch));
 }

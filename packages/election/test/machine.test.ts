@@ -484,6 +484,7 @@ describe('election machine', () => {
         leaseId: 'L1',
         clean: true,
         to: 'lb2',
+        why: 'stopping',
       });
       const t = types(stop.effects);
       expect(t.indexOf('remove-vip')).toBeLessThan(t.indexOf('resign'));
@@ -521,7 +522,14 @@ describe('election machine', () => {
       expect(r.effects).toContainEqual(
         expect.objectContaining({ type: 'transition', reason: 'maintenance' }),
       );
-      expect(r.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true, to: 'lb2' });
+      expect(r.effects).toContainEqual({
+        type: 'resign',
+        epoch: 7,
+        leaseId: 'L1',
+        clean: true,
+        to: 'lb2',
+        why: 'maintenance',
+      });
       // Without the flag the same priority 0 is a fault.
       const fault = run(
         [{ type: 'tick', now: 20 }],
@@ -542,7 +550,14 @@ describe('election machine', () => {
         state,
       );
       expect(r.effects).toContainEqual(expect.objectContaining({ type: 'transition', reason: 'sync-group' }));
-      expect(r.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true, to: 'lb2' });
+      expect(r.effects).toContainEqual({
+        type: 'resign',
+        epoch: 7,
+        leaseId: 'L1',
+        clean: true,
+        to: 'lb2',
+        why: 'sync-group',
+      });
       // Nobody else may hold it either: the follower leaves cleanly with no successor named.
       const alone = run([{ type: 'tick', now: 20 }], cfg, state);
       expect(alone.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true });
@@ -624,6 +639,40 @@ describe('election machine', () => {
       expect(back.effects).toContainEqual(
         expect.objectContaining({ type: 'transition', reason: 'preempted' }),
       );
+    });
+
+    it('a holder that handed over because it was preempted is a challenger again; one that stopped is not', () => {
+      // We stood at 255 (a move to us) and lb2 (120, its record older than the handover) handed us the group. The
+      // move ends: we stand at 100 again. A preempted hander takes the group back; a stopping one is left alone.
+      const moved: GroupConfig = { ...config, self: { ...me, priority: 255 } };
+      for (const [reason, role] of [
+        ['preempted', 'follower'],
+        ['stopping', 'leader'],
+      ] as const) {
+        const before = run(
+          [
+            { type: 'session-up', now: 0, leaseId: 'L1', timing, sentAt: 0 },
+            { type: 'members-observed', now: 0, members: [me, { ...lb2, priority: 120, revision: 3 }] },
+            {
+              type: 'leader-observed',
+              now: 10,
+              leader: { node: 'lb1', epoch: 12, leaseId: 'L1', handedOverBy: 'lb2', handoverReason: reason },
+            },
+          ],
+          moved,
+        );
+        expect(before.state.role).toBe('leader');
+        const after = run([{ type: 'tick', now: 20 }], config, before.state);
+        expect(after.state.role, reason).toBe(role);
+        if (role === 'follower')
+          expect(after.effects).toContainEqual(
+            expect.objectContaining({
+              type: 'transition',
+              reason: 'preempted',
+              detail: 'by lb2 (priority 120)',
+            }),
+          );
+      }
     });
 
     it('a key of ours without the mark is still adopted as unclean; a mark naming ourselves is no handover', () => {
@@ -855,7 +904,14 @@ describe('election machine', () => {
     const t = types(due.effects);
     expect(t.indexOf('remove-vip')).toBeLessThan(t.indexOf('resign'));
     // Handed straight to the challenger, in the same transaction as the resign.
-    expect(due.effects).toContainEqual({ type: 'resign', epoch: 7, leaseId: 'L1', clean: true, to: 'lb9' });
+    expect(due.effects).toContainEqual({
+      type: 'resign',
+      epoch: 7,
+      leaseId: 'L1',
+      clean: true,
+      to: 'lb9',
+      why: 'preempted',
+    });
   });
 
   it('keeps the group when the higher-priority member does not preempt', () => {

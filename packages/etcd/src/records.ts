@@ -104,7 +104,12 @@ const leaderSchema = z.object({
    * the vacancy is clean, as after a clean resign. `from`: the previous holder; `epoch`: its epoch.
    */
   handover: z
-    .object({ from: nodeName, epoch: z.number().int().min(0) })
+    .object({
+      from: nodeName,
+      epoch: z.number().int().min(0),
+      /** Why it left (`preempted`, `stopping`, `fault`, …): a preempted one may challenge its successor at once. */
+      reason: z.string().max(32).optional().catch(undefined),
+    })
     .optional()
     .catch(undefined),
 });

@@ -131,7 +131,13 @@ export class ElectionStore {
    * the successor's lease — marked as handed over, so the successor claims at once — and the last-holder record as
    * its campaign would have. Call only after our VIP removal succeeded. False when it did not apply (then resign).
    */
-  async handOver(group: string, epoch: number, from: string, to: Successor): Promise<boolean> {
+  async handOver(
+    group: string,
+    epoch: number,
+    from: string,
+    to: Successor,
+    reason?: string,
+  ): Promise<boolean> {
     const key = this.keys.leader(group);
     const record: LastHolderRecord = {
       node: to.node,
@@ -151,7 +157,11 @@ export class ElectionStore {
         {
           type: 'put',
           key,
-          value: encodeLeader({ node: to.node, leaseId: to.leaseId, handover: { from, epoch } }),
+          value: encodeLeader({
+            node: to.node,
+            leaseId: to.leaseId,
+            handover: { from, epoch, ...(reason === undefined ? {} : { reason }) },
+          }),
           lease: to.leaseId,
         },
       ],
