@@ -11,8 +11,11 @@ import {
   regenerate,
   renderFailover,
   renderFootprint,
+  renderMigration,
   renderReload,
   replaceBlock,
+  type MigrationResults,
+  type MigrationStep,
 } from './bench/figures.js';
 import type { CliRow, FootprintResults, NodeIdle, SystemIdle } from './bench/footprint.js';
 import type { ReloadResults } from './bench/reload.js';
@@ -241,8 +244,42 @@ const readme = [
   '<!-- figures:reload:end -->',
   '<!-- figures:footprint:begin -->',
   '<!-- figures:footprint:end -->',
+  '<!-- figures:migration:begin -->',
+  '<!-- figures:migration:end -->',
   'after',
 ].join('\n');
+
+const step = (
+  name: string,
+  kind: MigrationStep['kind'],
+  arp: [number, number],
+  http: [number, number],
+  failed = 0,
+  outside = 0,
+  two = 0,
+): MigrationStep => ({
+  step: name,
+  kind,
+  arpGapMs: { median: arp[0], max: arp[1] },
+  httpGapMs: { median: http[0], max: http[1] },
+  httpFailed: failed,
+  httpFailedOutsideMoves: outside,
+  httpTotal: 10_000,
+  twoHolderMsMax: two,
+});
+
+const migration: MigrationResults = {
+  ...envelope,
+  bench: 'migration',
+  rounds: { requested: 3, total: 3, failed: 0 },
+  advertInt: 1,
+  steps: [
+    step('h1: keepalived restart (baseline)', 'keepalived', [25.4, 630], [842, 848], 9, 0, 5.3),
+    step('h1: keepalived → coord vrrp', 'to-vrrp', [49.2, 620], [842, 1011], 8),
+    step('h2: keepalived → coord vrrp', 'to-vrrp', [19, 52.4], [17, 18]),
+    step('h3: keepalived → coord vrrp', 'to-vrrp', [32.5, 37], [14, 21]),
+  ],
+};
 
 describe('README figures from bench/results', () => {
   it('names the run: command, date, commit, machine, load, rounds and failed rounds, etcd', () => {
@@ -324,25 +361,54 @@ describe('README figures from bench/results', () => {
     expect(renderFootprint(noCoord)).toContain('RSS ≤ 64 MiB (not measured)');
   });
 
+  it('renders the migration: the holder’s step alone, the others’ steps of a kind on one row, and the targets', () => {
+    const text = renderMigration(migration);
+    expect(text).toContain('`pnpm bench:migration --rounds 3` on 2026-11-29, commit `0123456789`');
+    expect(text).toContain(
+      '| h1 (Master): keepalived restarted — the baseline | 25 / 630 | 842 / 848 | 9 of 10,000 (0) | 5.3 |',
+    );
+    expect(text).toContain(
+      '| h1: keepalived → coord VRRP mode | 49 / 620 | 842 / 1011 | 8 of 10,000 (0) | 0 |',
+    );
+    expect(text).toContain('| h2, h3: keepalived → coord VRRP mode | 19–33 / 52 | 14–17 / 21 | 0 | 0 |');
+    expect(text).toContain(
+      'Targets: at most 1 s without the VIP per step ✔ (max 630 ms); no failed request outside a move ✔ (0); ' +
+        'no two holders in any coord step ✔ (0 ms; the keepalived baseline: 5.3 ms).',
+    );
+    const bad = {
+      ...migration,
+      steps: [
+        ...migration.steps,
+        step('h1: drop VRRP (restart)', 'drop-vrrp', [60, 1200], [900, 1300], 3, 1, 2),
+      ],
+    };
+    expect(renderMigration(bad)).toContain(
+      'at most 1 s without the VIP per step ✘ (max 1200 ms); no failed request outside a move ✘ (1); no two holders in any coord step ✘ (2 ms',
+    );
+  });
+
   it('replaces only what is between the markers, and fails without them or without results', () => {
-    const out = regenerate(readme, { failover, reload, footprint });
+    const out = regenerate(readme, { failover, reload, footprint, migration });
     expect(out.startsWith('# x\ntyped text stays\n<!-- figures:failover:begin')).toBe(true);
     expect(out).not.toContain('stale');
     expect(out).toContain('\n<!-- figures:failover:end -->\nbetween\n');
     expect(out).toContain('<!-- figures:reload:end -->\n<!-- figures:footprint:begin');
-    expect(out.endsWith('<!-- figures:footprint:end -->\nafter')).toBe(true);
-    expect(regenerate(out, { failover, reload, footprint })).toBe(out);
+    expect(out.endsWith('<!-- figures:migration:end -->\nafter')).toBe(true);
+    expect(regenerate(out, { failover, reload, footprint, migration })).toBe(out);
     expect(() => replaceBlock('no markers', 'failover', 'x')).toThrow(/no "<!-- figures:failover:begin/);
-    expect(() => regenerate(readme, { failover, reload: undefined, footprint })).toThrow(
+    expect(() => regenerate(readme, { failover, reload: undefined, footprint, migration })).toThrow(
       /reload.json is missing/,
     );
-    expect(() => regenerate(readme, { failover, reload, footprint: undefined })).toThrow(
+    expect(() => regenerate(readme, { failover, reload, footprint: undefined, migration })).toThrow(
       /footprint.json is missing/,
+    );
+    expect(() => regenerate(readme, { failover, reload, footprint, migration: undefined })).toThrow(
+      /migration.json is missing/,
     );
   });
 
   it('points at the first line where README and results disagree', () => {
-    const out = regenerate(readme, { failover, reload, footprint });
+    const out = regenerate(readme, { failover, reload, footprint, migration });
     const edited = out.replace('1400 / 1500', '1300 / 1500');
     expect(firstDifference(edited, out)).toMatch(/^line \d+:\n {2}README: .*1300 \/ 1500/);
     expect(firstDifference(out, out)).toBeUndefined();
