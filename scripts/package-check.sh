@@ -38,6 +38,9 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ".
 
 [[ $(/usr/bin/coord --version) == "$version" ]] || fail "coord --version does not print $version"
 /usr/bin/coord check-config /etc/coord/coord.yaml || fail "the shipped /etc/coord/coord.yaml does not check"
+# The bundled CLI: a command's help, laid out.
+help=$(/usr/bin/coord drill --help) || fail "coord drill --help failed"
+[[ $help == *--max-gap* ]] || fail "coord drill --help does not list its flags"
 systemd-analyze verify /lib/systemd/system/coord.service || fail "systemd-analyze verify coord.service"
 for f in /usr/share/man/man8/coord.8.gz /usr/share/man/man5/coord.yaml.5.gz \
   /usr/share/bash-completion/completions/coord /usr/lib/sysctl.d/99-coord.conf /etc/coord/haproxy-base.cfg \
