@@ -13,6 +13,7 @@ import {
   renderFootprint,
   renderMigration,
   renderReload,
+  renderSwitchover,
   replaceBlock,
   type MigrationResults,
   type MigrationStep,
@@ -36,7 +37,12 @@ const envelope = {
   args: ['--rounds', '3'],
 };
 
-function row(system: string, scenario: 'crash' | 'graceful' | 'freeze', gaps: number[], failed = 0): Row {
+function row(
+  system: string,
+  scenario: 'crash' | 'graceful' | 'freeze' | 'switchover',
+  gaps: number[],
+  failed = 0,
+): Row {
   const sorted = [...gaps].sort((a, b) => a - b);
   return {
     system,
@@ -85,6 +91,20 @@ const failover: FailoverResults = {
     row('keepalived-v3-100ms', 'graceful', [70, 70, 80]),
     row('keepalived-v3-100ms', 'freeze', [10, 10, 10]),
   ],
+};
+
+const switchover: FailoverResults = {
+  ...failover,
+  rounds: { requested: 3, total: 6, failed: 0 },
+  config: {
+    ...failover.config,
+    systems: {
+      coord: { switchover: 'coord move default --to h2 (run on h3), then --release' },
+      'keepalived-v3-1s': { switchover: "the holder's priority lowered, then SIGHUP" },
+    },
+    scenarios: ['switchover'],
+  },
+  rows: [row('coord', 'switchover', [30, 25, 45]), row('keepalived-v3-1s', 'switchover', [60, 70, 640])],
 };
 
 const stats = (n: number, p50: number, max: number) => ({ n, p50, p99: undefined, max, min: 1 });
@@ -246,6 +266,8 @@ const readme = [
   '<!-- figures:footprint:end -->',
   '<!-- figures:migration:begin -->',
   '<!-- figures:migration:end -->',
+  '<!-- figures:switchover:begin -->',
+  '<!-- figures:switchover:end -->',
   'after',
 ].join('\n');
 
@@ -387,28 +409,43 @@ describe('README figures from bench/results', () => {
     );
   });
 
+  it('renders the planned switchover per system with how it was done, and coord’s target and ratio', () => {
+    const text = renderSwitchover(switchover);
+    expect(text).toContain(
+      '| coord (etcd lease) | coord move default --to h2 (run on h3), then --release | 30 / 45 | 0 ms | 0 |',
+    );
+    expect(text).toContain(
+      '| keepalived, advert 1 s | the holder’s priority lowered, then SIGHUP'.replace('’', "'"),
+    );
+    expect(text).toContain(
+      'Target for coord: median ≤ 50 ms ✔ (30 ms), never two holders ✔; its median is 0.43× that of keepalived, advert 1 s.',
+    );
+    const slow = { ...switchover, rows: [row('coord', 'switchover', [80, 90, 70])] };
+    expect(renderSwitchover(slow)).toContain('median ≤ 50 ms ✘ (80 ms)');
+  });
+
   it('replaces only what is between the markers, and fails without them or without results', () => {
-    const out = regenerate(readme, { failover, reload, footprint, migration });
+    const out = regenerate(readme, { failover, reload, footprint, migration, switchover });
     expect(out.startsWith('# x\ntyped text stays\n<!-- figures:failover:begin')).toBe(true);
     expect(out).not.toContain('stale');
     expect(out).toContain('\n<!-- figures:failover:end -->\nbetween\n');
     expect(out).toContain('<!-- figures:reload:end -->\n<!-- figures:footprint:begin');
-    expect(out.endsWith('<!-- figures:migration:end -->\nafter')).toBe(true);
-    expect(regenerate(out, { failover, reload, footprint, migration })).toBe(out);
+    expect(out.endsWith('<!-- figures:switchover:end -->\nafter')).toBe(true);
+    expect(regenerate(out, { failover, reload, footprint, migration, switchover })).toBe(out);
     expect(() => replaceBlock('no markers', 'failover', 'x')).toThrow(/no "<!-- figures:failover:begin/);
-    expect(() => regenerate(readme, { failover, reload: undefined, footprint, migration })).toThrow(
-      /reload.json is missing/,
-    );
-    expect(() => regenerate(readme, { failover, reload, footprint: undefined, migration })).toThrow(
-      /footprint.json is missing/,
-    );
-    expect(() => regenerate(readme, { failover, reload, footprint, migration: undefined })).toThrow(
-      /migration.json is missing/,
-    );
+    expect(() =>
+      regenerate(readme, { failover, reload: undefined, footprint, migration, switchover }),
+    ).toThrow(/reload.json is missing/);
+    expect(() =>
+      regenerate(readme, { failover, reload, footprint: undefined, migration, switchover }),
+    ).toThrow(/footprint.json is missing/);
+    expect(() =>
+      regenerate(readme, { failover, reload, footprint, migration: undefined, switchover }),
+    ).toThrow(/migration.json is missing/);
   });
 
   it('points at the first line where README and results disagree', () => {
-    const out = regenerate(readme, { failover, reload, footprint, migration });
+    const out = regenerate(readme, { failover, reload, footprint, migration, switchover });
     const edited = out.replace('1400 / 1500', '1300 / 1500');
     expect(firstDifference(edited, out)).toMatch(/^line \d+:\n {2}README: .*1300 \/ 1500/);
     expect(firstDifference(out, out)).toBeUndefined();

@@ -70,26 +70,40 @@ interface SystemDef {
   /** What goes into the JSON's config for this system. */
   describe: Record<string, unknown>;
   start(lab: Lab, host: LabHost, vip: string): LabProcess;
+  /**
+   * A planned switchover, where the system has one: hand the VIP from `holder` to `target` on purpose (`to`), and
+   * afterwards let the preferred node have it back (`back`).
+   */
+  switchover?: {
+    readonly how: string;
+    to(run: SystemRun, holder: LabHost, target: LabHost): Promise<void>;
+    back(run: SystemRun, holder: LabHost): Promise<void>;
+  };
   /** After kill -9, before the restart: what a reboot would clear (keepalived refuses to start on stale pid files). */
   afterCrash?(proc: LabProcess): void;
 }
 
 function keepalivedSystem(name: string, vipIndex: number, vrid: number, advertInt: number): SystemDef {
+  const conf = (lab: Lab, host: LabHost, vip: string, priority = PRIORITIES[host.name] ?? 100) =>
+    keepalivedConf({ vrid, priority, advertInt, cidr: `${vip}/${lab.subnet.prefix}` });
+  /** Rewrite the node's keepalived.conf with `priority` and reload it (SIGHUP), as an operator would. */
+  const reprioritize = (run: SystemRun, host: LabHost, priority?: number) => {
+    const ka = run.nodes.get(host.name) as LabKeepalived | undefined;
+    if (ka === undefined) throw new Error(`no keepalived on ${host.name}`);
+    writeFileSync(ka.configFile, conf(run.lab, host, run.vip, priority));
+    ka.signal('SIGHUP');
+    return Promise.resolve();
+  };
   return {
     name,
     vipIndex,
     describe: { impl: 'keepalived 2.2.7', vrrpVersion: 3, advertInt, vrid, multicast: true, state: 'BACKUP' },
-    start: (lab, host, vip) =>
-      lab.startKeepalived(
-        host,
-        keepalivedConf({
-          vrid,
-          priority: PRIORITIES[host.name] ?? 100,
-          advertInt,
-          cidr: `${vip}/${lab.subnet.prefix}`,
-        }),
-        { name: `ka-${name}` },
-      ),
+    start: (lab, host, vip) => lab.startKeepalived(host, conf(lab, host, vip), { name: `ka-${name}` }),
+    switchover: {
+      how: "the holder's priority lowered below the others' in its keepalived.conf, then SIGHUP",
+      to: (run, holder) => reprioritize(run, holder, 40),
+      back: (run, holder) => reprioritize(run, holder),
+    },
     afterCrash: (proc) => {
       const ka = proc as LabKeepalived;
       for (const f of [ka.pidFile, ka.vrrpPidFile]) rmSync(f, { force: true });
@@ -144,6 +158,7 @@ const SYSTEMS: SystemDef[] = [
     name: 'coord',
     vipIndex: 1,
     describe: { impl: 'coord join (etcd lease)', ttlSec: TTL_SEC, preempt: true },
+    switchover: coordSwitchover('bench'),
     start: (lab, host, vip) =>
       startCoord(lab, host, {
         cluster: 'bench',
@@ -177,6 +192,7 @@ const SYSTEMS: SystemDef[] = [
   {
     name: 'coord-fast',
     vipIndex: 7,
+    switchover: coordSwitchover('bench-fast'),
     describe: {
       impl: 'coord join --fast-failover --heartbeat-ms 50 (etcd lease + peer channel)',
       ttlSec: TTL_SEC,
@@ -198,8 +214,40 @@ const SYSTEMS: SystemDef[] = [
   coordVrrpSystem('coord-vrrp-100ms', 5, 55, 0.1),
 ];
 
-type ScenarioName = 'crash' | 'graceful' | 'freeze';
+type ScenarioName = 'crash' | 'graceful' | 'freeze' | 'switchover';
+/** What runs without --scenarios (and what failover.json holds). */
 const SCENARIOS: ScenarioName[] = ['crash', 'graceful', 'freeze'];
+/** Every scenario --scenarios accepts: `switchover` only for the systems that have one (`--out` its own file). */
+const ALL_SCENARIOS: ScenarioName[] = [...SCENARIOS, 'switchover'];
+
+/** `coord move` run from h3 against the cluster of a coord system (a planned switchover, docs/design.md). */
+function coordSwitchover(cluster: string): NonNullable<SystemDef['switchover']> {
+  const move = async (run: SystemRun, args: string[]) => {
+    const r = await run.lab.exec(
+      run.lab.host('h3'),
+      process.execPath,
+      [
+        COORD_BIN,
+        'move',
+        'default',
+        ...args,
+        '--etcd',
+        run.lab.etcd.endpoints.join(','),
+        '--cluster',
+        cluster,
+        '--config',
+        '',
+      ],
+      { reject: false, timeoutMs: 20_000 },
+    );
+    if (r.exitCode !== 0) throw new Error(`coord move ${args.join(' ')}: ${r.stderr.trim()}`);
+  };
+  return {
+    how: 'coord move default --to h2 (run on h3), then --release',
+    to: (run, _holder, target) => move(run, ['--to', target.name]),
+    back: (run) => move(run, ['--release']),
+  };
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Statistics
@@ -290,7 +338,7 @@ class SystemRun {
   private readonly macOwner: Map<string, string>;
 
   constructor(
-    private readonly lab: Lab,
+    readonly lab: Lab,
     readonly sys: SystemDef,
   ) {
     this.vip = lab.freeAddress(sys.vipIndex);
@@ -386,6 +434,15 @@ class SystemRun {
         repair.linkDown = true;
       } else if (scenario === 'graceful') {
         repair.stopping = proc.stop(5000); // keepalived's parent exits ~1 s after its priority-0 advert
+      } else if (scenario === 'switchover') {
+        const sw = this.sys.switchover;
+        if (sw === undefined) throw new Error(`${this.sys.name} has no planned switchover`);
+        // To the node the priorities rank next (h2 while h1 holds).
+        const next = this.lab.hosts
+          .filter((h) => h.name !== holder.name)
+          .sort((a, b) => (PRIORITIES[b.name] ?? 0) - (PRIORITIES[a.name] ?? 0))[0];
+        if (next === undefined) throw new Error('no other node');
+        await sw.to(this, holder, next);
       } else {
         proc.signal('SIGSTOP');
         await sleep(FREEZE_MS);
@@ -447,6 +504,8 @@ class SystemRun {
     } else if (r.scenario === 'graceful') {
       await r.stopping;
       this.startNode(r.holder);
+    } else if (r.scenario === 'switchover') {
+      await this.sys.switchover?.back(this, r.holder);
     }
     await this.settle();
   }
@@ -613,7 +672,8 @@ async function main(): Promise<void> {
     SYSTEMS.map((s) => s.name),
     'system',
   ).map((n) => SYSTEMS.find((s) => s.name === n) as SystemDef);
-  const scenarios = parseList(values.scenarios, SCENARIOS, 'scenario');
+  const scenarios =
+    values.scenarios === undefined ? SCENARIOS : parseList(values.scenarios, ALL_SCENARIOS, 'scenario');
   const out = resolve(values.out);
   if (systems.some((s) => s.name.startsWith('coord'))) assertBuilt();
 
@@ -657,6 +717,7 @@ async function main(): Promise<void> {
           log(`${sys.name} round ${round}: did not settle: ${broken}`);
         }
         for (const sc of scenarios) {
+          if (sc === 'switchover' && sys.switchover === undefined) continue;
           let r: RoundResult;
           if (broken !== undefined) {
             r = failedRound(round, `system broken: ${broken}`);
@@ -699,7 +760,9 @@ async function main(): Promise<void> {
     await tlsLab?.destroy();
   }
   const rows: Row[] = systems.flatMap((sys) =>
-    scenarios.map((sc) => summarize(sys.name, sc, results.get(sys.name)?.get(sc) ?? [])),
+    scenarios
+      .filter((sc) => sc !== 'switchover' || sys.switchover !== undefined)
+      .map((sc) => summarize(sys.name, sc, results.get(sys.name)?.get(sc) ?? [])),
   );
 
   console.log('');
@@ -724,7 +787,14 @@ async function main(): Promise<void> {
       failed: rows.reduce((a, x) => a + x.failed, 0),
     },
     config: {
-      systems: Object.fromEntries(systems.map((s) => [s.name, s.describe])),
+      systems: Object.fromEntries(
+        systems.map((s) => [
+          s.name,
+          scenarios.includes('switchover') && s.switchover !== undefined
+            ? { ...s.describe, switchover: s.switchover.how }
+            : s.describe,
+        ]),
+      ),
       scenarios,
       priorities: PRIORITIES,
       etcd: { members: etcdMembers, ...ETCD },

@@ -24,6 +24,7 @@ export const BLOCKS = {
   reload: 'reload.json',
   footprint: 'footprint.json',
   migration: 'migration.json',
+  switchover: 'switchover.json',
 } as const;
 export type BlockName = keyof typeof BLOCKS;
 
@@ -112,6 +113,47 @@ export function renderFailover(r: FailoverResults): string {
   if (vrrp !== undefined) {
     lines.push('');
     lines.push(vrrp);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * The switchover block: a planned handover per system (`coord move` for coord, a lowered priority and a reload for
+ * keepalived), with coord's target (median ≤ 50 ms, never two holders) and its ratio to each keepalived.
+ */
+export function renderSwitchover(r: FailoverResults): string {
+  const rows = r.rows.filter((x) => x.scenario === 'switchover');
+  const lines: string[] = [
+    `${provenance(r, 'pnpm bench:failover')} Systems interleaved round by round; etcd: ${r.config.etcd.members} ` +
+      `member${r.config.etcd.members === 1 ? '' : 's'}; the client probes every ${r.config.arpIntervalMs} ms. ` +
+      `Gap = first ARP answer from the new holder's MAC − last from the old one (**median / max** over ` +
+      `${r.rounds.requested} rounds); two holders = total time two hosts had the VIP, from their kernels' address events.`,
+    '',
+    '| system | how | gap, ms: median / max | two holders | probes answered by two MACs |',
+    '|---|---|---|---|---|',
+  ];
+  for (const x of rows) {
+    const how = String(
+      (r.config.systems[x.system] as { switchover?: string } | undefined)?.switchover ?? '—',
+    );
+    lines.push(
+      `| ${SYSTEM_LABELS[x.system] ?? x.system} | ${how} | ${cell(x)} | ` +
+        `${count(x.doubleHolderMs)} ms | ${x.doubleReplyProbes} |`,
+    );
+  }
+  const coord = rows.find((x) => x.system === 'coord');
+  if (coord?.p50 !== undefined) {
+    const kas = rows.filter((x) => x.system.startsWith('keepalived') && x.p50 !== undefined);
+    const vs = kas.map(
+      (k) =>
+        `${((coord.p50 ?? 0) / (k.p50 ?? 1)).toFixed(2)}× that of ${SYSTEM_LABELS[k.system] ?? k.system}`,
+    );
+    lines.push(
+      '',
+      `Target for coord: median ≤ 50 ms ${coord.p50 <= 50 ? '✔' : '✘'} (${ms(coord.p50)} ms), never two holders ` +
+        `${coord.doubleHolderMs === 0 && coord.doubleReplyProbes === 0 ? '✔' : '✘'}` +
+        `${vs.length === 0 ? '' : `; its median is ${vs.join(' and ')}`}.`,
+    );
   }
   return lines.join('\n');
 }
@@ -527,6 +569,7 @@ export function regenerate(
     reload: ReloadResults | undefined;
     footprint: FootprintResults | undefined;
     migration: MigrationResults | undefined;
+    switchover: FailoverResults | undefined;
   },
 ): string {
   const missing = (name: BlockName) =>
@@ -545,6 +588,9 @@ export function regenerate(
       case 'migration':
         if (results.migration === undefined) throw missing(name);
         return renderMigration(results.migration);
+      case 'switchover':
+        if (results.switchover === undefined) throw missing(name);
+        return renderSwitchover(results.switchover);
     }
   };
   let out = readme;
@@ -579,6 +625,7 @@ function main(): void {
     reload: readResults<ReloadResults>(BLOCKS.reload),
     footprint: readResults<FootprintResults>(BLOCKS.footprint),
     migration: readResults<MigrationResults>(BLOCKS.migration),
+    switchover: readResults<FailoverResults>(BLOCKS.switchover),
   });
   if (check) {
     const diff = firstDifference(readme, next);
