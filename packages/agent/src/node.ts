@@ -185,7 +185,6 @@ export class CoordNode {
   private readonly events: EventLog;
   /** Groups moved to this node (`coord move`), with the move record's mod revision. */
   private readonly movedHere = new Map<string, number>();
-  /** The move record of each group as last seen (its mod revision; 0: none). */
   /** Acks in a row slower / faster than the ack window (candidacy). */
   private slowRun = 0;
   private promptRun = 0;

@@ -502,8 +502,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
             hint: 'coord drill sends ARP probes: run it as root (CAP_NET_RAW) on a node of the group',
           });
         const port = createNetlinkVipPort();
-        const lines: string[] = [];
-        const log = (l: string) => (a.json ? lines.push(l) : process.stdout.write(`${l}\n`));
+        // With --json the report says it all; without, each step is printed as it is judged.
+        const log = (l: string) => {
+          if (!a.json) process.stdout.write(`${l}\n`);
+        };
         try {
           const t = await target.resolveTarget(a);
           const report = await target.withEtcd(
