@@ -304,6 +304,7 @@ export class CoordNode {
           // Whatever happened while we had no session, learn it from a fresh read before standing for election.
           if (this.view.health.revision < e.revision) this.view.requestResync('new session');
           this.updateCandidacy(true);
+          if (e.previousLeaseId !== undefined) void this.revokeLostLease(e.previousLeaseId);
         },
         acked: (e) => {
           this.noteAck(e.now - e.sentAt);
@@ -806,6 +807,30 @@ export class CoordNode {
     await within(this.deps.clock, 2000, Promise.all(this.groups.map((g) => g.laneIdle())), undefined);
     if (this.stopped) return;
     this.session.restart(reason, !this.groups.some((g) => g.removalFailed));
+  }
+
+  /**
+   * The session lost `leaseId` to unanswered keepalives and has a new lease now. etcd may keep the old one alive
+   * for up to its TTL more (a new etcd leader extends every lease), and with it whatever key we had under it — a
+   * leader key nobody else may take meanwhile. Once every group's VIP removal is done, and only if every one
+   * succeeded, revoke it: the group's vacancy starts now instead of at the lease's end. It is an unclean vacancy
+   * like an expiry (the successor waits its guard and a quiet wire). After a failed removal the lease is left to
+   * expire, as always (docs/design.md, "Leaving leadership").
+   */
+  private async revokeLostLease(leaseId: string): Promise<void> {
+    await within(this.deps.clock, 2000, Promise.all(this.groups.map((g) => g.laneIdle())), undefined);
+    if (this.stopped || leaseId === this.session.currentLeaseId) return;
+    if (this.groups.some((g) => g.removalFailed)) {
+      this.log.warn('previous lease left to expire: a VIP removal failed', { lease: leaseId });
+      return;
+    }
+    try {
+      await this.etcd.revoke(leaseId);
+      this.log.info('previous lease revoked', { lease: leaseId });
+    } catch (e) {
+      // Most often it expired already (etcd answers "lease not found").
+      this.log.debug('previous lease not revoked', { lease: leaseId, error: errorMessage(e) });
+    }
   }
 
   /**

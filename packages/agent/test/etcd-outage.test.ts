@@ -91,6 +91,21 @@ describe('--etcd-outage hold in a simulated cluster', () => {
     expect(s.lan.violations).toEqual([]);
   });
 
+  it('fence: after quorum returns, a node revokes the lease it lost, so its old key does not wait for the lease', async () => {
+    const s = three({ hold: false });
+    await settled(s);
+    s.etcd.loseQuorum();
+    await s.run(3000);
+    expect(s.lanHolders()).toEqual([]);
+    s.etcd.restore();
+    // etcd's new leader extends every lease by its TTL: without the revoke the old key lasts about that long.
+    const back = await s.until('a holder again', () => s.lanHolders().length === 1, 5000);
+    console.log(`quorum back: one holder after ${back} ms`);
+    expect(back).toBeLessThan(700);
+    expect(s.logs('a', 'previous lease revoked').length).toBeGreaterThan(0);
+    expect(s.lan.violations).toEqual([]);
+  });
+
   it('the holder alone cut from etcd: the others reach it and refuse, the holder fences, b takes over', async () => {
     const s = three();
     await settled(s);

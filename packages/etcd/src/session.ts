@@ -6,7 +6,19 @@ export interface SessionEvents {
    * A lease was granted: `ttlMs` is what etcd granted (it silently raises low TTLs); `revision` is the store
    * revision at the grant (a view synced at or after it knows everything that happened before this session).
    */
-  up(e: { leaseId: string; ttlMs: number; sentAt: number; now: number; revision: number }): void;
+  up(e: {
+    leaseId: string;
+    ttlMs: number;
+    sentAt: number;
+    now: number;
+    revision: number;
+    /**
+     * The lease this session lost before this one (unanswered keepalives), which etcd may still keep alive — a new
+     * etcd leader extends every lease. The node revokes it once its VIP removals are done (docs/design.md,
+     * "Leaving leadership"); undefined when the previous lease was left on purpose or there was none.
+     */
+    previousLeaseId?: string;
+  }): void;
   /** A keepalive sent at `sentAt` was acknowledged (monotonic ms). */
   acked(e: { leaseId: string; sentAt: number; now: number }): void;
   /** The lease is gone or cannot be kept; a new one is being requested. */
@@ -48,6 +60,8 @@ export class EtcdSession {
   private generation = 0;
   private lastAckSentAt = 0;
   private grantRevision = 0;
+  /** The lease lost to unanswered keepalives, handed to the next `up` (see SessionEvents.up). */
+  private lostLease: string | null = null;
 
   constructor(private readonly opts: SessionOptions) {}
 
@@ -99,6 +113,8 @@ export class EtcdSession {
     const old = this.leaseId;
     this.teardownStream();
     this.leaseId = null;
+    // Left on purpose: revoked here, or (a VIP removal failed) to expire on its own, never revoked later.
+    this.lostLease = null;
     if (old !== null && revoke) this.revokeQuietly(old);
     this.opts.logger.info('session restarting', { reason, oldLease: old, revoked: revoke && old !== null });
     if (!this.closed) void this.grantLoop(++this.generation);
@@ -152,12 +168,15 @@ export class EtcdSession {
           ttlMs: this.ttlMs,
           ...(failures > 0 ? { afterFailedGrants: failures } : {}),
         });
+        const previous = this.lostLease;
+        this.lostLease = null;
         this.opts.events.up({
           leaseId: res.leaseId,
           ttlMs: this.ttlMs,
           sentAt,
           now: this.opts.clock.now(),
           revision: res.revision,
+          ...(previous === null ? {} : { previousLeaseId: previous }),
         });
         // A stream that fails to open is retried for this lease; it never leads to a second lease.
         void this.openStream(gen);
@@ -254,6 +273,7 @@ export class EtcdSession {
     this.opts.logger.warn('session lost', { lease: id, reason });
     this.teardownStream();
     this.leaseId = null;
+    if (id !== null) this.lostLease = id;
     this.opts.events.lost({ leaseId: id, reason, now: this.opts.clock.now() });
     if (!this.closed) void this.grantLoop(++this.generation);
   }

@@ -76,6 +76,10 @@ describe('EtcdSession (memory etcd, fake clock)', () => {
     await until(s.clock, () => s.seen.filter((e) => e.type === 'up').length === 2, 3000);
     expect(s.session.currentLeaseId).not.toBe(first);
     expect(s.server.hasLease(first ?? '')).toBe(false);
+    // The new session names the lease it lost (the node revokes it when etcd still keeps it); the first had none.
+    const ups = s.seen.filter((e) => e.type === 'up');
+    expect(ups[0]?.previousLeaseId).toBeUndefined();
+    expect(ups[1]?.previousLeaseId).toBe(first);
   });
 
   it('reopen keeps the lease on one fresh stream, however many reopens overlap (two groups fencing at once)', async () => {
@@ -111,6 +115,8 @@ describe('EtcdSession (memory etcd, fake clock)', () => {
     expect(s.server.hasLease(b)).toBe(true); // still alive in etcd…
     await elapse(s.clock, 1600);
     expect(s.server.hasLease(b)).toBe(false); // …until its TTL (plus the expiry scan) ran out
+    // Left on purpose: the next session does not name it for a later revoke.
+    expect(s.seen.filter((e) => e.type === 'up').every((e) => e.previousLeaseId === undefined)).toBe(true);
   });
 
   it('close(false) leaves the lease to expire; close() revokes it', async () => {
