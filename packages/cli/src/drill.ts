@@ -85,15 +85,13 @@ export function judgeStep(
   const lastOld = [...ticks]
     .filter((t) => t.at < first.at && t.macs.includes(step.fromMac))
     .reduce<number | null>((m, t) => (m === null || t.at > m ? t.at : m), null);
-  const overlapRounds = after.filter(
-    (t) => t.at >= first.at && t.macs.includes(step.fromMac) && t.macs.some((m) => m !== step.fromMac),
-  ).length;
-  const lateOld = after.filter((t) => t.at > first.at && t.macs.includes(step.fromMac)).length;
+  // From the new MAC's first round on, any round the old MAC answered means two holders on the wire.
+  const overlapRounds = after.filter((t) => t.at >= first.at && t.macs.includes(step.fromMac)).length;
   const gapMs = lastOld === null ? null : first.at - lastOld;
   const problems: string[] = [];
-  if (overlapRounds > 0 || lateOld > 0)
+  if (overlapRounds > 0)
     problems.push(
-      `${step.fromMac} (${step.from}) still answered after ${toMac} (${step.to}) did, in ${Math.max(overlapRounds, lateOld)} probe round(s): two holders on the wire`,
+      `${step.fromMac} (${step.from}) still answered after ${toMac} (${step.to}) did, in ${overlapRounds} probe round(s): two holders on the wire`,
     );
   if (gapMs !== null && gapMs > maxGapMs)
     problems.push(`the gap of ${gapMs.toFixed(1)} ms is over the bound of ${maxGapMs} ms`);
@@ -102,7 +100,7 @@ export function judgeStep(
     lastOldAt: lastOld,
     firstNewAt: first.at,
     gapMs,
-    overlapRounds: Math.max(overlapRounds, lateOld),
+    overlapRounds,
     ok: problems.length === 0,
     ...(problems.length === 0 ? {} : { problem: problems.join('; ') }),
   };
