@@ -78,6 +78,11 @@ export interface EtcdBackend {
   /** `revision`: the store revision when the lease was granted (a view synced at or after it is current). */
   grant(ttlSec: number): Promise<{ leaseId: string; ttlSec: number; revision: number }>;
   revoke(leaseId: string): Promise<void>;
+  /**
+   * The seconds etcd has left on a lease, truncated (0 while under a second is left), or −1 when etcd no longer
+   * has it. Extends nothing; etcd answers it only through its leader, as it does a keepalive.
+   */
+  timeToLive(leaseId: string): Promise<number>;
   keepalive(handlers: KeepaliveHandlers): Promise<KeepaliveStream>;
   range(prefix: string): Promise<{ revision: number; entries: Entry[] }>;
   get(key: string): Promise<{ revision: number; entry: Entry | undefined }>;

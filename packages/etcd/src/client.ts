@@ -277,6 +277,11 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
       call('lease revoke', async () => {
         await client.leaseClient.leaseRevoke({ ID: leaseId });
       }),
+    timeToLive: (leaseId) =>
+      call('lease time-to-live', async () => {
+        const res = await client.leaseClient.leaseTimeToLive({ ID: leaseId });
+        return Number(res.TTL);
+      }),
     keepalive: (handlers: KeepaliveHandlers) =>
       call('lease keepalive', async () => {
         const raw = (await client.leaseClient.leaseKeepAlive()) as unknown as RawKeepaliveStream;

@@ -54,6 +54,7 @@ export class MemoryEtcd {
   private rev = 1;
   private readonly kv = new Map<string, Entry>();
   private readonly leases = new Map<string, Lease>();
+  private held: (() => void)[] = [];
   private readonly history: Revision[] = [];
   private compacted = 0;
   private nextLease = 0x1000;
@@ -97,6 +98,14 @@ export class MemoryEtcd {
     this.down = false;
     const now = this.clock.now();
     for (const l of this.leases.values()) l.expiresAt = Math.max(l.expiresAt, now + l.ttlSec * 1000);
+    const held = this.held;
+    this.held = [];
+    for (const fn of held) fn();
+  }
+
+  /** @internal Run `fn` once quorum is back (a keepalive waiting for a leader). */
+  holdUntilRestored(fn: () => void): void {
+    this.held.push(fn);
   }
 
   get available(): boolean {
@@ -151,6 +160,13 @@ export class MemoryEtcd {
     if (l === undefined) return 0;
     l.expiresAt = this.clock.now() + l.ttlSec * 1000;
     return l.ttlSec;
+  }
+
+  /** @internal Seconds left on a lease, truncated, as etcd answers them; −1 when it is gone. */
+  timeToLive(id: string): number {
+    const l = this.leases.get(id);
+    if (l === undefined) return -1;
+    return Math.max(0, Math.trunc((l.expiresAt - this.clock.now()) / 1000));
   }
 
   /** @internal */
@@ -348,6 +364,8 @@ export class MemoryClient implements EtcdBackend {
   private closed = false;
   /** Calls that reached etcd, by kind (tests assert on them). */
   readonly calls: string[] = [];
+  /** Keepalives that reached etcd (applied), on any stream. */
+  keepalivesArrived = 0;
 
   constructor(
     readonly server: MemoryEtcd,
@@ -421,6 +439,21 @@ export class MemoryClient implements EtcdBackend {
     });
   }
 
+  /** A request that needs no reply: applied once it arrives; fails only when etcd itself does. */
+  private sent<T>(what: string, apply: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.clock.setTimeout(() => {
+        try {
+          this.server.assertUp(what);
+          this.calls.push(what);
+          resolve(apply());
+        } catch (e) {
+          reject(e instanceof Error ? e : new Error(String(e)));
+        }
+      }, this.latencyMs);
+    });
+  }
+
   grant(ttlSec: number): Promise<{ leaseId: string; ttlSec: number; revision: number }> {
     return this.call('lease grant', () => this.server.grant(ttlSec));
   }
@@ -429,27 +462,42 @@ export class MemoryClient implements EtcdBackend {
     return this.call('lease revoke', () => this.server.revoke(leaseId));
   }
 
+  timeToLive(leaseId: string): Promise<number> {
+    return this.call('lease time-to-live', () => this.server.timeToLive(leaseId));
+  }
+
   /** Keepalive streams opened and not closed (test assertions). */
   get openStreams(): number {
     return this.streams.size;
   }
 
   keepalive(handlers: KeepaliveHandlers): Promise<KeepaliveStream> {
-    return this.call('lease keepalive', () => {
+    // grpc-js opens a stream without waiting for a reply (its headers and first message go out together): with
+    // only etcd's replies cut it opens, and what is sent on it reaches etcd.
+    const open = this.cutMode === 'replies' ? this.sent.bind(this) : this.call.bind(this);
+    return open('lease keepalive', () => {
       const s = { handlers, open: true };
       this.streams.add(s);
       const stream: KeepaliveStream = {
         send: (leaseId) => {
           if (!s.open) throw new Error('keepalive stream closed');
           if (!this.sends) return;
-          this.clock.setTimeout(() => {
-            if (!this.server.available) return;
+          const arrive = (): void => {
+            if (!s.open) return; // a closed stream's requests are cancelled in etcd
+            // etcd without a leader holds a keepalive until it has one again (a follower waits for the leader
+            // to forward it to), and answers it then.
+            if (!this.server.available) {
+              this.server.holdUntilRestored(arrive);
+              return;
+            }
             const ttl = this.server.keepalive(leaseId);
+            this.keepalivesArrived++;
             if (!this.receives) return;
             this.deliver(() => {
               if (s.open) s.handlers.onAck(leaseId, ttl);
             });
-          }, this.latencyMs);
+          };
+          this.clock.setTimeout(arrive, this.latencyMs);
         },
         close: () => {
           s.open = false;
