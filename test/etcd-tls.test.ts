@@ -5,7 +5,7 @@
  * way of getting the connection wrong exits non-zero naming the problem; a certificate rotated in place is
  * picked up without the VIP moving.
  */
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, doubleHolderMs, waitFor, type LabHost, type LabProcess } from './lab/index.js';
@@ -132,6 +132,41 @@ describe('coord against etcd with TLS, client certificates and authentication', 
         timeoutMs: 15_000,
       },
     );
+  });
+
+  it("a node's user may ask etcd how long its lease has left (a fenced holder asks before its next keepalive)", async () => {
+    const etcdctl = (args: string[]) =>
+      lab.exec(lab.etcd.host, 'etcdctl', ['--endpoints', lab.etcd.endpoints.join(','), ...args], {
+        reject: false,
+        timeoutMs: 10_000,
+      });
+    const member = await etcdctl([
+      ...lab.tls().etcdctlArgs(),
+      'get',
+      `/coord/${CLUSTER}/members/h2`,
+      '-w',
+      'json',
+    ]);
+    // An int64: read as digits (JSON.parse would round it).
+    const lease = /"lease":(\d+)/.exec(member.stdout)?.[1];
+    expect(lease).toBeDefined();
+    const files = lab.tls().client('coord-h2');
+    const password = readFileSync(pw('coord-h2'), 'utf8').trim();
+    const ttl = await etcdctl([
+      '--cacert',
+      lab.tls().ca,
+      '--cert',
+      files.cert,
+      '--key',
+      files.key,
+      '--user',
+      `coord-h2:${password}`,
+      'lease',
+      'timetolive',
+      BigInt(String(lease)).toString(16),
+    ]);
+    expect(ttl.stderr).toBe('');
+    expect(ttl.stdout).toMatch(/granted with TTL\(1s\), remaining\(\d+s\)/);
   });
 
   it('node credentials cannot change services; an admin can; status works with either', async () => {

@@ -1199,8 +1199,8 @@ export class CoordNode {
     if (fact.type === 'transitioned' && (fact.to === 'leader' || fact.from === 'leader'))
       this.restand(this.followersOf(fact.group));
     if (fact.type === 'transitioned' && fact.reason === 'fenced') {
-      // Keeping the lease: match acks afresh on a new stream (EtcdSession.reopen).
-      if (fact.to === 'leader') this.session.reopen('fenced');
+      // Keeping the lease: match acks afresh on a new stream, opened once etcd answers (EtcdSession.reopen).
+      if (fact.to === 'leader') this.session.reopen('fenced', { untilEtcdAnswers: true });
       this.distrustAcks('fenced');
     }
     const m = this.deps.metrics;

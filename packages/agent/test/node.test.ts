@@ -331,6 +331,27 @@ describe('CoordNode in a simulated cluster', () => {
     expect(s.logs('a', 'transition').some((f) => f.reason === 'fenced')).toBe(true);
   });
 
+  it("holder cut from etcd's replies only: its fence grace does not extend the lease it cannot use", async () => {
+    // Its keepalives still reach etcd. A reopened stream that sent at once kept the lease alive through the whole
+    // grace (0.5 s) and the successor waited that much longer; it now waits for etcd to answer first.
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000);
+    await s.run(500);
+    const lease = s.etcd.peekPrefix('').find((e) => e.key.endsWith('/leader'))?.lease ?? '';
+    expect(lease).not.toBe('');
+    const cutAt = s.clock.now();
+    s.node('a').client.cut('replies');
+    await s.until('a fenced', () => !s.node('a').kernel.holds(s.address), 2000, 1);
+    const fencedAt = s.clock.now();
+    await s.until('the lease left etcd', () => !s.etcd.hasLease(lease), 3000, 1);
+    // A TTL after the last keepalive sent before the fence, plus etcd's 500 ms expiry scan at most.
+    expect(s.clock.now() - fencedAt).toBeLessThanOrEqual(1500);
+    await s.until('b holds', () => s.holder() === 'b', 3000, 1);
+    expect(s.clock.now() - cutAt).toBeLessThan(2600);
+    expect(s.lan.violations).toEqual([]);
+  });
+
   it('after an etcd partition heals, the node is a candidate again only once its view caught up; no campaign loop', async () => {
     const s = three([100, 100, 100]);
     await s.startAll();

@@ -93,14 +93,27 @@ export class EtcdSession {
    * lost (a broken member, an asymmetric cut) would shift every later match onto an older send: safe (the
    * deadline only comes earlier) but every ack would look slow. After a fence the node starts matching afresh;
    * no ack of an earlier stream is ever matched to a send on the new one (that would make it look newer).
+   *
+   * `untilEtcdAnswers` (after a fence): no keepalive goes out until etcd has answered a time-to-live query for the
+   * lease. A holder cut off from etcd's replies only would otherwise go on extending a lease it cannot use: the
+   * new stream usually opens on a connection to another member that has not stalled yet, and every keepalive
+   * that lands keeps a successor out for another TTL (docs/design.md, "Fencing"). The query extends nothing and,
+   * like a keepalive, is answered only through etcd's leader, so an etcd election costs one round trip more; a
+   * lease etcd no longer has is reported lost at once.
    */
-  reopen(reason: string): void {
+  reopen(reason: string, opts: { untilEtcdAnswers?: boolean } = {}): void {
     if (this.closed || this.leaseId === null) return;
-    this.opts.logger.info('keepalive stream reopening', { reason, lease: this.leaseId });
+    const confirm = opts.untilEtcdAnswers === true;
+    this.opts.logger.info('keepalive stream reopening', {
+      reason,
+      lease: this.leaseId,
+      ...(confirm ? { firstAsking: 'lease time-to-live' } : {}),
+    });
     this.teardownStream();
     // A new generation: a stream still being opened (or reopened after an error) for the old one is closed when
     // it arrives, and its acks are never matched to sends on the new stream.
-    void this.openStream(++this.generation);
+    const gen = ++this.generation;
+    void (confirm ? this.confirmThenOpen(gen) : this.openStream(gen));
   }
 
   /**
@@ -215,6 +228,46 @@ export class EtcdSession {
     this.sendKeepalive();
   }
 
+  private async confirmThenOpen(gen: number): Promise<void> {
+    const id = this.leaseId;
+    const current = (): boolean => !this.closed && gen === this.generation && id === this.leaseId;
+    this.armLossCheck(gen);
+    while (id !== null && current()) {
+      let ttlSec: number;
+      try {
+        ttlSec = await this.opts.etcd.timeToLive(id);
+      } catch (e) {
+        this.opts.logger.debug('lease time-to-live failed', { lease: id, error: errorMessage(e) });
+        await sleep(this.opts.clock, STREAM_RETRY_MS);
+        continue;
+      }
+      if (!current()) return;
+      if (ttlSec < 0) this.lose(`lease ${id} expired in etcd`);
+      else await this.openStream(gen);
+      return;
+    }
+  }
+
+  /**
+   * While no stream is open (waiting for etcd to answer first), report the loss at the moment a keepalive would
+   * have: no ack for longer than the TTL + 500 ms.
+   */
+  private armLossCheck(gen: number): void {
+    if (this.opts.keepUnanswered === true) return;
+    if (this.timer !== null) this.opts.clock.clearTimeout(this.timer);
+    const due = this.lastAckSentAt + this.ttlMs + 500 - this.opts.clock.now();
+    this.timer = this.opts.clock.setTimeout(
+      () => {
+        this.timer = null;
+        if (this.closed || gen !== this.generation || this.leaseId === null || this.stream !== null) return;
+        const silent = this.opts.clock.now() - this.lastAckSentAt;
+        if (silent > this.ttlMs + 500) this.lose(`no keepalive acknowledged for ${Math.round(silent)} ms`);
+        else this.armLossCheck(gen);
+      },
+      Math.max(1, due + 1),
+    );
+  }
+
   private onResponse(gen: number, leaseId: string, ttlSec: number): void {
     if (gen !== this.generation || leaseId !== this.leaseId) return;
     const sentAt = this.pending.shift();
@@ -246,10 +299,11 @@ export class EtcdSession {
   }
 
   private sendKeepalive(): void {
+    const id = this.leaseId;
+    // No stream: nothing to send on, and the timer (if any) is the loss check of a reopen waiting for etcd.
+    if (id === null || this.stream === null) return;
     if (this.timer !== null) this.opts.clock.clearTimeout(this.timer);
     this.timer = null;
-    const id = this.leaseId;
-    if (id === null || this.stream === null) return;
     const now = this.opts.clock.now();
     // No ack for longer than the TTL: the lease is gone in etcd by now. Start over with a new one.
     if (this.opts.keepUnanswered !== true && now - this.lastAckSentAt > this.ttlMs + 500) {

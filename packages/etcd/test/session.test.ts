@@ -146,4 +146,83 @@ describe('EtcdSession (memory etcd, fake clock)', () => {
     await until(s.clock, () => s.seen.some((e) => e.type === 'lost'), 600);
     expect(String(s.seen.find((e) => e.type === 'lost')?.reason)).toMatch(/expired in etcd/);
   });
+
+  describe('reopen after a fence waits for etcd to answer (untilEtcdAnswers)', () => {
+    /**
+     * Cut etcd's replies, and 700 ms later reopen as a fenced holder does (its deadline is 0.9 s after its last
+     * ack was sent). Returns the keepalives that reached etcd after the cut and after the reopen.
+     */
+    async function replyCut(confirm: boolean) {
+      const s = setup();
+      s.session.start();
+      await until(s.clock, () => s.seen.some((e) => e.type === 'acked'));
+      await elapse(s.clock, 100);
+      s.client.cut('replies');
+      const atCut = s.client.keepalivesArrived;
+      await elapse(s.clock, 700);
+      const atReopen = s.client.keepalivesArrived;
+      s.session.reopen('fenced', { untilEtcdAnswers: confirm });
+      await until(s.clock, () => s.seen.some((e) => e.type === 'lost'), 1500);
+      return { s, afterCut: atReopen - atCut, afterReopen: s.client.keepalivesArrived - atReopen };
+    }
+
+    it("cut off from etcd's replies: no keepalive reaches etcd after the reopen; the loss is reported on time", async () => {
+      const { s, afterCut, afterReopen } = await replyCut(true);
+      expect(afterCut).toBeGreaterThan(0); // the old stream's still did, until the reopen
+      expect(afterReopen).toBe(0);
+      const lost = s.seen.find((e) => e.type === 'lost');
+      const lastAck = s.seen.filter((e) => e.type === 'acked').at(-1)?.sentAt as number;
+      expect(lost?.reason).toMatch(/no keepalive acknowledged/);
+      expect((lost?.now as number) - lastAck).toBeGreaterThan(1500);
+      expect((lost?.now as number) - lastAck).toBeLessThan(1520);
+    });
+
+    it('negative control: a plain reopen sends on the new stream, and its keepalives reach etcd', async () => {
+      const { afterReopen } = await replyCut(false);
+      expect(afterReopen).toBeGreaterThan(0);
+    });
+
+    it('etcd answers: the stream opens and prompt acks keep the lease', async () => {
+      const s = setup();
+      s.session.start();
+      await until(s.clock, () => s.seen.some((e) => e.type === 'acked'));
+      const lease = s.session.currentLeaseId;
+      const before = s.seen.length;
+      s.session.reopen('fenced', { untilEtcdAnswers: true });
+      await elapse(s.clock, 1000);
+      const calls = s.client.calls.slice(-4);
+      expect(calls.indexOf('lease time-to-live')).toBeLessThan(calls.lastIndexOf('lease keepalive'));
+      const acks = s.seen.slice(before).filter((e) => e.type === 'acked');
+      expect(acks.length).toBeGreaterThanOrEqual(4);
+      expect((acks[0]?.now as number) - (acks[0]?.sentAt as number)).toBeLessThan(10);
+      expect(s.session.currentLeaseId).toBe(lease);
+      expect(s.client.openStreams).toBe(1);
+    });
+
+    it('etcd without quorum: asks again until it answers, then keeps the lease (etcd extends it on its return)', async () => {
+      const s = setup();
+      s.session.start();
+      await until(s.clock, () => s.seen.some((e) => e.type === 'acked'));
+      const lease = s.session.currentLeaseId;
+      s.server.loseQuorum();
+      s.session.reopen('fenced', { untilEtcdAnswers: true });
+      await elapse(s.clock, 600);
+      expect(s.client.openStreams).toBe(0);
+      s.server.restore();
+      const before = s.seen.length;
+      await until(s.clock, () => s.seen.slice(before).some((e) => e.type === 'acked'), 500);
+      expect(s.session.currentLeaseId).toBe(lease);
+      expect(s.seen.some((e) => e.type === 'lost')).toBe(false);
+    });
+
+    it('a lease etcd no longer has is reported lost at once', async () => {
+      const s = setup();
+      s.session.start();
+      await until(s.clock, () => s.seen.some((e) => e.type === 'acked'));
+      s.server.revoke(s.session.currentLeaseId ?? '');
+      s.session.reopen('fenced', { untilEtcdAnswers: true });
+      await until(s.clock, () => s.seen.some((e) => e.type === 'lost'), 20);
+      expect(String(s.seen.find((e) => e.type === 'lost')?.reason)).toMatch(/expired in etcd/);
+    });
+  });
 });
