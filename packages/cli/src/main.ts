@@ -667,10 +667,27 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .alias('h', 'help')
     .alias('V', 'version')
     .wrap(Math.min(110, process.stdout.columns ?? 110));
+  skipHelpCache(cli);
   try {
     await cli.parseAsync();
   } catch (e) {
     return report(e);
   }
   return code;
+}
+
+/**
+ * yargs renders a command's whole help text as soon as its handler has started, to have it at hand should the
+ * command fail later (`cacheHelpMessage` in yargs' command handling). coord never prints help on a failure (see
+ * `.fail` above: an error and a hint), and the render cost every command about 60 ms of its start, the agent's
+ * included (README, "Footprint"). Without the cache, `--help` renders when asked, as before. Returns whether the
+ * installed yargs still has that hook (a test holds it to that, so an upgrade cannot quietly bring the cost back).
+ */
+export function skipHelpCache(y: Argv): boolean {
+  type Usage = { cacheHelpMessage?: unknown };
+  const internal = y as unknown as { getInternalMethods?: () => { getUsageInstance?: () => Usage } };
+  const usage = internal.getInternalMethods?.().getUsageInstance?.();
+  if (usage === undefined || typeof usage.cacheHelpMessage !== 'function') return false;
+  usage.cacheHelpMessage = () => {};
+  return true;
 }
