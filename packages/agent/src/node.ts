@@ -680,12 +680,7 @@ export class CoordNode {
     this.peer?.channel.close();
     for (const g of this.groups) g.dispatch({ type: 'stop', now: this.deps.clock.now() });
     // First the VIPs (each group's lane), then the resigns queued behind them.
-    const removed = await within(
-      this.deps.clock,
-      2000,
-      Promise.all(this.groups.map((g) => g.laneIdle())).then(() => true),
-      false,
-    );
+    const removed = await this.lanesIdle();
     const resigned = await within(
       this.deps.clock,
       1000,
@@ -795,6 +790,16 @@ export class CoordNode {
     }, 5);
   }
 
+  /** Every group's VIP work (adds, removals) has finished, within 2 s; false when one was still running. */
+  private lanesIdle(): Promise<boolean> {
+    return within(
+      this.deps.clock,
+      2000,
+      Promise.all(this.groups.map((g) => g.laneIdle())).then(() => true),
+      false,
+    );
+  }
+
   /**
    * A group could not remove its VIP: every group drops leadership first (the lease they all
    * share is going), their VIP removals finish, and only then is the lease left. It is revoked — letting others
@@ -804,7 +809,7 @@ export class CoordNode {
   private async restartSession(reason: string): Promise<void> {
     const now = this.deps.clock.now();
     for (const g of this.groups) g.dispatch({ type: 'session-lost', now, reason });
-    await within(this.deps.clock, 2000, Promise.all(this.groups.map((g) => g.laneIdle())), undefined);
+    await this.lanesIdle();
     if (this.stopped) return;
     this.session.restart(reason, !this.groups.some((g) => g.removalFailed));
   }
@@ -818,7 +823,7 @@ export class CoordNode {
    * expire, as always (docs/design.md, "Leaving leadership").
    */
   private async revokeLostLease(leaseId: string): Promise<void> {
-    await within(this.deps.clock, 2000, Promise.all(this.groups.map((g) => g.laneIdle())), undefined);
+    await this.lanesIdle();
     if (this.stopped || leaseId === this.session.currentLeaseId) return;
     if (this.groups.some((g) => g.removalFailed)) {
       this.log.warn('previous lease left to expire: a VIP removal failed', { lease: leaseId });

@@ -260,12 +260,21 @@ export class EtcdSession {
       () => {
         this.timer = null;
         if (this.closed || gen !== this.generation || this.leaseId === null || this.stream !== null) return;
-        const silent = this.opts.clock.now() - this.lastAckSentAt;
-        if (silent > this.ttlMs + 500) this.lose(`no keepalive acknowledged for ${Math.round(silent)} ms`);
-        else this.armLossCheck(gen);
+        if (!this.loseIfSilent()) this.armLossCheck(gen);
       },
       Math.max(1, due + 1),
     );
+  }
+
+  /**
+   * No ack for longer than the TTL + 500 ms: the lease is gone in etcd by now. Report the loss (and start over
+   * with a new lease) and return true; never with `keepUnanswered`.
+   */
+  private loseIfSilent(): boolean {
+    const silent = this.opts.clock.now() - this.lastAckSentAt;
+    if (this.opts.keepUnanswered === true || silent <= this.ttlMs + 500) return false;
+    this.lose(`no keepalive acknowledged for ${Math.round(silent)} ms`);
+    return true;
   }
 
   private onResponse(gen: number, leaseId: string, ttlSec: number): void {
@@ -304,12 +313,8 @@ export class EtcdSession {
     if (id === null || this.stream === null) return;
     if (this.timer !== null) this.opts.clock.clearTimeout(this.timer);
     this.timer = null;
+    if (this.loseIfSilent()) return;
     const now = this.opts.clock.now();
-    // No ack for longer than the TTL: the lease is gone in etcd by now. Start over with a new one.
-    if (this.opts.keepUnanswered !== true && now - this.lastAckSentAt > this.ttlMs + 500) {
-      this.lose(`no keepalive acknowledged for ${Math.round(now - this.lastAckSentAt)} ms`);
-      return;
-    }
     // Bound the FIFO: responses that never came are not waited for forever.
     if (this.pending.length > MAX_PENDING) this.pending.shift();
     this.pending.push(now);
