@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { CoordError } from './errors.js';
 import { formatCidr, parseCidr, type Vip } from './net.js';
@@ -11,7 +10,7 @@ import {
   vrrpAuthPassRule,
   vrrpFamilyRule,
 } from './rules.js';
-import { NAME_PATTERN } from './types.js';
+import { commonJs, NAME_PATTERN } from './types.js';
 
 /** One problem in a config, with where it is and what to do. */
 export interface ConfigIssue {
@@ -943,6 +942,8 @@ export async function readConfigFile(path: string): Promise<Record<string, unkno
       hint: 'check the path given to --config and that it is readable',
     });
   }
+  // Loaded here: a command given only flags need not load a YAML parser.
+  const { parse: parseYaml } = commonJs(await import('yaml'));
   let doc: unknown;
   try {
     doc = parseYaml(text);

@@ -13,3 +13,11 @@ export const NAME_PATTERN = /^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$/i;
 export function isValidName(text: string): boolean {
   return NAME_PATTERN.test(text);
 }
+
+/**
+ * The exports of a CommonJS package loaded with `import()`: Node offers them as `default` (and by name when it can
+ * tell them), an esbuild bundle only as `default`. Used where a heavy dependency loads on first use.
+ */
+export function commonJs<T extends object>(ns: T): T {
+  return (ns as { default?: T }).default ?? ns;
+}

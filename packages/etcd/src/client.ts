@@ -2,33 +2,8 @@
  * The one place etcd3 is used: an {@link EtcdBackend} over an etcd3 client, with fault handling chosen for a
  * coordinator and every failure translated into a CoordError once.
  */
-import {
-  Etcd3,
-  EtcdAuthenticationFailedError,
-  EtcdLeaseInvalidError,
-  EtcdPermissionDeniedError,
-  EtcdRoleExistsError,
-  Range,
-  GRPCDeadlineExceededError,
-  GRPCUnauthenticatedError,
-  GRPCUnavailableError,
-  isRecoverableError,
-  type IKeyValue,
-  type IOptions,
-  type IRequestOp,
-  type IWatchResponse,
-  type Watcher,
-} from 'etcd3';
-import {
-  circuitBreaker,
-  ConsecutiveBreaker,
-  ConstantBackoff,
-  ExponentialBackoff,
-  handleWhen,
-  isBrokenCircuitError,
-  retry,
-} from 'cockatiel';
-import { CoordError, errorMessage, etcdEndpointRule, splitList } from '@coord/core';
+import type { Etcd3, IKeyValue, IOptions, IRequestOp, IWatchResponse, Watcher } from 'etcd3';
+import { commonJs, CoordError, errorMessage, etcdEndpointRule, splitList } from '@coord/core';
 import type { EtcdBackend, Entry, KeepaliveHandlers, KeepaliveStream, TxnOp, WatchEvent } from './backend.js';
 import { readTls, type EtcdConnection } from './connection.js';
 import type { RoleSpec } from './roles.js';
@@ -60,8 +35,26 @@ export const HOST_HALF_OPEN_MS = 400;
 
 type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
 
+type Etcd3Lib = typeof import('etcd3');
+let etcd3: Etcd3Lib | undefined;
+let cockatiel: typeof import('cockatiel') | undefined;
+
+/**
+ * etcd3 is loaded on first use, not when this module is: with grpc-js and its protobuf definitions it is most of
+ * a one-shot command's start-up, and the read commands mostly go through etcd's JSON gateway instead
+ * (gateway.ts). Imported statically, it would load with every command that imports this package at all.
+ */
+async function loadEtcd3(): Promise<Etcd3Lib> {
+  cockatiel ??= commonJs(await import('cockatiel'));
+  etcd3 ??= commonJs(await import('etcd3'));
+  return etcd3;
+}
+
 /** Build the etcd3 client the way a coordinator needs it (see {@link HOST_HALF_OPEN_MS}). */
-function createClient(opts: EtcdConnection): Etcd3 {
+async function createClient(opts: EtcdConnection): Promise<Etcd3> {
+  const { Etcd3, isRecoverableError } = await loadEtcd3();
+  const { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff, handleWhen, retry } =
+    cockatiel ?? commonJs(await import('cockatiel'));
   const callTimeoutMs = opts.callTimeoutMs ?? 2000;
   const tls = opts.tls;
   return new Etcd3({
@@ -125,10 +118,17 @@ const REACH = 'check that the etcd endpoints are reachable from this node and th
  */
 function classify(e: unknown): { kind: string; hint: string } {
   const text = errorMessage(e);
-  if (
-    e instanceof EtcdAuthenticationFailedError ||
-    /authentication failed|invalid user ID or password/i.test(text)
-  )
+  // etcd3's errors can only come from etcd3, so it is loaded whenever one of them is classified.
+  const is = (
+    name:
+      | 'EtcdAuthenticationFailedError'
+      | 'EtcdPermissionDeniedError'
+      | 'GRPCUnauthenticatedError'
+      | 'GRPCDeadlineExceededError'
+      | 'EtcdLeaseInvalidError'
+      | 'GRPCUnavailableError',
+  ): boolean => etcd3 !== undefined && e instanceof etcd3[name];
+  if (is('EtcdAuthenticationFailedError') || /authentication failed|invalid user ID or password/i.test(text))
     return {
       kind: 'auth-failed',
       hint: 'etcd refused the user name or password: check --etcd-user and its password',
@@ -138,12 +138,12 @@ function classify(e: unknown): { kind: string; hint: string } {
       kind: 'auth-required',
       hint: 'etcd has authentication enabled: give --etcd-user and --etcd-password-file (or COORD_ETCD_PASSWORD)',
     };
-  if (e instanceof EtcdPermissionDeniedError || /permission denied/i.test(text))
+  if (is('EtcdPermissionDeniedError') || /permission denied/i.test(text))
     return {
       kind: 'permission-denied',
       hint: "the etcd user lacks a permission on coord's keys: see coord etcd-roles for the roles nodes and admins need",
     };
-  if (e instanceof GRPCUnauthenticatedError)
+  if (is('GRPCUnauthenticatedError'))
     return {
       kind: 'auth-failed',
       hint: 'etcd did not accept our credentials: check --etcd-user and its password',
@@ -165,19 +165,19 @@ function classify(e: unknown): { kind: string; hint: string } {
       kind: 'tls-refused',
       hint: 'etcd refused this client’s certificate: check --etcd-cert/--etcd-key (signed by the CA etcd trusts)',
     };
-  if (/wrong version number|ssl|tls/i.test(text) && !(e instanceof GRPCDeadlineExceededError))
+  if (/wrong version number|ssl|tls/i.test(text) && !is('GRPCDeadlineExceededError'))
     return {
       kind: 'tls',
       hint: 'TLS failed: check https:// vs http:// endpoints and the --etcd-* TLS files',
     };
-  if (e instanceof EtcdLeaseInvalidError)
+  if (is('EtcdLeaseInvalidError'))
     return { kind: 'lease-not-found', hint: 'the lease expired in etcd; coord grants a new one by itself' };
-  if (e instanceof GRPCDeadlineExceededError)
+  if (is('GRPCDeadlineExceededError'))
     return {
       kind: 'deadline',
       hint: 'etcd did not answer in time: check the network path to etcd and its load',
     };
-  if (e instanceof GRPCUnavailableError || isBrokenCircuitError(e))
+  if (is('GRPCUnavailableError') || cockatiel?.isBrokenCircuitError(e) === true)
     return { kind: 'unavailable', hint: REACH };
   return { kind: 'other', hint: REACH };
 }
@@ -255,6 +255,8 @@ export interface EtcdClientBackend extends EtcdBackend {
 export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
   let conn = opts;
   let client = createClient(conn);
+  // A client that could not be built fails each call with the reason, as etcd3 would have at construction.
+  client.catch(() => undefined);
   return {
     get certExpiresAt() {
       return conn.tls?.certExpiresAt;
@@ -265,26 +267,27 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
       const old = client;
       conn = { ...conn, tls };
       client = createClient(conn);
-      old.close();
+      client.catch(() => undefined);
+      void old.then((c) => c.close()).catch(() => undefined);
       return { changed: true };
     },
     grant: (ttlSec) =>
       call('lease grant', async () => {
-        const res = await client.leaseClient.leaseGrant({ TTL: ttlSec });
+        const res = await (await client).leaseClient.leaseGrant({ TTL: ttlSec });
         return { leaseId: String(res.ID), ttlSec: Number(res.TTL), revision: Number(res.header.revision) };
       }),
     revoke: (leaseId) =>
       call('lease revoke', async () => {
-        await client.leaseClient.leaseRevoke({ ID: leaseId });
+        await (await client).leaseClient.leaseRevoke({ ID: leaseId });
       }),
     timeToLive: (leaseId) =>
       call('lease time-to-live', async () => {
-        const res = await client.leaseClient.leaseTimeToLive({ ID: leaseId });
+        const res = await (await client).leaseClient.leaseTimeToLive({ ID: leaseId });
         return Number(res.TTL);
       }),
     keepalive: (handlers: KeepaliveHandlers) =>
       call('lease keepalive', async () => {
-        const raw = (await client.leaseClient.leaseKeepAlive()) as unknown as RawKeepaliveStream;
+        const raw = (await (await client).leaseClient.leaseKeepAlive()) as unknown as RawKeepaliveStream;
         let open = true;
         const fail = (err: Error): void => {
           if (!open) return;
@@ -316,18 +319,18 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
       }),
     range: (prefix) =>
       call(`reading ${prefix}`, async () => {
-        const res = await client.getAll().prefix(prefix).exec();
+        const res = await (await client).getAll().prefix(prefix).exec();
         return { revision: Number(res.header.revision), entries: res.kvs.map(toEntry) };
       }),
     get: (key) =>
       call(`reading ${key}`, async () => {
-        const res = await client.get(key).exec();
+        const res = await (await client).get(key).exec();
         const kv = res.kvs[0];
         return { revision: Number(res.header.revision), entry: kv === undefined ? undefined : toEntry(kv) };
       }),
     put: (key, value, lease) =>
       call(`writing ${key}`, async () => {
-        const b = client.put(key).value(value);
+        const b = (await client).put(key).value(value);
         const res = await (lease === undefined ? b : b.lease(lease)).exec();
         return { revision: Number(res.header.revision) };
       }),
@@ -336,7 +339,7 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
         const first = compares[0];
         if (first === undefined) throw new Error('a transaction needs a comparison');
         const target = (c: { target: 'create' | 'mod' }) => (c.target === 'create' ? 'Create' : 'Mod');
-        let builder = client.if(first.key, target(first), '==', first.value);
+        let builder = (await client).if(first.key, target(first), '==', first.value);
         for (const c of compares.slice(1)) builder = builder.and(c.key, target(c), '==', c.value);
         const res = await builder
           .then(...success.map(requestOp))
@@ -356,7 +359,9 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
       }),
     watch: (prefix, fromRevision, handlers) =>
       call(`watching ${prefix}`, async () => {
-        const watcher: Watcher = await client
+        const watcher: Watcher = await (
+          await client
+        )
           .watch()
           .prefix(prefix)
           .startRevision(String(fromRevision))
@@ -380,7 +385,7 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
           },
         };
       }),
-    close: () => client.close(),
+    close: () => void client.then((c) => c.close()).catch(() => undefined),
   };
 }
 
@@ -392,7 +397,8 @@ export async function applyRoles(
   conn: EtcdConnection,
   roles: readonly RoleSpec[],
 ): Promise<{ created: string[]; updated: string[] }> {
-  const client = createClient(conn);
+  const { EtcdRoleExistsError, Range } = await loadEtcd3();
+  const client = await createClient(conn);
   const created: string[] = [];
   const updated: string[] = [];
   const perm = { read: 'Read', write: 'Write', readwrite: 'Readwrite' } as const;
