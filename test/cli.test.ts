@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
 import {
@@ -224,6 +225,88 @@ describe('mistyped names', () => {
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/no cluster nosuchcluster in etcd: nothing under \/coord\/nosuchcluster\//);
     expect(r.stderr).toMatch(/hint: check --cluster/);
+  });
+});
+
+describe("reads over etcd's JSON gateway", () => {
+  const READ_BOTH = fileURLToPath(new URL('./fixtures/etcd/read-both.ts', import.meta.url));
+  interface Read {
+    revision: number;
+    entries: { key: string; value: string; createRevision: number; modRevision: number; lease: string }[];
+  }
+  type Answer = Read | { error: string; message: string } | null;
+  /** The fixture reads one prefix both ways, inside `host`'s namespace. */
+  async function readBoth(l: Lab, host: LabHost, endpoints: readonly string[], prefix: string) {
+    const settings = { endpoints, caFile: undefined, certFile: undefined, keyFile: undefined };
+    const args = ['--conditions=source', '--import', 'tsx', READ_BOTH, JSON.stringify({ settings, prefix })];
+    const r = await l.exec(host, process.execPath, args, {
+      reject: false,
+      timeoutMs: 20_000,
+    });
+    expect(r.stderr).toBe('');
+    return JSON.parse(r.stdout) as { gateway: Answer; grpc: Answer };
+  }
+
+  it('give what gRPC gives (values, revisions, 64-bit lease ids); a closed port is GatewayUnavailable', async () => {
+    const host = h(0);
+    running.push(
+      startCoord(lab, host, { cluster: 'gw', vips: [`${lab.freeAddress(34)}/${lab.subnet.prefix}`] }),
+    );
+    const prefix = '/coord/gw/members/';
+    const both = await waitFor(
+      'the member record',
+      async () => {
+        const r = await readBoth(lab, host, lab.etcd.endpoints, prefix);
+        // Both reads after the node wrote its record (the gateway's is the earlier one).
+        return (r.gateway as Read).entries?.length === 1 ? r : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 300 },
+    );
+    const grpc = both.grpc as Read;
+    expect(both.gateway).toEqual({ revision: expect.any(Number) as number, entries: grpc.entries });
+    expect((both.gateway as Read).revision).toBeLessThanOrEqual(grpc.revision);
+    // The member key is bound to the node's lease: an id above 2^53, kept exact.
+    expect(BigInt(grpc.entries[0]?.lease ?? '0')).toBeGreaterThan(2n ** 53n);
+    const closed = await readBoth(
+      lab,
+      host,
+      lab.etcd.members.map((m) => `http://${m.ip}:9`),
+      prefix,
+    );
+    expect(closed.gateway).toMatchObject({ error: 'GatewayUnavailable' });
+  });
+
+  it('with the gateway off, status and service list read over gRPC instead', async () => {
+    const off = await Lab.create({ hosts: 1, name: 'nogw', etcdArgs: ['--enable-grpc-gateway=false'] });
+    try {
+      const host = off.hosts[0] as LabHost;
+      const vip = off.freeAddress(1);
+      running.push(startCoord(off, host, { cluster: 'nogw', vips: [`${vip}/${off.subnet.prefix}`] }));
+      await waitForHolder(off, vip, host.name, 15_000);
+      const gw = await readBoth(off, host, off.etcd.endpoints, '/coord/nogw/');
+      expect(gw.gateway).toMatchObject({ error: 'GatewayUnavailable' });
+      expect((gw.gateway as { message: string }).message).toMatch(/HTTP 404/);
+      const etcd = ['--etcd', off.etcd.endpoints.join(','), '--cluster', 'nogw', '--config', ''];
+      const st = await off.exec(host, process.execPath, [COORD_BIN, 'status', '--json', ...etcd], {
+        reject: false,
+        timeoutMs: 20_000,
+      });
+      expect(st.stderr).toBe('');
+      expect(st.exitCode).toBe(0);
+      const status = JSON.parse(st.stdout) as { groups: { holder: string | null }[] };
+      expect(status.groups[0]?.holder).toBe(host.name);
+      const list = await off.exec(host, process.execPath, [COORD_BIN, 'service', 'list', '--json', ...etcd], {
+        reject: false,
+        timeoutMs: 20_000,
+      });
+      expect(list.stderr).toBe('');
+      expect(list.exitCode).toBe(0);
+      expect(JSON.parse(list.stdout)).toMatchObject({ services: [] });
+    } finally {
+      await Promise.all(running.map((p) => p.stop(3000)));
+      running = [];
+      await off.destroy();
+    }
   });
 });
 

@@ -45,6 +45,8 @@ export interface LabOptions {
    * authentication enabled (a root user with a password). See {@link Lab.tls}.
    */
   tls?: { auth?: boolean };
+  /** More etcd flags for every member (e.g. `--enable-grpc-gateway=false`). */
+  etcdArgs?: readonly string[];
 }
 
 /** The lab's etcd PKI and credentials, when it runs with TLS. */
@@ -188,6 +190,7 @@ export class Lab {
   private destroyed: Promise<void> | undefined;
   private seq = 0;
   private readonly tlsOpts: { auth?: boolean } | undefined;
+  private readonly extraEtcdArgs: readonly string[];
   private pki: TestPki | undefined;
   private server: CertFiles | undefined;
   private readonly clients = new Map<string, CertFiles>();
@@ -198,6 +201,7 @@ export class Lab {
     subnet: LabSubnet,
     opts: Required<Omit<LabOptions, 'name' | 'tls'>> & Pick<LabOptions, 'tls'>,
   ) {
+    this.extraEtcdArgs = opts.etcdArgs;
     this.prefix = prefix;
     this.subnet = subnet;
     this.runDir = join(LAB_RUN_ROOT, prefix);
@@ -241,6 +245,7 @@ export class Lab {
       etcdMembers: options.etcdMembers ?? 1,
       heartbeatMs: options.heartbeatMs ?? 50,
       electionMs: options.electionMs ?? 500,
+      etcdArgs: options.etcdArgs ?? [],
       ...(options.tls === undefined ? {} : { tls: options.tls }),
     };
     if (opts.hosts < 1 || opts.hosts > 80) throw new RangeError(`hosts must be 1..80, got ${opts.hosts}`);
@@ -364,6 +369,7 @@ export class Lab {
             this.pki.ca,
             '--client-cert-auth',
           ]),
+      ...this.extraEtcdArgs,
     ];
   }
 

@@ -7,6 +7,7 @@ import {
   decodeStatus,
   readPrefix,
   type EtcdBackend,
+  type EtcdReader,
   type TxnOp,
 } from '@coord/etcd';
 import {
@@ -28,7 +29,7 @@ import {
   type ServiceInput,
   type ValidationError,
 } from '@coord/haproxy';
-import { resolveTarget, withEtcd, type ConnectionArgs } from './target.js';
+import { resolveTarget, withEtcd, withEtcdReader, type ConnectionArgs, type Target } from './target.js';
 
 export type EtcdTarget = ConnectionArgs;
 
@@ -59,15 +60,24 @@ function refuse(what: string, errors: readonly ValidationError[]): never {
  * Run a service change or read against etcd. A refusal by etcd's authorization says which permission is
  * missing and which role grants it (coord etcd-roles).
  */
-async function withClient<T>(
+function withClient<T>(
   a: EtcdTarget,
   write: boolean,
   fn: (client: EtcdBackend, cluster: string) => Promise<T>,
   waitsMs = 0,
 ): Promise<T> {
+  return naming(a, write, (t) => withEtcd(t, fn, waitsMs));
+}
+
+/** A read that needs nothing but ranges: over etcd's JSON gateway when it can (target.ts, withEtcdReader). */
+function withReader<T>(a: EtcdTarget, fn: (client: EtcdReader, cluster: string) => Promise<T>): Promise<T> {
+  return naming(a, false, (t) => withEtcdReader(t, fn));
+}
+
+async function naming<T>(a: EtcdTarget, write: boolean, run: (t: Target) => Promise<T>): Promise<T> {
   const t = await resolveTarget(a);
   try {
-    return await withEtcd(t, fn, waitsMs);
+    return await run(t);
   } catch (e) {
     if (isCoordError(e) && e.details?.kind === 'permission-denied') {
       const prefix = clusterKeys(t.cluster).services;
@@ -446,7 +456,7 @@ export async function serviceList(a: EtcdTarget): Promise<{
   /** Rollouts of the services as they are now (running, stopped or done). */
   rollouts: RolloutRecord[];
 }> {
-  return withClient(a, false, async (client, cluster) => {
+  return withReader(a, async (client, cluster) => {
     const { revision, entries } = await readPrefix(client, servicesPrefix(cluster));
     const services: Service[] = [];
     const invalid: { key: string; error: string }[] = [];

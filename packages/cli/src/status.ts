@@ -18,7 +18,7 @@ import {
   rolloutApplies,
   type RolloutRecord,
 } from '@coord/haproxy';
-import { withEtcd, type Target } from './target.js';
+import { withEtcdReader, type Target } from './target.js';
 
 export interface ClusterStatus {
   readonly cluster: string;
@@ -69,7 +69,7 @@ export interface ClusterStatus {
 
 /** Read the cluster's state from etcd: members (alive = their lease-bound key exists), holders, VIP locations. */
 export function readClusterStatus(target: Target): Promise<ClusterStatus> {
-  return withEtcd(target, async (client, cluster) => {
+  return withEtcdReader(target, async (client, cluster) => {
     const keys = clusterKeys(cluster);
     const { revision, entries } = await readPrefix(client, keys.prefix);
     // Nothing at all under the prefix: a cluster name nobody uses (a typo), not an empty cluster to report.

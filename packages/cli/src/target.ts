@@ -16,10 +16,13 @@ import {
 } from '@coord/core';
 import {
   createEtcdBackend,
+  createGatewayReader,
   diagnoseTls,
+  GatewayUnavailable,
   loadConnection,
   type EtcdBackend,
   type EtcdConnection,
+  type EtcdReader,
 } from '@coord/etcd';
 
 /** The connection flags, as yargs hands them over. */
@@ -134,22 +137,27 @@ export async function withEtcd<T>(
   fn: (etcd: EtcdBackend, cluster: string) => Promise<T>,
   /** Time `fn` spends waiting on purpose (a rollout it follows), on top of etcd's answer time. */
   waitsMs = 0,
+  /** Time of the timeout already spent before this call (a read that tried etcd's gateway first). */
+  spentMs = 0,
 ): Promise<T> {
   const etcd = createEtcdBackend(t.connection);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(
-        new CoordError(
-          'ERR_COORD_ETCD',
-          `etcd at ${t.connection.endpoints.join(',')} did not answer within ${t.timeoutMs / 1000} s${waitsMs > 0 ? ` (after waiting ${waitsMs / 1000} s)` : ''}`,
-          {
-            hint: 'check that the endpoints are reachable from here and the etcd cluster has quorum (or raise --timeout)',
-            details: { kind: 'deadline' },
-          },
-        ),
-      );
-    }, t.timeoutMs + waitsMs);
+    timer = setTimeout(
+      () => {
+        reject(
+          new CoordError(
+            'ERR_COORD_ETCD',
+            `etcd at ${t.connection.endpoints.join(',')} did not answer within ${t.timeoutMs / 1000} s${waitsMs > 0 ? ` (after waiting ${waitsMs / 1000} s)` : ''}`,
+            {
+              hint: 'check that the endpoints are reachable from here and the etcd cluster has quorum (or raise --timeout)',
+              details: { kind: 'deadline' },
+            },
+          ),
+        );
+      },
+      t.timeoutMs + waitsMs - spentMs,
+    );
   });
   try {
     return await Promise.race([fn(etcd, t.cluster), deadline]);
@@ -173,4 +181,33 @@ export async function withEtcd<T>(
     if (timer !== undefined) clearTimeout(timer);
     etcd.close();
   }
+}
+
+/** How long a read waits for etcd's JSON gateway before it asks over gRPC instead. */
+const GATEWAY_TIMEOUT_MS = 1000;
+
+/**
+ * Run a read-only `fn` against etcd: over etcd's JSON gateway unless a client certificate names us (gateway.ts in
+ * @coord/etcd), which spares the command loading the gRPC client; if the gateway does not answer or refuses,
+ * `fn` runs again over gRPC (withEtcd) in what is left of --timeout, and reports failures as every command does.
+ */
+export async function withEtcdReader<T>(
+  t: Target,
+  fn: (etcd: EtcdReader, cluster: string) => Promise<T>,
+): Promise<T> {
+  const started = performance.now();
+  const gateway = createGatewayReader(t.connection, {
+    timeoutMs: Math.min(GATEWAY_TIMEOUT_MS, t.timeoutMs / 2),
+  });
+  if (gateway !== undefined) {
+    try {
+      return await fn(gateway, t.cluster);
+    } catch (e) {
+      if (!(e instanceof GatewayUnavailable)) throw e;
+    } finally {
+      gateway.close();
+    }
+  }
+  // One --timeout for the whole read: what the gateway took is not given again.
+  return withEtcd(t, fn, 0, performance.now() - started);
 }

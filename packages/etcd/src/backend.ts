@@ -96,3 +96,6 @@ export interface EtcdBackend {
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<WatchHandle>;
   close(): void;
 }
+
+/** What a read-only command needs of etcd (the gRPC backend, or etcd's JSON gateway: gateway.ts). */
+export type EtcdReader = Pick<EtcdBackend, 'range' | 'get' | 'close'>;

@@ -6,4 +6,5 @@ export * from './session.js';
 export * from './store.js';
 export * from './view.js';
 export * from './connection.js';
+export * from './gateway.js';
 export * from './roles.js';

@@ -1,5 +1,5 @@
 import { CoordError } from '@coord/core';
-import type { EtcdBackend, Entry } from './backend.js';
+import type { EtcdBackend, EtcdReader, Entry } from './backend.js';
 import type { ClusterKeys } from './keys.js';
 import {
   decodeLastHolder,
@@ -205,7 +205,7 @@ export async function ensurePeerKey(etcd: EtcdBackend, keys: ClusterKeys, fresh:
 
 /** Read every key under a prefix once (for `coord status` and other one-shot commands). */
 export async function readPrefix(
-  etcd: EtcdBackend,
+  etcd: EtcdReader,
   prefix: string,
 ): Promise<{ revision: number; entries: Map<string, Entry> }> {
   const res = await etcd.range(prefix);
