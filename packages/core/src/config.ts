@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { CoordError } from './errors.js';
 import { formatCidr, parseCidr, type Vip } from './net.js';
 import {

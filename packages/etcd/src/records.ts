@@ -3,7 +3,7 @@
  * etcd can put anything under a key: every decoder checks every field and returns undefined for a value it cannot
  * trust, and callers decide what "unknown" means (always the safe side for anything that decides safety).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 const MAX_RECORD_BYTES = 64 * 1024;
 

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { bytesToIp, ipToBytes } from '@coord/core';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The HAProxy service model. Every value here ends up in a config file HAProxy parses, and the values arrive from

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ServiceSchema, type Service } from './model.js';
 import { serviceShape } from './runtime.js';
 
