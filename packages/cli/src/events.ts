@@ -1,6 +1,6 @@
 import { CoordError, parseDurationMs } from '@coord/core';
 import { clusterKeys, decodeEvent, readPrefix, type EventRecord } from '@coord/etcd';
-import { resolveTarget, withEtcd, type ConnectionArgs } from './target.js';
+import { resolveTarget, withEtcd, withEtcdReader, type ConnectionArgs } from './target.js';
 
 /**
  * `coord events`: the cluster's history of transitions, VIP claims and releases, as the nodes wrote it to etcd
@@ -28,20 +28,26 @@ export async function showEvents(a: EventsArgs, write: (line: string) => void): 
   const keep = (e: EventRecord) => e.at >= from && (a.group === undefined || e.group === a.group);
   const line = (e: EventRecord) => (a.json === true ? JSON.stringify(e) : formatEvent(e));
   const t = await resolveTarget(a);
+  const matching = (entries: ReadonlyMap<string, { value: Buffer }>) =>
+    [...entries.values()]
+      .map((e) => decodeEvent(e.value))
+      .filter((e): e is EventRecord => e !== undefined && keep(e))
+      .sort((x, y) => x.at - y.at);
+  if (a.follow !== true) {
+    // A read only: over etcd's JSON gateway when it can (target.ts), printed once it has all been read.
+    const all = await withEtcdReader(t, async (etcd, cluster) =>
+      matching((await readPrefix(etcd, clusterKeys(cluster).events)).entries),
+    );
+    for (const e of all) write(line(e));
+    if (all.length === 0 && a.json !== true) write('(no events)');
+    return all.length;
+  }
   return withEtcd(
     t,
     async (etcd, cluster) => {
       const prefix = clusterKeys(cluster).events;
       const { revision, entries } = await readPrefix(etcd, prefix);
-      const all = [...entries.values()]
-        .map((e) => decodeEvent(e.value))
-        .filter((e): e is EventRecord => e !== undefined && keep(e))
-        .sort((x, y) => x.at - y.at);
-      for (const e of all) write(line(e));
-      if (a.follow !== true) {
-        if (all.length === 0 && a.json !== true) write('(no events)');
-        return all.length;
-      }
+      for (const e of matching(entries)) write(line(e));
       return new Promise<number>((_, reject) => {
         void etcd
           .watch(prefix, revision + 1, {
@@ -59,7 +65,7 @@ export async function showEvents(a: EventsArgs, write: (line: string) => void): 
           .catch(reject);
       });
     },
-    a.follow === true ? FOLLOW_MS : 0,
+    FOLLOW_MS,
   );
 }
 
