@@ -35,26 +35,31 @@ export const HOST_HALF_OPEN_MS = 400;
 
 type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
 
-type Etcd3Lib = typeof import('etcd3');
-let etcd3: Etcd3Lib | undefined;
-let cockatiel: typeof import('cockatiel') | undefined;
+interface Libs {
+  readonly etcd3: typeof import('etcd3');
+  readonly cockatiel: typeof import('cockatiel');
+}
+let libs: Libs | undefined;
 
 /**
- * etcd3 is loaded on first use, not when this module is: with grpc-js and its protobuf definitions it is most of
- * a one-shot command's start-up, and the read commands mostly go through etcd's JSON gateway instead
- * (gateway.ts). Imported statically, it would load with every command that imports this package at all.
+ * etcd3 (and cockatiel) load on first use, not when this module does: with grpc-js and its protobuf definitions
+ * they are most of a one-shot command's start-up, and the read commands mostly go through etcd's JSON gateway
+ * instead (gateway.ts). Imported statically, they would load with every command that imports this package at all
+ * (docs/design.md, "Footprint: what a command loads").
  */
-async function loadEtcd3(): Promise<Etcd3Lib> {
-  cockatiel ??= commonJs(await import('cockatiel'));
-  etcd3 ??= commonJs(await import('etcd3'));
-  return etcd3;
+async function loadLibs(): Promise<Libs> {
+  libs ??= {
+    etcd3: commonJs(await import('etcd3')),
+    cockatiel: commonJs(await import('cockatiel')),
+  };
+  return libs;
 }
 
 /** Build the etcd3 client the way a coordinator needs it (see {@link HOST_HALF_OPEN_MS}). */
-async function createClient(opts: EtcdConnection): Promise<Etcd3> {
-  const { Etcd3, isRecoverableError } = await loadEtcd3();
+function buildClient({ etcd3, cockatiel }: Libs, opts: EtcdConnection): Etcd3 {
+  const { Etcd3, isRecoverableError } = etcd3;
   const { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff, handleWhen, retry } =
-    cockatiel ?? commonJs(await import('cockatiel'));
+    cockatiel;
   const callTimeoutMs = opts.callTimeoutMs ?? 2000;
   const tls = opts.tls;
   return new Etcd3({
@@ -110,6 +115,10 @@ async function createClient(opts: EtcdConnection): Promise<Etcd3> {
   });
 }
 
+async function createClient(opts: EtcdConnection): Promise<Etcd3> {
+  return buildClient(await loadLibs(), opts);
+}
+
 const REACH = 'check that the etcd endpoints are reachable from this node and the etcd cluster has quorum';
 
 /**
@@ -127,7 +136,7 @@ function classify(e: unknown): { kind: string; hint: string } {
       | 'GRPCDeadlineExceededError'
       | 'EtcdLeaseInvalidError'
       | 'GRPCUnavailableError',
-  ): boolean => etcd3 !== undefined && e instanceof etcd3[name];
+  ): boolean => libs !== undefined && e instanceof libs.etcd3[name];
   if (is('EtcdAuthenticationFailedError') || /authentication failed|invalid user ID or password/i.test(text))
     return {
       kind: 'auth-failed',
@@ -177,7 +186,7 @@ function classify(e: unknown): { kind: string; hint: string } {
       kind: 'deadline',
       hint: 'etcd did not answer in time: check the network path to etcd and its load',
     };
-  if (is('GRPCUnavailableError') || cockatiel?.isBrokenCircuitError(e) === true)
+  if (is('GRPCUnavailableError') || libs?.cockatiel.isBrokenCircuitError(e) === true)
     return { kind: 'unavailable', hint: REACH };
   return { kind: 'other', hint: REACH };
 }
@@ -264,10 +273,14 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
     reloadTls() {
       const tls = readTls(conn.files);
       if (tls === undefined || tls.digest === conn.tls?.digest) return { changed: false };
+      const next = { ...conn, tls };
+      // Built here when etcd3 is loaded (it is once a client connected), so a client the new files cannot make
+      // throws now and the old one stays in use.
+      const made = libs === undefined ? createClient(next) : Promise.resolve(buildClient(libs, next));
+      made.catch(() => undefined);
       const old = client;
-      conn = { ...conn, tls };
-      client = createClient(conn);
-      client.catch(() => undefined);
+      conn = next;
+      client = made;
       void old.then((c) => c.close()).catch(() => undefined);
       return { changed: true };
     },
@@ -397,8 +410,9 @@ export async function applyRoles(
   conn: EtcdConnection,
   roles: readonly RoleSpec[],
 ): Promise<{ created: string[]; updated: string[] }> {
-  const { EtcdRoleExistsError, Range } = await loadEtcd3();
-  const client = await createClient(conn);
+  const loaded = await loadLibs();
+  const { EtcdRoleExistsError, Range } = loaded.etcd3;
+  const client = buildClient(loaded, conn);
   const created: string[] = [];
   const updated: string[] = [];
   const perm = { read: 'Read', write: 'Write', readwrite: 'Readwrite' } as const;

@@ -93,20 +93,16 @@ export function createGatewayReader(
 ): EtcdReader | undefined {
   if (!gatewayUsable(conn)) return undefined;
   const givesUpAt = performance.now() + opts.timeoutMs;
-  const tls = conn.tls;
+  const ca = conn.tls?.ca;
   const http = { request: httpRequest, agent: new HttpAgent({ keepAlive: true }) };
-  // node:https (and with it node:tls) only for https endpoints: a plaintext read need not load them.
+  // node:https (and with it node:tls) only for https endpoints: a plaintext read need not load them. No client
+  // certificate here (gatewayUsable); the server's is checked against --etcd-cacert, else the system's CAs.
   let https: Promise<typeof http> | undefined;
   const transport = (protocol: string): Promise<typeof http> => {
     if (protocol !== 'https:') return Promise.resolve(http);
     https ??= import('node:https').then((m) => ({
       request: m.request,
-      agent: new m.Agent({
-        keepAlive: true,
-        ...(tls?.ca === undefined ? {} : { ca: tls.ca }),
-        ...(tls?.cert === undefined ? {} : { cert: tls.cert }),
-        ...(tls?.key === undefined ? {} : { key: tls.key }),
-      }),
+      agent: new m.Agent({ keepAlive: true, ...(ca === undefined ? {} : { ca }) }),
     }));
     return https;
   };
