@@ -56,6 +56,7 @@ import {
   type PeerTarget,
   type UdpOptions,
 } from '@coord/peer';
+import { hostOwnAddress } from '@coord/vip';
 import type { AddressEvent, Announcer, VipPort } from '@coord/vip';
 import type { VrrpTransport } from '@coord/vrrp';
 import { FastFailover, type FastFailoverGroup } from './fast-failover.js';
@@ -1414,10 +1415,8 @@ export class CoordNode {
   // ── host ─────────────────────────────────────────────────────────────────────────────────────────────────
 
   /**
-   * A VIP that the interface holds as a permanent, primary address of a subnet (not a /32 or /128) is the host's
-   * own address on that network, not a leftover: removing it at start or on stop would take the host off the
-   * network. Refused before anything on the host is touched. Leftovers of ours have a lifetime; those of
-   * keepalived are /32s or secondary addresses, and are removed.
+   * A VIP that is the host's own address on its network (hostOwnAddress) is refused before anything on the host
+   * is touched: removing it at start or on stop would take the host off the network.
    */
   private async checkHostAddresses(): Promise<void> {
     for (const g of this.config.groups) {
@@ -1435,14 +1434,7 @@ export class CoordNode {
         );
       }
       for (const vip of g.vips) {
-        const own = addresses.find(
-          (a) =>
-            a.address === vip.address &&
-            a.family === vip.family &&
-            a.permanent === true &&
-            a.secondary !== true &&
-            a.prefix < (a.family === 4 ? 32 : 128),
-        );
+        const own = hostOwnAddress(addresses, vip);
         if (own === undefined) continue;
         throw new CoordError(
           'ERR_COORD_CONFIG',

@@ -32,3 +32,4 @@ export { createWireProber, MAX_FRAMES_PER_DRAIN } from './prober.js';
 export type { ProbeSession, WireAnswer, WireProber, WireProberOptions } from './prober.js';
 export { netlinkErrno, toCoordError } from './errors.js';
 export * from './addresses.js';
+export { hostOwnAddress } from './own-address.js';
