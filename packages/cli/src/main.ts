@@ -4,6 +4,7 @@ import {
   COMMANDS,
   CONTROL_OPTIONS,
   DOCTOR_OPTIONS,
+  FENCE_OPTIONS,
   DRAIN_OPTIONS,
   MAINTENANCE_OPTIONS,
   MOVE_OPTIONS,
@@ -30,6 +31,8 @@ import { VERSION, versionText } from './version.js';
  */
 const load = {
   join: () => import('./join.js'),
+  joinConfig: () => import('./join-config.js'),
+  fence: () => import('./fence.js'),
   services: () => import('./services.js'),
   status: () => import('./status.js'),
   check: () => import('./check.js'),
@@ -130,7 +133,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .recommendCommands()
     .demandCommand(
       1,
-      'name a command: join | status | service | server | maintenance | move | drill | events | import | reload-config | check-config | doctor | etcd-roles | version (see coord --help)',
+      'name a command: join | status | service | server | maintenance | move | drill | events | import | reload-config | check-config | doctor | fence | etcd-roles | version (see coord --help)',
     )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
@@ -483,7 +486,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
             hint: 'e.g. --max-gap 250ms or --max-gap 0.5s',
           });
         const [{ runDrill, formatVerdict, interfaceMac, drillVip }, { buildJoinConfig }, target] =
-          await Promise.all([load.drill(), load.join(), load.target()]);
+          await Promise.all([load.drill(), load.joinConfig(), load.target()]);
         if (target.configPath(a) === undefined)
           throw new CoordError(
             'ERR_COORD_USAGE',
@@ -584,7 +587,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       COMMANDS.doctor.summary,
       (y) => documented(y.options(DOCTOR_OPTIONS), COMMANDS.doctor),
       async (a) => {
-        const { buildJoinConfig } = await load.join();
+        const { buildJoinConfig } = await load.joinConfig();
         const { etcdFacts, exitCodeOf, formatFindings, gatherFacts, judge, worst } = await load.doctor();
         const { createNetlinkVipPort } = await import('@coord/vip');
         const config = await buildJoinConfig(a);
@@ -602,6 +605,28 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
               : `${formatFindings(findings)}\n`,
           );
           code = exitCodeOf(verdict);
+        } finally {
+          port.close();
+        }
+      },
+    )
+    .command(
+      COMMANDS.fence.command,
+      COMMANDS.fence.summary,
+      (y) => documented(y.options(FENCE_OPTIONS), COMMANDS.fence),
+      async (a) => {
+        const [{ buildJoinConfig }, { fenceVips, formatFence, fenceExitCode, refuseWhileRunning }] =
+          await Promise.all([load.joinConfig(), load.fence()]);
+        const config = await buildJoinConfig(a);
+        if (!a.force) await refuseWhileRunning(config.controlSocket ?? DEFAULT_CONTROL_SOCKET);
+        const { createNetlinkVipPort } = await import('@coord/vip');
+        const port = createNetlinkVipPort();
+        try {
+          const outcomes = await fenceVips(config, port);
+          process.stdout.write(
+            a.json ? `${JSON.stringify(outcomes, null, 2)}\n` : `${formatFence(outcomes)}\n`,
+          );
+          code = fenceExitCode(outcomes);
         } finally {
           port.close();
         }

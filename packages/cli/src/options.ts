@@ -271,6 +271,16 @@ export const DOCTOR_OPTIONS = {
   json: { type: 'boolean', default: false, describe: 'print the findings as JSON' },
 } as const satisfies OptionTable;
 
+export const FENCE_OPTIONS = {
+  ...JOIN_OPTIONS,
+  force: {
+    type: 'boolean',
+    default: false,
+    describe: 'fence even though this node’s coord answers on its control socket (a hung coord)',
+  },
+  json: { type: 'boolean', default: false, describe: 'print the outcome of each VIP as JSON' },
+} as const satisfies OptionTable;
+
 /** The option table of each command (by its first word): COORD_* variables apply only to these. */
 export const COMMAND_OPTIONS: Readonly<Record<string, OptionTable>> = {
   join: JOIN_OPTIONS,
@@ -281,6 +291,7 @@ export const COMMAND_OPTIONS: Readonly<Record<string, OptionTable>> = {
   'reload-config': CONTROL_OPTIONS,
   'check-config': CHECK_OPTIONS,
   doctor: DOCTOR_OPTIONS,
+  fence: FENCE_OPTIONS,
   maintenance: MAINTENANCE_OPTIONS,
   move: MOVE_OPTIONS,
   drill: DRILL_OPTIONS,
@@ -625,6 +636,25 @@ export const COMMANDS = {
       [
         'coord doctor --interface eth0 --vip 10.0.0.50/24 --etcd http://10.0.0.2:2379 --cluster prod',
         'before writing a config',
+      ],
+    ],
+  },
+  fence: {
+    command: 'fence',
+    summary:
+      'take this node’s VIPs off its interfaces now (the unit runs it after coord stops, however it stopped)',
+    description:
+      'Takes the same flags and config file as join. The package’s unit runs it as ExecStopPost, so a coord killed ' +
+      'together with its dead-man helper (systemctl kill -s KILL coord) leaves no VIP behind for the kernel to ' +
+      'expire late. Never removes the host’s own address, and refuses while this node’s coord answers on its ' +
+      'control socket (--force for a hung one). Exit 0 when every VIP is gone, 6 when a removal failed, 2 on a ' +
+      'config error or a running coord.',
+    options: FENCE_OPTIONS,
+    examples: [
+      ['coord fence', 'after coord crashed: remove what it left (reads /etc/coord/coord.yaml)'],
+      [
+        'coord fence --etcd http://10.0.0.2:2379 --cluster prod --interface eth0 --vip 10.0.0.50/24',
+        'the flags coord join ran with, without a config file',
       ],
     ],
   },
