@@ -6,7 +6,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlRequest } from '@coord/agent';
-import type { Lab, LabHost, LabProcess } from './lab/index.js';
+import type { ExecResult, Lab, LabHost, LabProcess } from './lab/index.js';
 import { jsonLines, waitFor } from './lab/index.js';
 
 export const COORD_BIN = fileURLToPath(new URL('../packages/cli/bin/coord.js', import.meta.url));
@@ -234,6 +234,18 @@ export function startCoordFromFile(lab: Lab, host: LabHost, cluster: string): La
   const [cmd, ...pre] = COORD_COMMAND as [string, ...string[]];
   return lab.spawn(host, cmd, [...pre, 'join', '--config', configFileFor(lab, host, cluster)], {
     name: `coord-${cluster}`,
+  });
+}
+
+/**
+ * `coord fence --config FILE` in `host` with the file `startCoordFromFile` runs the node with — what the package's
+ * unit runs as ExecStopPost once coord has ended. Never rejects; the exit code says how it went.
+ */
+export function fenceNodeFromFile(lab: Lab, host: LabHost, cluster: string): Promise<ExecResult> {
+  const [cmd, ...pre] = COORD_COMMAND as [string, ...string[]];
+  return lab.exec(host, cmd, [...pre, 'fence', '--config', configFileFor(lab, host, cluster)], {
+    reject: false,
+    timeoutMs: 30_000,
   });
 }
 

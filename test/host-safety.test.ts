@@ -2,10 +2,12 @@
  * Bad input that could hurt the host (issue #16, finding 9), with the real binary in the lab: a VIP that is the
  * host's own address is refused before anything changes; a leftover VIP with another prefix length is still
  * removed; a track script that cannot run puts the node in FAULT and says why. And a coord process that dies
- * alone (kill -9 of its PID, the OOM killer's way) leaves no VIP behind: its dead-man helper removes it.
+ * alone (kill -9 of its PID, the OOM killer's way) leaves no VIP behind: its dead-man helper removes it; killed
+ * together with the helper, `coord fence` (the unit's ExecStopPost) does.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { doubleHolderMs, Lab, waitFor, type LabHost, type LabProcess } from './lab/index.js';
 import { descendants } from './lab/proc.js';
 import {
   assertBuilt,
@@ -224,6 +226,96 @@ describe('host safety', () => {
     expect(left).toBeGreaterThanOrEqual(3);
     const ms = await killAloneAndTime(p, host, vip);
     expect(ms).toBeLessThan(((left ?? 0) - 1) * 1000);
+  });
+
+  it('killed together with its helper (systemctl kill -s KILL), coord fence — the unit’s ExecStopPost — takes the VIP off at once; while coord runs it refuses', async () => {
+    const host = h(1);
+    const vip = lab.freeAddress(6);
+    const o = { cluster: 'fence', vips: [`${vip}/${lab.subnet.prefix}`], ttlSec: 5 };
+    const fence = () =>
+      lab.exec(host, process.execPath, [COORD_BIN, 'fence', ...joinArgs(lab, host, o).slice(1)], {
+        reject: false,
+        timeoutMs: 15_000,
+      });
+    const p = startCoord(lab, host, o);
+    running.push(p);
+    await waitForHolder(lab, vip, host.name, 15_000);
+
+    const refused = await fence();
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toMatch(/coord is running on this node/);
+    expect(await holdersOf(lab, vip)).toEqual([host.name]);
+
+    // The whole tree, helper included: only the kernel lifetime (TTL 5: seconds) would remove the VIP now.
+    p.kill9();
+    await p.exited;
+    const left = await validLeft(host, vip);
+    expect(left).toBeGreaterThanOrEqual(2);
+
+    const t0 = performance.now();
+    const r = await fence();
+    const ms = performance.now() - t0;
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`removed ${vip.replace(/\./g, '\\.')}/\\d+ on eth0`));
+    expect(await holdersOf(lab, vip)).toEqual([]);
+    expect(ms).toBeLessThan(((left ?? 0) - 1) * 1000);
+    expect(await lab.addresses(host)).toContain(host.ip); // the host's own address stays
+    // Nothing left to do: a second run finds nothing and still succeeds (after a graceful stop, for instance).
+    const again = await fence();
+    expect(again.exitCode).toBe(0);
+    expect(again.stdout).toMatch(/not present/);
+  });
+
+  it('a holder killed with its helper, its cable then pulled and its kernel’s lifetime worker delayed: with coord fence after the kill (the unit) the successor never holds beside it', async () => {
+    // The soak's residual (seeds 63, 80, 95): without carrier the dead holder cannot answer the successor's wire
+    // probe, and an address change on its host ~850 ms after its last refresh keeps its expired copy about a second
+    // past the lifetime, while the successor claims 1.2–1.7 s after the kill. The unit's ExecStopPost removes it.
+    const [a, b] = [h(0), h(1)];
+    const vip = lab.freeAddress(7);
+    const o = (priority: number) => ({
+      cluster: 'cable',
+      vips: [`${vip}/${lab.subnet.prefix}`],
+      priority,
+      ttlSec: 1,
+    });
+    const sampler = await lab.sampler(vip, { intervalMs: 50 });
+    let stopped = false;
+    try {
+      const pa = startCoord(lab, a, o(150));
+      running.push(pa, startCoord(lab, b, o(100)));
+      await waitForHolder(lab, vip, a.name, 15_000);
+      // Start from a fresh refresh of a's lifetime: the kill lands just after it.
+      const seen = sampler.lastRefresh(a.name);
+      await waitFor('a refresh of the VIP on a', () =>
+        (sampler.lastRefresh(a.name) ?? 0) > (seen ?? 0) ? true : undefined,
+      );
+      const refreshed = sampler.lastRefresh(a.name) ?? Date.now();
+      pa.kill9();
+      await pa.exited;
+      const fenced = lab.exec(
+        a,
+        process.execPath,
+        [COORD_BIN, 'fence', ...joinArgs(lab, a, o(150)).slice(1)],
+        {
+          reject: false,
+          timeoutMs: 15_000,
+        },
+      );
+      await sleep(Math.max(0, refreshed + 850 - Date.now()));
+      await lab.exec(a, 'ip', ['addr', 'add', '192.0.2.1/32', 'dev', 'lo']);
+      await lab.faults.linkDown(a);
+      expect((await fenced).exitCode).toBe(0);
+      await waitForHolder(lab, vip, b.name, 15_000);
+      await sleep(2500); // past any removal by a's kernel
+      const timeline = await sampler.stop();
+      stopped = true;
+      expect(doubleHolderMs(timeline)).toBe(0);
+      expect(await holdersOf(lab, vip)).toEqual([b.name]);
+    } finally {
+      if (!stopped) await sampler.stop();
+      await lab.faults.linkUp(a);
+      await lab.exec(a, 'ip', ['addr', 'del', '192.0.2.1/32', 'dev', 'lo'], { reject: false });
+    }
   });
 
   it('VRRP mode: kill -9 of the master process alone removes its VIP (its lifetime is forever)', async () => {

@@ -36,6 +36,8 @@ describe('deploy/', () => {
     const unit = readFileSync(deploy('coord.service'), 'utf8');
     expect(unit).toMatch(/^ExecStart=\S+ join --config \/etc\/coord\/coord\.yaml$/m);
     expect(unit).toMatch(/^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+    // Whatever ended coord, systemd then takes its VIPs off with the same config; a failure never blocks a restart.
+    expect(unit).toMatch(/^ExecStopPost=-\/usr\/bin\/coord fence --config \/etc\/coord\/coord\.yaml$/m);
     expect(unit).toMatch(/^Restart=on-failure$/m);
     expect(unit).toMatch(/^After=network-online\.target haproxy\.service$/m);
     const caps = /^CapabilityBoundingSet=(.*)$/m.exec(unit)?.[1]?.split(' ') ?? [];
@@ -56,7 +58,12 @@ describe('deploy/', () => {
     const dir = mkdtempSync(join(tmpdir(), 'coord-unit-'));
     try {
       const copy = join(dir, 'coord.service');
-      writeFileSync(copy, unit.replace(/^ExecStart=\S+/m, `ExecStart=${process.execPath}`));
+      writeFileSync(
+        copy,
+        unit
+          .replace(/^ExecStart=\S+/m, `ExecStart=${process.execPath}`)
+          .replace(/^ExecStopPost=-\S+/m, `ExecStopPost=-${process.execPath}`),
+      );
       // The man pages it names are installed by the package (checked by the package's own CI step), not here.
       const out = execFileSync('systemd-analyze', ['verify', '--man=no', copy], {
         encoding: 'utf8',
