@@ -10,6 +10,7 @@ import {
   controlSocketFor,
   reloadNodeConfig,
   startCoordFromFile,
+  fenceNodeFromFile,
   writeNodeConfig,
   type NodeFileOptions,
 } from '../coord.js';
@@ -32,6 +33,14 @@ export const TTL_SEC = 1;
 export const ARP_INTERVAL_MS = 10;
 /** Initial priorities: a preferred holder, so heals and restarts also exercise preemption handovers. */
 export const INITIAL_PRIORITIES: Readonly<Record<string, number>> = { h1: 150, h2: 100, h3: 50 };
+/**
+ * What runs a node's coord, as far as its end matters: `systemd` — the package's unit, whose ExecStopPost runs
+ * `coord fence` once coord has ended, however it ended (the soak's kill -9 kills coord and its dead-man helper
+ * together, as `systemctl kill -s KILL coord` does); `none` — coord run by hand, where a VIP left behind stays
+ * until the kernel's lifetime worker removes it.
+ */
+export type Supervisor = 'systemd' | 'none';
+
 /** The unrelated address kill9-addr-change changes on the dead holder's host (TEST-NET-1, RFC 5737). */
 const CHANGED_ADDRESS = '192.0.2.1';
 /** What a reload-config may write. */
@@ -50,6 +59,8 @@ interface Node {
   unexpected: { at: number; exit: ExitInfo; pid: number }[];
   /** The log file of every coord process the node has run, oldest first. */
   logFiles: string[];
+  /** `coord fence` run after the node's coord ended (the unit's ExecStopPost), while it runs. */
+  fencing: Promise<void> | undefined;
 }
 
 /** A fault as it was injected: the concrete target, times, and what happened on the way. */
@@ -110,6 +121,7 @@ export class SoakCluster {
         held: false,
         unexpected: [],
         logFiles: [],
+        fencing: undefined,
       });
       this.busy.set(h.name, new Set());
     }
@@ -118,7 +130,7 @@ export class SoakCluster {
   /** Build the lab, start the observers, then the three nodes; resolves once one node holds the VIP. */
   static async start(
     log: (s: string) => void,
-    opts: { fastFailover?: boolean; etcdOutage?: 'fence' | 'hold' } = {},
+    opts: { fastFailover?: boolean; etcdOutage?: 'fence' | 'hold'; supervisor?: Supervisor } = {},
   ): Promise<SoakCluster> {
     const lab = await Lab.create({ name: 'soak', hosts: 3, etcdMembers: 3, ...ETCD_TIMING });
     try {
@@ -130,6 +142,7 @@ export class SoakCluster {
       const c = new SoakCluster(lab, sampler, arp);
       c.fastFailover = opts.fastFailover === true;
       c.etcdOutage = opts.etcdOutage ?? 'fence';
+      c.supervisor = opts.supervisor ?? 'systemd';
       c.selfTest = await c.checkObservers();
       log(
         `observer self-test: two holders put by hand for ${Math.round(c.selfTest.overlapMs)} ms, ` +
@@ -204,6 +217,8 @@ export class SoakCluster {
   fastFailover = false;
   /** Every node runs with this `--etcd-outage` (pnpm soak --etcd-outage hold). */
   etcdOutage: 'fence' | 'hold' = 'fence';
+  /** What runs once a node's coord has ended (pnpm soak --supervisor); see {@link Supervisor}. */
+  supervisor: Supervisor = 'systemd';
 
   private fileOptions(n: Node): NodeFileOptions {
     return {
@@ -230,8 +245,38 @@ export class SoakCluster {
     n.held = false;
     void proc.exited.then((exit) => {
       // Only a process the soak did not stop or kill counts as unexpected.
-      if (n.proc === proc && !n.held) n.unexpected.push({ at: Date.now(), exit, pid: proc.pid });
+      if (n.proc === proc && !n.held) {
+        n.unexpected.push({ at: Date.now(), exit, pid: proc.pid });
+        this.postStop(n, undefined);
+      }
     });
+  }
+
+  /**
+   * What the unit does once coord has ended however it ended: ExecStopPost, `coord fence` with the node's config
+   * (supervisor `systemd`); nothing with `none`. Started at once; the node is started again only after it is done
+   * (systemd runs ExecStopPost before a restart). What it did goes into the round's notes.
+   */
+  private postStop(n: Node, rec: InjectedFault | undefined): void {
+    if (this.supervisor === 'none') return;
+    const t0 = Date.now();
+    n.fencing = fenceNodeFromFile(this.lab, n.host, CLUSTER).then((r) => {
+      const removed = r.stdout.split('\n').filter((l) => l.startsWith('removed '));
+      const what =
+        r.exitCode !== 0
+          ? `failed (exit ${r.exitCode}): ${r.stderr.trim().split('\n')[0] ?? ''}`
+          : removed.length > 0
+            ? removed.join('; ')
+            : 'nothing to remove';
+      rec?.notes.push(`coord fence on ${n.host.name} ${Date.now() - t0} ms after coord ended: ${what}`);
+      n.fencing = undefined;
+    });
+  }
+
+  /** Start a node again once its post-stop step is done. */
+  private async restartNode(n: Node): Promise<void> {
+    await n.fencing;
+    this.startNode(n.host.name);
   }
 
   /**
@@ -242,7 +287,7 @@ export class SoakCluster {
     const out: { node: string; at: number; exit: ExitInfo; pid: number }[] = [];
     for (const [name, n] of this.nodes) {
       for (const u of n.unexpected.splice(0)) out.push({ node: name, ...u });
-      if (!n.held && n.proc !== undefined && !n.proc.running) this.startNode(name);
+      if (!n.held && n.proc !== undefined && !n.proc.running && n.fencing === undefined) this.startNode(name);
     }
     return out;
   }
@@ -279,6 +324,7 @@ export class SoakCluster {
     else {
       p.kill9();
       await p.exited;
+      this.postStop(n, rec);
     }
   }
 
@@ -399,7 +445,7 @@ export class SoakCluster {
       case 'kill9': {
         const n = need();
         await this.kill9(n, rec);
-        return () => Promise.resolve(this.startNode(n.host.name));
+        return () => this.restartNode(n);
       }
       case 'kill9-addr-change': {
         const n = need();
@@ -420,7 +466,7 @@ export class SoakCluster {
           await this.lab.exec(n.host, 'ip', ['addr', 'del', `${CHANGED_ADDRESS}/32`, 'dev', 'lo'], {
             reject: false,
           });
-          this.startNode(n.host.name);
+          await this.restartNode(n);
         };
       }
       case 'sigstop': {

@@ -1,6 +1,7 @@
 /**
- * `pnpm soak [--minutes N] [--seed S] [--json FILE] [--rounds N] [--kinds a,b]`: a seeded, randomized fault
- * schedule against a three-node coord cluster in the network-namespace lab, judged only by external observers
+ * `pnpm soak [--minutes N] [--seed S] [--json FILE] [--rounds N] [--kinds a,b] [--supervisor systemd|none]`: a
+ * seeded, randomized fault schedule against a three-node coord cluster in the network-namespace lab, run as the
+ * package's unit runs it (`--supervisor none`: as by hand, no `coord fence` after a crash), judged only by external observers
  * (the hosts' kernel address events and the client's ARP probes). Exit status: 0 clean, 1 a violation (two
  * holders, two MACs on one probe, no single holder after a heal, a dead observer), 2 the harness itself failed.
  *
@@ -140,6 +141,7 @@ async function main(): Promise<number> {
       kinds: { type: 'string' },
       'fast-failover': { type: 'boolean', default: false },
       'etcd-outage': { type: 'string', default: 'fence' },
+      supervisor: { type: 'string', default: 'systemd' },
     },
   });
   const minutes = Number(values.minutes);
@@ -150,6 +152,9 @@ async function main(): Promise<number> {
   const seed = values.seed === undefined ? randomSeed() : parseSeed(values.seed);
   const etcdOutage = values['etcd-outage'];
   if (etcdOutage !== 'fence' && etcdOutage !== 'hold') throw new Error('--etcd-outage must be fence or hold');
+  const supervisor = values.supervisor;
+  if (supervisor !== 'systemd' && supervisor !== 'none')
+    throw new Error('--supervisor must be systemd (the unit: coord fence after coord ends) or none');
   const kinds = parseKinds(values.kinds);
   const command = [
     'pnpm soak',
@@ -159,6 +164,7 @@ async function main(): Promise<number> {
     ...(values.kinds === undefined ? [] : [`--kinds ${values.kinds}`]),
     ...(values['fast-failover'] ? ['--fast-failover'] : []),
     ...(etcdOutage === 'hold' ? ['--etcd-outage hold'] : []),
+    ...(supervisor === 'none' ? ['--supervisor none'] : []),
   ].join(' ');
   const t0 = Date.now();
   const jsonPath = resolve(
@@ -203,6 +209,7 @@ async function main(): Promise<number> {
         kinds: kinds ?? ROUND_KINDS,
         fastFailover: values['fast-failover'],
         etcdOutage,
+        supervisor,
         ttlSec: TTL_SEC,
         etcd: { members: 3, ...ETCD_TIMING },
         initialPriorities: INITIAL_PRIORITIES,
@@ -221,7 +228,11 @@ async function main(): Promise<number> {
     writeFileSync(jsonPath, `${JSON.stringify(json, null, 1)}\n`);
   };
 
-  const cluster = await SoakCluster.start(log, { fastFailover: values['fast-failover'], etcdOutage });
+  const cluster = await SoakCluster.start(log, {
+    fastFailover: values['fast-failover'],
+    etcdOutage,
+    supervisor,
+  });
   try {
     const { lab } = cluster;
     log(`VIP ${cluster.vip}; nodes ${cluster.names.join(', ')}; first holder ${cluster.holders().join()}`);

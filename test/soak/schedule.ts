@@ -8,7 +8,10 @@ import type { Rng } from './prng.js';
 
 /** What one fault does; each is undone ("healed") by the runner, except the instant ones. */
 export const FAULT_KINDS = [
-  /** kill -9 of the node's coord (whole process group), restarted after `holdMs`. */
+  /**
+   * kill -9 of the node's coord and every process it started (as `systemctl kill -s KILL coord`), then what the
+   * supervisor does after (cluster.ts, Supervisor), restarted after `holdMs`.
+   */
   'kill9',
   /**
    * kill -9 of the holder's coord, then one unrelated address change on that node `changeAfterMs` (750–930 ms)
@@ -16,7 +19,8 @@ export const FAULT_KINDS = [
    * address does on a real host at some moment. The change runs the kernel's per-namespace address-lifetime
    * worker, which then waits its one-second minimum interval (check_lifetime in net/ipv4/devinet.c): the dead
    * holder's VIP outlives its valid_lft by about `changeAfterMs`. Without such a change the lab is quieter than
-   * any real host and every lifetime expires on time.
+   * any real host and every lifetime expires on time. Under the unit (`--supervisor systemd`) `coord fence` has
+   * usually removed the VIP before the change: the kernel's lifetime is then only the fallback.
    */
   'kill9-addr-change',
   /** SIGSTOP of the node's coord for `holdMs` (0.2–5 s), then SIGCONT. */
