@@ -54,6 +54,8 @@ log "installed files check out"
 log "lab failover with the installed /usr/bin/coord (crash, graceful stop)"
 COORD_COMMAND=/usr/bin/coord pnpm exec vitest run --project lab test/election.test.ts \
   -t 'fails over after kill -9|on SIGTERM the holder'
+log "the installed coord fence after a kill of coord and its helper (the unit's ExecStopPost)"
+COORD_COMMAND=/usr/bin/coord pnpm exec vitest run --project lab test/host-safety.test.ts -t 'coord fence'
 
 log "remove: only the conffiles stay"
 DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq coord >/dev/null

@@ -237,16 +237,19 @@ export function startCoordFromFile(lab: Lab, host: LabHost, cluster: string): La
   });
 }
 
+/** Run a coord command to its end in `host` with {@link COORD_COMMAND}. Never rejects; the exit code says how it went. */
+export function runCoord(lab: Lab, host: LabHost, args: readonly string[]): Promise<ExecResult> {
+  if (process.env['COORD_COMMAND'] === undefined) assertBuilt();
+  const [cmd, ...pre] = COORD_COMMAND as [string, ...string[]];
+  return lab.exec(host, cmd, [...pre, ...args], { reject: false, timeoutMs: 30_000 });
+}
+
 /**
  * `coord fence --config FILE` in `host` with the file `startCoordFromFile` runs the node with — what the package's
- * unit runs as ExecStopPost once coord has ended. Never rejects; the exit code says how it went.
+ * unit runs as ExecStopPost once coord has ended.
  */
 export function fenceNodeFromFile(lab: Lab, host: LabHost, cluster: string): Promise<ExecResult> {
-  const [cmd, ...pre] = COORD_COMMAND as [string, ...string[]];
-  return lab.exec(host, cmd, [...pre, 'fence', '--config', configFileFor(lab, host, cluster)], {
-    reject: false,
-    timeoutMs: 30_000,
-  });
+  return runCoord(lab, host, ['fence', '--config', configFileFor(lab, host, cluster)]);
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   coordLog,
   holdersOf,
   joinArgs,
+  runCoord,
   startCoord,
 } from './coord.js';
 
@@ -232,11 +233,7 @@ describe('host safety', () => {
     const host = h(1);
     const vip = lab.freeAddress(6);
     const o = { cluster: 'fence', vips: [`${vip}/${lab.subnet.prefix}`], ttlSec: 5 };
-    const fence = () =>
-      lab.exec(host, process.execPath, [COORD_BIN, 'fence', ...joinArgs(lab, host, o).slice(1)], {
-        reject: false,
-        timeoutMs: 15_000,
-      });
+    const fence = () => runCoord(lab, host, ['fence', ...joinArgs(lab, host, o).slice(1)]);
     const p = startCoord(lab, host, o);
     running.push(p);
     await waitForHolder(lab, vip, host.name, 15_000);
@@ -292,15 +289,7 @@ describe('host safety', () => {
       const refreshed = sampler.lastRefresh(a.name) ?? Date.now();
       pa.kill9();
       await pa.exited;
-      const fenced = lab.exec(
-        a,
-        process.execPath,
-        [COORD_BIN, 'fence', ...joinArgs(lab, a, o(150)).slice(1)],
-        {
-          reject: false,
-          timeoutMs: 15_000,
-        },
-      );
+      const fenced = runCoord(lab, a, ['fence', ...joinArgs(lab, a, o(150)).slice(1)]);
       await sleep(Math.max(0, refreshed + 850 - Date.now()));
       await lab.exec(a, 'ip', ['addr', 'add', '192.0.2.1/32', 'dev', 'lo']);
       await lab.faults.linkDown(a);
