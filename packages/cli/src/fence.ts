@@ -6,11 +6,11 @@
  * process dies"). Without it such a VIP stays until the kernel's lifetime worker removes it, up to about a second
  * after its lifetime; a successor that cannot hear that host on the wire (its cable out) claims beside it.
  *
- * It never removes the host's own address (hostOwnAddress), and refuses while this node's coord answers on its
+ * It never removes the host's own address (hostOwnAddress), and refuses while something listens on this node's
  * control socket: fencing a running holder takes its VIPs away under it.
  */
 import { connect } from 'node:net';
-import { CoordError, errorMessage, formatCidr, type NodeConfig } from '@coord/core';
+import { CoordError, ERROR_CODES, errorMessage, formatCidr, type NodeConfig } from '@coord/core';
 import { hostOwnAddress, type HostAddress, type VipPort } from '@coord/vip';
 
 export interface FenceOutcome {
@@ -72,7 +72,7 @@ export function formatFence(outcomes: readonly FenceOutcome[]): string {
 
 /** Exit status: 0 when nothing failed, else netlink's (6). */
 export function fenceExitCode(outcomes: readonly FenceOutcome[]): number {
-  return outcomes.some((o) => o.result === 'failed') ? new CoordError('ERR_COORD_NETLINK', '').exitCode : 0;
+  return outcomes.some((o) => o.result === 'failed') ? ERROR_CODES.ERR_COORD_NETLINK : 0;
 }
 
 /**

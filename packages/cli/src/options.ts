@@ -276,7 +276,7 @@ export const FENCE_OPTIONS = {
   force: {
     type: 'boolean',
     default: false,
-    describe: 'fence even though this node’s coord answers on its control socket (a hung coord)',
+    describe: 'fence even though something listens on this node’s control socket (a hung coord)',
   },
   json: { type: 'boolean', default: false, describe: 'print the outcome of each VIP as JSON' },
 } as const satisfies OptionTable;
@@ -646,7 +646,7 @@ export const COMMANDS = {
     description:
       'Takes the same flags and config file as join. The package’s unit runs it as ExecStopPost, so a coord killed ' +
       'together with its dead-man helper (systemctl kill -s KILL coord) leaves no VIP behind for the kernel to ' +
-      'expire late. Never removes the host’s own address, and refuses while this node’s coord answers on its ' +
+      'expire late. Never removes the host’s own address, and refuses while this node’s coord listens on its ' +
       'control socket (--force for a hung one). Exit 0 when every VIP is gone, 6 when a removal failed, 2 on a ' +
       'config error or a running coord.',
     options: FENCE_OPTIONS,
