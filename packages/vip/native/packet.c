@@ -15,9 +15,21 @@
  *                                           fd of a non-blocking packet socket that receives frames of one
  *                                           ethertype arriving on ifindex, never our own outgoing frames
  *   recv(fd: number): Buffer | null         the next pending frame, null when none is pending (EAGAIN)
+ *   nlOpen(): number                        fd of a NETLINK_ROUTE socket for nlRequest (1 s receive timeout)
+ *   nlRequest(fd: number, message: Buffer): number
+ *                                           send one rtnetlink request (NLM_F_ACK, its seq set) and wait for
+ *                                           the kernel's answer to that seq, in this one call: 0 (done) or the
+ *                                           errno the kernel refused it with (EEXIST, ...)
  * Errors are thrown as Error with `code` set to the errno name (EPERM, ENODEV, ...).
+ *
+ * Why a synchronous netlink request next to the netlink library: a VIP add or refresh must reach the kernel
+ * before the holder's deadline, which the caller checks just before. The library queues a send that follows
+ * another within one event-loop turn and sends it a turn later; a process frozen in between (SIGSTOP, a VM
+ * pause) sends it after the deadline, and the kernel re-creates an address that had expired. Here the check,
+ * the send and the answer happen in one synchronous call (docs/design.md, "Leaving leadership").
  */
 #include <arpa/inet.h>
+#include <linux/netlink.h>
 #include <errno.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -27,6 +39,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static const char *errno_name(int e) {
@@ -47,6 +60,7 @@ static const char *errno_name(int e) {
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
     case EINTR: return "EINTR";
     case ENOTSOCK: return "ENOTSOCK";
+    case ETIMEDOUT: return "ETIMEDOUT";
     default: return "EUNKNOWN";
   }
 }
@@ -106,18 +120,26 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value js_send(napi_env env, napi_callback_info info) {
+/* Arguments (fd: number, data: Buffer) of at least `min` bytes; throws a TypeError naming `usage` otherwise. */
+static int arg_fd_buffer(napi_env env, napi_callback_info info, size_t min, const char *usage, int32_t *fd,
+                         void **data, size_t *len) {
   size_t argc = 2;
-  napi_value argv[2], result;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_int32(env, argv[0], fd) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], data, len) != napi_ok || *len < min) {
+    napi_throw_type_error(env, "EINVAL", usage);
+    return -1;
+  }
+  return 0;
+}
+
+static napi_value js_send(napi_env env, napi_callback_info info) {
+  napi_value result;
   int32_t fd;
   void *data;
   size_t len;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
-    napi_throw_type_error(env, "EINVAL", "send(fd, buffer)");
-    return NULL;
-  }
+  if (arg_fd_buffer(env, info, 0, "send(fd, buffer)", &fd, &data, &len) != 0) return NULL;
   ssize_t n = send(fd, data, len, MSG_DONTWAIT);
   if (n < 0) return throw_errno(env, "send(AF_PACKET)", errno);
   napi_create_int32(env, (int32_t)n, &result);
@@ -241,6 +263,60 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
   }
 }
 
+static napi_value js_nl_open(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return throw_errno(env, "socket(AF_NETLINK)", errno);
+  /* The kernel answers an rtnetlink request before sendto returns; the timeout only bounds a lost answer. */
+  struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
+  struct sockaddr_nl local = {.nl_family = AF_NETLINK};
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+      bind(fd, (struct sockaddr *)&local, sizeof local) != 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, "bind(AF_NETLINK)", e);
+  }
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+/* Big enough for an error answer that echoes an address request (no NETLINK_CAP_ACK). */
+#define NL_RECV_MAX 8192
+
+static napi_value js_nl_request(napi_env env, napi_callback_info info) {
+  napi_value result;
+  int32_t fd;
+  void *data;
+  size_t len;
+  if (arg_fd_buffer(env, info, sizeof(struct nlmsghdr), "nlRequest(fd, message)", &fd, &data, &len) != 0)
+    return NULL;
+  uint32_t seq = ((const struct nlmsghdr *)data)->nlmsg_seq;
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t n;
+  do {
+    n = sendto(fd, data, len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, "sendto(AF_NETLINK)", errno);
+  unsigned char buf[NL_RECV_MAX];
+  for (;;) {
+    n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return throw_errno(env, "recv(AF_NETLINK)", ETIMEDOUT);
+      return throw_errno(env, "recv(AF_NETLINK)", errno);
+    }
+    int left = (int)n;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      /* Anything else is an answer to an earlier request that timed out: skip it. */
+      if (h->nlmsg_seq != seq || h->nlmsg_type != NLMSG_ERROR) continue;
+      const struct nlmsgerr *err = (const struct nlmsgerr *)NLMSG_DATA(h);
+      napi_create_int32(env, -err->error, &result);
+      return result;
+    }
+  }
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
@@ -250,6 +326,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"ifindex", NULL, js_ifindex, NULL, NULL, NULL, napi_default, NULL},
     {"openRecv", NULL, js_open_recv, NULL, NULL, NULL, napi_default, NULL},
     {"recv", NULL, js_recv, NULL, NULL, NULL, napi_default, NULL},
+    {"nlOpen", NULL, js_nl_open, NULL, NULL, NULL, napi_default, NULL},
+    {"nlRequest", NULL, js_nl_request, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -32,6 +32,15 @@ export interface PacketAddon {
    * 9216 bytes come back truncated.
    */
   recv(fd: number): Buffer | null;
+  /** fd of a NETLINK_ROUTE socket for {@link PacketAddon.nlRequest} (answers wait at most 1 s). */
+  nlOpen(): number;
+  /**
+   * Send one complete rtnetlink request (NLM_F_ACK set, its sequence number chosen by the caller) and wait for
+   * the kernel's answer to it, in this one synchronous call: 0 when done, else the errno it was refused with.
+   * The send happens within the call, so a check made just before it still holds when the kernel acts on it
+   * (native/packet.c says why the netlink library cannot promise that).
+   */
+  nlRequest(fd: number, message: Buffer): number;
 }
 
 /** Relative to this module: the addon node-gyp builds. */

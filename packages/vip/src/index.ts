@@ -6,7 +6,7 @@
 export type { AddressLifetime, HostAddress, VipPort } from './types.js';
 export { FOREVER, FOREVER_LIFETIME } from './types.js';
 export { createNetlinkVipPort, normalizeLifetime } from './netlink-port.js';
-export type { NetlinkVipPortOptions } from './netlink-port.js';
+export type { NetlinkVipPortOptions, SyncNetlink } from './netlink-port.js';
 export { DEAD_MAN_SCRIPT, deadManLine, spawnDeadMan, withDeadManSwitch } from './dead-man.js';
 export type { DeadManOptions, DeadManSpawn } from './dead-man.js';
 export { createAnnouncer, announcementFrames } from './announcer.js';

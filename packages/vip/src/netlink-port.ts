@@ -1,10 +1,12 @@
 /**
  * VipPort over rtnetlink (the `netlink` package): no `ip` processes, ~0.1 ms per change (MEASURED.md).
  */
+import { constants as osConstants } from 'node:os';
 import netlink from 'netlink';
 import type { RtNetlinkSocket } from 'netlink';
 import { CoordError, bytesToIp, formatCidr, ipToBytes, nullLogger, systemClock } from '@coord/core';
 import type { Clock, Logger, Vip } from '@coord/core';
+import { loadPacketAddon, type PacketAddon } from './addon.js';
 import { netlinkErrno, toCoordError } from './errors.js';
 import { FOREVER_LIFETIME } from './types.js';
 import type { AddressLifetime, HostAddress, VipPort } from './types.js';
@@ -67,6 +69,22 @@ export interface NetlinkVipPortOptions {
   logger?: Logger;
   /** The clock `AddressLifetime.notAfter` is read on (the agent's). */
   clock?: Clock;
+  /**
+   * Where address writes go: the packet addon's synchronous rtnetlink request (default, when the addon loads),
+   * or `null` for the netlink library's socket alone.
+   */
+  syncNetlink?: SyncNetlink | null;
+}
+
+/** What the port needs of the packet addon for its synchronous address writes. */
+export type SyncNetlink = Pick<PacketAddon, 'nlOpen' | 'nlRequest' | 'close'>;
+
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+
+/** The kernel refused a request: the same shape as the library's errors ("Request rejected: EEXIST"). */
+function rejected(errno: number): Error {
+  const name = ERRNO_NAMES.get(errno) ?? `E${errno}`;
+  return Object.assign(new Error(`Request rejected: ${name}`), { code: name });
 }
 
 /**
@@ -79,6 +97,10 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
   let sock: RtNetlinkSocket | undefined;
   const indexes = new Map<string, number>();
   const reqOpts = { timeout: REQUEST_TIMEOUT_MS };
+  /** The synchronous path for address writes, once opened; null when there is none. */
+  let direct: { addon: SyncNetlink; fd: number } | null | undefined =
+    opts.syncNetlink === null ? null : undefined;
+  let seq = 0;
   let queue: Promise<unknown> = Promise.resolve();
 
   /**
@@ -98,6 +120,61 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
       sock.socket.on('error', (e) => log.warn('netlink socket error', { reason: e.message }));
     }
     return sock;
+  }
+
+  function directNetlink(): { addon: SyncNetlink; fd: number } | null {
+    if (direct !== undefined) return direct;
+    let addon = opts.syncNetlink;
+    if (addon === undefined) {
+      const loaded = loadPacketAddon();
+      if (!loaded.ok)
+        log.warn('address writes go through the netlink library (the packet addon did not load)', {
+          reason: loaded.reason,
+        });
+      addon = loaded.ok ? loaded.addon : null;
+    }
+    try {
+      direct = addon === null ? null : { addon, fd: addon.nlOpen() };
+    } catch (e) {
+      log.warn('address writes go through the netlink library', { reason: (e as Error).message });
+      direct = null;
+    }
+    return direct;
+  }
+
+  /**
+   * One address write (RTM_NEWADDR with `flags`, or RTM_DELADDR). Through the addon the request is sent and
+   * answered before this returns its promise, so nothing can delay the send past a check made just before the
+   * call; through the library it may be sent a turn later.
+   */
+  async function writeAddress(
+    kind: 'new' | 'del',
+    flags: number,
+    index: number,
+    vip: Vip,
+    lifetime?: AddressLifetime,
+  ): Promise<void> {
+    const { data, attrs } = addressRequest(index, vip, lifetime);
+    const d = directNetlink();
+    if (d === null) {
+      if (kind === 'new') await socket().newAddress(data, attrs, { ...reqOpts, flags });
+      else await socket().delAddress(data, attrs, reqOpts);
+      return;
+    }
+    const body = new netlink.AttrStream();
+    netlink.rt.formatAddressMessage({ kind: 'address', data, attrs }, body);
+    seq = (seq % 0xffffffff) + 1;
+    const message = Buffer.concat(
+      netlink.formatMessage({
+        type: kind === 'new' ? netlink.rt.MessageType.NEWADDR : netlink.rt.MessageType.DELADDR,
+        flags: netlink.Flags.REQUEST | netlink.Flags.ACK | flags,
+        seq,
+        port: 0,
+        data: body.bufs,
+      }),
+    );
+    const errno = d.addon.nlRequest(d.fd, message);
+    if (errno !== 0) throw rejected(errno);
   }
 
   async function lookupIndex(iface: string): Promise<number> {
@@ -157,10 +234,7 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
     };
     await withIndex(
       iface,
-      async (index) => {
-        const { data, attrs } = addressRequest(index, vip, lifetime);
-        await socket().newAddress(data, attrs, { ...reqOpts, flags: netlink.FlagsNew.REPLACE });
-      },
+      (index) => writeAddress('new', netlink.FlagsNew.REPLACE, index, vip, lifetime),
       check,
     ).catch((e: unknown) => {
       if (e instanceof Late) throw e;
@@ -192,13 +266,7 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
     try {
       await withIndex(
         iface,
-        async (index) => {
-          const { data, attrs } = addressRequest(index, vip, lifetime);
-          await socket().newAddress(data, attrs, {
-            ...reqOpts,
-            flags: netlink.FlagsNew.CREATE | netlink.FlagsNew.EXCL,
-          });
-        },
+        (index) => writeAddress('new', netlink.FlagsNew.CREATE | netlink.FlagsNew.EXCL, index, vip, lifetime),
         check,
       );
     } catch (e) {
@@ -221,10 +289,7 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
     let removed = false;
     for (const target of targets) {
       try {
-        await withIndex(iface, async (index) => {
-          const { data, attrs } = addressRequest(index, target);
-          await socket().delAddress(data, attrs, reqOpts);
-        });
+        await withIndex(iface, (index) => writeAddress('del', 0, index, target));
         removed = true;
       } catch (e) {
         if (netlinkErrno(e) === 'EADDRNOTAVAIL') continue;
@@ -268,6 +333,14 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
     close() {
       sock?.socket.close();
       sock = undefined;
+      if (direct) {
+        try {
+          direct.addon.close(direct.fd);
+        } catch {
+          // already closed: nothing to release
+        }
+        direct = opts.syncNetlink === null ? null : undefined;
+      }
       indexes.clear();
     },
   };

@@ -38,6 +38,12 @@ function fakeAddon(): PacketAddon & {
       throw new Error('the announcer must not open a receiving socket');
     },
     recv: () => null,
+    nlOpen(): number {
+      throw new Error('the announcer must not touch addresses');
+    },
+    nlRequest(): number {
+      throw new Error('the announcer must not touch addresses');
+    },
   };
   return self;
 }

@@ -91,6 +91,12 @@ function fakeAddon(opts: { echo?: boolean } = {}) {
       return Buffer.from(OUR_MAC);
     },
     ifindex: (name: string): number => (name === 'eth0' ? 2 : 0),
+    nlOpen: (): number => {
+      throw new Error('the prober must not touch addresses');
+    },
+    nlRequest: (): number => {
+      throw new Error('the prober must not touch addresses');
+    },
   } satisfies PacketAddon & Record<string, unknown>;
   return addon;
 }
