@@ -8,7 +8,7 @@
  * esbuild bundle (split per command, so `coord --version` loads almost nothing); the native parts (our two N-API
  * addons, netlink's prebuilt addon, raw-socket) are installed beside it, compiled on the build machine.
  *
- * Layout: /usr/bin/coord (a two-line wrapper), /usr/lib/coord/{node, coord.mjs, lib/, build/Release/,
+ * Layout: /usr/bin/coord (a five-line wrapper), /usr/lib/coord/{node, coord.mjs, lib/, build/Release/,
  * node_modules/}, the systemd unit, /etc/coord/{coord.yaml, haproxy-base.cfg} as conffiles, the sysctl drop-in,
  * bash and zsh completion, coord(8) and coord.yaml(5), /usr/share/doc/coord. Maintainer scripts apply the sysctl setting
  * and stop coord on removal; they never start, stop or disable any other service (README, "Install").
@@ -39,12 +39,32 @@ const NAME = 'coord';
 const MAINTAINER = 'coord maintainers <maintainers@coord.example>';
 const HOMEPAGE = 'https://coord.example/';
 /**
- * V8 flags of the packaged runtime. An idle agent spends its time waiting, not computing: without the optimizing
- * compiler (lite mode) and with a 1 MiB young generation its RSS falls from about 92 to 66 MiB (measured, README
- * "Footprint"), while a handover's few milliseconds of JavaScript do not notice the difference. Lite mode cannot
- * run WebAssembly (nothing here uses it): saying so keeps V8 from warning about it on every command.
+ * V8 flags of the packaged agent (`coord join`). An idle agent spends its time waiting, not computing: without the
+ * optimizing compiler (lite mode) and with a 1 MiB young generation its RSS falls from about 92 to 66 MiB
+ * (measured, README "Footprint"), while a handover's few milliseconds of JavaScript do not notice the difference.
+ * Lite mode cannot run WebAssembly (nothing here uses it): saying so keeps V8 from warning about it.
+ *
+ * Only the agent gets them: any V8 flag that changes V8's flag hash makes it reject the code cache Node ships for
+ * its own built-in modules, so each one a command loads (http, net, streams, fs/promises…) is compiled from source
+ * again — measured, five of them: 10–12 ms plainly, 32–35 ms with any one of these flags (docs/design.md,
+ * "Footprint"). A short command loads dozens.
  */
-const NODE_FLAGS = ['--lite-mode', '--no-expose-wasm', '--max-semi-space-size=1'];
+const AGENT_NODE_FLAGS = ['--lite-mode', '--no-expose-wasm', '--max-semi-space-size=1'];
+
+/**
+ * /usr/bin/coord: the agent's flags when `join` is among the arguments (a service named "join" costs a command
+ * those milliseconds, nothing else), none otherwise. `lib` is where the runtime and the entry point are.
+ */
+function wrapperScript(lib = '/usr/lib/coord'): string {
+  return [
+    '#!/bin/sh',
+    'for a in "$@"; do',
+    `  [ "$a" = join ] && exec ${lib}/node ${AGENT_NODE_FLAGS.join(' ')} ${lib}/coord.mjs "$@"`,
+    'done',
+    `exec ${lib}/node ${lib}/coord.mjs "$@"`,
+    '',
+  ].join('\n');
+}
 
 const run = (cmd: string, args: readonly string[], opts: { cwd?: string; input?: string } = {}): string =>
   execFileSync(cmd, args, {
@@ -403,11 +423,7 @@ async function main(): Promise<void> {
   // 1. The application bundle and its entry point.
   const bundled = await bundle(stage, ver);
   writeFile(join(lib, 'coord.mjs'), entry(ver));
-  writeFile(
-    join(stage, 'usr/bin/coord'),
-    `#!/bin/sh\nexec /usr/lib/coord/node ${NODE_FLAGS.join(' ')} /usr/lib/coord/coord.mjs "$@"\n`,
-    0o755,
-  );
+  writeFile(join(stage, 'usr/bin/coord'), wrapperScript(), 0o755);
 
   // 2. The runtime: the Node binary this was built and tested with.
   copy(process.execPath, join(lib, 'node'), 0o755);
@@ -459,7 +475,7 @@ async function main(): Promise<void> {
   copy(join(ROOT, 'deploy/99-coord.conf'), join(stage, 'usr/lib/sysctl.d/99-coord.conf'));
 
   // 5. Generated from the program itself: completion and man pages (the definitions the CLI runs with).
-  const coord = (args: string[]) => run(join(lib, 'node'), [...NODE_FLAGS, join(lib, 'coord.mjs'), ...args]);
+  const coord = (args: string[]) => run(join(lib, 'node'), [join(lib, 'coord.mjs'), ...args]);
   writeFile(join(stage, 'usr/share/bash-completion/completions/coord'), coord(['completion', 'bash']));
   writeFile(join(stage, 'usr/share/zsh/vendor-completions/_coord'), coord(['completion', 'zsh']));
   writeFile(join(stage, 'usr/share/man/man8/coord.8.gz'), gzip(coord(['manpage', 'coord.8'])));

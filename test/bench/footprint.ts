@@ -31,8 +31,8 @@
  * `pnpm figures` regenerates the README block from it.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -278,8 +278,12 @@ function git(...args: string[]): string {
   }).trim();
 }
 
-/** The runtime a coord command runs on: its first word when that is a Node, the packaged one for /usr/bin/coord. */
-function runtimeOf(command: readonly string[]): string {
+/**
+ * The runtime a coord command runs on: the staged package's, its first word when that is a Node, the packaged one
+ * for /usr/bin/coord.
+ */
+function runtimeOf(command: readonly string[], staged?: string): string {
+  if (staged !== undefined) return staged;
   const first = command[0] ?? process.execPath;
   if (command.length >= 2) return first;
   if (first === '/usr/bin/coord' && existsSync('/usr/lib/coord/node')) return '/usr/lib/coord/node';
@@ -287,7 +291,10 @@ function runtimeOf(command: readonly string[]): string {
 }
 
 /** `pnpm package`'s staging directory of this checkout's version, when it exists. */
-function stagedCoord(): Omit<CoordUnderTest, 'version' | 'node'> | undefined {
+/** A coord to measure, and for a staged package the Node it carries. */
+type Chosen = Omit<CoordUnderTest, 'version' | 'node'> & { runtime?: string };
+
+function stagedCoord(): Chosen | undefined {
   const ver = (
     JSON.parse(readFileSync(join(ROOT, 'packages/cli/package.json'), 'utf8')) as { version: string }
   ).version;
@@ -296,13 +303,17 @@ function stagedCoord(): Omit<CoordUnderTest, 'version' | 'node'> | undefined {
   const entry = join(lib, 'coord.mjs');
   const wrapper = join(lib, '../../bin/coord');
   if (!existsSync(join(lib, 'node')) || !existsSync(entry) || !existsSync(wrapper)) return undefined;
-  // The runtime's flags as /usr/bin/coord passes them (packaging/build.ts, NODE_FLAGS).
-  const flags = /exec \S+ (.*) \S+ "\$@"/.exec(readFileSync(wrapper, 'utf8'))?.[1]?.split(' ') ?? [];
+  // The package's own wrapper (packaging/build.ts: the agent's V8 flags for join only), pointed at the staging
+  // directory instead of /usr/lib/coord.
+  const dir = mkdtempSync(join(tmpdir(), 'coord-footprint-'));
+  const staged = join(dir, 'coord');
+  writeFileSync(staged, readFileSync(wrapper, 'utf8').replaceAll('/usr/lib/coord', lib), { mode: 0o755 });
   const stagedAt = statSync(entry).mtime;
   const newest = new Date(Number(git('log', '-1', '--format=%ct', '--', 'packages', 'packaging')) * 1000);
   return {
     kind: 'staged',
-    command: [join(lib, 'node'), ...flags, entry],
+    command: [staged],
+    runtime: join(lib, 'node'),
     stagedAt: stagedAt.toISOString(),
     newestSourceCommitAt: newest.toISOString(),
     stale: stagedAt < newest,
@@ -310,7 +321,7 @@ function stagedCoord(): Omit<CoordUnderTest, 'version' | 'node'> | undefined {
 }
 
 /** --coord: `staged`, `checkout`, a command (`NODE ENTRY`, `/usr/bin/coord`); default: staged, else checkout. */
-function resolveCoord(given: string | undefined): Omit<CoordUnderTest, 'version' | 'node'> {
+function resolveCoord(given: string | undefined): Chosen {
   const checkout = {
     kind: 'checkout' as const,
     command: [process.execPath, join(ROOT, 'packages/cli/bin/coord.js')],
@@ -710,7 +721,8 @@ async function main(): Promise<void> {
     throw new Error('the coord command may not contain paths with spaces');
   process.env['COORD_COMMAND'] = chosen.command.join(' ');
   const coord = await import('../coord.js');
-  const runtime = runtimeOf(coord.COORD_COMMAND);
+  const { runtime: stagedRuntime, ...described } = chosen;
+  const runtime = runtimeOf(coord.COORD_COMMAND, stagedRuntime);
   const version = execFileSync(
     coord.COORD_COMMAND[0] as string,
     [...coord.COORD_COMMAND.slice(1), '--version'],
@@ -719,7 +731,7 @@ async function main(): Promise<void> {
     },
   ).trim();
   const underTest: CoordUnderTest = {
-    ...chosen,
+    ...described,
     command: [...coord.COORD_COMMAND],
     version,
     node: { path: runtime, version: execFileSync(runtime, ['--version'], { encoding: 'utf8' }).trim() },
