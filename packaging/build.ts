@@ -53,9 +53,10 @@ const AGENT_NODE_FLAGS = ['--lite-mode', '--no-expose-wasm', '--max-semi-space-s
 
 /**
  * /usr/bin/coord: the agent's flags when `join` is among the arguments (a service named "join" costs a command
- * those milliseconds, nothing else), none otherwise. `lib` is where the runtime and the entry point are.
+ * those milliseconds, nothing else), none otherwise. (bench:footprint runs a staged copy with its paths replaced.)
  */
-function wrapperScript(lib = '/usr/lib/coord'): string {
+function wrapperScript(): string {
+  const lib = '/usr/lib/coord';
   return [
     '#!/bin/sh',
     'for a in "$@"; do',
