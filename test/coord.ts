@@ -77,10 +77,15 @@ export function joinArgs(lab: Lab, host: LabHost, o: JoinOptions): string[] {
   return [...args, ...(o.extraArgs ?? [])];
 }
 
+/** {@link COORD_COMMAND} as program and leading arguments; the checkout's build must exist when it is the default. */
+function coordCommand(): [string, ...string[]] {
+  if (process.env['COORD_COMMAND'] === undefined) assertBuilt();
+  return COORD_COMMAND as [string, ...string[]];
+}
+
 /** Start `coord join` in `host` (with {@link COORD_COMMAND}). */
 export function startCoord(lab: Lab, host: LabHost, o: JoinOptions): LabProcess {
-  if (process.env['COORD_COMMAND'] === undefined) assertBuilt();
-  const [cmd, ...pre] = COORD_COMMAND as [string, ...string[]];
+  const [cmd, ...pre] = coordCommand();
   return lab.spawn(host, cmd, [...pre, ...joinArgs(lab, host, o)], { name: `coord-${o.cluster}` });
 }
 
@@ -230,8 +235,7 @@ export function writeNodeConfig(lab: Lab, host: LabHost, o: NodeFileOptions): st
  * ({@link controlSocketFor}).
  */
 export function startCoordFromFile(lab: Lab, host: LabHost, cluster: string): LabProcess {
-  if (process.env['COORD_COMMAND'] === undefined) assertBuilt();
-  const [cmd, ...pre] = COORD_COMMAND as [string, ...string[]];
+  const [cmd, ...pre] = coordCommand();
   return lab.spawn(host, cmd, [...pre, 'join', '--config', configFileFor(lab, host, cluster)], {
     name: `coord-${cluster}`,
   });
@@ -239,8 +243,7 @@ export function startCoordFromFile(lab: Lab, host: LabHost, cluster: string): La
 
 /** Run a coord command to its end in `host` with {@link COORD_COMMAND}. Never rejects; the exit code says how it went. */
 export function runCoord(lab: Lab, host: LabHost, args: readonly string[]): Promise<ExecResult> {
-  if (process.env['COORD_COMMAND'] === undefined) assertBuilt();
-  const [cmd, ...pre] = COORD_COMMAND as [string, ...string[]];
+  const [cmd, ...pre] = coordCommand();
   return lab.exec(host, cmd, [...pre, ...args], { reject: false, timeoutMs: 30_000 });
 }
 

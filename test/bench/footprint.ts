@@ -278,22 +278,18 @@ function git(...args: string[]): string {
   }).trim();
 }
 
-/**
- * The runtime a coord command runs on: the staged package's, its first word when that is a Node, the packaged one
- * for /usr/bin/coord.
- */
-function runtimeOf(command: readonly string[], staged?: string): string {
-  if (staged !== undefined) return staged;
+/** The runtime a coord command runs on: its first word when that is a Node, the packaged one for /usr/bin/coord. */
+function runtimeOf(command: readonly string[]): string {
   const first = command[0] ?? process.execPath;
   if (command.length >= 2) return first;
   if (first === '/usr/bin/coord' && existsSync('/usr/lib/coord/node')) return '/usr/lib/coord/node';
   return process.execPath;
 }
 
-/** `pnpm package`'s staging directory of this checkout's version, when it exists. */
 /** A coord to measure, and for a staged package the Node it carries. */
 type Chosen = Omit<CoordUnderTest, 'version' | 'node'> & { runtime?: string };
 
+/** `pnpm package`'s staging directory of this checkout's version, when it exists. */
 function stagedCoord(): Chosen | undefined {
   const ver = (
     JSON.parse(readFileSync(join(ROOT, 'packages/cli/package.json'), 'utf8')) as { version: string }
@@ -722,7 +718,7 @@ async function main(): Promise<void> {
   process.env['COORD_COMMAND'] = chosen.command.join(' ');
   const coord = await import('../coord.js');
   const { runtime: stagedRuntime, ...described } = chosen;
-  const runtime = runtimeOf(coord.COORD_COMMAND, stagedRuntime);
+  const runtime = stagedRuntime ?? runtimeOf(coord.COORD_COMMAND);
   const version = execFileSync(
     coord.COORD_COMMAND[0] as string,
     [...coord.COORD_COMMAND.slice(1), '--version'],
