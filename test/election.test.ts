@@ -304,7 +304,19 @@ describe('coord join (etcd mode)', () => {
       });
     expect((await cli(h2, ['status'])).stdout).not.toMatch(/MOVED/);
 
-    // From the holder itself, through a named node: its own side is read from its interface.
+    // From the holder itself, through a named node: its own side is read from its interface. The drill refuses a
+    // target that may not be elected now, and on a loaded machine h3 may be proving its etcd acks prompt again
+    // (the first drill's probes ran on its host): wait until the cluster sees it as a candidate.
+    await waitFor(
+      'h3 to stand as a candidate',
+      async () => {
+        const st = JSON.parse((await cli(h2, ['status', '--json'])).stdout) as {
+          members: { node: string; candidate: boolean }[];
+        };
+        return st.members.find((m) => m.node === 'h3')?.candidate === true || undefined;
+      },
+      { intervalMs: 200 },
+    );
     const fromH1 = await drill(h1, ['--to', 'h3', '--json', '--max-gap', '1s']);
     expect(fromH1.exitCode, fromH1.stdout + fromH1.stderr).toBe(0);
     const report = JSON.parse(fromH1.stdout) as {
