@@ -805,13 +805,16 @@ export class LabFaults {
 
   /** Silently drop all traffic between `host` and every etcd member (the LAN stays up). */
   async cutFromEtcd(host: LabHost): Promise<void> {
-    const set = this.etcdSet();
+    await this.cutBothWays(host, this.etcdSet());
+  }
+
+  private async cutBothWays(host: LabHost, addresses: string): Promise<void> {
     await this.nft(
       host,
       'coordlab_cut',
       `table inet coordlab_cut {
-  chain out { type filter hook output priority -150; policy accept; ip daddr ${set} drop; }
-  chain in { type filter hook input priority -150; policy accept; ip saddr ${set} drop; }
+  chain out { type filter hook output priority -150; policy accept; ip daddr ${addresses} drop; }
+  chain in { type filter hook input priority -150; policy accept; ip saddr ${addresses} drop; }
 }`,
     );
   }
@@ -829,6 +832,15 @@ export class LabFaults {
         ? `chain out { type filter hook output priority -150; policy accept; ip daddr ${set} drop; }`
         : `chain in { type filter hook input priority -150; policy accept; ip saddr ${set} drop; }`;
     await this.nft(host, 'coordlab_cut', `table inet coordlab_cut {\n  ${rule}\n}`);
+  }
+
+  /**
+   * Drop, silently and both ways, what `host` exchanges with etcd member `i` only: from that host the member looks
+   * like a machine that went down (no refusal, no reset; established connections just stall). Same table as
+   * {@link cutFromEtcd}: `healEtcd` undoes it.
+   */
+  async cutFromEtcdMember(host: LabHost, i: number): Promise<void> {
+    await this.cutBothWays(host, this.lab.member(i).ip);
   }
 
   async healEtcd(host: LabHost): Promise<void> {

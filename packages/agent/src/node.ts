@@ -238,7 +238,9 @@ export class CoordNode {
     const cluster = config.cluster ?? 'default';
     this.log = deps.logger.child({ node: config.node, cluster });
     if (deps.etcd === undefined) {
-      const client = createEtcdBackend(loadConnection(config.etcd));
+      const client = createEtcdBackend(loadConnection(config.etcd), {
+        onSwitch: (s) => this.log.warn('etcd: now using another member', { ...s }),
+      });
       this.etcd = client;
       this.tlsClient = client;
     } else {

@@ -92,6 +92,11 @@ export interface EtcdBackend {
     success: readonly TxnOp[],
     failure?: readonly TxnOp[],
   ): Promise<TxnResult>;
+  /**
+   * The member in use did not answer in time (a fence, a session lost to silence): send what comes next, and
+   * move open watches, to another member (members.ts). Optional: a backend with one member has nowhere to go.
+   */
+  avoid?(reason: string): void;
   /** Watch every key under `prefix` from `fromRevision` on. */
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<WatchHandle>;
   close(): void;

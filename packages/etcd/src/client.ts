@@ -6,6 +6,7 @@ import type { Etcd3, IKeyValue, IOptions, IRequestOp, IWatchResponse, Watcher } 
 import { commonJs, CoordError, errorMessage, etcdEndpointRule, splitList } from '@coord/core';
 import type { EtcdBackend, Entry, KeepaliveHandlers, KeepaliveStream, TxnOp, WatchEvent } from './backend.js';
 import { readTls, type EtcdConnection } from './connection.js';
+import { MemberChoice, type MemberSwitch } from './members.js';
 import type { RoleSpec } from './roles.js';
 
 /** Split and check endpoint arguments (`--etcd a,b --etcd c`); credentials in a URL are refused unechoed. */
@@ -55,15 +56,22 @@ async function loadLibs(): Promise<Libs> {
   return libs;
 }
 
-/** Build the etcd3 client the way a coordinator needs it (see {@link HOST_HALF_OPEN_MS}). */
-function buildClient({ etcd3, cockatiel }: Libs, opts: EtcdConnection): Etcd3 {
+/**
+ * Build the etcd3 client the way a coordinator needs it (see {@link HOST_HALF_OPEN_MS}), for `hosts` (default:
+ * every endpoint; a node's backend builds one client per member, members.ts).
+ */
+function buildClient(
+  { etcd3, cockatiel }: Libs,
+  opts: EtcdConnection,
+  hosts: readonly string[] = opts.endpoints,
+): Etcd3 {
   const { Etcd3, isRecoverableError } = etcd3;
   const { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff, handleWhen, retry } =
     cockatiel;
   const callTimeoutMs = opts.callTimeoutMs ?? 2000;
   const tls = opts.tls;
   return new Etcd3({
-    hosts: [...opts.endpoints],
+    hosts: [...hosts],
     dialTimeout: opts.dialTimeoutMs ?? Math.min(callTimeoutMs, 2000),
     ...(tls === undefined
       ? {}
@@ -95,7 +103,7 @@ function buildClient({ etcd3, cockatiel }: Libs, opts: EtcdConnection): Etcd3 {
         }),
       // Our own loops retry (lease grant, view resync, campaign backoff): one call is one attempt per host.
       global: retry(handleWhen(isRecoverableError), {
-        maxAttempts: Math.max(0, opts.endpoints.length - 1),
+        maxAttempts: Math.max(0, hosts.length - 1),
         backoff: new ConstantBackoff(0),
       }),
       // etcd3 calls next() on this and reads `duration` (cockatiel 3's factory shape, typed as an older one).
@@ -115,8 +123,9 @@ function buildClient({ etcd3, cockatiel }: Libs, opts: EtcdConnection): Etcd3 {
   });
 }
 
-async function createClient(opts: EtcdConnection): Promise<Etcd3> {
-  return buildClient(await loadLibs(), opts);
+/** One client per member: calls go to the member in use and move when it fails (members.ts). */
+function createClients(opts: EtcdConnection): Promise<Etcd3>[] {
+  return opts.endpoints.map(async (e) => buildClient(libs ?? (await loadLibs()), opts, [e]));
 }
 
 const REACH = 'check that the etcd endpoints are reachable from this node and the etcd cluster has quorum';
@@ -260,12 +269,49 @@ export interface EtcdClientBackend extends EtcdBackend {
   readonly certExpiresAt: Date | undefined;
 }
 
-/** The production backend: etcd3 with a coordinator's fault handling. */
-export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
+export interface BackendOptions {
+  /** Told when calls and streams move to another member (members.ts): the agent logs it. */
+  readonly onSwitch?: (s: MemberSwitch) => void;
+}
+
+/** A call or stream failure that says the member (or the path to it) is the trouble, not the request. */
+function memberTrouble(e: unknown): boolean {
+  if (libs === undefined || e === null || typeof e !== 'object') return false;
+  return libs.etcd3.isRecoverableError(e as Error) || libs.cockatiel.isBrokenCircuitError(e);
+}
+
+/**
+ * The production backend: etcd3 with a coordinator's fault handling, one member at a time (members.ts). A unary
+ * call that fails for the member's sake moves to the next member and is tried there, once per member; a stream
+ * that breaks moves the next one; `avoid` (a fence: no ack in time) moves everything, open watches included.
+ */
+export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}): EtcdClientBackend {
   let conn = opts;
-  let client = createClient(conn);
+  let clients = createClients(conn);
   // A client that could not be built fails each call with the reason, as etcd3 would have at construction.
-  client.catch(() => undefined);
+  for (const c of clients) c.catch(() => undefined);
+  const members = new MemberChoice(conn.endpoints, {
+    now: () => performance.now(),
+    first: Math.floor(Math.random() * conn.endpoints.length),
+    ...(o.onSwitch === undefined ? {} : { onSwitch: o.onSwitch }),
+  });
+  const client = (m: number): Promise<Etcd3> => clients[m] as Promise<Etcd3>;
+  async function unary<T>(action: string, fn: (c: Etcd3) => Promise<T>): Promise<T> {
+    let last: unknown;
+    for (let attempt = 0; attempt < conn.endpoints.length; attempt++) {
+      const m = members.current;
+      try {
+        return await fn(await client(m));
+      } catch (e) {
+        if (!memberTrouble(e)) throw etcdError(action, e);
+        last = e;
+        // Tried again while another member is in use (this failure, or a concurrent one, moved the node).
+        members.leave(m, `${action}: ${errorMessage(e)}`);
+        if (members.current === m) break;
+      }
+    }
+    throw etcdError(action, last);
+  }
   return {
     get certExpiresAt() {
       return conn.tls?.certExpiresAt;
@@ -275,36 +321,44 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
       if (tls === undefined || tls.digest === conn.tls?.digest) return { changed: false };
       const next = { ...conn, tls };
       // Built here when etcd3 is loaded (it is once a client connected), so a client the new files cannot make
-      // throws now and the old one stays in use.
-      const made = libs === undefined ? createClient(next) : Promise.resolve(buildClient(libs, next));
-      made.catch(() => undefined);
-      const old = client;
+      // throws now and the old ones stay in use.
+      const made =
+        libs === undefined
+          ? createClients(next)
+          : next.endpoints.map((e) => Promise.resolve(buildClient(libs as Libs, next, [e])));
+      for (const c of made) c.catch(() => undefined);
+      const old = clients;
       conn = next;
-      client = made;
-      void old.then((c) => c.close()).catch(() => undefined);
+      clients = made;
+      for (const c of old) void c.then((x) => x.close()).catch(() => undefined);
       return { changed: true };
     },
+    avoid(reason) {
+      members.leave(members.current, reason);
+    },
     grant: (ttlSec) =>
-      call('lease grant', async () => {
-        const res = await (await client).leaseClient.leaseGrant({ TTL: ttlSec });
+      unary('lease grant', async (c) => {
+        const res = await c.leaseClient.leaseGrant({ TTL: ttlSec });
         return { leaseId: String(res.ID), ttlSec: Number(res.TTL), revision: Number(res.header.revision) };
       }),
     revoke: (leaseId) =>
-      call('lease revoke', async () => {
-        await (await client).leaseClient.leaseRevoke({ ID: leaseId });
+      unary('lease revoke', async (c) => {
+        await c.leaseClient.leaseRevoke({ ID: leaseId });
       }),
     timeToLive: (leaseId) =>
-      call('lease time-to-live', async () => {
-        const res = await (await client).leaseClient.leaseTimeToLive({ ID: leaseId });
+      unary('lease time-to-live', async (c) => {
+        const res = await c.leaseClient.leaseTimeToLive({ ID: leaseId });
         return Number(res.TTL);
       }),
     keepalive: (handlers: KeepaliveHandlers) =>
       call('lease keepalive', async () => {
-        const raw = (await (await client).leaseClient.leaseKeepAlive()) as unknown as RawKeepaliveStream;
+        const m = members.current;
+        const raw = (await (await client(m)).leaseClient.leaseKeepAlive()) as unknown as RawKeepaliveStream;
         let open = true;
         const fail = (err: Error): void => {
           if (!open) return;
           open = false;
+          members.leave(m, `lease keepalive: ${errorMessage(err)}`);
           handlers.onError(err);
         };
         raw.on('data', (res: { ID: string; TTL: string }) => {
@@ -331,29 +385,29 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
         return stream;
       }),
     range: (prefix) =>
-      call(`reading ${prefix}`, async () => {
-        const res = await (await client).getAll().prefix(prefix).exec();
+      unary(`reading ${prefix}`, async (c) => {
+        const res = await c.getAll().prefix(prefix).exec();
         return { revision: Number(res.header.revision), entries: res.kvs.map(toEntry) };
       }),
     get: (key) =>
-      call(`reading ${key}`, async () => {
-        const res = await (await client).get(key).exec();
+      unary(`reading ${key}`, async (c) => {
+        const res = await c.get(key).exec();
         const kv = res.kvs[0];
         return { revision: Number(res.header.revision), entry: kv === undefined ? undefined : toEntry(kv) };
       }),
     put: (key, value, lease) =>
-      call(`writing ${key}`, async () => {
-        const b = (await client).put(key).value(value);
+      unary(`writing ${key}`, async (c) => {
+        const b = c.put(key).value(value);
         const res = await (lease === undefined ? b : b.lease(lease)).exec();
         return { revision: Number(res.header.revision) };
       }),
     txn: (compares, success, failure = []) =>
-      call('transaction', async () => {
+      unary('transaction', async (c) => {
         const first = compares[0];
         if (first === undefined) throw new Error('a transaction needs a comparison');
-        const target = (c: { target: 'create' | 'mod' }) => (c.target === 'create' ? 'Create' : 'Mod');
-        let builder = (await client).if(first.key, target(first), '==', first.value);
-        for (const c of compares.slice(1)) builder = builder.and(c.key, target(c), '==', c.value);
+        const target = (x: { target: 'create' | 'mod' }) => (x.target === 'create' ? 'Create' : 'Mod');
+        let builder = c.if(first.key, target(first), '==', first.value);
+        for (const x of compares.slice(1)) builder = builder.and(x.key, target(x), '==', x.value);
         const res = await builder
           .then(...success.map(requestOp))
           .else(...failure.map(requestOp))
@@ -372,13 +426,20 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
       }),
     watch: (prefix, fromRevision, handlers) =>
       call(`watching ${prefix}`, async () => {
+        const m = members.current;
         const watcher: Watcher = await (
-          await client
+          await client(m)
         )
           .watch()
           .prefix(prefix)
           .startRevision(String(fromRevision))
           .create();
+        // etcd3 would re-open a broken watch on the same member; when the node leaves that member the watch
+        // ends here instead, and the view re-reads and watches on the member in use (view.ts).
+        const bound = members.bind({
+          member: m,
+          move: () => handlers.onError(new Error(`left etcd member ${conn.endpoints[m] ?? m}`)),
+        });
         watcher.on('data', (r: IWatchResponse) => {
           const events = r.events.map((ev): WatchEvent => ({
             type: ev.type === 'Delete' ? 'delete' : 'put',
@@ -386,19 +447,26 @@ export function createEtcdBackend(opts: EtcdConnection): EtcdClientBackend {
           }));
           handlers.onEvents(Number(r.header.revision), events);
         });
-        watcher.on('disconnected', () => handlers.onDisconnected());
+        watcher.on('disconnected', () => {
+          handlers.onDisconnected();
+          members.leave(m, 'watch disconnected');
+          bound.moveIfStale();
+        });
         watcher.on('connected', () => handlers.onConnected());
         watcher.on('error', (err: Error) => handlers.onError(etcdError(`watching ${prefix}`, err)));
         watcher.on('end', () => handlers.onError(new Error('watch ended')));
         return {
           async cancel() {
+            bound.release();
             watcher.removeAllListeners();
             watcher.on('error', () => {});
             await watcher.cancel().catch(() => undefined);
           },
         };
       }),
-    close: () => void client.then((c) => c.close()).catch(() => undefined),
+    close: () => {
+      for (const c of clients) void c.then((x) => x.close()).catch(() => undefined);
+    },
   };
 }
 

@@ -8,3 +8,4 @@ export * from './view.js';
 export * from './connection.js';
 export * from './gateway.js';
 export * from './roles.js';
+export * from './members.js';

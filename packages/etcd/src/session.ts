@@ -110,6 +110,9 @@ export class EtcdSession {
       ...(confirm ? { firstAsking: 'lease time-to-live' } : {}),
     });
     this.teardownStream();
+    // No ack in time: whatever the member in use is doing, ask another one (a dead or stalled member would hold
+    // the time-to-live query and the new stream until their deadline).
+    if (confirm) this.opts.etcd.avoid?.(`no keepalive ack in time (${reason})`);
     // A new generation: a stream still being opened (or reopened after an error) for the old one is closed when
     // it arrives, and its acks are never matched to sends on the new stream.
     const gen = ++this.generation;
@@ -273,7 +276,9 @@ export class EtcdSession {
   private loseIfSilent(): boolean {
     const silent = this.opts.clock.now() - this.lastAckSentAt;
     if (this.opts.keepUnanswered === true || silent <= this.ttlMs + 500) return false;
-    this.lose(`no keepalive acknowledged for ${Math.round(silent)} ms`);
+    const reason = `no keepalive acknowledged for ${Math.round(silent)} ms`;
+    this.opts.etcd.avoid?.(reason);
+    this.lose(reason);
     return true;
   }
 

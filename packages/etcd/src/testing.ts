@@ -366,6 +366,8 @@ export class MemoryClient implements EtcdBackend {
   readonly calls: string[] = [];
   /** Keepalives that reached etcd (applied), on any stream. */
   keepalivesArrived = 0;
+  /** Why the session asked to use another member (`avoid`), in order; one member here, so nothing moves. */
+  readonly avoided: string[] = [];
 
   constructor(
     readonly server: MemoryEtcd,
@@ -552,6 +554,10 @@ export class MemoryClient implements EtcdBackend {
       };
       return handle;
     });
+  }
+
+  avoid(reason: string): void {
+    this.avoided.push(reason);
   }
 
   close(): void {

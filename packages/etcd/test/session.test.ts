@@ -170,6 +170,11 @@ describe('EtcdSession (memory etcd, fake clock)', () => {
       const { s, afterCut, afterReopen } = await replyCut(true);
       expect(afterCut).toBeGreaterThan(0); // the old stream's still did, until the reopen
       expect(afterReopen).toBe(0);
+      // The member in use is passed over at the fence, and again when the silence makes the lease lost.
+      expect(s.client.avoided).toEqual([
+        'no keepalive ack in time (fenced)',
+        expect.stringMatching(/^no keepalive acknowledged for \d+ ms$/),
+      ]);
       const lost = s.seen.find((e) => e.type === 'lost');
       const lastAck = s.seen.filter((e) => e.type === 'acked').at(-1)?.sentAt as number;
       expect(lost?.reason).toMatch(/no keepalive acknowledged/);
@@ -178,8 +183,9 @@ describe('EtcdSession (memory etcd, fake clock)', () => {
     });
 
     it('negative control: a plain reopen sends on the new stream, and its keepalives reach etcd', async () => {
-      const { afterReopen } = await replyCut(false);
+      const { s, afterReopen } = await replyCut(false);
       expect(afterReopen).toBeGreaterThan(0);
+      expect(s.client.avoided[0]).toMatch(/^no keepalive acknowledged/);
     });
 
     it('etcd answers: the stream opens and prompt acks keep the lease', async () => {
