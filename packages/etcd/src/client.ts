@@ -296,9 +296,13 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
     ...(o.onSwitch === undefined ? {} : { onSwitch: o.onSwitch }),
   });
   const client = (m: number): Promise<Etcd3> => clients[m] as Promise<Etcd3>;
-  async function unary<T>(action: string, fn: (c: Etcd3) => Promise<T>): Promise<T> {
+  async function unary<T>(
+    action: string,
+    fn: (c: Etcd3) => Promise<T>,
+    { retry = true }: { retry?: boolean } = {},
+  ): Promise<T> {
     let last: unknown;
-    for (let attempt = 0; attempt < conn.endpoints.length; attempt++) {
+    for (let attempt = 0; attempt < (retry ? conn.endpoints.length : 1); attempt++) {
       const m = members.current;
       try {
         return await fn(await client(m));
@@ -336,11 +340,17 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
     avoid(reason) {
       members.leave(members.current, reason);
     },
+    // Not tried again here: the session times the lease from when it asked (a grant that first waited out a dead
+    // member's deadline would look that much older, and be given up at once); its own loop asks again at once.
     grant: (ttlSec) =>
-      unary('lease grant', async (c) => {
-        const res = await c.leaseClient.leaseGrant({ TTL: ttlSec });
-        return { leaseId: String(res.ID), ttlSec: Number(res.TTL), revision: Number(res.header.revision) };
-      }),
+      unary(
+        'lease grant',
+        async (c) => {
+          const res = await c.leaseClient.leaseGrant({ TTL: ttlSec });
+          return { leaseId: String(res.ID), ttlSec: Number(res.TTL), revision: Number(res.header.revision) };
+        },
+        { retry: false },
+      ),
     revoke: (leaseId) =>
       unary('lease revoke', async (c) => {
         await c.leaseClient.leaseRevoke({ ID: leaseId });
