@@ -109,6 +109,9 @@ export interface NodeDeps {
   readonly vrrpTransport?: (g: GroupSettings, source: string, logger: Logger) => VrrpTransport;
 }
 
+/** How long after one "now using another etcd member" warning the next ones are logged at debug. */
+const SWITCH_LOG_QUIET_MS = 10_000;
+
 /** Why a node is not a candidate right now (empty: it is). */
 export type CandidacyBlock = 'no-session' | 'view-disconnected' | 'view-behind-session' | 'slow-acks';
 
@@ -238,8 +241,16 @@ export class CoordNode {
     const cluster = config.cluster ?? 'default';
     this.log = deps.logger.child({ node: config.node, cluster });
     if (deps.etcd === undefined) {
+      // One warning per SWITCH_LOG_QUIET_MS: while etcd is away a node goes round its members with every failed
+      // call, and a cut-off node must not flood its log (the rest at debug).
+      let loudAgainAt = -Infinity;
       const client = createEtcdBackend(loadConnection(config.etcd), {
-        onSwitch: (s) => this.log.warn('etcd: now using another member', { ...s }),
+        onSwitch: (s) => {
+          const now = deps.clock.now();
+          const loud = now >= loudAgainAt;
+          if (loud) loudAgainAt = now + SWITCH_LOG_QUIET_MS;
+          this.log[loud ? 'warn' : 'debug']('etcd: now using another member', { ...s });
+        },
       });
       this.etcd = client;
       this.tlsClient = client;
