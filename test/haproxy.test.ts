@@ -382,12 +382,26 @@ describe('haproxy driver against HAProxy 2.6 in a namespace', () => {
     expect(await readFile(options.configPath, 'utf8')).toContain(`maxconn ${1000 + 3 + (499 % 200)}`);
   });
 
+  it('the base file the package installs (deploy/haproxy-base.cfg) passes haproxy -c in front of a render', async () => {
+    const base = await readFile(join(ROOT, 'deploy/haproxy-base.cfg'), 'utf8');
+    // Its CA-store line must be a keyword this HAProxy knows, or every node's first check would fail.
+    expect(base).toMatch(/^\s*httpclient\.ssl\.verify none$/m);
+    const file = join(dir, 'with-packaged-base.cfg');
+    await writeFile(file, render({ services: [web(3)], base }));
+    const r = await execa('haproxy', ['-c', '-f', file], { reject: false, all: true, timeout: 10_000 });
+    expect(r.exitCode, r.all).toBe(0);
+  });
+
   it('confirms 30 idle reloads, each within a bound', async () => {
     const durations: number[] = [];
     const checks: number[] = [];
     for (let i = 0; i < 30; i++) {
       const r = await driver.apply([web(i % 2 === 0 ? 20 : 21)], { revision: 500 + i });
       expect(r.result, r.error).toBe('applied');
+      // The stages the log reports add up to no more than the whole run.
+      expect(r.via).toBe('reload');
+      expect(r.reloadMs).toBeGreaterThan(0);
+      expect((r.checkMs ?? 0) + (r.reloadMs ?? 0)).toBeLessThanOrEqual(r.durationMs);
       durations.push(r.durationMs);
       checks.push(r.checkMs ?? 0);
     }

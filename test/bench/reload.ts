@@ -25,17 +25,22 @@
  *
  * Usage: pnpm bench:reload [--reloads 100] [--samples 30] [--structural 50] [--rollouts rolling,parallel]
  *                          [--loads keepalive,close] [--concurrency 8] [--gap-ms 300] [--out bench/results/reload.json]
+ *                          [--haproxy-base deploy/haproxy-base.cfg|none]
+ * Every node runs with the base file the package installs (/etc/coord/haproxy-base.cfg) unless `none` is given.
  * The JSON goes to bench/results/ (committed); `pnpm figures` regenerates the README's tables from it.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { assertBuilt, COORD_BIN, coordLog, holdersOf, startCoord, waitForSingleHolder } from '../coord.js';
 import { Lab, waitFor, type LabHost, type LabProcess } from '../lab/index.js';
 import { envelopeOf, MIN_FOR_P99, percentile, RESULTS_DIR, type ResultEnvelope } from './results.js';
 
 const CLIENT = join(import.meta.dirname, '../lab/bin/http-client.ts');
+const ROOT = resolve(import.meta.dirname, '../..');
+/** The node-local base file the package installs as /etc/coord/haproxy-base.cfg. */
+const BASE_FILE = join(ROOT, 'deploy/haproxy-base.cfg');
 const CLUSTER = 'lb';
 const WEIGHTS = [10, 20] as const;
 const POLL_MS = 10;
@@ -204,7 +209,11 @@ class Bench {
   vip = '';
   log: (s: string) => void = () => undefined;
 
-  constructor(readonly lab: Lab) {}
+  /** `--haproxy-base` for every node (the packaged base file by default), or none. */
+  constructor(
+    readonly lab: Lab,
+    readonly haproxyBase: string | undefined,
+  ) {}
 
   get hosts(): LabHost[] {
     return this.lab.hosts;
@@ -240,6 +249,7 @@ class Bench {
             join(lab.runDir, `${h.name}-haproxy.cfg`),
             '--haproxy-run-dir',
             this.runDir(h),
+            ...(this.haproxyBase === undefined ? [] : ['--haproxy-base', this.haproxyBase]),
           ],
         }),
       );
@@ -725,6 +735,8 @@ export interface ReloadResults extends ResultEnvelope {
     pollMs: number;
     samples: number;
     etcd: { members: number; heartbeatMs: number; electionMs: number };
+    /** The nodes' `--haproxy-base` (repository path), null without one; absent in results before it was an option. */
+    haproxyBase?: string | null;
     latencyFrom: string;
   };
   reloadsUnderLoad: PhaseA[];
@@ -754,6 +766,7 @@ async function main(): Promise<void> {
       loads: { type: 'string', default: 'keepalive,close' },
       structural: { type: 'string', default: '50' },
       rollouts: { type: 'string', default: 'rolling,parallel' },
+      'haproxy-base': { type: 'string', default: BASE_FILE },
     },
   });
   const structural = Number(values.structural);
@@ -770,13 +783,14 @@ async function main(): Promise<void> {
   for (const l of loadNames) if (l !== 'keepalive' && l !== 'close') throw new Error(`unknown load "${l}"`);
   const loads = loadNames as ('keepalive' | 'close')[];
   const out = resolve(values.out);
+  const haproxyBase = values['haproxy-base'] === 'none' ? undefined : resolve(values['haproxy-base']);
   assertBuilt();
 
   const t0 = Date.now();
   const loadBefore = loadavg();
   const log = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}`);
   const lab = await Lab.create({ name: 'reload', hosts: 3 });
-  const bench = new Bench(lab);
+  const bench = new Bench(lab, haproxyBase);
   bench.log = log;
   const phaseA: PhaseA[] = [];
   let phaseB: { samples: Sample[]; pollerEvents: number } | undefined;
@@ -902,6 +916,7 @@ async function main(): Promise<void> {
       pollMs: POLL_MS,
       samples,
       etcd: { members: lab.etcd.members.length, heartbeatMs: lab.heartbeatMs, electionMs: lab.electionMs },
+      haproxyBase: haproxyBase === undefined ? null : relative(ROOT, haproxyBase),
       latencyFrom:
         'the `coord server set` process returning (fromReturn); also just before it was started (fromInvoke)',
     },

@@ -246,6 +246,7 @@ export class HaproxyLoop {
             hash: r.hash.slice(0, 12),
             ms: Math.round(r.durationMs),
             ...(r.checkMs === undefined ? {} : { checkMs: Math.round(r.checkMs) }),
+            ...(r.reloadMs === undefined ? {} : { reloadMs: Math.round(r.reloadMs) }),
             ...(r.via === undefined ? {} : { via: r.via }),
             ...(r.runtimeFallback === undefined ? {} : { runtimeFallback: r.runtimeFallback }),
             ...(r.prevalidated === true ? { prevalidated: true } : {}),

@@ -62,11 +62,12 @@ describe('HaproxyLoop', () => {
     // Two resyncs in a row (a watch that reconnected, then a queued re-read) before the debounced apply runs.
     loop.onView(52, [], new Map(), true);
     loop.onView(54, [], new Map(), true);
-    d.finish({ result: 'applied', hash: 'abcdef0123456789', durationMs: 345, checkMs: 112 });
+    d.finish({ result: 'applied', hash: 'abcdef0123456789', durationMs: 345, checkMs: 112, reloadMs: 180.4 });
     await new Promise((r) => setImmediate(r));
     expect(d.applies).toBe(1);
     const applied = logger.records.filter((r) => r.message === 'haproxy apply');
     expect(applied.map((r) => r.fields['revision'])).toEqual([54]);
+    expect(applied[0]?.fields).toMatchObject({ ms: 345, checkMs: 112, reloadMs: 180 });
     expect(reported.map((s) => [s.revision, s.result])).toEqual([[54, 'applied']]);
     expect(loop.status?.result).toBe('applied');
   });

@@ -33,6 +33,8 @@ export interface ApplyResult {
   durationMs: number;
   /** Of which `haproxy -c` took this long (0 when it did not run): tells a slow check from a slow reload. */
   checkMs?: number;
+  /** Of which the reload took this long: saving server state, the reload command, the new worker confirmed (or the master's start). */
+  reloadMs?: number;
   /**
    * How an 'applied' config reached HAProxy: `runtime` (server changes through the runtime API, no reload),
    * `reload`, or `start` (no master was running).
@@ -188,6 +190,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
   async function runOnce(services: readonly Service[], meta: ApplyMeta): Promise<ApplyResult> {
     const started = clock.now();
     let checkMs = 0;
+    let reloadMs: number | undefined;
     let via: ApplyResult['via'];
     let runtimeFallback: string | undefined;
     let prevalidatedRun = false;
@@ -197,6 +200,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
       ...(error === undefined ? {} : { error }),
       durationMs: clock.now() - started,
       checkMs,
+      ...(reloadMs === undefined ? {} : { reloadMs }),
       ...(via === undefined ? {} : { via }),
       ...(runtimeFallback === undefined ? {} : { runtimeFallback }),
       ...(prevalidatedRun ? { prevalidated: true } : {}),
@@ -279,6 +283,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
     checkMs = clock.now() - checkStarted;
     if (early) prevalidatedRun = true;
     await installConfig(paths.configPath, text);
+    const reloadStarted = clock.now();
     if (!up) {
       // A new master starts its servers afresh: a state file left by an earlier one describes another process.
       if (globals.serverStateFile !== undefined) await rm(globals.serverStateFile, { force: true });
@@ -288,11 +293,13 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
         return done('reload-failed', hash, s.error);
       }
       masterPid = s.pid;
+      reloadMs = clock.now() - reloadStarted;
       via = 'start';
     } else {
       via = 'reload';
       await saveServerState();
       const r = await reloadMaster(paths, { clock, timeoutMs });
+      reloadMs = clock.now() - reloadStarted;
       if (!r.ok) {
         // The new file passed `haproxy -c` but the reload failed (a bind error, say): put the last good file back
         // and reload it so the next reload (e.g. an old worker dying) cannot pick up the bad one.
