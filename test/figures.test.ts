@@ -344,6 +344,14 @@ describe('README figures from bench/results', () => {
     expect(text).toContain(
       'within 100 ms ✘ (max 311 ms); no reload for server changes ✘ (master reloads 20)',
     );
+    // Results from before --haproxy-base say nothing of a base file; newer ones say which one the nodes ran with.
+    expect(text).not.toContain('base file');
+    const withBase = (haproxyBase: string | null) =>
+      renderReload({ ...reload, config: { ...reload.config, haproxyBase } });
+    expect(withBase('deploy/haproxy-base.cfg')).toContain(
+      'Every node ran with `deploy/haproxy-base.cfg`, what the package installs as /etc/coord/haproxy-base.cfg',
+    );
+    expect(withBase(null)).toContain('The nodes ran without a base file.');
   });
 
   it('renders the footprint: both systems per node, CLI median / max, and each target with ✔ or ✘', () => {

@@ -212,6 +212,18 @@ function statsRow(label: string, s: Stats | undefined): string {
   return `| ${label} | ${s.n} | ${ms(s.p50)} | ${ms(s.max)} |`;
 }
 
+/** Which node-local HAProxy base the nodes ran with (results before the option say nothing). */
+function baseNote(base: string | null | undefined): string {
+  if (base === undefined) return '';
+  if (base === null) return ' The nodes ran without a base file.';
+  if (base !== 'deploy/haproxy-base.cfg') return ` Every node ran with the base file \`${base}\`.`;
+  return (
+    ' Every node ran with `deploy/haproxy-base.cfg`, what the package installs as /etc/coord/haproxy-base.cfg: ' +
+    'it sets `httpclient.ssl.verify none`, without which HAProxy 2.6 loads the system CA store at every check ' +
+    'and reload (docs/design.md, "HAProxy 2.6").'
+  );
+}
+
 /** The reload block of the README. */
 export function renderReload(r: ReloadResults): string {
   const lines: string[] = [];
@@ -219,6 +231,7 @@ export function renderReload(r: ReloadResults): string {
   lines.push(
     `${provenance(r, 'pnpm bench:reload')} 3 nodes running \`coord join\` with the HAProxy loop (etcd: ${e.members} ` +
       `member${e.members === 1 ? '' : 's'}); a round is one model change under load or one propagation sample.` +
+      baseNote(r.config.haproxyBase) +
       (r.error === undefined ? '' : ` **The run stopped early: ${r.error}.**`),
   );
   lines.push('');
