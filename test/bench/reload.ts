@@ -16,8 +16,8 @@
  *     `coord server set`. A keep-alive poller in the client namespace asks every node's own :8080 (and the VIP)
  *     every 10 ms; a node serves the change when its answer flips. Latency is measured from the moment the
  *     `coord server set` process returned (and, also printed, from just before it was started). It includes
- *     coord's debounce quiet window (50 ms) and the runtime API commands (an address change), or `haproxy -c`
- *     and a reload when the runtime API is not used.
+ *     the runtime API commands (an address change), or `haproxy -c` and a reload when the runtime API is not
+ *     used; an isolated change does not wait for coord's debounce quiet window (50 ms), a burst's later ones do.
  * (c) Structural changes. `coord service set web` adds or removes a bind (0.0.0.0:8081) N times per rollout mode
  *     (`--rollout rolling|parallel`, gate `/`) and load kind, under load through the VIP; a poller asks every node's
  *     own :8081 every 10 ms, and a node shows a change when :8081 starts or stops answering. Measured from the
@@ -856,7 +856,7 @@ async function main(): Promise<void> {
   if (phaseB !== undefined) {
     console.log('');
     console.log(
-      `(b) propagation: ms until every node's own HAProxy serves a \`coord server set\` (poll ${POLL_MS} ms, keep-alive; includes the debounce quiet window)`,
+      `(b) propagation: ms until every node's own HAProxy serves a \`coord server set\` (poll ${POLL_MS} ms, keep-alive)`,
     );
     console.log(latencyTable(latency));
     const bad = phaseB.samples.filter((s) => s.error !== undefined).length;
