@@ -354,6 +354,43 @@ describe('README figures from bench/results', () => {
     expect(withBase(null)).toContain('The nodes ran without a base file.');
   });
 
+  it('renders the drains with the target judged on the worst drain, and nothing for results without them', () => {
+    expect(renderReload(reload)).not.toContain('Drains under load');
+    const drain = (i: number, last: number | null) => ({
+      i,
+      tInvoke: 0,
+      tReturn: 1000,
+      cliMs: 1000,
+      exitCode: 0,
+      lastRequestFromReturnMs: last,
+    });
+    const phase = (load: 'keepalive' | 'close', lasts: number[], failed: number) => ({
+      load,
+      drains: lasts.map((v, i) => drain(i + 1, v)),
+      lastRequestFromReturn: {
+        n: lasts.length,
+        p50: lasts[1],
+        p99: undefined,
+        max: Math.max(...lasts),
+        min: 0,
+      },
+      requests: 5000,
+      ok: 5000 - failed,
+      failed,
+      errors: {},
+    });
+    const ok = renderReload({ ...reload, drains: [phase('keepalive', [-90, -60, -20], 0)] });
+    expect(ok).toContain('| keep-alive connections | 3 (0) | -60 | -20 | 5,000 | **0** |');
+    expect(ok).toContain('no new request 100 ms after the command returns ✔ (max -20 ms over 3 drains)');
+    expect(ok).toContain('its requests in flight finish ✔ (0 failed requests)');
+    const late = renderReload({
+      ...reload,
+      drains: [phase('keepalive', [-90, -60, -20], 0), phase('close', [10, 20, 140], 2)],
+    });
+    expect(late).toContain('✘ (max 140 ms over 6 drains)');
+    expect(late).toContain('its requests in flight finish ✘ (2 failed requests)');
+  });
+
   it('renders the footprint: both systems per node, CLI median / max, and each target with ✔ or ✘', () => {
     const text = renderFootprint(footprint);
     expect(text).toContain('`pnpm bench:footprint` on 2026-11-29, commit `0123456789`');

@@ -293,7 +293,43 @@ export function renderReload(r: ReloadResults): string {
     }
   }
   lines.push(...renderStructural(r));
+  lines.push(...renderDrains(r));
   return lines.join('\n');
+}
+
+/** Part (d) of the reload block: drains under load, and when the drained server got its last request. */
+function renderDrains(r: ReloadResults): string[] {
+  const phases = r.drains ?? [];
+  if (phases.length === 0) return [];
+  const lines = [
+    '',
+    `Drains under load: servers a and b at equal weights, the same clients; \`coord server enable web a\`, then ` +
+      `once a takes requests again \`coord server drain web a\` (without \`--wait\`). ms from the command returning ` +
+      `until the drained server received its last request (negative: before the command returned), as the backend ` +
+      `itself timed it.`,
+    '',
+    '| load through the VIP | drains (failed) | median | max | requests | failed requests |',
+    '|---|---|---|---|---|---|',
+  ];
+  const all: number[] = [];
+  for (const ph of phases) {
+    const kind = ph.load === 'keepalive' ? 'keep-alive connections' : 'a new connection per request';
+    const failed = ph.drains.filter((d) => d.error !== undefined).length;
+    all.push(...ph.drains.map((d) => d.lastRequestFromReturnMs).filter((x): x is number => x !== null));
+    lines.push(
+      `| ${kind} | ${ph.drains.length} (${failed}) | ${ms(ph.lastRequestFromReturn.p50)} | ` +
+        `${ms(ph.lastRequestFromReturn.max)} | ${count(ph.requests)} | **${count(ph.failed)}** |`,
+    );
+  }
+  const worst = all.length > 0 ? Math.max(...all) : undefined;
+  const failed = phases.reduce((a, ph) => a + ph.failed, 0);
+  lines.push(
+    '',
+    `Targets: a drained server receives no new request 100 ms after the command returns ` +
+      `${worst !== undefined && worst <= 100 ? '✔' : '✘'} (max ${ms(worst)} ms over ${all.length} drains); ` +
+      `its requests in flight finish ${failed === 0 ? '✔' : '✘'} (${count(failed)} failed requests).`,
+  );
+  return lines;
 }
 
 /** Part (c) of the reload block: structural changes, rolling and parallel, under load. */

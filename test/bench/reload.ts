@@ -22,10 +22,14 @@
  *     (`--rollout rolling|parallel`, gate `/`) and load kind, under load through the VIP; a poller asks every node's
  *     own :8081 every 10 ms, and a node shows a change when :8081 starts or stops answering. Measured from the
  *     CLI's return (rolling changes with `--no-wait`, so it returns once the rollout is written).
+ * (d) Drains. Servers a (backend-A) and b at equal weights under load through the VIP; N times: `coord server enable
+ *     web a`, wait until backend-A gets requests again, then `coord server drain web a` (without --wait). A second
+ *     later backend-A says when its last request arrived; measured from the CLI's return. Requests in flight on
+ *     it must still succeed: the load client counts every failure.
  *
  * Usage: pnpm bench:reload [--reloads 100] [--samples 30] [--structural 50] [--rollouts rolling,parallel]
  *                          [--loads keepalive,close] [--concurrency 8] [--gap-ms 300] [--out bench/results/reload.json]
- *                          [--haproxy-base deploy/haproxy-base.cfg|none]
+ *                          [--drains 20] [--haproxy-base deploy/haproxy-base.cfg|none]
  * Every node runs with the base file the package installs (/etc/coord/haproxy-base.cfg) unless `none` is given.
  * The JSON goes to bench/results/ (committed); `pnpm figures` regenerates the README's tables from it.
  */
@@ -161,6 +165,28 @@ export interface PhaseC {
   failures: { t: number; error: string; msSincePhaseStart: number }[];
 }
 
+/** One `coord server drain` under load (no `--wait`: the command returns once the model is written). */
+export interface Drain {
+  i: number;
+  tInvoke: number;
+  tReturn: number;
+  cliMs: number;
+  exitCode: number;
+  /** When the drained server received its last request, from the CLI's return (negative: before it returned). */
+  lastRequestFromReturnMs: number | null;
+  error?: string;
+}
+
+export interface PhaseD {
+  load: 'keepalive' | 'close';
+  drains: Drain[];
+  lastRequestFromReturn: Stats;
+  requests: number;
+  ok: number;
+  failed: number;
+  errors: Record<string, number>;
+}
+
 /** A target's answer changed (the poller prints only changes). */
 type PollEvent = { t: number; name: string; body?: string; error?: string };
 
@@ -231,8 +257,12 @@ class Bench {
         process.execPath,
         [
           '-e',
-          `const s = require('http').createServer((q, r) => r.end(${JSON.stringify(body)}));` +
-            `s.keepAliveTimeout = 60000; s.listen(${port}, ${JSON.stringify(lab.client.ip)})`,
+          // Port + 100 answers when this backend last received a request (ms since the epoch; one host, one
+          // clock): how part (d) tells when a drained server stopped getting new ones.
+          `let last = 0; const http = require('http');` +
+            `const s = http.createServer((q, r) => { last = Date.now(); r.end(${JSON.stringify(body)}); });` +
+            `s.keepAliveTimeout = 60000; s.listen(${port}, ${JSON.stringify(lab.client.ip)});` +
+            `http.createServer((q, r) => r.end(String(last))).listen(${port + 100}, ${JSON.stringify(lab.client.ip)})`,
         ],
         { name: `backend-${body}` },
       );
@@ -633,6 +663,79 @@ class Bench {
     };
   }
 
+  /** When backend-A (server `a` in part (d)) last received a request, from its port 9101 (in the client namespace). */
+  async lastRequestAt(): Promise<number | undefined> {
+    const body = await this.get(`http://${this.lab.client.ip}:9101/`);
+    return /^\d+$/.test(body) ? Number(body) : undefined;
+  }
+
+  /**
+   * (d) Drains under load: server `a` enabled and taking requests, then `coord server drain web a`; a second later
+   * backend-A says when its last request arrived. Requests in flight on it must still succeed (the load client
+   * counts failures).
+   */
+  async phaseD(kind: 'keepalive' | 'close', count: number, concurrency: number): Promise<PhaseD> {
+    const ip = this.lab.client.ip;
+    // Part (b) moves `a` between the backends and removes `b`: start from a known pair, equal weights.
+    await this.cliOk(['server', 'set', 'web', 'a', `${ip}:9001`, '--weight', '10']);
+    await this.cliOk(['server', 'set', 'web', 'b', `${ip}:9002`, '--weight', '10']);
+    const load = this.spawnClient(
+      ['load', `http://${this.vip}/`, String(concurrency), kind],
+      `load-d-${kind}`,
+    );
+    await sleep(WARM_MS);
+    const drains: Drain[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        const enabledAt = Date.now();
+        await this.cliOk(['server', 'enable', 'web', 'a']);
+        await waitFor(
+          'server a to take requests again',
+          async () => (((await this.lastRequestAt()) ?? 0) > enabledAt ? true : undefined),
+          { timeoutMs: CONVERGE_TIMEOUT_MS, intervalMs: 50 },
+        );
+        await sleep(300);
+        const tInvoke = Date.now();
+        const r = await this.cli(['server', 'drain', 'web', 'a']);
+        const tReturn = Date.now();
+        await sleep(1000);
+        const last = await this.lastRequestAt();
+        const d: Drain = {
+          i: i + 1,
+          tInvoke,
+          tReturn,
+          cliMs: tReturn - tInvoke,
+          exitCode: r.exitCode ?? -1,
+          lastRequestFromReturnMs: last === undefined ? null : last - tReturn,
+        };
+        if (r.exitCode !== 0) d.error = `server drain exit ${r.exitCode}: ${r.stderr.slice(0, 200)}`;
+        else if (last === undefined) d.error = 'backend-A did not say when its last request came';
+        drains.push(d);
+        if ((i + 1) % 10 === 0 || d.error !== undefined)
+          this.log(
+            `  drain/${kind}: ${i + 1}/${count}, last request ${f(d.lastRequestFromReturnMs)} ms after return` +
+              (d.error === undefined ? '' : ` (${d.error})`),
+          );
+      }
+    } finally {
+      await sleep(DRAIN_MS);
+      await load.stop(15_000);
+    }
+    await this.cliOk(['server', 'enable', 'web', 'a']);
+    const res = await loadResult(load);
+    return {
+      load: kind,
+      drains,
+      lastRequestFromReturn: stats(
+        drains.map((d) => d.lastRequestFromReturnMs).filter((x): x is number => x !== null),
+      ),
+      requests: res.ok + res.failed,
+      ok: res.ok,
+      failed: res.failed,
+      errors: res.errors,
+    };
+  }
+
   /** Stop coord, then the HAProxy masters it leaves running (kill -USR1 inside each host's namespace). */
   async stopAll(): Promise<void> {
     await Promise.all([...this.procs.values()].map((p) => p.stop(5000)));
@@ -742,6 +845,8 @@ export interface ReloadResults extends ResultEnvelope {
   reloadsUnderLoad: PhaseA[];
   /** (c) Structural changes under load, per rollout mode and load kind (absent in results before rollouts). */
   structural?: PhaseC[];
+  /** (d) Drains under load, per load kind (absent in results before drains were measured). */
+  drains?: PhaseD[];
   propagation:
     | {
         summary: LatencyRow[];
@@ -765,11 +870,13 @@ async function main(): Promise<void> {
       'gap-ms': { type: 'string', default: '300' },
       loads: { type: 'string', default: 'keepalive,close' },
       structural: { type: 'string', default: '50' },
+      drains: { type: 'string', default: '20' },
       rollouts: { type: 'string', default: 'rolling,parallel' },
       'haproxy-base': { type: 'string', default: BASE_FILE },
     },
   });
   const structural = Number(values.structural);
+  const drainCount = Number(values.drains);
   const rolloutModes = values.rollouts.split(',').filter((x) => x !== '');
   for (const m of rolloutModes)
     if (m !== 'rolling' && m !== 'parallel') throw new Error(`unknown rollout "${m}"`);
@@ -777,7 +884,14 @@ async function main(): Promise<void> {
   const samples = Number(values.samples);
   const concurrency = Number(values.concurrency);
   const gapMs = Number(values['gap-ms']);
-  for (const [k, v] of Object.entries({ reloads, samples, concurrency, gapMs, structural }))
+  for (const [k, v] of Object.entries({
+    reloads,
+    samples,
+    concurrency,
+    gapMs,
+    structural,
+    drains: drainCount,
+  }))
     if (!Number.isInteger(v) || v < 0) throw new Error(`--${k} must be a non-negative integer`);
   const loadNames = values.loads.split(',').filter((s) => s !== '');
   for (const l of loadNames) if (l !== 'keepalive' && l !== 'close') throw new Error(`unknown load "${l}"`);
@@ -795,6 +909,7 @@ async function main(): Promise<void> {
   const phaseA: PhaseA[] = [];
   let phaseB: { samples: Sample[]; pollerEvents: number } | undefined;
   const phaseC: PhaseC[] = [];
+  const phaseD: PhaseD[] = [];
   let holder = '';
   let error: string | undefined;
   try {
@@ -828,6 +943,15 @@ async function main(): Promise<void> {
           phaseC.push(r);
         }
     }
+    if (drainCount > 0)
+      for (const kind of loads) {
+        log(`(d) ${drainCount} drains under ${kind} load…`);
+        const r = await bench.phaseD(kind, drainCount, concurrency);
+        log(
+          `  last request on the drained server ${f(r.lastRequestFromReturn.p50)} ms p50 / ${f(r.lastRequestFromReturn.max)} ms max after return; ${r.failed} of ${r.requests} requests failed`,
+        );
+        phaseD.push(r);
+      }
   } catch (e) {
     error = errText(e);
     log(`FAILED: ${error}`);
@@ -885,6 +1009,26 @@ async function main(): Promise<void> {
       ),
     );
   }
+  if (phaseD.length > 0) {
+    console.log('');
+    console.log(
+      `(d) drains under load: ms from \`coord server drain\` returning until the drained server's last request (negative: before it returned)`,
+    );
+    console.log(
+      fmtTable(
+        ['load', 'drains', 'p50', 'max', 'min', 'requests', 'failed'],
+        phaseD.map((r) => [
+          r.load === 'keepalive' ? 'keep-alive' : 'new-conn',
+          String(r.drains.length),
+          f(r.lastRequestFromReturn.p50),
+          f(r.lastRequestFromReturn.max),
+          f(r.lastRequestFromReturn.min),
+          String(r.requests),
+          String(r.failed),
+        ]),
+      ),
+    );
+  }
   console.log(
     `\nload average (1 min) at start ${loadBefore[0]?.toFixed(1) ?? '?'}, at end ${loadavg()[0]?.toFixed(1) ?? '?'} (${cpus().length} cores)`,
   );
@@ -895,15 +1039,21 @@ async function main(): Promise<void> {
     ...envelopeOf('reload', t0, loadBefore[0] ?? 0),
     // A round is one model change under load, or one propagation sample; a failed change or sample counts.
     rounds: {
-      requested: reloads * loads.length + samples + structural * loads.length * rolloutModes.length,
+      requested:
+        reloads * loads.length +
+        samples +
+        structural * loads.length * rolloutModes.length +
+        drainCount * loads.length,
       total:
         phaseA.reduce((a, r) => a + r.changes, 0) +
         (phaseB?.samples.length ?? 0) +
-        phaseC.reduce((a, r) => a + r.changes.length, 0),
+        phaseC.reduce((a, r) => a + r.changes.length, 0) +
+        phaseD.reduce((a, r) => a + r.drains.length, 0),
       failed:
         phaseA.reduce((a, r) => a + r.changeErrors, 0) +
         failedSamples +
-        phaseC.reduce((a, r) => a + r.changes.filter((c) => c.error !== undefined).length, 0),
+        phaseC.reduce((a, r) => a + r.changes.filter((c) => c.error !== undefined).length, 0) +
+        phaseD.reduce((a, r) => a + r.drains.filter((d) => d.error !== undefined).length, 0),
     },
     error,
     config: {
@@ -922,6 +1072,7 @@ async function main(): Promise<void> {
     },
     reloadsUnderLoad: phaseA,
     structural: phaseC,
+    drains: phaseD,
     propagation:
       phaseB === undefined
         ? undefined
