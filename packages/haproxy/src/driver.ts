@@ -33,7 +33,10 @@ export interface ApplyResult {
   durationMs: number;
   /** Of which `haproxy -c` took this long (0 when it did not run): tells a slow check from a slow reload. */
   checkMs?: number;
-  /** Of which the reload took this long: saving server state, the reload command, the new worker confirmed (or the master's start). */
+  /**
+   * Of which the reload took this long: saving the server state, the master's reload, the new worker confirmed
+   * (or the master's start when none ran).
+   */
   reloadMs?: number;
   /**
    * How an 'applied' config reached HAProxy: `runtime` (server changes through the runtime API, no reload),
