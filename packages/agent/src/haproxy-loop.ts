@@ -75,6 +75,8 @@ export class HaproxyLoop {
   private lastFingerprint: string | undefined;
   /** Apply requests handed to the driver so far (and clash verdicts): only the newest one reports its result. */
   private requests = 0;
+  /** The driver run reported last (every request coalesced into one run gets the same result object). */
+  private lastRun: ApplyResult | undefined;
   private state: HaproxyStatus | undefined;
   private readonly log: Logger;
   private readonly prefix: string;
@@ -232,27 +234,14 @@ export class HaproxyLoop {
       .apply(list, { revision, reason: resync ? 'resync' : 'watch', ...(now ? { now } : {}) })
       .then(
         (r) => {
-          // A newer request may have been handed over meanwhile (the driver coalesces them into one apply, whose
-          // result every request then gets): report only the newest, so one apply is logged and counted once.
+          // Each driver run is logged and counted once, under the revision it applied: the requests it coalesced
+          // all get its result object, the oldest first. A run can end after a newer request was handed over (one
+          // that arrived while it ran waits for the next run): it is still logged, the state is the newest's.
+          if (r !== this.lastRun) {
+            this.lastRun = r;
+            this.report(r, revision, startedAt);
+          }
           if (this.requests !== request) return;
-          const runtime = r.result === 'applied' && r.via === 'runtime';
-          this.opts.metrics?.reloads.inc({ result: runtime ? 'runtime' : r.result });
-          if (r.result === 'applied' && !runtime)
-            this.opts.metrics?.reloadSeconds.observe(r.durationMs / 1000);
-          const level = r.result === 'applied' || r.result === 'unchanged' ? 'info' : 'error';
-          this.log[level]('haproxy apply', {
-            revision,
-            result: r.result,
-            hash: r.hash.slice(0, 12),
-            ms: Math.round(r.durationMs),
-            ...(r.checkMs === undefined ? {} : { checkMs: Math.round(r.checkMs) }),
-            ...(r.reloadMs === undefined ? {} : { reloadMs: Math.round(r.reloadMs) }),
-            ...(r.via === undefined ? {} : { via: r.via }),
-            ...(r.runtimeFallback === undefined ? {} : { runtimeFallback: r.runtimeFallback }),
-            ...(r.prevalidated === true ? { prevalidated: true } : {}),
-            sinceChangeMs: Math.round(this.opts.clock.now() - startedAt),
-            ...(r.error === undefined ? {} : { error: r.error }),
-          });
           const ok = r.result === 'applied' || r.result === 'unchanged';
           this.state = {
             revision,
@@ -268,6 +257,27 @@ export class HaproxyLoop {
         },
         (e: unknown) => this.log.error('haproxy apply failed', { revision, error: errorMessage(e) }),
       );
+  }
+
+  /** Log and count one driver run; `revision` and `startedAt` are those of the first request it served. */
+  private report(r: ApplyResult, revision: number, startedAt: number): void {
+    const runtime = r.result === 'applied' && r.via === 'runtime';
+    this.opts.metrics?.reloads.inc({ result: runtime ? 'runtime' : r.result });
+    if (r.result === 'applied' && !runtime) this.opts.metrics?.reloadSeconds.observe(r.durationMs / 1000);
+    const level = r.result === 'applied' || r.result === 'unchanged' ? 'info' : 'error';
+    this.log[level]('haproxy apply', {
+      revision: r.revision ?? revision,
+      result: r.result,
+      hash: r.hash.slice(0, 12),
+      ms: Math.round(r.durationMs),
+      ...(r.checkMs === undefined ? {} : { checkMs: Math.round(r.checkMs) }),
+      ...(r.reloadMs === undefined ? {} : { reloadMs: Math.round(r.reloadMs) }),
+      ...(r.via === undefined ? {} : { via: r.via }),
+      ...(r.runtimeFallback === undefined ? {} : { runtimeFallback: r.runtimeFallback }),
+      ...(r.prevalidated === true ? { prevalidated: true } : {}),
+      sinceChangeMs: Math.round(this.opts.clock.now() - startedAt),
+      ...(r.error === undefined ? {} : { error: r.error }),
+    });
   }
 
   /**

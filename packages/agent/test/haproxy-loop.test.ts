@@ -15,12 +15,16 @@ import {
 } from '@coord/haproxy';
 import { HaproxyLoop, type HaproxyStatus } from '../src/haproxy-loop.js';
 
-/** A driver that, like the real one, coalesces requests made while an apply is pending into that one apply. */
+/**
+ * A driver that, like the real one, coalesces requests made while an apply is pending into that one apply, and
+ * resolves them all with one result object carrying the newest request's revision.
+ */
 function coalescingDriver() {
-  const waiters: ((r: ApplyResult) => void)[] = [];
+  const waiters: { resolve: (r: ApplyResult) => void; revision: number | undefined }[] = [];
   let applies = 0;
   const driver: HaproxyDriver = {
-    apply: () => new Promise<ApplyResult>((resolve) => waiters.push(resolve)),
+    apply: (_services, meta) =>
+      new Promise<ApplyResult>((resolve) => waiters.push({ resolve, revision: meta?.revision })),
     status: () => ({ pending: waiters.length > 0 }) as ReturnType<HaproxyDriver['status']>,
     stop: () => Promise.resolve(),
     stopHaproxy: () => Promise.resolve(true),
@@ -36,10 +40,13 @@ function coalescingDriver() {
   };
   return {
     driver,
-    /** Run the one pending apply: every waiter gets its result. */
-    finish(result: ApplyResult): void {
+    /** Run the one pending apply (or its `count` oldest requests): each of them gets the same result. */
+    finish(result: ApplyResult, count = waiters.length): void {
       applies++;
-      for (const w of waiters.splice(0)) w(result);
+      const served = waiters.splice(0, count);
+      const revision = served.at(-1)?.revision;
+      const r: ApplyResult = revision === undefined ? result : { ...result, revision };
+      for (const w of served) w.resolve(r);
     },
     get applies() {
       return applies;
@@ -70,6 +77,35 @@ describe('HaproxyLoop', () => {
     expect(applied[0]?.fields).toMatchObject({ ms: 345, checkMs: 112, reloadMs: 180 });
     expect(reported.map((s) => [s.revision, s.result])).toEqual([[54, 'applied']]);
     expect(loop.status?.result).toBe('applied');
+  });
+
+  it('logs a run that ended after a newer request was handed over, and the next run too; the state is the newest', async () => {
+    const d = coalescingDriver();
+    const logger = new MemoryLogger();
+    const reported: HaproxyStatus[] = [];
+    const loop = new HaproxyLoop({
+      cluster: 'lb',
+      driver: d.driver,
+      clock: new FakeClock(),
+      logger,
+      onApplied: (s) => reported.push(s),
+    });
+    // Revision 70 runs at once; 71 (the same model again, a resync) arrives while it runs and waits for it.
+    loop.onView(70, [], new Map(), true);
+    loop.onView(71, [], new Map(), true);
+    d.finish({ result: 'applied', hash: 'aaaaaaaaaaaa', durationMs: 200, via: 'reload' }, 1);
+    await new Promise((r) => setImmediate(r));
+    d.finish({ result: 'unchanged', hash: 'aaaaaaaaaaaa', durationMs: 3 });
+    await new Promise((r) => setImmediate(r));
+    expect(d.applies).toBe(2);
+    const lines = logger.records.filter((r) => r.message === 'haproxy apply');
+    // The reload is in the log even though a newer request was waiting when it ended.
+    expect(lines.map((r) => [r.fields['revision'], r.fields['result']])).toEqual([
+      [70, 'applied'],
+      [71, 'unchanged'],
+    ]);
+    expect(reported.map((s) => [s.revision, s.result])).toEqual([[71, 'unchanged']]);
+    expect(loop.status).toMatchObject({ revision: 71, configHash: 'aaaaaaaaaaaa' });
   });
 
   it('reports the current sessions of disabled servers (what coord server drain waits on), and only of those', async () => {

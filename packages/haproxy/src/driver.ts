@@ -47,6 +47,11 @@ export interface ApplyResult {
   runtimeFallback?: string;
   /** `haproxy -c` had passed this exact text moments before ({@link HaproxyDriver.prevalidate}): not run again. */
   prevalidated?: boolean;
+  /**
+   * The revision of the newest request this run applied (`ApplyMeta.revision`). Every request coalesced into one
+   * run is resolved with the same result object.
+   */
+  revision?: number;
 }
 
 /** Where a service set came from, for logs (e.g. the etcd revision it was read at). */
@@ -382,6 +387,7 @@ export function createHaproxyDriver(options: HaproxyDriverOptions): HaproxyDrive
       } catch (e) {
         result = { result: 'reload-failed', hash: '', error: errorMessage(e), durationMs: 0 };
       }
+      if (job.meta.revision !== undefined) result.revision = job.meta.revision;
       last = result;
       if (result.error !== undefined) lastError = result.error;
       if (result.result === 'applied') lastError = undefined;
