@@ -54,18 +54,24 @@ function coalescingDriver() {
   };
 }
 
+/** A loop on {@link coalescingDriver}, with its log and every status it reported. */
+function loopOnFakeDriver() {
+  const d = coalescingDriver();
+  const logger = new MemoryLogger();
+  const reported: HaproxyStatus[] = [];
+  const loop = new HaproxyLoop({
+    cluster: 'lb',
+    driver: d.driver,
+    clock: new FakeClock(),
+    logger,
+    onApplied: (s) => reported.push(s),
+  });
+  return { d, logger, reported, loop };
+}
+
 describe('HaproxyLoop', () => {
   it('logs and reports one coalesced apply once, for the newest request', async () => {
-    const d = coalescingDriver();
-    const logger = new MemoryLogger();
-    const reported: HaproxyStatus[] = [];
-    const loop = new HaproxyLoop({
-      cluster: 'lb',
-      driver: d.driver,
-      clock: new FakeClock(),
-      logger,
-      onApplied: (s) => reported.push(s),
-    });
+    const { d, logger, reported, loop } = loopOnFakeDriver();
     // Two resyncs in a row (a watch that reconnected, then a queued re-read) before the debounced apply runs.
     loop.onView(52, [], new Map(), true);
     loop.onView(54, [], new Map(), true);
@@ -80,16 +86,7 @@ describe('HaproxyLoop', () => {
   });
 
   it('logs a run that ended after a newer request was handed over, and the next run too; the state is the newest', async () => {
-    const d = coalescingDriver();
-    const logger = new MemoryLogger();
-    const reported: HaproxyStatus[] = [];
-    const loop = new HaproxyLoop({
-      cluster: 'lb',
-      driver: d.driver,
-      clock: new FakeClock(),
-      logger,
-      onApplied: (s) => reported.push(s),
-    });
+    const { d, logger, reported, loop } = loopOnFakeDriver();
     // Revision 70 runs at once; 71 (the same model again, a resync) arrives while it runs and waits for it.
     loop.onView(70, [], new Map(), true);
     loop.onView(71, [], new Map(), true);
