@@ -378,9 +378,11 @@ export async function watchVip(
     async answered(host, after = -Infinity, timeoutMs = 10_000) {
       const mac = macs[host];
       if (arp === undefined || mac === undefined) throw new Error(`no ARP prober, or no host ${host}`);
+      // A reply's time is the kernel's, to the microsecond; callers take `Date.now()` (whole ms) as the fault time
+      // next. A reply in that same millisecond would count as after the fault: wait until one is a whole ms old.
       await waitFor(
         `an ARP answer from ${host}`,
-        () => arp.snapshot().some((r) => r.t > after && r.mac === mac),
+        () => arp.snapshot().some((r) => r.t > after && r.mac === mac && r.t < Date.now() - 1),
         { timeoutMs, intervalMs: 10 },
       );
     },
