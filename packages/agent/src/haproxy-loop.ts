@@ -73,7 +73,7 @@ export class HaproxyLoop {
   private etcd: EtcdBackend | undefined;
   private lastView: { revision: number; view: ReadonlyMap<string, Entry> } | undefined;
   private lastFingerprint: string | undefined;
-  /** Apply requests handed to the driver so far (and clash verdicts): only the newest one reports its result. */
+  /** Apply requests handed to the driver so far (and clash verdicts): only the newest one sets the state. */
   private requests = 0;
   /** The driver run reported last (every request coalesced into one run gets the same result object). */
   private lastRun: ApplyResult | undefined;
