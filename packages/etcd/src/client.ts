@@ -6,6 +6,7 @@ import type { Etcd3, IKeyValue, IOptions, IRequestOp, IWatchResponse, Watcher } 
 import { commonJs, CoordError, errorMessage, etcdEndpointRule, splitList } from '@coord/core';
 import type { EtcdBackend, Entry, KeepaliveHandlers, KeepaliveStream, TxnOp, WatchEvent } from './backend.js';
 import { readTls, type EtcdConnection } from './connection.js';
+import type { KeepaliveAnswer } from './keepalive-codec.js';
 import { MemberChoice, type MemberSwitch } from './members.js';
 import type { RoleSpec } from './roles.js';
 
@@ -39,6 +40,7 @@ type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBac
 interface Libs {
   readonly etcd3: typeof import('etcd3');
   readonly cockatiel: typeof import('cockatiel');
+  readonly codec: typeof import('./keepalive-codec.js');
 }
 let libs: Libs | undefined;
 
@@ -52,6 +54,7 @@ async function loadLibs(): Promise<Libs> {
   libs ??= {
     etcd3: commonJs(await import('etcd3')),
     cockatiel: commonJs(await import('cockatiel')),
+    codec: await import('./keepalive-codec.js'),
   };
   return libs;
 }
@@ -250,11 +253,57 @@ async function call<T>(action: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The part of etcd3's connection pool the keepalive stream uses (ICallable in etcd3's rpc.ts; `pool` is protected). */
+interface Pool {
+  withConnection<R>(
+    service: 'Lease',
+    fn: (args: { resource: unknown; client: GrpcClient; metadata: unknown }) => R,
+  ): Promise<R>;
+  markFailed(resource: unknown, error: Error): void;
+}
+
+/** grpc-js's Client, as far as the keepalive stream uses it. */
+interface GrpcClient {
+  makeBidiStreamRequest(
+    method: string,
+    serialize: (value: Buffer) => Buffer,
+    deserialize: (value: Buffer) => KeepaliveAnswer,
+    metadata: unknown,
+    options: object,
+  ): RawKeepaliveStream;
+}
+
 interface RawKeepaliveStream {
-  write(req: { ID: string }): unknown;
+  readonly writable: boolean;
+  write(req: Buffer): unknown;
   on(event: string, fn: (...args: never[]) => void): unknown;
   end(): unknown;
   removeAllListeners(): unknown;
+}
+
+/**
+ * Open a lease keepalive stream on `c`'s connection: the stream etcd3's `leaseClient.leaseKeepAlive()` opens, but
+ * with the messages coded by keepalive-codec.ts instead of etcd3's generated code (why: that file). Call options
+ * are none, as our `defaultCallOptions` gives every stream; a stream error marks the host failed, as etcd3 does.
+ */
+async function openKeepalive(
+  c: Etcd3,
+  { decodeKeepaliveAnswer }: Libs['codec'],
+): Promise<RawKeepaliveStream> {
+  const pool = (c as unknown as { pool: Pool }).pool;
+  return pool.withConnection('Lease', ({ resource, client, metadata }) => {
+    const stream = client.makeBidiStreamRequest(
+      '/etcdserverpb.Lease/LeaseKeepAlive',
+      (b) => b,
+      decodeKeepaliveAnswer,
+      metadata,
+      {},
+    );
+    stream.on('error', (err: Error) => {
+      if (stream.writable) pool.markFailed(resource, err);
+    });
+    return stream;
+  });
 }
 
 /** The production backend, plus TLS rotation. */
@@ -363,7 +412,10 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
     keepalive: (handlers: KeepaliveHandlers) =>
       call('lease keepalive', async () => {
         const m = members.current;
-        const raw = (await (await client(m)).leaseClient.leaseKeepAlive()) as unknown as RawKeepaliveStream;
+        const c = await client(m);
+        // Loaded with etcd3, before any client exists (createClients).
+        const codec = (libs as Libs).codec;
+        const raw = await openKeepalive(c, codec);
         let open = true;
         const fail = (err: Error): void => {
           if (!open) return;
@@ -371,15 +423,18 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
           members.leave(m, `lease keepalive: ${errorMessage(err)}`);
           handlers.onError(err);
         };
-        raw.on('data', (res: { ID: string; TTL: string }) => {
-          if (open) handlers.onAck(String(res.ID), Number(res.TTL));
+        // The request for a lease is always the same bytes: encoded once per lease, not per keepalive.
+        let request: { leaseId: string; bytes: Buffer } | undefined;
+        raw.on('data', (res: KeepaliveAnswer) => {
+          if (open) handlers.onAck(res.leaseId, res.ttlSec);
         });
         raw.on('error', (err: Error) => fail(etcdError('lease keepalive', err)));
         raw.on('end', () => fail(new Error('keepalive stream ended')));
         const stream: KeepaliveStream = {
           send(leaseId) {
             if (!open) throw new Error('keepalive stream closed');
-            raw.write({ ID: leaseId });
+            if (request?.leaseId !== leaseId) request = { leaseId, bytes: codec.encodeKeepalive(leaseId) };
+            raw.write(request.bytes);
           },
           close() {
             open = false;
