@@ -75,6 +75,21 @@ async function etcdLeader(): Promise<number> {
 }
 
 describe('etcd faults (3-member etcd)', () => {
+  it('without a fault, idle nodes keep their lease stream and watch (no drop every 5 s)', async () => {
+    // A watch cancelled at start used to mark the host failed, closing the channels under the open streams,
+    // which grpc-js then dropped at its next keepalive ping, 5 s later, again and again (docs/design.md, "A
+    // cancelled watch dropped every stream, every 5 s"). Two of those pings go by here.
+    const { vip } = cluster();
+    await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });
+    await new Promise((r) => setTimeout(r, 11_000));
+    const broken = [...(await logs())].flatMap(([host, lines]) =>
+      lines
+        .filter((l) => l['message'] === 'keepalive stream failed' || l['message'] === 'watch disconnected')
+        .map((l) => `${host}: ${String(l['message'])} ${JSON.stringify(l['error'] ?? '')}`),
+    );
+    expect(broken).toEqual([]);
+  });
+
   it('killing the etcd raft leader repeatedly (TTL 2 s): never two holders, and any move is a fence', async () => {
     const { vip } = cluster({ ttlSec: 2 });
     const first = await waitForSingleHolder(lab, vip, { timeoutMs: 15_000 });

@@ -255,11 +255,7 @@ async function call<T>(action: string, fn: () => Promise<T>): Promise<T> {
 
 /** The part of etcd3's connection pool the keepalive stream uses (ICallable in etcd3's rpc.ts; `pool` is protected). */
 interface Pool {
-  withConnection<R>(
-    service: 'Lease',
-    fn: (args: { resource: unknown; client: GrpcClient; metadata: unknown }) => R,
-  ): Promise<R>;
-  markFailed(resource: unknown, error: Error): void;
+  withConnection<R>(service: 'Lease', fn: (args: { client: GrpcClient; metadata: unknown }) => R): Promise<R>;
 }
 
 /** grpc-js's Client, as far as the keepalive stream uses it. */
@@ -274,7 +270,6 @@ interface GrpcClient {
 }
 
 interface RawKeepaliveStream {
-  readonly writable: boolean;
   write(req: Buffer): unknown;
   on(event: string, fn: (...args: never[]) => void): unknown;
   end(): unknown;
@@ -284,26 +279,26 @@ interface RawKeepaliveStream {
 /**
  * Open a lease keepalive stream on `c`'s connection: the stream etcd3's `leaseClient.leaseKeepAlive()` opens, but
  * with the messages coded by keepalive-codec.ts instead of etcd3's generated code (why: that file). Call options
- * are none, as our `defaultCallOptions` gives every stream; a stream error marks the host failed, as etcd3 does.
+ * are none, as our `defaultCallOptions` gives every stream. Unlike etcd3's, a failure of this stream does not mark
+ * the host failed: that closes every channel to the host, and grpc-js then drops the streams still open on them
+ * (the watch) at its next keepalive ping (grpc/grpc-node#3068), whose failure marked the host failed again — a
+ * node lost its streams every 5 s (docs/design.md, "etcd client"). The session reopens this stream itself, and
+ * members.ts moves a node off a failing member.
  */
 async function openKeepalive(
   c: Etcd3,
   { decodeKeepaliveAnswer }: Libs['codec'],
 ): Promise<RawKeepaliveStream> {
   const pool = (c as unknown as { pool: Pool }).pool;
-  return pool.withConnection('Lease', ({ resource, client, metadata }) => {
-    const stream = client.makeBidiStreamRequest(
+  return pool.withConnection('Lease', ({ client, metadata }) =>
+    client.makeBidiStreamRequest(
       '/etcdserverpb.Lease/LeaseKeepAlive',
       (b) => b,
       decodeKeepaliveAnswer,
       metadata,
       {},
-    );
-    stream.on('error', (err: Error) => {
-      if (stream.writable) pool.markFailed(resource, err);
-    });
-    return stream;
-  });
+    ),
+  );
 }
 
 /** The production backend, plus TLS rotation. */
