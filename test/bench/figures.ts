@@ -460,7 +460,7 @@ export function renderFootprint(r: FootprintResults): string {
   };
   const which =
     c.coord.kind === 'staged'
-      ? `the package as \`pnpm package\` staged it (its own Node ${c.coord.node.version}, \`${['node', ...c.coord.command.slice(1, -1), 'coord.mjs'].join(' ')}\`)` +
+      ? `the package as \`pnpm package\` staged it (its own Node ${c.coord.node.version}${c.coord.agentCommand === undefined ? '' : `; \`coord join\` runs \`${c.coord.agentCommand.join(' ')}\`, other commands \`node coord.mjs\``})` +
         (c.coord.stale === true ? ', **staged before the newest commit to packages/ or packaging/**' : '')
       : c.coord.kind === 'checkout'
         ? `this checkout's \`packages/cli/bin/coord.js\` on Node ${c.coord.node.version}`

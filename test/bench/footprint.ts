@@ -33,7 +33,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -154,6 +154,8 @@ export interface CoordUnderTest {
   newestSourceCommitAt?: string;
   /** Staged only: older than that commit (the artifact may not be what the checkout builds). */
   stale?: boolean;
+  /** Staged only: what the package's `/usr/bin/coord` runs for `coord join` (read from it), paths as basenames. */
+  agentCommand?: string[];
 }
 
 /** What `bench/results/footprint.json` holds. */
@@ -303,7 +305,9 @@ function stagedCoord(): Chosen | undefined {
   // directory instead of /usr/lib/coord.
   const dir = mkdtempSync(join(tmpdir(), 'coord-footprint-'));
   const staged = join(dir, 'coord');
-  writeFileSync(staged, readFileSync(wrapper, 'utf8').replaceAll('/usr/lib/coord', lib), { mode: 0o755 });
+  const script = readFileSync(wrapper, 'utf8');
+  writeFileSync(staged, script.replaceAll('/usr/lib/coord', lib), { mode: 0o755 });
+  const joinLine = /\[ "\$a" = join \] && exec (.*) "\$@"/.exec(script)?.[1];
   const stagedAt = statSync(entry).mtime;
   const newest = new Date(Number(git('log', '-1', '--format=%ct', '--', 'packages', 'packaging')) * 1000);
   return {
@@ -313,6 +317,14 @@ function stagedCoord(): Chosen | undefined {
     stagedAt: stagedAt.toISOString(),
     newestSourceCommitAt: newest.toISOString(),
     stale: stagedAt < newest,
+    ...(joinLine === undefined
+      ? {}
+      : {
+          agentCommand: joinLine
+            .trim()
+            .split(/\s+/)
+            .map((a) => (a.startsWith('/') ? basename(a) : a)),
+        }),
   };
 }
 
