@@ -282,8 +282,8 @@ interface RawKeepaliveStream {
  * are none, as our `defaultCallOptions` gives every stream. Unlike etcd3's, a failure of this stream does not mark
  * the host failed: that closes every channel to the host, and grpc-js then drops the streams still open on them
  * (the watch) at its next keepalive ping (grpc/grpc-node#3068), whose failure marked the host failed again — a
- * node lost its streams every 5 s (docs/design.md, "etcd client"). The session reopens this stream itself, and
- * members.ts moves a node off a failing member.
+ * node lost its streams every 5 s (docs/design.md, "A cancelled watch dropped every stream, every 5 s"). The
+ * session reopens this stream itself, and members.ts moves a node off a failing member.
  */
 async function openKeepalive(
   c: Etcd3,
