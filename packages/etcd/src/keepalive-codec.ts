@@ -28,8 +28,8 @@ export function encodeKeepalive(leaseId: string): Buffer {
 
 /**
  * The varint at the reader's position as a signed 64-bit BigInt. Read from the bytes protobufjs skips over:
- * its own `int64()` returns an exact value only when long.js has been configured into it (etcd3's loader does
- * that, but this module must not depend on who loaded first), and a lossy number otherwise.
+ * its own `int64()` is exact only when protobufjs found long.js (it requires it itself, which a bundle or a test
+ * runner may defeat) and a lossy number otherwise; lease ids are above 2^53.
  */
 function readInt64(r: protobuf.Reader): bigint {
   const start = r.pos;
