@@ -4,6 +4,7 @@
  * exact kernel events by live observers — and whenever the VIP moves, the holder that lost it must have fenced
  * itself (its own log says so): fencing on an unacknowledged lease is by design, any other loss is a bug.
  */
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   Lab,
@@ -18,6 +19,8 @@ import {
   type LabProcess,
 } from './lab/index.js';
 import { assertBuilt, coordLog, holdersOf, startCoord, waitForSingleHolder } from './coord.js';
+
+const GRANT_SILENT = fileURLToPath(new URL('./fixtures/etcd/grant-silent.ts', import.meta.url));
 
 let lab: Lab;
 let running = new Map<string, LabProcess>();
@@ -223,5 +226,42 @@ describe('etcd faults (3-member etcd)', () => {
       `50 % loss for 6 s: ${holderIntervals(ev.timeline).length - 1} holder change(s), ` +
         `${blips(ev).length} blip(s) of the holder's own copy (expired without a prompt ack, put back by itself)`,
     );
+  });
+
+  it('a lease grant waits at most one TTL for a member that does not answer, then gets its lease from the next', async () => {
+    // A restarted member that is still catching up, or a path that went silent, holds a call until its deadline:
+    // after etcd's quorum came back, a node's grant to such a member kept it without a lease for the whole call
+    // timeout. Here the call timeout is 5 s and the TTL 1 s.
+    const host = lab.hosts[0]!;
+    const [silent, live] = lab.etcd.endpoints;
+    await lab.faults.cutFromEtcdMember(host, 0);
+    try {
+      const args = { endpoints: [silent, live], ttlSec: 1, callTimeoutMs: 5000, tries: 30 };
+      const r = await lab.exec(
+        host,
+        process.execPath,
+        ['--conditions=source', '--import', 'tsx', GRANT_SILENT, JSON.stringify(args)],
+        { reject: false, timeoutMs: 60_000 },
+      );
+      expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as {
+        tookMs: number;
+        failedMs: number;
+        error: string;
+        switches: { from: string; to: string }[];
+        ttlSec: number;
+      };
+      console.log(
+        `lease grant on a silent member: gave up after ${out.failedMs} ms, lease after ${out.tookMs} ms`,
+      );
+      expect(out.switches[0]).toMatchObject({ from: silent, to: live });
+      expect(out.error).toMatch(/lease grant/);
+      // It waited for the member (about one TTL), not for the call timeout; the next member granted the lease.
+      expect(out.failedMs).toBeGreaterThanOrEqual(900);
+      expect(out.failedMs).toBeLessThan(args.callTimeoutMs / 2);
+      expect(out.ttlSec).toBeGreaterThanOrEqual(1);
+    } finally {
+      await lab.faults.healEtcd(host);
+    }
   });
 });

@@ -59,6 +59,20 @@ async function loadLibs(): Promise<Libs> {
   return libs;
 }
 
+/** How long a unary call waits for its answer when the connection does not say (`EtcdConnection.callTimeoutMs`). */
+const DEFAULT_CALL_TIMEOUT_MS = 2000;
+
+/**
+ * How long a lease grant waits for its member: at most one TTL. A member that takes longer is stalled or not
+ * serving yet (a restarted member still catching up accepts the call and holds it), and the lease it would grant
+ * is worth less the longer it takes (the session times it from when it asked). Past that, the next member is
+ * asked: after etcd's quorum came back, a grant sent to the member still restarting kept a node without a lease
+ * for the whole call timeout (docs/design.md, "etcd client: one member at a time").
+ */
+function grantWaitMs(ttlSec: number, callTimeoutMs = DEFAULT_CALL_TIMEOUT_MS): number {
+  return Math.min(callTimeoutMs, ttlSec * 1000);
+}
+
 /**
  * Build the etcd3 client the way a coordinator needs it (see {@link HOST_HALF_OPEN_MS}), for `hosts` (default:
  * every endpoint; a node's backend builds one client per member, members.ts).
@@ -71,7 +85,7 @@ function buildClient(
   const { Etcd3, isRecoverableError } = etcd3;
   const { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff, handleWhen, retry } =
     cockatiel;
-  const callTimeoutMs = opts.callTimeoutMs ?? 2000;
+  const callTimeoutMs = opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   const tls = opts.tls;
   return new Etcd3({
     hosts: [...hosts],
@@ -390,7 +404,10 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
       unary(
         'lease grant',
         async (c) => {
-          const res = await c.leaseClient.leaseGrant({ TTL: ttlSec });
+          const res = await c.leaseClient.leaseGrant(
+            { TTL: ttlSec },
+            { deadline: Date.now() + grantWaitMs(ttlSec, conn.callTimeoutMs) },
+          );
           return { leaseId: String(res.ID), ttlSec: Number(res.TTL), revision: Number(res.header.revision) };
         },
         { retry: false },
