@@ -256,7 +256,7 @@ export function configKeys(schema: unknown): ConfigKey[] {
 /** coord.yaml(5). */
 export async function configPage(version: string): Promise<string> {
   const { nodeConfigShape } = await import('@coord/core');
-  const keys = configKeys(nodeConfigShape);
+  const keys = configKeys(nodeConfigShape());
   const lines = [
     `.TH COORD.YAML 5 "" "coord ${roff(version)}" "File Formats"`,
     '.SH NAME',

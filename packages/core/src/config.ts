@@ -71,199 +71,6 @@ const duration = (what: string, minMs: number, maxMs: number) =>
       return Math.round(ms);
     });
 
-const groupSchema = z
-  .object({
-    name: name('group name').describe(
-      'Name of the VIP group: one election per group, in etcd and in the logs.',
-    ),
-    interface: interfaceName.describe('Interface the VIPs are added to and announced on (e.g. eth0).'),
-    vips: z
-      .array(vipText)
-      .min(1, 'a group needs at least one VIP')
-      .describe('The virtual IPs of the group, as ADDRESS/PREFIX (IPv4 or IPv6); they move together.'),
-    priority: z
-      .number()
-      .int('priority must be a whole number')
-      .min(1, 'priority must be 1-254 (1-255 in VRRP mode)')
-      .max(255, 'priority must be 1-254 (1-255 in VRRP mode)')
-      .default(100)
-      .describe(
-        'Election priority, 1-254 (VRRP mode: 1-255, 255 owns the address); the highest live one holds. Default 100.',
-      ),
-    /** VRRP mode: the virtual router id shared with the keepalived peers. */
-    vrid: z
-      .number()
-      .int('vrid must be a whole number')
-      .min(1, 'vrid must be 1-255')
-      .max(255, 'vrid must be 1-255')
-      .optional()
-      .describe('VRRP mode: the virtual router id, 1-255, the same as on the keepalived peers.'),
-    /** VRRP mode: advertisement interval in seconds (v2: whole seconds). */
-    advertInt: seconds('advertInt', 0.01, 255)
-      .default(1)
-      .describe(
-        'VRRP mode: advertisement interval in seconds; VRRPv2 takes whole seconds 1-255, VRRPv3 0.01-40.95. Default 1.',
-      ),
-    vrrpVersion: z
-      .union([z.literal(2), z.literal(3)], { error: 'vrrpVersion must be 2 or 3' })
-      .default(3)
-      .describe('VRRP mode: protocol version, 2 (RFC 3768, IPv4 only) or 3 (RFC 5798). Default 3.'),
-    unicastPeers: z
-      .array(z.string())
-      .default([])
-      .describe('VRRP mode: send adverts to these peer addresses instead of the VRRP multicast group.'),
-    unicastSrc: z
-      .string()
-      .optional()
-      .describe(
-        'VRRP mode: the address adverts come from (keepalived’s unicast_src_ip); it must be the interface’s own ' +
-          'first IPv4 address (IPv6: its link-local address), which coord uses anyway — checked at start.',
-      ),
-    /** VRRPv2 simple password (at most 8 bytes); never logged. */
-    authPass: z
-      .string()
-      .optional()
-      .describe('VRRP mode, v2 only: simple password, at most 8 bytes (RFC 3768 §5.3.6.1); never logged.'),
-    preempt: z
-      .boolean()
-      .default(true)
-      .describe(
-        'Take the group from a lower-priority holder (false: the current holder keeps it). Default true.',
-      ),
-    preemptDelay: seconds('preemptDelay', 0, 3600)
-      .default(0)
-      .describe('Seconds this node must have been up before it preempts. Default 0.'),
-    vrrp: z
-      .object({
-        vrid: z
-          .number()
-          .int('vrrp.vrid must be a whole number')
-          .min(1, 'vrrp.vrid must be 1-255')
-          .max(255, 'vrrp.vrid must be 1-255')
-          .describe('The virtual router id the keepalived nodes use for these VIPs.'),
-        priority: z
-          .number()
-          .int('vrrp.priority must be a whole number')
-          .min(1, 'vrrp.priority must be 1-254')
-          .max(254, 'vrrp.priority must be 1-254')
-          .default(254)
-          .describe(
-            'Priority of the adverts; above every keepalived node’s, so they stay BACKUP. Default 254.',
-          ),
-        advertInt: seconds('vrrp.advertInt', 0.01, 255)
-          .default(1)
-          .describe('Advertisement interval in seconds, as the keepalived nodes’ advert_int. Default 1.'),
-        version: z
-          .union([z.literal(2), z.literal(3)], { error: 'vrrp.version must be 2 or 3' })
-          .default(3)
-          .describe('VRRP version of the keepalived nodes, 2 or 3. Default 3.'),
-        unicastPeers: z
-          .array(z.string())
-          .default([])
-          .describe('Send the adverts to these addresses instead of the VRRP multicast group.'),
-        authPass: z
-          .string()
-          .optional()
-          .describe('VRRPv2 simple password of the keepalived nodes (at most 8 bytes); never logged.'),
-      })
-      .strict()
-      .optional()
-      .describe(
-        'Etcd mode, migrating from keepalived: every coord node that may hold the group sends VRRP adverts for ' +
-          'it, so keepalived nodes still in the cluster stay BACKUP; while a keepalived node is Master, coord ' +
-          'waits for it to step down (docs/design.md, "Hybrid mode").',
-      ),
-    syncGroup: name('syncGroup')
-      .optional()
-      .describe(
-        'Bind groups together (keepalived’s vrrp_sync_group): groups with the same syncGroup always have the same ' +
-          'holder and move together. The group whose name sorts first leads; give every node the same groups.',
-      ),
-    announce: z
-      .object({
-        count: z
-          .number()
-          .int()
-          .min(1)
-          .max(20)
-          .default(3)
-          .describe('Gratuitous ARP / unsolicited NA bursts sent when the VIPs are claimed. Default 3.'),
-        interval: seconds('announce.interval', 0.01, 10)
-          .default(0.1)
-          .describe('Seconds between the announcements of a burst. Default 0.1.'),
-        refresh: seconds('announce.refresh', 0, 3600)
-          .default(10)
-          .describe('Seconds between announcements while holding (0: none after the burst). Default 10.'),
-      })
-      .strict()
-      .default({ count: 3, interval: 0.1, refresh: 10 })
-      .describe('How the holder announces its VIPs (both GARP forms for IPv4, an unsolicited NA for IPv6).'),
-  })
-  .strict();
-
-const trackScriptSchema = z
-  .object({
-    name: name('track script name')
-      .optional()
-      .describe('Name of the check in logs, status and metrics. Default script1, script2, …'),
-    /** Program and arguments, split without a shell (quotes allowed; pipes and variables are refused). */
-    command: z
-      .string()
-      .min(1, 'command must not be empty')
-      .max(1024, 'command is too long')
-      .describe(
-        'Program and arguments, run without a shell (quotes allowed; pipes and variables refused); exit 0 = healthy.',
-      ),
-    interval: seconds('interval', 0.1, 3600)
-      .default(2)
-      .describe('Seconds between runs, start to start. Default 2.'),
-    timeout: seconds('timeout', 0.1, 600)
-      .default(2)
-      .describe('Seconds before a run counts as failed and is killed with what it started. Default 2.'),
-    rise: z
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .default(2)
-      .describe('Successes in a row to turn healthy. Default 2.'),
-    fall: z
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .default(2)
-      .describe('Failures in a row to turn failed. Default 2.'),
-    /** Added to the priority while failing (negative) or while passing (positive); none = FAULT when failing. */
-    weight: z
-      .number()
-      .int()
-      .min(-254)
-      .max(254)
-      .optional()
-      .describe(
-        'Added to the priority while failing (negative) or passing (positive); none: failing puts the node in FAULT.',
-      ),
-  })
-  .strict();
-
-const notifySchema = z
-  .object({
-    any: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Command run on every transition, after the state’s own command.'),
-    leader: z.string().min(1).optional().describe('Command run when this node holds the VIPs.'),
-    follower: z.string().min(1).optional().describe('Command run when this node becomes a follower.'),
-    fault: z.string().min(1).optional().describe('Command run when a check puts the node in FAULT.'),
-    stop: z.string().min(1).optional().describe('Command run when coord stops.'),
-    timeout: seconds('notify.timeout', 0.1, 600)
-      .default(10)
-      .describe('Seconds a hook may run before it is killed. Default 10.'),
-  })
-  .strict();
-
 const filePath = (what: string) =>
   z
     .string({ error: `${what} must be a file path` })
@@ -350,172 +157,373 @@ const etcdSchema = z.preprocess(
 /** How a node reaches etcd (validated: URLs without credentials; TLS files and user as given, not yet read). */
 export type EtcdSettings = z.output<typeof etcdSchema>;
 
-const listenAddress = z.string({ error: 'must be ADDR:PORT' }).superRefine((v, ctx) => {
-  const r = listenRule(v);
-  if (!r.ok) ctx.addIssue({ code: 'custom', message: r.reason });
-});
+/**
+ * The node config: the YAML file and the flags both end up here. Built on first use, not when the module is
+ * loaded: zod builds every schema object eagerly (a few hundred here), and a command that only reads the
+ * connection settings (status, service, server) need not pay for them (the footprint targets in the README).
+ */
+function buildNodeConfigObject() {
+  const groupSchema = z
+    .object({
+      name: name('group name').describe(
+        'Name of the VIP group: one election per group, in etcd and in the logs.',
+      ),
+      interface: interfaceName.describe('Interface the VIPs are added to and announced on (e.g. eth0).'),
+      vips: z
+        .array(vipText)
+        .min(1, 'a group needs at least one VIP')
+        .describe('The virtual IPs of the group, as ADDRESS/PREFIX (IPv4 or IPv6); they move together.'),
+      priority: z
+        .number()
+        .int('priority must be a whole number')
+        .min(1, 'priority must be 1-254 (1-255 in VRRP mode)')
+        .max(255, 'priority must be 1-254 (1-255 in VRRP mode)')
+        .default(100)
+        .describe(
+          'Election priority, 1-254 (VRRP mode: 1-255, 255 owns the address); the highest live one holds. Default 100.',
+        ),
+      /** VRRP mode: the virtual router id shared with the keepalived peers. */
+      vrid: z
+        .number()
+        .int('vrid must be a whole number')
+        .min(1, 'vrid must be 1-255')
+        .max(255, 'vrid must be 1-255')
+        .optional()
+        .describe('VRRP mode: the virtual router id, 1-255, the same as on the keepalived peers.'),
+      /** VRRP mode: advertisement interval in seconds (v2: whole seconds). */
+      advertInt: seconds('advertInt', 0.01, 255)
+        .default(1)
+        .describe(
+          'VRRP mode: advertisement interval in seconds; VRRPv2 takes whole seconds 1-255, VRRPv3 0.01-40.95. Default 1.',
+        ),
+      vrrpVersion: z
+        .union([z.literal(2), z.literal(3)], { error: 'vrrpVersion must be 2 or 3' })
+        .default(3)
+        .describe('VRRP mode: protocol version, 2 (RFC 3768, IPv4 only) or 3 (RFC 5798). Default 3.'),
+      unicastPeers: z
+        .array(z.string())
+        .default([])
+        .describe('VRRP mode: send adverts to these peer addresses instead of the VRRP multicast group.'),
+      unicastSrc: z
+        .string()
+        .optional()
+        .describe(
+          'VRRP mode: the address adverts come from (keepalived’s unicast_src_ip); it must be the interface’s own ' +
+            'first IPv4 address (IPv6: its link-local address), which coord uses anyway — checked at start.',
+        ),
+      /** VRRPv2 simple password (at most 8 bytes); never logged. */
+      authPass: z
+        .string()
+        .optional()
+        .describe('VRRP mode, v2 only: simple password, at most 8 bytes (RFC 3768 §5.3.6.1); never logged.'),
+      preempt: z
+        .boolean()
+        .default(true)
+        .describe(
+          'Take the group from a lower-priority holder (false: the current holder keeps it). Default true.',
+        ),
+      preemptDelay: seconds('preemptDelay', 0, 3600)
+        .default(0)
+        .describe('Seconds this node must have been up before it preempts. Default 0.'),
+      vrrp: z
+        .object({
+          vrid: z
+            .number()
+            .int('vrrp.vrid must be a whole number')
+            .min(1, 'vrrp.vrid must be 1-255')
+            .max(255, 'vrrp.vrid must be 1-255')
+            .describe('The virtual router id the keepalived nodes use for these VIPs.'),
+          priority: z
+            .number()
+            .int('vrrp.priority must be a whole number')
+            .min(1, 'vrrp.priority must be 1-254')
+            .max(254, 'vrrp.priority must be 1-254')
+            .default(254)
+            .describe(
+              'Priority of the adverts; above every keepalived node’s, so they stay BACKUP. Default 254.',
+            ),
+          advertInt: seconds('vrrp.advertInt', 0.01, 255)
+            .default(1)
+            .describe('Advertisement interval in seconds, as the keepalived nodes’ advert_int. Default 1.'),
+          version: z
+            .union([z.literal(2), z.literal(3)], { error: 'vrrp.version must be 2 or 3' })
+            .default(3)
+            .describe('VRRP version of the keepalived nodes, 2 or 3. Default 3.'),
+          unicastPeers: z
+            .array(z.string())
+            .default([])
+            .describe('Send the adverts to these addresses instead of the VRRP multicast group.'),
+          authPass: z
+            .string()
+            .optional()
+            .describe('VRRPv2 simple password of the keepalived nodes (at most 8 bytes); never logged.'),
+        })
+        .strict()
+        .optional()
+        .describe(
+          'Etcd mode, migrating from keepalived: every coord node that may hold the group sends VRRP adverts for ' +
+            'it, so keepalived nodes still in the cluster stay BACKUP; while a keepalived node is Master, coord ' +
+            'waits for it to step down (docs/design.md, "Hybrid mode").',
+        ),
+      syncGroup: name('syncGroup')
+        .optional()
+        .describe(
+          'Bind groups together (keepalived’s vrrp_sync_group): groups with the same syncGroup always have the same ' +
+            'holder and move together. The group whose name sorts first leads; give every node the same groups.',
+        ),
+      announce: z
+        .object({
+          count: z
+            .number()
+            .int()
+            .min(1)
+            .max(20)
+            .default(3)
+            .describe('Gratuitous ARP / unsolicited NA bursts sent when the VIPs are claimed. Default 3.'),
+          interval: seconds('announce.interval', 0.01, 10)
+            .default(0.1)
+            .describe('Seconds between the announcements of a burst. Default 0.1.'),
+          refresh: seconds('announce.refresh', 0, 3600)
+            .default(10)
+            .describe('Seconds between announcements while holding (0: none after the burst). Default 10.'),
+        })
+        .strict()
+        .default({ count: 3, interval: 0.1, refresh: 10 })
+        .describe(
+          'How the holder announces its VIPs (both GARP forms for IPv4, an unsolicited NA for IPv6).',
+        ),
+    })
+    .strict();
 
-/** The node config: the YAML file and the flags both end up here. */
-const nodeConfigObject = z
-  .object({
-    mode: z
-      .enum(['etcd', 'vrrp'])
-      .default('etcd')
-      .describe(
-        'etcd: elect through etcd leases (fenced); vrrp: speak VRRP with keepalived peers. Default etcd.',
-      ),
-    etcd: etcdSchema
-      .prefault({ endpoints: [] })
-      .describe(
-        'How to reach etcd: a list of endpoint URLs, or an object with endpoints and TLS/user settings.',
-      ),
-    cluster: name('cluster')
-      .optional()
-      .describe('Cluster name: the key prefix /coord/NAME/ in etcd, and part of the etcd role names.'),
-    node: name('node').describe(
-      'This node’s name, unique in the cluster. Default: the host name (its first label).',
-    ),
-    ttl: z
-      .number()
-      .int('ttl must be whole seconds (etcd leases are)')
-      .min(1, 'ttl must be at least 1')
-      .max(60, 'ttl must be at most 60')
-      .default(1)
-      .describe(
-        'Lease TTL in whole seconds: a crashed holder is replaced within about TTL + 0.5 s. Default 1.',
-      ),
-    logLevel: z
-      .enum(['error', 'warn', 'info', 'debug'])
-      .default('info')
-      .describe('Log level: error, warn, info or debug. Default info.'),
-    logFormat: z
-      .enum(['json', 'text'])
-      .optional()
-      .describe(
-        'Log lines as JSON objects (journald, log shippers) or dated text for people. Default: text on a terminal, else json.',
-      ),
-    metrics: listenAddress.optional().describe('Serve Prometheus metrics on ADDR:PORT at /metrics.'),
-    controlSocket: z
-      .string({ error: 'controlSocket must be a path' })
-      .max(107, 'controlSocket is too long for a unix socket path')
-      .optional()
-      .describe(
-        "Local control socket (coord status --local, reload-config); '' disables it. Default /run/coord/coord.sock.",
-      ),
-    groups: z
-      .array(groupSchema)
-      .min(1, 'configure at least one group (--interface and --vip)')
-      .describe('The VIP groups this node stands for.'),
-    track: z
-      .object({
-        scripts: z.array(trackScriptSchema).default([]).describe('Health-check commands.'),
-        interfaces: z
-          .array(
-            z
-              .object({
-                name: interfaceName.describe(
-                  'Interface whose link or carrier loss counts as a failed check.',
-                ),
-                weight: z
-                  .number()
-                  .int()
-                  .min(-254)
-                  .max(254)
-                  .optional()
-                  .describe('Priority change while it is down; none: down puts the node in FAULT.'),
-              })
-              .strict(),
-          )
-          .default([])
-          .describe('Tracked interfaces.'),
-      })
-      .strict()
-      .default({ scripts: [], interfaces: [] })
-      .describe('Health checks: weights move the priority, a failing check without weight is FAULT.'),
-    notify: notifySchema
-      .default({ timeout: 10 })
-      .describe(
-        'Hooks run on every transition, in order, one at a time, with COORD_STATE, COORD_GROUP, … set.',
-      ),
-    fastFailover: z
-      .boolean({ error: 'fastFailover must be true or false' })
-      .default(false)
-      .describe(
-        'Etcd mode: heartbeat the other nodes directly and, when the holder falls silent and nobody answers for ' +
-          'its VIP on the wire, revoke its lease and take over at once (docs/design.md, "Peer channel and fast failover"). ' +
-          'Implies tracking each VIP interface: losing carrier removes the VIP at once. Default false.',
-      ),
-    etcdOutage: z
-      .enum(['fence', 'hold'], { error: 'etcdOutage must be fence or hold' })
-      .default('fence')
-      .describe(
-        'When etcd cannot be reached: fence (the holder drops its VIP at its lease deadline) or hold (it keeps ' +
-          'the VIP while every other member promises over the peer channel that it cannot reach etcd either; ' +
-          'no new holder can be elected meanwhile). docs/design.md, "Riding out etcd outages". Default fence.',
-      ),
-    etcdOutageMax: duration('etcdOutageMax', 1000, 3_600_000)
-      .prefault('5m')
-      .describe(
-        'etcdOutage hold: the longest a holder keeps its VIP past its lease on promises. Default 5m.',
-      ),
-    peer: z
-      .object({
-        port: z
-          .number()
-          .int('peer.port must be a whole number')
-          .min(1)
-          .max(65535)
-          .default(7969)
-          .describe('UDP port of the peer channel, the same on every node. Default 7969.'),
-        address: z
-          .union([z.ipv4(), z.ipv6()], { error: 'peer.address must be an IP address' })
-          .optional()
-          .describe(
-            "Address the other nodes send heartbeats to. Default: the first group interface's first IPv4 address.",
-          ),
-        heartbeatMs: z
-          .number()
-          .int('peer.heartbeatMs must be whole milliseconds')
-          .min(10, 'peer.heartbeatMs must be at least 10')
-          .max(1000, 'peer.heartbeatMs must be at most 1000')
-          .default(50)
-          .describe(
-            'Heartbeat interval in ms; a holder silent for 3 intervals is checked on the wire. Default 50.',
-          ),
-      })
-      .strict()
-      .prefault({})
-      .describe('The peer channel between nodes (used with fastFailover and etcdOutage: hold).'),
-    haproxy: z
-      .object({
-        config: z.string().min(1).describe('Where coord writes the HAProxy config it renders from etcd.'),
-        base: z
-          .string()
-          .min(1)
-          .optional()
-          .describe('Node-local HAProxy config put into every render (never from etcd).'),
-        bin: z
-          .string()
-          .min(1)
-          .default('/usr/sbin/haproxy')
-          .describe('HAProxy binary. Default /usr/sbin/haproxy.'),
-        runDir: z
-          .string()
-          .min(1)
-          .default('/run/coord/haproxy')
-          .describe('HAProxy master socket and pidfile. Default /run/coord/haproxy.'),
-        nonlocalBind: z
-          .enum(['set', 'require', 'ignore'])
-          .default('set')
-          .describe('net.ipv4.ip_nonlocal_bind: set it to 1, require it, or ignore it. Default set.'),
-      })
-      .strict()
-      .optional()
-      .describe('Run the HAProxy loop (etcd mode): keep HAProxy serving the services in etcd.'),
-  })
-  .strict();
+  const trackScriptSchema = z
+    .object({
+      name: name('track script name')
+        .optional()
+        .describe('Name of the check in logs, status and metrics. Default script1, script2, …'),
+      /** Program and arguments, split without a shell (quotes allowed; pipes and variables are refused). */
+      command: z
+        .string()
+        .min(1, 'command must not be empty')
+        .max(1024, 'command is too long')
+        .describe(
+          'Program and arguments, run without a shell (quotes allowed; pipes and variables refused); exit 0 = healthy.',
+        ),
+      interval: seconds('interval', 0.1, 3600)
+        .default(2)
+        .describe('Seconds between runs, start to start. Default 2.'),
+      timeout: seconds('timeout', 0.1, 600)
+        .default(2)
+        .describe('Seconds before a run counts as failed and is killed with what it started. Default 2.'),
+      rise: z
+        .number()
+        .int()
+        .min(1)
+        .max(100)
+        .default(2)
+        .describe('Successes in a row to turn healthy. Default 2.'),
+      fall: z
+        .number()
+        .int()
+        .min(1)
+        .max(100)
+        .default(2)
+        .describe('Failures in a row to turn failed. Default 2.'),
+      /** Added to the priority while failing (negative) or while passing (positive); none = FAULT when failing. */
+      weight: z
+        .number()
+        .int()
+        .min(-254)
+        .max(254)
+        .optional()
+        .describe(
+          'Added to the priority while failing (negative) or passing (positive); none: failing puts the node in FAULT.',
+        ),
+    })
+    .strict();
 
-type RawConfig = z.output<typeof nodeConfigObject>;
+  const notifySchema = z
+    .object({
+      any: z
+        .string()
+        .min(1)
+        .optional()
+        .describe('Command run on every transition, after the state’s own command.'),
+      leader: z.string().min(1).optional().describe('Command run when this node holds the VIPs.'),
+      follower: z.string().min(1).optional().describe('Command run when this node becomes a follower.'),
+      fault: z.string().min(1).optional().describe('Command run when a check puts the node in FAULT.'),
+      stop: z.string().min(1).optional().describe('Command run when coord stops.'),
+      timeout: seconds('notify.timeout', 0.1, 600)
+        .default(10)
+        .describe('Seconds a hook may run before it is killed. Default 10.'),
+    })
+    .strict();
+
+  const listenAddress = z.string({ error: 'must be ADDR:PORT' }).superRefine((v, ctx) => {
+    const r = listenRule(v);
+    if (!r.ok) ctx.addIssue({ code: 'custom', message: r.reason });
+  });
+
+  return z
+    .object({
+      mode: z
+        .enum(['etcd', 'vrrp'])
+        .default('etcd')
+        .describe(
+          'etcd: elect through etcd leases (fenced); vrrp: speak VRRP with keepalived peers. Default etcd.',
+        ),
+      etcd: etcdSchema
+        .prefault({ endpoints: [] })
+        .describe(
+          'How to reach etcd: a list of endpoint URLs, or an object with endpoints and TLS/user settings.',
+        ),
+      cluster: name('cluster')
+        .optional()
+        .describe('Cluster name: the key prefix /coord/NAME/ in etcd, and part of the etcd role names.'),
+      node: name('node').describe(
+        'This node’s name, unique in the cluster. Default: the host name (its first label).',
+      ),
+      ttl: z
+        .number()
+        .int('ttl must be whole seconds (etcd leases are)')
+        .min(1, 'ttl must be at least 1')
+        .max(60, 'ttl must be at most 60')
+        .default(1)
+        .describe(
+          'Lease TTL in whole seconds: a crashed holder is replaced within about TTL + 0.5 s. Default 1.',
+        ),
+      logLevel: z
+        .enum(['error', 'warn', 'info', 'debug'])
+        .default('info')
+        .describe('Log level: error, warn, info or debug. Default info.'),
+      logFormat: z
+        .enum(['json', 'text'])
+        .optional()
+        .describe(
+          'Log lines as JSON objects (journald, log shippers) or dated text for people. Default: text on a terminal, else json.',
+        ),
+      metrics: listenAddress.optional().describe('Serve Prometheus metrics on ADDR:PORT at /metrics.'),
+      controlSocket: z
+        .string({ error: 'controlSocket must be a path' })
+        .max(107, 'controlSocket is too long for a unix socket path')
+        .optional()
+        .describe(
+          "Local control socket (coord status --local, reload-config); '' disables it. Default /run/coord/coord.sock.",
+        ),
+      groups: z
+        .array(groupSchema)
+        .min(1, 'configure at least one group (--interface and --vip)')
+        .describe('The VIP groups this node stands for.'),
+      track: z
+        .object({
+          scripts: z.array(trackScriptSchema).default([]).describe('Health-check commands.'),
+          interfaces: z
+            .array(
+              z
+                .object({
+                  name: interfaceName.describe(
+                    'Interface whose link or carrier loss counts as a failed check.',
+                  ),
+                  weight: z
+                    .number()
+                    .int()
+                    .min(-254)
+                    .max(254)
+                    .optional()
+                    .describe('Priority change while it is down; none: down puts the node in FAULT.'),
+                })
+                .strict(),
+            )
+            .default([])
+            .describe('Tracked interfaces.'),
+        })
+        .strict()
+        .default({ scripts: [], interfaces: [] })
+        .describe('Health checks: weights move the priority, a failing check without weight is FAULT.'),
+      notify: notifySchema
+        .default({ timeout: 10 })
+        .describe(
+          'Hooks run on every transition, in order, one at a time, with COORD_STATE, COORD_GROUP, … set.',
+        ),
+      fastFailover: z
+        .boolean({ error: 'fastFailover must be true or false' })
+        .default(false)
+        .describe(
+          'Etcd mode: heartbeat the other nodes directly and, when the holder falls silent and nobody answers for ' +
+            'its VIP on the wire, revoke its lease and take over at once (docs/design.md, "Peer channel and fast failover"). ' +
+            'Implies tracking each VIP interface: losing carrier removes the VIP at once. Default false.',
+        ),
+      etcdOutage: z
+        .enum(['fence', 'hold'], { error: 'etcdOutage must be fence or hold' })
+        .default('fence')
+        .describe(
+          'When etcd cannot be reached: fence (the holder drops its VIP at its lease deadline) or hold (it keeps ' +
+            'the VIP while every other member promises over the peer channel that it cannot reach etcd either; ' +
+            'no new holder can be elected meanwhile). docs/design.md, "Riding out etcd outages". Default fence.',
+        ),
+      etcdOutageMax: duration('etcdOutageMax', 1000, 3_600_000)
+        .prefault('5m')
+        .describe(
+          'etcdOutage hold: the longest a holder keeps its VIP past its lease on promises. Default 5m.',
+        ),
+      peer: z
+        .object({
+          port: z
+            .number()
+            .int('peer.port must be a whole number')
+            .min(1)
+            .max(65535)
+            .default(7969)
+            .describe('UDP port of the peer channel, the same on every node. Default 7969.'),
+          address: z
+            .union([z.ipv4(), z.ipv6()], { error: 'peer.address must be an IP address' })
+            .optional()
+            .describe(
+              "Address the other nodes send heartbeats to. Default: the first group interface's first IPv4 address.",
+            ),
+          heartbeatMs: z
+            .number()
+            .int('peer.heartbeatMs must be whole milliseconds')
+            .min(10, 'peer.heartbeatMs must be at least 10')
+            .max(1000, 'peer.heartbeatMs must be at most 1000')
+            .default(50)
+            .describe(
+              'Heartbeat interval in ms; a holder silent for 3 intervals is checked on the wire. Default 50.',
+            ),
+        })
+        .strict()
+        .prefault({})
+        .describe('The peer channel between nodes (used with fastFailover and etcdOutage: hold).'),
+      haproxy: z
+        .object({
+          config: z.string().min(1).describe('Where coord writes the HAProxy config it renders from etcd.'),
+          base: z
+            .string()
+            .min(1)
+            .optional()
+            .describe('Node-local HAProxy config put into every render (never from etcd).'),
+          bin: z
+            .string()
+            .min(1)
+            .default('/usr/sbin/haproxy')
+            .describe('HAProxy binary. Default /usr/sbin/haproxy.'),
+          runDir: z
+            .string()
+            .min(1)
+            .default('/run/coord/haproxy')
+            .describe('HAProxy master socket and pidfile. Default /run/coord/haproxy.'),
+          nonlocalBind: z
+            .enum(['set', 'require', 'ignore'])
+            .default('set')
+            .describe('net.ipv4.ip_nonlocal_bind: set it to 1, require it, or ignore it. Default set.'),
+        })
+        .strict()
+        .optional()
+        .describe('Run the HAProxy loop (etcd mode): keep HAProxy serving the services in etcd.'),
+    })
+    .strict();
+}
+
+type RawConfig = z.output<ReturnType<typeof buildNodeConfigObject>>;
 
 /** Groups one peer heartbeat carries (MAX_GROUPS in @coord/peer, which depends on this package). */
 const PEER_MAX_GROUPS = 24;
@@ -772,15 +780,24 @@ function settings(c: RawConfig) {
   };
 }
 
-/** The shape of the config file, with a description of every key (coord.yaml(5) is generated from it). */
-export const nodeConfigShape = nodeConfigObject;
-
 /** The node config schema: validation, cross-field rules and the mapping to settings, in one place. */
-export const nodeConfigSchema = nodeConfigObject.superRefine(crossCheck).transform(settings);
+function buildNodeConfigSchema() {
+  const shape = buildNodeConfigObject();
+  return { shape, schema: shape.superRefine(crossCheck).transform(settings) };
+}
 
-export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
+let built: ReturnType<typeof buildNodeConfigSchema> | undefined;
+const nodeConfig = () => (built ??= buildNodeConfigSchema());
+
+/** The shape of the config file, with a description of every key (coord.yaml(5) is generated from it). */
+export function nodeConfigShape(): ReturnType<typeof buildNodeConfigObject> {
+  return nodeConfig().shape;
+}
+
+type NodeConfigSchema = ReturnType<typeof buildNodeConfigSchema>['schema'];
+export type NodeConfigInput = z.input<NodeConfigSchema>;
 /** A validated node config, as every part of coord uses it. */
-export type NodeConfig = z.output<typeof nodeConfigSchema>;
+export type NodeConfig = z.output<NodeConfigSchema>;
 export type GroupSettings = NodeConfig['groups'][number];
 /** VRRP-mode settings of a group (the interface-dependent rules are checked by @coord/vrrp at start). */
 export type GroupVrrpSettings = NonNullable<GroupSettings['vrrp']>;
@@ -812,7 +829,7 @@ function pathText(path: readonly PropertyKey[]): string {
 export function validateNodeConfig(
   input: unknown,
 ): { ok: true; config: NodeConfig } | { ok: false; issues: ConfigIssue[] } {
-  const parsed = nodeConfigSchema.safeParse(input);
+  const parsed = nodeConfig().schema.safeParse(input);
   if (parsed.success) return { ok: true, config: parsed.data };
   return { ok: false, issues: issuesOf(parsed.error) };
 }
