@@ -102,6 +102,33 @@ describe('address writes through the synchronous rtnetlink request', () => {
     }
   });
 
+  it('repeated refreshes send what a fresh encoding would: a new lifetime, address or interface is encoded anew', async () => {
+    const clock = new FakeClock(1000);
+    const { addon, sent } = fakeAddon();
+    const port = createNetlinkVipPort({ clock, syncNetlink: addon });
+    const other = parseCidr('192.0.2.51/32');
+    if (!other.ok) throw new Error(other.reason);
+    try {
+      const life = (validSec: number) => ({ validSec, preferredSec: validSec, notAfter: 5000 });
+      await port.refresh('lo', vip, life(2));
+      await port.refresh('lo', vip, life(2));
+      await port.refresh('lo', vip, life(3));
+      await port.refresh('lo', other.vip, life(2));
+      await port.refresh('lo', vip, life(2));
+      await port.remove('lo', vip);
+      expect(sent.map((x) => [x.type, x.address, x.prefix, x.validSec, x.seq])).toEqual([
+        [NEWADDR, '192.0.2.50', 24, 2, 1],
+        [NEWADDR, '192.0.2.50', 24, 2, 2],
+        [NEWADDR, '192.0.2.50', 24, 3, 3],
+        [NEWADDR, '192.0.2.51', 32, 2, 4],
+        [NEWADDR, '192.0.2.50', 24, 2, 5],
+        [DELADDR, '192.0.2.50', 24, undefined, 6],
+      ]);
+    } finally {
+      port.close();
+    }
+  });
+
   it('a refusal is a CoordError naming the errno; close releases the socket', async () => {
     const clock = new FakeClock(1000);
     const { addon, closed } = fakeAddon([EPERM]);
