@@ -245,6 +245,7 @@ export class CoordNode {
       // call, and a cut-off node must not flood its log (the rest at debug).
       let loudAgainAt = -Infinity;
       const client = createEtcdBackend(loadConnection(config.etcd), {
+        readWaitMs: config.ttlSec * 1000,
         onSwitch: (s) => {
           const now = deps.clock.now();
           const loud = now >= loudAgainAt;

@@ -330,6 +330,13 @@ export interface EtcdClientBackend extends EtcdBackend {
 export interface BackendOptions {
   /** Told when calls and streams move to another member (members.ts): the agent logs it. */
   readonly onSwitch?: (s: MemberSwitch) => void;
+  /**
+   * How long a read (range, get) waits for one member before the next is asked; default: the call timeout. An
+   * agent sets its TTL: after a quorum loss a restarted member took calls 4.8 s before it served them, and a
+   * follower's linearizable reads queued as long, so each view re-read waited out the 2 s deadline on each member
+   * in turn and no node stood for election meanwhile (test/soak/README.md, seventeenth session).
+   */
+  readonly readWaitMs?: number;
 }
 
 /** A call or stream failure that says the member (or the path to it) is the trouble, not the request. */
@@ -354,6 +361,10 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
     ...(o.onSwitch === undefined ? {} : { onSwitch: o.onSwitch }),
   });
   const client = (m: number): Promise<Etcd3> => clients[m] as Promise<Etcd3>;
+  const readOptions = () =>
+    o.readWaitMs === undefined
+      ? undefined
+      : { deadline: Date.now() + Math.min(o.readWaitMs, conn.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) };
   async function unary<T>(
     action: string,
     fn: (c: Etcd3) => Promise<T>,
@@ -463,12 +474,12 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
       }),
     range: (prefix) =>
       unary(`reading ${prefix}`, async (c) => {
-        const res = await c.getAll().prefix(prefix).exec();
+        const res = await c.getAll().prefix(prefix).options(readOptions()).exec();
         return { revision: Number(res.header.revision), entries: res.kvs.map(toEntry) };
       }),
     get: (key) =>
       unary(`reading ${key}`, async (c) => {
-        const res = await c.get(key).exec();
+        const res = await c.get(key).options(readOptions()).exec();
         const kv = res.kvs[0];
         return { revision: Number(res.header.revision), entry: kv === undefined ? undefined : toEntry(kv) };
       }),
