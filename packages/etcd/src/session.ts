@@ -41,14 +41,8 @@ export interface SessionOptions {
   readonly keepUnanswered?: boolean;
 }
 
-/**
- * Keepalives in flight at once, at most: a tick with this many unanswered sends nothing, and the next answer sends
- * at once. Every keepalive that reaches etcd extends the lease whether or not its answer comes back, so with etcd's
- * replies cut the lease outlived the holder's own deadline by every keepalive sent until its fence (about 0.7 s of
- * them); two is enough for TCP to recover a lost one from the other's acknowledgement, where one in flight let
- * loss towards etcd cost the VIP far more often (docs/design.md, "Fencing").
- */
-const MAX_UNANSWERED = 2;
+/** Keepalives sent but not yet answered are matched to answers in order; this many at most. */
+const MAX_PENDING = 64;
 const STREAM_RETRY_MS = 100;
 
 /**
@@ -65,8 +59,6 @@ export class EtcdSession {
   private closed = false;
   private generation = 0;
   private lastAckSentAt = 0;
-  /** A tick sent nothing because {@link MAX_UNANSWERED} keepalives were in flight: the next answer sends. */
-  private withheld = false;
   private grantRevision = 0;
   /** The lease lost to unanswered keepalives, handed to the next `up` (see SessionEvents.up). */
   private lostLease: string | null = null;
@@ -305,11 +297,8 @@ export class EtcdSession {
     // open, its requests unanswered), so every later answer would be matched to an older send and the lease would
     // look about to expire however fresh it is. Match afresh on a new stream (`--etcd-outage hold` keeps its lease
     // through the outage and needs the first fresh ack to count).
-    if (gen === this.generation && now - sentAt > this.ttlMs) {
+    if (gen === this.generation && now - sentAt > this.ttlMs)
       this.reopen('answers were lost while etcd was away');
-      return;
-    }
-    if (this.withheld) this.sendKeepalive();
   }
 
   private onStreamError(gen: number, err: Error): void {
@@ -330,20 +319,17 @@ export class EtcdSession {
     if (this.timer !== null) this.opts.clock.clearTimeout(this.timer);
     this.timer = null;
     if (this.loseIfSilent()) return;
-    const interval = this.opts.intervalMs(this.ttlMs);
-    this.withheld = this.pending.length >= MAX_UNANSWERED;
-    if (this.withheld) {
-      this.timer = this.opts.clock.setTimeout(() => this.sendKeepalive(), interval);
-      return;
-    }
-    this.pending.push(this.opts.clock.now());
+    const now = this.opts.clock.now();
+    // Bound the FIFO: responses that never came are not waited for forever.
+    if (this.pending.length > MAX_PENDING) this.pending.shift();
+    this.pending.push(now);
     try {
       this.stream.send(id);
     } catch (e) {
       this.onStreamError(this.generation, e instanceof Error ? e : new Error(String(e)));
       return;
     }
-    this.timer = this.opts.clock.setTimeout(() => this.sendKeepalive(), interval);
+    this.timer = this.opts.clock.setTimeout(() => this.sendKeepalive(), this.opts.intervalMs(this.ttlMs));
   }
 
   private lose(reason: string): void {
@@ -362,7 +348,6 @@ export class EtcdSession {
     const s = this.stream;
     this.stream = null;
     this.pending = [];
-    this.withheld = false;
     s?.close();
   }
 }
