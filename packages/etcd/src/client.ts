@@ -63,14 +63,14 @@ async function loadLibs(): Promise<Libs> {
 const DEFAULT_CALL_TIMEOUT_MS = 2000;
 
 /**
- * How long a lease grant waits for its member: at most one TTL. A member that takes longer is stalled or not
- * serving yet (a restarted member still catching up accepts the call and holds it), and the lease it would grant
- * is worth less the longer it takes (the session times it from when it asked). Past that, the next member is
- * asked: after etcd's quorum came back, a grant sent to the member still restarting kept a node without a lease
- * for the whole call timeout (docs/design.md, "etcd client: one member at a time").
+ * How long a lease grant waits for its member: one TTL (or the call timeout, when shorter). A member that takes
+ * longer is stalled or not serving yet (a restarted member still catching up accepts the call and holds it), and
+ * the lease it would grant is worth less the longer it takes (the session times it from when it asked). Past that,
+ * the next member is asked: after etcd's quorum came back, a grant sent to the member still restarting kept a node
+ * without a lease for the whole call timeout (docs/design.md, "etcd client: one member at a time").
  */
-function grantWaitMs(ttlSec: number, callTimeoutMs = DEFAULT_CALL_TIMEOUT_MS): number {
-  return Math.min(callTimeoutMs, ttlSec * 1000);
+function grantWaitMs(ttlSec: number): number {
+  return ttlSec * 1000;
 }
 
 /**
@@ -361,10 +361,11 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
     ...(o.onSwitch === undefined ? {} : { onSwitch: o.onSwitch }),
   });
   const client = (m: number): Promise<Etcd3> => clients[m] as Promise<Etcd3>;
-  const readOptions = () =>
-    o.readWaitMs === undefined
-      ? undefined
-      : { deadline: Date.now() + Math.min(o.readWaitMs, conn.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) };
+  /** Call options that give one member at most `waitMs`, and never more than the connection's call timeout. */
+  const waitAtMost = (waitMs: number) => ({
+    deadline: Date.now() + Math.min(waitMs, conn.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
+  });
+  const readOptions = () => (o.readWaitMs === undefined ? undefined : waitAtMost(o.readWaitMs));
   async function unary<T>(
     action: string,
     fn: (c: Etcd3) => Promise<T>,
@@ -415,10 +416,7 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
       unary(
         'lease grant',
         async (c) => {
-          const res = await c.leaseClient.leaseGrant(
-            { TTL: ttlSec },
-            { deadline: Date.now() + grantWaitMs(ttlSec, conn.callTimeoutMs) },
-          );
+          const res = await c.leaseClient.leaseGrant({ TTL: ttlSec }, waitAtMost(grantWaitMs(ttlSec)));
           return { leaseId: String(res.ID), ttlSec: Number(res.TTL), revision: Number(res.header.revision) };
         },
         { retry: false },
