@@ -186,6 +186,7 @@ describe('recovery (time to one answered holder)', () => {
       host: 'h2',
       ms: 1411,
       afterHeal: false,
+      fromLeaving: false,
       outageMs: 511,
     });
   });
@@ -206,12 +207,21 @@ describe('recovery (time to one answered holder)', () => {
       host: 'h1',
       ms: 31,
       afterHeal: true,
+      fromLeaving: true,
       outageMs: 31,
     });
     // Left before the heal: from the injection, as always; the outage itself is still 31 ms.
     expect(recovery(t, replies, owner, 1500, 5000, 4500)).toMatchObject({
       ms: 2531,
       afterHeal: false,
+      fromLeaving: false,
+      outageMs: 31,
+    });
+    // A fault that bites late (loss towards etcd): from when the VIP left, heal or not.
+    expect(recovery(t, replies, owner, 1500, 5000, 4500, { bites: true })).toMatchObject({
+      ms: 31,
+      afterHeal: false,
+      fromLeaving: true,
       outageMs: 31,
     });
   });

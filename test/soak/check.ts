@@ -172,15 +172,18 @@ export interface Recovery {
   host: string | undefined;
   /**
    * backAt − origin; 0 when the VIP never left its holder; undefined when it did not come back in the window.
-   * When it only left after every fault was healed (a rejoining node preempting, a late fence), backAt − leftAt:
-   * the time from the injection would count the seconds the VIP sat untouched on its holder.
+   * When it only left after every fault was healed (a rejoining node preempting, a late fence), or the fault is
+   * one that leaves the holder serving until it bites (`bites`), backAt − leftAt: the time from the injection
+   * would count the seconds the VIP sat untouched on its holder.
    */
   ms: number | undefined;
   /** The VIP left only after the heal (see `ms`). */
   afterHeal: boolean;
+  /** `ms` counts from when the VIP left, not from the origin (after the heal, or a fault that bites late). */
+  fromLeaving: boolean;
   /**
-   * backAt − leftAt: how long the client had no single answered holder, whenever that began. For a fault that
-   * leaves the holder serving until it bites (loss towards etcd), `ms` also counts the seconds before it did.
+   * backAt − leftAt: how long the client had no single answered holder, whenever that began (`ms` itself when
+   * `fromLeaving`).
    */
   outageMs: number | undefined;
 }
@@ -188,7 +191,10 @@ export interface Recovery {
 /**
  * Time to one holder after a fault: from `origin` (the injection, or quorum's return) to the first instant
  * exactly one host holds the VIP and the client gets ARP answers from that host's MAC. 0 when the VIP never left
- * its holder (no add/del event in the window and exactly one holder at the origin).
+ * its holder (no add/del event in the window and exactly one holder at the origin). `bites`: the fault leaves the
+ * holder serving until it takes effect, at a moment of its own (loss towards etcd: a holder fences only when
+ * enough keepalives in a row went unanswered, seconds into the loss or never), so the time counts from when the
+ * VIP left.
  */
 export function recovery(
   tl: Timeline,
@@ -197,20 +203,31 @@ export function recovery(
   origin: number,
   until: number,
   healedAt: number = until,
+  { bites = false }: { bites?: boolean } = {},
 ): Recovery {
   let leftAt: number | undefined;
   if (holderAt(tl, origin).length !== 1) leftAt = origin;
   else leftAt = tl.events.find((e) => e.t >= origin && e.t <= until)?.t;
   if (leftAt === undefined)
-    return { leftAt, backAt: undefined, host: undefined, ms: 0, afterHeal: false, outageMs: 0 };
+    return {
+      leftAt,
+      backAt: undefined,
+      host: undefined,
+      ms: 0,
+      afterHeal: false,
+      fromLeaving: false,
+      outageMs: 0,
+    };
   const back = firstAnsweredSingleHolder(tl, replies, macOwner, { from: leftAt, to: until });
   const afterHeal = leftAt > healedAt;
+  const fromLeaving = afterHeal || bites;
   return {
     leftAt,
     backAt: back?.t,
     host: back?.host,
-    ms: back === undefined ? undefined : back.t - (afterHeal ? leftAt : origin),
+    ms: back === undefined ? undefined : back.t - (fromLeaving ? leftAt : origin),
     afterHeal,
+    fromLeaving,
     outageMs: back === undefined ? undefined : back.t - leftAt,
   };
 }

@@ -452,7 +452,9 @@ async function runRound(c: SoakCluster, plan: RoundPlan, log: (s: string) => voi
   const quorumBack = done.find((d) => d.quorumBackAt !== undefined)?.quorumBackAt;
   const firstInjection = done[0]?.injectedAt ?? startedAt;
   const origin = quorumBack ?? firstInjection;
-  const rec = recovery(tl, replies, c.macOwner, origin, endedAt, healedAt);
+  // Loss towards etcd leaves the holder serving until it bites (if it does): timed from the VIP leaving.
+  const bites = plan.kind === 'etcd-loss';
+  const rec = recovery(tl, replies, c.macOwner, origin, endedAt, healedAt, { bites });
   let fenceMs: number | undefined;
   for (const d of done) {
     if (d.spec.kind !== 'etcd-cut' || d.target === undefined) continue;
@@ -505,9 +507,11 @@ async function runRound(c: SoakCluster, plan: RoundPlan, log: (s: string) => voi
     `  ${targets}: one holder after ${rec.ms === undefined ? 'NEVER' : `${Math.round(rec.ms)} ms`}` +
       (rec.afterHeal
         ? ' (it left after the heal)'
-        : quorumBack === undefined
-          ? ''
-          : ' (from quorum return)') +
+        : rec.fromLeaving
+          ? ' (from when it left)'
+          : quorumBack === undefined
+            ? ''
+            : ' (from quorum return)') +
       (fenceMs === undefined ? '' : `, fenced in ${Math.round(fenceMs)} ms`) +
       `, silence ${record.longestSilenceMs} ms, holder now ${record.holdersAfter.join(',') || 'none'}` +
       (violations.length === 0

@@ -120,7 +120,7 @@ export function formatTable(rows: readonly Row[]): string {
     ms(r.p99),
     ms(r.max),
     ms(r.outageP99),
-    `≤ ${r.targetMs}${r.kind === 'etcd-quorum-loss' ? ' ¹' : ''}${mark(r.meets)}`,
+    `≤ ${r.targetMs}${r.kind === 'etcd-quorum-loss' || r.kind === 'etcd-loss' ? ' ¹' : ''}${mark(r.meets)}`,
     r.fenceMax === undefined ? '' : `${ms(r.fenceMax)} (≤ ${FENCE_TARGET_MS})${mark(r.fenceMeets)}`,
     r.harnessErrors > 0 ? `${r.violations} (+${r.harnessErrors} harness)` : String(r.violations),
   ]);
@@ -142,8 +142,9 @@ export function formatTable(rows: readonly Row[]): string {
 export function formatTotals(t: Totals): string {
   const pct = t.availability === undefined ? '—' : `${(t.availability * 100).toFixed(2)} %`;
   return [
-    '¹ quorum loss: measured from quorum’s return; every other fault from its injection — or, when the VIP only',
-    '  left after the heal (a rejoining node preempting, a late fence), from when it left.',
+    '¹ quorum loss: measured from quorum’s return; loss towards etcd from when the VIP left (the holder serves',
+    '  until the loss bites, if it does); every other fault from its injection — or, when the VIP only left after',
+    '  the heal (a rejoining node preempting, a late fence), from when it left.',
     `time to one holder = until exactly one host holds the VIP and the client's ARP probes are answered by its MAC`,
     'outage = from the VIP leaving its single holder to that point, whenever it left (loss towards etcd bites late)',
     '',
