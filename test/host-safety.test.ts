@@ -263,6 +263,45 @@ describe('host safety', () => {
     expect(again.stdout).toMatch(/not present/);
   });
 
+  it('coord fence after a kill gives up the dead holder’s lease: with TTL 5 s the other node holds within 2.5 s, never beside it', async () => {
+    const [a, b] = [h(0), h(1)];
+    const vip = lab.freeAddress(8);
+    const o = (priority: number) => ({
+      cluster: 'release',
+      vips: [`${vip}/${lab.subnet.prefix}`],
+      priority,
+      ttlSec: 5,
+    });
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    let stopped = false;
+    try {
+      const pa = startCoord(lab, a, o(150));
+      running.push(pa, startCoord(lab, b, o(100)));
+      await waitForHolder(lab, vip, a.name, 15_000);
+      const t0 = performance.now();
+      pa.kill9(); // the whole tree, dead-man helper included: only the unit's fence removes the VIP now
+      await pa.exited;
+      const r = await runCoord(lab, a, ['fence', ...joinArgs(lab, a, o(150)).slice(1)]);
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout).toMatch(/removed .* on eth0/);
+      expect(r.stdout).toMatch(/gave up lease \d+ in etcd/);
+      await waitForHolder(lab, vip, b.name, 15_000);
+      const ms = performance.now() - t0;
+      // Without the release b waits for the lease to run out: 5 s and etcd's expiry scan after the kill.
+      expect(ms).toBeLessThan(2500);
+      await sleep(500);
+      const timeline = await sampler.stop();
+      stopped = true;
+      expect(doubleHolderMs(timeline)).toBe(0);
+      // Run again (a graceful stop's ExecStopPost): nothing left, nothing to give up.
+      const again = await runCoord(lab, a, ['fence', ...joinArgs(lab, a, o(150)).slice(1)]);
+      expect(again.exitCode).toBe(0);
+      expect(again.stdout).toMatch(/no lease of this node in etcd/);
+    } finally {
+      if (!stopped) await sampler.stop();
+    }
+  });
+
   it('a holder killed with its helper, its cable then pulled and its kernel’s lifetime worker delayed: with coord fence after the kill (the unit) the successor never holds beside it', async () => {
     // The soak's residual (seeds 63, 80, 95): without carrier the dead holder cannot answer the successor's wire
     // probe, and an address change on its host ~850 ms after its last refresh keeps its expired copy about a second

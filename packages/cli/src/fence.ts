@@ -8,6 +8,11 @@
  *
  * It never removes the host's own address (hostOwnAddress), and refuses while something listens on this node's
  * control socket: fencing a running holder takes its VIPs away under it.
+ *
+ * In etcd mode it then gives up the lease the ended process left in etcd (releaseLease), once every VIP is off:
+ * its keys go with it, so the next holder is elected now instead of when the lease runs out (a TTL and up to
+ * 500 ms of etcd's expiry scan after the last keepalive; an etcd leader election meanwhile extends it by the TTL
+ * plus the election timeout — docs/design.md, "etcd 3.4").
  */
 import { connect } from 'node:net';
 import { CoordError, ERROR_CODES, errorMessage, formatCidr, type NodeConfig } from '@coord/core';
@@ -49,6 +54,62 @@ export async function fenceVips(
     }
   }
   return out;
+}
+
+/** What became of the lease the ended process left in etcd. */
+export interface LeaseRelease {
+  /**
+   * revoked: given up (`lease`); none: etcd has no member record of this node (a graceful stop revoked it, or it
+   * expired); kept: not tried (`reason`); failed: etcd did not do it (`error`) — it runs out by itself.
+   */
+  result: 'revoked' | 'none' | 'kept' | 'failed';
+  lease?: string;
+  reason?: string;
+  error?: string;
+}
+
+/** What releaseLease needs of etcd. */
+export interface LeaseEtcd {
+  get(key: string): Promise<{ entry: { lease: string } | undefined }>;
+  revoke(leaseId: string): Promise<void>;
+}
+
+/**
+ * Give up the lease of this node's member record — the lease of the process that ended, which its leader keys
+ * are under too — after `outcomes` show every VIP off its interface. Never when a removal failed: a copy may still
+ * be on the interface, and the successor's takeover guard must then start at the lease's expiry, as it does for a
+ * holder whose own removal failed (docs/design.md, "Fencing"). The vacancy it leaves is unclean (no release
+ * record), so the successor still waits its guard and probes the wire. Never throws.
+ */
+export async function releaseLease(
+  memberKey: string,
+  etcd: LeaseEtcd,
+  outcomes: readonly FenceOutcome[],
+): Promise<LeaseRelease> {
+  if (outcomes.some((o) => o.result === 'failed'))
+    return { result: 'kept', reason: 'a VIP could not be removed: the lease runs out by itself' };
+  try {
+    const { entry } = await etcd.get(memberKey);
+    if (entry === undefined || entry.lease === '0') return { result: 'none' };
+    await etcd.revoke(entry.lease);
+    return { result: 'revoked', lease: entry.lease };
+  } catch (e) {
+    return { result: 'failed', error: errorMessage(e) };
+  }
+}
+
+/** One line for the journal. */
+export function formatRelease(r: LeaseRelease): string {
+  switch (r.result) {
+    case 'revoked':
+      return `gave up lease ${r.lease ?? '?'} in etcd: the next holder is elected now`;
+    case 'none':
+      return 'no lease of this node in etcd (already given up or expired)';
+    case 'kept':
+      return `lease left in etcd: ${r.reason ?? ''}`;
+    case 'failed':
+      return `could not give up the lease in etcd (it runs out by itself within the TTL): ${r.error ?? 'unknown error'}`;
+  }
 }
 
 /** One line per VIP, for the journal. */

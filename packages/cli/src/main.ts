@@ -1,5 +1,12 @@
 import yargs, { type Argv } from 'yargs';
-import { CoordError, DEFAULT_CONTROL_SOCKET, errorMessage, isCoordError, parseDurationMs } from '@coord/core';
+import {
+  CoordError,
+  DEFAULT_CONTROL_SOCKET,
+  errorMessage,
+  isCoordError,
+  parseDurationMs,
+  type NodeConfig,
+} from '@coord/core';
 import {
   COMMANDS,
   CONTROL_OPTIONS,
@@ -49,6 +56,35 @@ const load = {
 
 async function controlRequest(...args: Parameters<typeof import('@coord/agent/control').controlRequest>) {
   return (await load.control()).controlRequest(...args);
+}
+
+/**
+ * `coord fence`'s second step in etcd mode: give up the ended process's lease (fence.ts, releaseLease). Bounded by
+ * one TTL — the lease is gone by itself after that — so a stop is never held up by an etcd that does not answer.
+ */
+async function releaseNodeLease(
+  config: NodeConfig,
+  outcomes: Parameters<typeof import('./fence.js').releaseLease>[2],
+  fence: typeof import('./fence.js'),
+): Promise<import('./fence.js').LeaseRelease> {
+  if (config.cluster === undefined) return { result: 'kept', reason: 'no cluster in the config' };
+  const { clusterKeys, createEtcdBackend, loadConnection } = await load.etcd();
+  const memberKey = clusterKeys(config.cluster).member(config.node);
+  const waitMs = Math.max(1000, config.ttlSec * 1000);
+  let etcd: ReturnType<typeof createEtcdBackend> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    etcd = createEtcdBackend(loadConnection(config.etcd, { callTimeoutMs: waitMs }));
+    const late = new Promise<import('./fence.js').LeaseRelease>((resolve) => {
+      timer = setTimeout(() => resolve({ result: 'failed', error: `no answer within ${waitMs} ms` }), waitMs);
+    });
+    return await Promise.race([fence.releaseLease(memberKey, etcd, outcomes), late]);
+  } catch (e) {
+    return { result: 'failed', error: errorMessage(e) };
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    etcd?.close();
+  }
 }
 
 /** Add a command's documented examples (options.ts) to its yargs builder. */
@@ -615,20 +651,25 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       COMMANDS.fence.summary,
       (y) => documented(y.options(FENCE_OPTIONS), COMMANDS.fence),
       async (a) => {
-        const [{ buildJoinConfig }, { fenceVips, formatFence, fenceExitCode, refuseWhileRunning }] =
-          await Promise.all([load.joinConfig(), load.fence()]);
+        const [{ buildJoinConfig }, fence] = await Promise.all([load.joinConfig(), load.fence()]);
         const config = await buildJoinConfig(a);
-        if (!a.force) await refuseWhileRunning(config.controlSocket ?? DEFAULT_CONTROL_SOCKET);
+        if (!a.force) await fence.refuseWhileRunning(config.controlSocket ?? DEFAULT_CONTROL_SOCKET);
         const { createNetlinkVipPort } = await import('@coord/vip');
         const port = createNetlinkVipPort();
+        let outcomes;
         try {
-          const outcomes = await fenceVips(config, port);
+          outcomes = await fence.fenceVips(config, port);
           process.stdout.write(
-            a.json ? `${JSON.stringify(outcomes, null, 2)}\n` : `${formatFence(outcomes)}\n`,
+            a.json ? `${JSON.stringify(outcomes, null, 2)}\n` : `${fence.formatFence(outcomes)}\n`,
           );
-          code = fenceExitCode(outcomes);
+          code = fence.fenceExitCode(outcomes);
         } finally {
           port.close();
+        }
+        if (config.mode === 'etcd') {
+          const release = await releaseNodeLease(config, outcomes, fence);
+          // --json keeps stdout the list of VIPs it always was.
+          (a.json ? process.stderr : process.stdout).write(`${fence.formatRelease(release)}\n`);
         }
       },
     )

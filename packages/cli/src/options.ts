@@ -647,8 +647,10 @@ export const COMMANDS = {
       'Takes the same flags and config file as join. The package’s unit runs it as ExecStopPost, so a coord killed ' +
       'together with its dead-man helper (systemctl kill -s KILL coord) leaves no VIP behind for the kernel to ' +
       'expire late. Never removes the host’s own address, and refuses while this node’s coord listens on its ' +
-      'control socket (--force for a hung one). Exit 0 when every VIP is gone, 6 when a removal failed, 2 on a ' +
-      'config error or a running coord.',
+      'control socket (--force for a hung one). In etcd mode, once every VIP is gone, it then gives up the lease ' +
+      'the ended coord left in etcd, so another node is elected at once rather than when the lease runs out ' +
+      '(waiting at most one TTL for etcd; with --json that line goes to stderr). Exit 0 when every VIP is gone, ' +
+      '6 when a removal failed, 2 on a config error or a running coord; etcd does not change it.',
     options: FENCE_OPTIONS,
     examples: [
       ['coord fence', 'after coord crashed: remove what it left (reads /etc/coord/coord.yaml)'],

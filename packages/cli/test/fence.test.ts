@@ -5,7 +5,16 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatCidr, isCoordError, validateNodeConfig, type NodeConfig, type Vip } from '@coord/core';
 import type { HostAddress } from '@coord/vip';
-import { fenceExitCode, fenceVips, formatFence, listening, refuseWhileRunning } from '../src/fence.js';
+import {
+  fenceExitCode,
+  fenceVips,
+  formatFence,
+  formatRelease,
+  listening,
+  refuseWhileRunning,
+  releaseLease,
+  type FenceOutcome,
+} from '../src/fence.js';
 
 function config(groups: unknown[]): NodeConfig {
   const r = validateNodeConfig({ node: 'lb1', etcd: ['http://10.0.0.2:2379'], cluster: 'prod', groups });
@@ -132,5 +141,68 @@ describe('coord fence refuses while this node’s coord runs', () => {
     expect(await listening(stale)).toBe(false);
     await expect(refuseWhileRunning(stale)).resolves.toBeUndefined();
     await expect(refuseWhileRunning(join(stale, '..', 'missing.sock'))).resolves.toBeUndefined();
+  });
+});
+
+describe('coord fence: giving up the ended process’s lease', () => {
+  const KEY = '/coord/prod/members/lb1';
+  /** An etcd with this node's member record under `lease` (none: no record); records what was revoked. */
+  function fakeEtcd(lease: string | undefined, failWith?: Error) {
+    const revoked: string[] = [];
+    const asked: string[] = [];
+    return {
+      revoked,
+      asked,
+      etcd: {
+        get: (key: string) => {
+          asked.push(key);
+          if (failWith !== undefined) return Promise.reject(failWith);
+          return Promise.resolve({ entry: lease === undefined ? undefined : { lease } });
+        },
+        revoke: (id: string) => {
+          revoked.push(id);
+          return Promise.resolve();
+        },
+      },
+    };
+  }
+  const off = (result: FenceOutcome['result']): FenceOutcome => ({
+    group: 'web',
+    iface: 'eth0',
+    vip: '10.0.0.50/24',
+    result,
+  });
+
+  it('revokes the lease of this node’s member record once every VIP is off (removed, absent or the host’s own)', async () => {
+    const e = fakeEtcd('7587869');
+    const r = await releaseLease(KEY, e.etcd, [off('removed'), off('absent'), off('own-address')]);
+    expect(r).toEqual({ result: 'revoked', lease: '7587869' });
+    expect(e.asked).toEqual([KEY]);
+    expect(e.revoked).toEqual(['7587869']);
+    expect(formatRelease(r)).toMatch(/gave up lease 7587869 in etcd/);
+  });
+
+  it('leaves the lease alone when a VIP could not be removed: the successor’s guard must start at its expiry', async () => {
+    const e = fakeEtcd('7587869');
+    const r = await releaseLease(KEY, e.etcd, [off('removed'), off('failed')]);
+    expect(r.result).toBe('kept');
+    expect(e.asked).toEqual([]);
+    expect(e.revoked).toEqual([]);
+    expect(formatRelease(r)).toMatch(/lease left in etcd: a VIP could not be removed/);
+  });
+
+  it('does nothing when etcd has no member record of this node (a graceful stop revoked it, or it expired)', async () => {
+    for (const lease of [undefined, '0']) {
+      const e = fakeEtcd(lease);
+      expect(await releaseLease(KEY, e.etcd, [off('absent')])).toEqual({ result: 'none' });
+      expect(e.revoked).toEqual([]);
+    }
+  });
+
+  it('reports an etcd failure without throwing (the lease runs out by itself)', async () => {
+    const e = fakeEtcd('1', new Error('etcd range failed: UNAVAILABLE'));
+    const r = await releaseLease(KEY, e.etcd, [off('removed')]);
+    expect(r).toEqual({ result: 'failed', error: 'etcd range failed: UNAVAILABLE' });
+    expect(formatRelease(r)).toMatch(/could not give up the lease.*runs out by itself.*UNAVAILABLE/);
   });
 });
