@@ -28,6 +28,7 @@ declare -A tool_package=(
   [tcpdump]=tcpdump
   [nft]=nftables
   [sysctl]=procps
+  [chrt]=util-linux
   [ps]=procps
   [python3]=python3
   [systemd-analyze]=systemd
