@@ -30,6 +30,7 @@ import {
   unknownArguments,
   type CommandDoc,
 } from './options.js';
+import type { FenceOutcome, LeaseRelease } from './fence.js';
 import { VERSION, versionText } from './version.js';
 
 /**
@@ -64,26 +65,26 @@ async function controlRequest(...args: Parameters<typeof import('@coord/agent/co
  */
 async function releaseNodeLease(
   config: NodeConfig,
-  outcomes: Parameters<typeof import('./fence.js').releaseLease>[2],
-  fence: typeof import('./fence.js'),
-): Promise<import('./fence.js').LeaseRelease> {
+  outcomes: readonly FenceOutcome[],
+): Promise<LeaseRelease> {
   if (config.cluster === undefined) return { result: 'kept', reason: 'no cluster in the config' };
-  const { clusterKeys, createEtcdBackend, loadConnection } = await load.etcd();
-  const memberKey = clusterKeys(config.cluster).member(config.node);
-  const waitMs = Math.max(1000, config.ttlSec * 1000);
-  let etcd: ReturnType<typeof createEtcdBackend> | undefined;
-  let timer: NodeJS.Timeout | undefined;
+  const [{ withEtcd }, { clusterKeys, loadConnection }, { releaseLease }] = await Promise.all([
+    load.target(),
+    load.etcd(),
+    load.fence(),
+  ]);
+  const timeoutMs = Math.max(1000, config.ttlSec * 1000);
   try {
-    etcd = createEtcdBackend(loadConnection(config.etcd, { callTimeoutMs: waitMs }));
-    const late = new Promise<import('./fence.js').LeaseRelease>((resolve) => {
-      timer = setTimeout(() => resolve({ result: 'failed', error: `no answer within ${waitMs} ms` }), waitMs);
-    });
-    return await Promise.race([fence.releaseLease(memberKey, etcd, outcomes), late]);
+    const target = {
+      connection: loadConnection(config.etcd, { callTimeoutMs: timeoutMs }),
+      cluster: config.cluster,
+      timeoutMs,
+    };
+    return await withEtcd(target, (etcd, cluster) =>
+      releaseLease(clusterKeys(cluster).member(config.node), etcd, outcomes),
+    );
   } catch (e) {
     return { result: 'failed', error: errorMessage(e) };
-  } finally {
-    if (timer !== undefined) clearTimeout(timer);
-    etcd?.close();
   }
 }
 
@@ -656,7 +657,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         if (!a.force) await fence.refuseWhileRunning(config.controlSocket ?? DEFAULT_CONTROL_SOCKET);
         const { createNetlinkVipPort } = await import('@coord/vip');
         const port = createNetlinkVipPort();
-        let outcomes;
+        let outcomes: FenceOutcome[];
         try {
           outcomes = await fence.fenceVips(config, port);
           process.stdout.write(
@@ -667,7 +668,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           port.close();
         }
         if (config.mode === 'etcd') {
-          const release = await releaseNodeLease(config, outcomes, fence);
+          const release = await releaseNodeLease(config, outcomes);
           // --json keeps stdout the list of VIPs it always was.
           (a.json ? process.stderr : process.stdout).write(`${fence.formatRelease(release)}\n`);
         }
