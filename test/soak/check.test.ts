@@ -13,6 +13,7 @@ import {
   liveness,
   longestSilence,
   overlapMs,
+  overlapOrigin,
   overlaps,
   recovery,
   sentAt,
@@ -264,6 +265,36 @@ describe('recovery (time to one answered holder)', () => {
     );
     expect(droppedAt(t, 'h1', 2000)).toBe(2900);
     expect(droppedAt(t, 'h2', 2000)).toBeUndefined();
+  });
+});
+
+describe('overlapOrigin (which of two faults starts the clock)', () => {
+  const f = (kind: string, injectedAt: number, target: string | undefined, holders = ['h1']) => ({
+    kind,
+    injectedAt,
+    target,
+    holdersAtInjection: holders,
+  });
+
+  it('a fault on another node seconds before a kill of the holder: timed from the kill', () => {
+    // seed 112: loss towards etcd on h2 at 0, kill -9 of the holder h1 at 3461 ms, the VIP left at 4416 ms.
+    expect(overlapOrigin([f('etcd-loss', 0, 'h2'), f('kill9', 3461, 'h1')], 4416)).toBe(3461);
+  });
+
+  it('both on the holder: from the first; loss towards etcd counts from when the VIP left', () => {
+    expect(overlapOrigin([f('sigstop', 0, 'h1'), f('lan-cut', 600, 'h1')], 820)).toBe(0);
+    expect(overlapOrigin([f('etcd-loss', 0, 'h1'), f('kill9', 1268, 'h1')], 1742)).toBe(1268);
+    expect(overlapOrigin([f('etcd-loss', 0, 'h1')], 1742)).toBe(1742);
+  });
+
+  it('an etcd fault hits every holder; a fault after the VIP left starts nothing', () => {
+    expect(overlapOrigin([f('lan-cut', 0, 'h2'), f('etcd-leader-kill', 900, undefined)], 1700)).toBe(900);
+    expect(overlapOrigin([f('kill9', 0, 'h1'), f('kill9', 915, 'h2', [])], 672)).toBe(0);
+    expect(overlapOrigin([f('lan-cut', 0, 'h2'), f('kill9', 2000, 'h1')], 1500)).toBeUndefined();
+  });
+
+  it('nothing hit the holder (a preempting rejoin of another node): undefined, the caller keeps the first injection', () => {
+    expect(overlapOrigin([f('graceful-rejoin', 0, 'h2'), f('etcd-cut', 500, 'h3')], 900)).toBeUndefined();
   });
 });
 

@@ -232,6 +232,34 @@ export function recovery(
   };
 }
 
+/** What {@link overlapOrigin} needs to know of an injected fault. */
+export interface HitFault {
+  readonly kind: string;
+  readonly injectedAt: number;
+  /** The node hit; undefined for a fault of etcd itself (a leader kill). */
+  readonly target: string | undefined;
+  readonly holdersAtInjection: readonly string[];
+}
+
+/**
+ * Where the time to one holder of two overlapping faults starts: at the first one that hit the holder — aimed at a
+ * node that held the VIP when it was injected, or at etcd itself — at or before the VIP left. Loss towards etcd
+ * counts from when the VIP left, as it does alone (it may never bite). A fault on another node only does not start
+ * the clock: seconds before a kill of the holder, it would add those seconds to the kill's failover. Undefined when
+ * no fault hit the holder (the VIP moved for another reason, a preempting rejoin): the first injection then.
+ */
+export function overlapOrigin(faults: readonly HitFault[], leftAt: number): number | undefined {
+  let origin: number | undefined;
+  for (const f of faults) {
+    if (f.injectedAt > leftAt) continue;
+    const hitHolder = f.target === undefined || f.holdersAtInjection.includes(f.target);
+    if (!hitHolder) continue;
+    const from = f.kind === 'etcd-loss' ? leftAt : f.injectedAt;
+    origin = Math.min(origin ?? Infinity, from);
+  }
+  return origin;
+}
+
 /** When `host` lost the VIP at or after `after` (its first del event), or undefined. */
 export function droppedAt(tl: Timeline, host: string, after: number): number | undefined {
   if (!holderAt(tl, after).includes(host)) return undefined;

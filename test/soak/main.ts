@@ -23,6 +23,7 @@ import {
   liveness,
   longestSilence,
   overlapMs,
+  overlapOrigin,
   overlaps,
   recovery,
   sentAt,
@@ -454,7 +455,17 @@ async function runRound(c: SoakCluster, plan: RoundPlan, log: (s: string) => voi
   const origin = quorumBack ?? firstInjection;
   // Loss towards etcd leaves the holder serving until it bites (if it does): timed from the VIP leaving.
   const bites = plan.kind === 'etcd-loss';
-  const rec = recovery(tl, replies, c.macOwner, origin, endedAt, healedAt, { bites });
+  let rec = recovery(tl, replies, c.macOwner, origin, endedAt, healedAt, { bites });
+  // Two faults: timed from the one that hit the holder (check.ts), not from one on another node seconds before.
+  const hit =
+    plan.kind === 'overlap' && quorumBack === undefined && rec.leftAt !== undefined && !rec.fromLeaving
+      ? overlapOrigin(
+          done.map((d) => ({ ...d, kind: d.spec.kind })),
+          rec.leftAt,
+        )
+      : undefined;
+  if (hit !== undefined && hit > origin && rec.backAt !== undefined)
+    rec = { ...rec, ms: rec.backAt - hit, fromLeaving: hit === rec.leftAt };
   let fenceMs: number | undefined;
   for (const d of done) {
     if (d.spec.kind !== 'etcd-cut' || d.target === undefined) continue;
@@ -479,7 +490,7 @@ async function runRound(c: SoakCluster, plan: RoundPlan, log: (s: string) => voi
     holdersAfter: c.holders(),
     priorities,
     faults: done.map(({ spec, ...rest }) => ({ fault: describeFault(spec), ...rest })),
-    origin,
+    origin: hit !== undefined && hit > origin ? hit : origin,
     recovery: rec,
     fenceMs,
     overlaps: roundOverlaps,

@@ -144,7 +144,8 @@ export function formatTotals(t: Totals): string {
   return [
     '¹ quorum loss: measured from quorum’s return; loss towards etcd from when the VIP left (the holder serves',
     '  until the loss bites, if it does); every other fault from its injection — or, when the VIP only left after',
-    '  the heal (a rejoining node preempting, a late fence), from when it left.',
+    '  the heal (a rejoining node preempting, a late fence), from when it left. Two overlapping faults: from the',
+    '  first that hit the holder (or etcd), not from one on another node before it.',
     `time to one holder = until exactly one host holds the VIP and the client's ARP probes are answered by its MAC`,
     'outage = from the VIP leaving its single holder to that point, whenever it left (loss towards etcd bites late)',
     '',
