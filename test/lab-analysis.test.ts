@@ -392,6 +392,15 @@ describe('handover evidence', () => {
     expect(blips(evidence({ timeline: blip }))).toEqual([{ t: 1400, host: 'h1', op: 'del' }]);
     // ...but when another host added the VIP next, it was a move.
     expect(blips(evidence())).toEqual([]);
+    // The kernel ended the holder's copy (its lifetime ran out, no prompt ack) and the holder logged it.
+    const expired = new Map([
+      ['h1', [{ message: 'vip expired on holder', timestamp: '1970-01-01T00:00:01.407Z', epoch: 3 }]],
+    ]);
+    expect(unfencedRemovals(evidence(), expired)).toEqual([]);
+    const otherHost = new Map([
+      ['h2', [{ message: 'vip expired on holder', timestamp: '1970-01-01T00:00:01.407Z', epoch: 3 }]],
+    ]);
+    expect(unfencedRemovals(evidence(), otherHost)).toHaveLength(1);
   });
 });
 

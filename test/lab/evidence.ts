@@ -232,6 +232,11 @@ export function coordReleases(log: readonly Record<string, unknown>[], since = -
     }));
 }
 
+/** When the host logged that its VIP's kernel lifetime had run out ('vip expired on holder'). */
+export function coordExpiries(log: readonly Record<string, unknown>[]): number[] {
+  return log.filter((l) => l['message'] === 'vip expired on holder').map(timeOf);
+}
+
 /** Every 'transition' line at or after `since`. */
 export function coordTransitions(
   log: readonly Record<string, unknown>[],
@@ -325,6 +330,13 @@ export function unfencedRemovals(
     // itself (a refresh re-creates it, or the reconcile restores it) — the next event is its own add, nobody
     // else's, within `withinMs`. A blip on the holder, counted by blips(), not a missing fence.
     if (match === undefined && isBlip(events, del, withinMs)) continue;
+    // The kernel ended the copy's lifetime — the fence that needs no coord — and the holder said so when it saw
+    // the address go ('vip expired on holder'); what moved the VIP after it is judged by the release rules.
+    if (
+      match === undefined &&
+      coordExpiries(logs.get(del.host) ?? []).some((t) => Math.abs(t - del.t) <= withinMs)
+    )
+      continue;
     if (match === undefined)
       problems.push(`${del.host} lost the VIP at ${del.t} without a release in its log`);
     else if (!/^(fenced|session-lost)$/.test(match.reason))

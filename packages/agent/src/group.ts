@@ -120,6 +120,8 @@ export class GroupRunner {
   private removeFailed = false;
   /** VIPs the last add/refresh put on the interface in time (announcements go only for these). */
   private readonly confirmed = new Set<string>();
+  /** When the lifetime the last add/refresh gave the VIPs runs out, at the earliest (null: none given). */
+  private lifetimeEndsAt: number | null = null;
   private readonly lane: Lane;
   private timer: { handle: TimerHandle; at: number } | null = null;
   private announceTimer: TimerHandle | null = null;
@@ -204,7 +206,15 @@ export class GroupRunner {
     const holding = s.role === 'leader' && s.vipHeld;
     if (holding) {
       if (vips.some((v) => !present.has(v.address))) {
-        this.log.warn('vip missing on holder; restoring', { epoch: s.epoch });
+        const now = this.opts.clock.now();
+        if (this.lifetimeEndsAt !== null && now >= this.lifetimeEndsAt)
+          // The kernel ended it: no prompt etcd ack came to refresh it (docs/design.md, "Timing of the etcd mode").
+          this.log.warn('vip expired on holder', {
+            epoch: s.epoch,
+            expiredMsAgo: Math.round(now - this.lifetimeEndsAt),
+            hint: 'no etcd ack came within the ack window to refresh its lifetime: put back on the next prompt one',
+          });
+        else this.log.warn('vip missing on holder; restoring', { epoch: s.epoch });
         for (const v of vips) if (!present.has(v.address)) this.confirmed.delete(v.address);
         this.dispatch({ type: 'vip-missing', now: this.opts.clock.now() });
       }
@@ -294,6 +304,8 @@ export class GroupRunner {
         const { lifetimeSec, notAfter } = e;
         void this.lane.run('refresh vip', async () => {
           if (clock.now() > notAfter) return;
+          const sentAt = clock.now();
+          let all = true;
           for (const vip of this.opts.settings.vips) {
             const r = await this.opts.vipPort.refresh(this.opts.settings.interface, vip, {
               validSec: lifetimeSec,
@@ -301,7 +313,9 @@ export class GroupRunner {
               notAfter,
             });
             if (r === 'late-reply') return this.lateReply('refresh');
+            if (r !== 'refreshed') all = false;
           }
+          if (all) this.lifetimeEndsAt = sentAt + lifetimeSec * 1000;
         });
         return;
       }
@@ -331,6 +345,7 @@ export class GroupRunner {
       this.dispatch({ type: 'vip-missing', now: clock.now() });
       return;
     }
+    const sentAt = clock.now();
     for (const vip of this.opts.settings.vips) {
       // notAfter travels with the request: the port re-checks it before every send and after the reply.
       const r = await this.opts.vipPort.add(iface, vip, {
@@ -346,6 +361,7 @@ export class GroupRunner {
       if (r === 'late-reply') return this.lateReply('add');
       this.confirmed.add(vip.address);
     }
+    this.lifetimeEndsAt = sentAt + lifetimeSec * 1000;
     this.log.info('vip claimed', {
       vips: this.opts.settings.vips.map(formatCidr),
       iface,

@@ -107,6 +107,7 @@ function harness(opts: HarnessOptions = {}) {
     follows: undefined,
   };
   const clock = new FakeClock();
+  const logger = new MemoryLogger();
   const runner = new GroupRunner({
     settings,
     node: 'lb1',
@@ -115,10 +116,10 @@ function harness(opts: HarnessOptions = {}) {
     ...(opts.prober === 'none' ? {} : { prober }),
     etcd,
     clock,
-    logger: new MemoryLogger(),
+    logger,
     vacancyFallbackMs: 2000,
   });
-  return { log, held, runner, clock, faults, probes };
+  return { log, held, runner, clock, faults, probes, logger };
 }
 
 const settle = async () => {
@@ -145,8 +146,11 @@ async function elect(h: Harness) {
   await settle();
 }
 
-/** Move time in small steps, acking a keepalive every 100 ms (a healthy session), letting promises run. */
-async function healthy(h: Harness, ms: number) {
+/**
+ * Move time in small steps, acking a keepalive every 100 ms, letting promises run. Each ack answers a send
+ * `ackAgeMs` before it: 1 ms is a healthy session; past the ack window it keeps the lease but refreshes nothing.
+ */
+async function healthy(h: Harness, ms: number, ackAgeMs = 1) {
   for (let t = 0; t < ms; t += 25) {
     h.clock.advance(25);
     if (h.clock.now() % 100 === 0)
@@ -154,7 +158,7 @@ async function healthy(h: Harness, ms: number) {
         type: 'session-acked',
         now: h.clock.now(),
         leaseId: 'L',
-        sentAt: h.clock.now() - 1,
+        sentAt: h.clock.now() - ackAgeMs,
       });
     await settle();
   }
@@ -212,11 +216,28 @@ describe('GroupRunner (effects against fake ports, fake clock)', () => {
     await settle();
     expect(h.held.has('10.0.0.50')).toBe(true);
 
+    expect(h.logger.records.map((r) => r.message)).toContain('vip missing on holder; restoring');
+
     const f = harness();
     f.held.add('10.0.0.50');
     f.runner.reconcile(new Set(['10.0.0.50']));
     await settle();
     expect(f.held.has('10.0.0.50')).toBe(false);
+  });
+
+  it('reconcile: a VIP whose lifetime ran out (acks late, none to refresh it with) is logged as expired', async () => {
+    const h = harness();
+    await elect(h);
+    // Acks keep the lease (each answers a send 200 ms before): the deadline moves, but none is prompt enough to
+    // refresh the kernel lifetime (1 s) with.
+    await healthy(h, 1100, 200);
+    expect(h.log.filter((l) => l.startsWith('refresh'))).toEqual([]);
+    expect(h.runner.current.role).toBe('leader');
+    h.held.clear(); // the kernel's lifetime worker
+    h.runner.reconcile(new Set());
+    const expired = h.logger.records.find((r) => r.message === 'vip expired on holder');
+    expect(expired?.fields).toMatchObject({ epoch: 42 });
+    expect(h.logger.records.map((r) => r.message)).not.toContain('vip missing on holder; restoring');
   });
 
   it('a failed VIP removal never resigns or revokes: the lease is left to expire (issue: failed removal)', async () => {
