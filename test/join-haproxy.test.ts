@@ -403,6 +403,10 @@ describe('coord join --haproxy-config', () => {
     // Taken when the heal begins: h3 may resync and apply before healEtcd() itself returns.
     let healedAt = Infinity;
     await lab.faults.cutFromEtcd(h3);
+    // A silent cut keeps h3's connections: what etcd sent during it would be retransmitted at the heal and the
+    // watch would carry on (each change its own apply; seen once in CI). Abort them: h3 must reconnect after the
+    // heal, from a revision etcd has compacted, and re-read — the path under test.
+    await lab.faults.abortEtcdConnections(h3);
     try {
       expect(
         (await coord(lab.hosts[0]!, ['server', 'set', 'web', 'b', `${lab.client.ip}:9002`])).exitCode,

@@ -843,6 +843,17 @@ export class LabFaults {
     await this.cutBothWays(host, this.lab.member(i).ip);
   }
 
+  /**
+   * Abort every TCP connection `host` has open to etcd (`ss -K`), as a peer's reset or a timed-out connection
+   * would: nothing etcd queued on them is delivered later. A silent cut alone keeps them: TCP retransmits what was
+   * queued once the cut heals, so a watch resumes as if nothing happened. Pair with a cut, or the client simply
+   * reconnects.
+   */
+  async abortEtcdConnections(host: LabHost): Promise<void> {
+    const filter = this.lab.etcd.members.map((m) => `dst ${m.ip}`).join(' or ');
+    await this.lab.exec(host, 'ss', ['-K', '-t', `( ${filter} )`]);
+  }
+
   async healEtcd(host: LabHost): Promise<void> {
     await this.nft(host, 'coordlab_cut', undefined);
   }
