@@ -216,7 +216,7 @@ export class GroupRunner {
           });
         else this.log.warn('vip missing on holder; restoring', { epoch: s.epoch });
         for (const v of vips) if (!present.has(v.address)) this.confirmed.delete(v.address);
-        this.dispatch({ type: 'vip-missing', now: this.opts.clock.now() });
+        this.dispatch({ type: 'vip-missing', now });
       }
       return;
     }
