@@ -3,7 +3,7 @@
  * `status --local` and `reload-config` everything they need; a cut-off etcd fails a command within --timeout;
  * `join` says "waiting for etcd" once and "connected to etcd" when it is.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -81,6 +81,13 @@ describe('one way to connect', () => {
     expect(JSON.parse(local.stdout)).toMatchObject({ node: host.name });
     const reload = await coord(host, ['reload-config', '--config', cfg]);
     expect(reload.stdout).toMatch(/no change/);
+    // What a running node cannot apply is named and refused as a whole (exit 3: `systemctl reload` fails with it).
+    const text = readFileSync(cfg, 'utf8');
+    writeFileSync(cfg, `${text}logLevel: debug\n`);
+    const refused = await coord(host, ['reload-config', '--config', cfg]);
+    writeFileSync(cfg, text);
+    expect(refused.exitCode).toBe(3);
+    expect(refused.stdout).toMatch(/not applied, needs a restart: logLevel/);
     // A COORD_* variable of an option the command does not have is ignored, not an error.
     const check = await coord(host, ['check-config', cfg], { COORD_CLUSTER: 'other', COORD_TIMEOUT: '3' });
     expect(check.exitCode).toBe(0);

@@ -171,3 +171,45 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
   }
   return requireNodeConfig(raw, file.path ?? 'flags');
 }
+
+/** What a reload applies to a running node: each group's priority, preemption and preemption delay. */
+const LIVE_GROUP_KEYS: ReadonlySet<string> = new Set(['priority', 'preempt', 'preemptDelayMs']);
+/** Settings named as in the YAML file where the running config calls them otherwise. */
+const YAML_NAMES: Readonly<Record<string, string>> = {
+  ttlSec: 'ttl',
+  etcdOutageMaxMs: 'etcdOutageMax',
+  preemptDelayMs: 'preemptDelay',
+  advertise: 'vrrp',
+  follows: 'syncGroup',
+};
+
+/**
+ * What differs between the running config and a re-read one that a reload cannot apply, by YAML name (`track`,
+ * `notify`, `groups.web.announce`…); empty when it can apply all of it. Anything not applied live is listed, so a
+ * reload never reports "no change" while the file says otherwise.
+ */
+export function changesNeedingRestart(cur: NodeConfig, next: NodeConfig): string[] {
+  const out: string[] = [];
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const named = (k: string) => YAML_NAMES[k] ?? k;
+  const keys = new Set([...Object.keys(cur), ...Object.keys(next)]) as Set<keyof NodeConfig>;
+  for (const k of keys) {
+    if (k === 'groups') continue;
+    if (!same(cur[k], next[k])) out.push(named(k));
+  }
+  const byName = (c: NodeConfig) => new Map(c.groups.map((g) => [g.name, g]));
+  const before = byName(cur);
+  const after = byName(next);
+  for (const name of new Set([...before.keys(), ...after.keys()])) {
+    const a = before.get(name);
+    const b = after.get(name);
+    if (a === undefined || b === undefined) {
+      out.push(`groups.${name} (${a === undefined ? 'added' : 'removed'})`);
+      continue;
+    }
+    const fields = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof typeof a>;
+    for (const f of fields)
+      if (!LIVE_GROUP_KEYS.has(f) && !same(a[f], b[f])) out.push(`groups.${name}.${named(f)}`);
+  }
+  return out;
+}

@@ -21,7 +21,7 @@ import {
   withDeadManSwitch,
 } from '@coord/vip';
 import { createLogger } from './logging.js';
-import { buildJoinConfig, type JoinArgs } from './join-config.js';
+import { buildJoinConfig, changesNeedingRestart, type JoinArgs } from './join-config.js';
 import { configPath } from './target.js';
 import { VERSION } from './version.js';
 
@@ -137,11 +137,19 @@ export async function runJoin(args: JoinArgs): Promise<number> {
       );
     }
     const next = await buildJoinConfig(args);
-    const result = node.applyConfig(next);
+    // Only priorities and preemption change live; anything else is refused as a whole (nothing half-applied).
+    const pending = changesNeedingRestart(current, next);
+    const result = pending.length > 0 ? { applied: [], restartRequired: pending } : node.applyConfig(next);
     if (result.restartRequired.length === 0) {
       current = next;
       // Health verdicts are relative to the base priorities: recompute them from the new ones.
       tracker?.recompute();
+    } else {
+      // `coord reload-config` prints this and exits 3; a SIGHUP (`systemctl reload`) has only the log to say it.
+      logger.warn('config reload not applied: these changes need a restart', {
+        restartRequired: result.restartRequired,
+        hint: 'restart coord to apply them (its VIPs move to another node meanwhile)',
+      });
     }
     return result;
   };
