@@ -35,10 +35,16 @@ describe('deploy/', () => {
   it('coord.service passes systemd-analyze verify and keeps the capabilities coord needs', () => {
     const unit = readFileSync(deploy('coord.service'), 'utf8');
     expect(unit).toMatch(/^ExecStart=\S+ join --config \/etc\/coord\/coord\.yaml$/m);
-    expect(unit).toMatch(/^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+    // A reload that could not apply everything must fail visibly (reload-config exits 3), not vanish in a signal.
+    expect(unit).toMatch(/^ExecReload=\/usr\/bin\/coord reload-config --config \/etc\/coord\/coord\.yaml$/m);
     // Whatever ended coord, systemd then takes its VIPs off with the same config; a failure never blocks a restart.
     expect(unit).toMatch(/^ExecStopPost=-\/usr\/bin\/coord fence --config \/etc\/coord\/coord\.yaml$/m);
     expect(unit).toMatch(/^Restart=on-failure$/m);
+    // A config error is not retried; other failures are, without systemd's start limit ending them.
+    expect(unit).toMatch(/^RestartPreventExitStatus=2$/m);
+    expect(unit).toMatch(/^StartLimitIntervalSec=0$/m);
+    // Chrooted HAProxy workers log through /dev/log, as Debian's haproxy.service arranges.
+    expect(unit).toMatch(/^BindReadOnlyPaths=-\/dev\/log:\/var\/lib\/haproxy\/dev\/log$/m);
     expect(unit).toMatch(/^After=network-online\.target haproxy\.service$/m);
     const caps = /^CapabilityBoundingSet=(.*)$/m.exec(unit)?.[1]?.split(' ') ?? [];
     // Its own: addresses and ARP; the HAProxy it starts: low ports, dropping privileges, chroot.
@@ -62,7 +68,8 @@ describe('deploy/', () => {
         copy,
         unit
           .replace(/^ExecStart=\S+/m, `ExecStart=${process.execPath}`)
-          .replace(/^ExecStopPost=-\S+/m, `ExecStopPost=-${process.execPath}`),
+          .replace(/^ExecStopPost=-\S+/m, `ExecStopPost=-${process.execPath}`)
+          .replace(/^ExecReload=\S+/m, `ExecReload=${process.execPath}`),
       );
       // The man pages it names are installed by the package (checked by the package's own CI step), not here.
       const out = execFileSync('systemd-analyze', ['verify', '--man=no', copy], {
