@@ -354,7 +354,8 @@ function control(ver: string, arch: string, installedKb: number): string {
     `Maintainer: ${MAINTAINER}`,
     `Installed-Size: ${installedKb}`,
     // iproute2: the dead-man helper removes a crashed coord's VIPs with ip(8) (packages/vip/src/dead-man.ts).
-    'Depends: libc6 (>= 2.28), libgcc-s1 (>= 3.0), libstdc++6 (>= 10), iproute2',
+    // procps: sysctl(8) in the postinst, pgrep(1) in the example health check (neither is Essential).
+    'Depends: libc6 (>= 2.28), libgcc-s1 (>= 3.0), libstdc++6 (>= 10), iproute2, procps',
     'Recommends: haproxy (>= 2.6)',
     'Suggests: etcd-client',
     'Section: admin',
@@ -386,14 +387,19 @@ if [ "$1" = configure ]; then
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload >/dev/null 2>&1 || true
     fi
+    # Record the unit's [Install] links (made later by the operator's systemctl enable) so purge removes them, as
+    # dh_installsystemd --no-enable does.
+    if command -v deb-systemd-helper >/dev/null 2>&1; then
+        deb-systemd-helper update-state coord.service >/dev/null 2>&1 || true
+    fi
 fi
 exit 0
 `;
 
 const PRERM = `#!/bin/sh
-# coord prerm: stop coord when the package is removed (not on upgrade: the running agent keeps its VIPs until
-# the new one is started by the operator or by systemd). KillMode=process: the HAProxy master coord started keeps
-# serving; it is not coord's to stop.
+# coord prerm: stop coord when the package is removed (not on upgrade: the running agent keeps its VIPs until the
+# operator restarts it, README "Install"). KillMode=process: the HAProxy master coord started keeps serving; it is
+# not coord's to stop.
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ] && command -v deb-systemd-invoke >/dev/null 2>&1; then
     deb-systemd-invoke stop coord.service >/dev/null 2>&1 || true
@@ -402,10 +408,16 @@ exit 0
 `;
 
 const POSTRM = `#!/bin/sh
-# coord postrm: on purge, remove what coord wrote at run time (dpkg removes the conffiles itself).
+# coord postrm: on purge, remove what coord wrote (dpkg removes the conffiles itself): its state directory, the
+# HAProxy config it rendered at the default path and that config's last good copy, and the unit's enable links.
+# /run/coord is left to the reboot: an HAProxy master coord started may still serve from it (README, "Install").
 set -e
 if [ "$1" = purge ]; then
     rm -rf /var/lib/coord
+    rm -f /etc/haproxy/coord.cfg /etc/haproxy/coord.cfg.last-good
+    if command -v deb-systemd-helper >/dev/null 2>&1; then
+        deb-systemd-helper purge coord.service >/dev/null 2>&1 || true
+    fi
 fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || true
@@ -508,7 +520,7 @@ async function main(): Promise<void> {
   writeFile(join(doc, 'changelog.gz'), gzip(debianChangelog(ver)));
   copy(join(ROOT, 'README.md'), join(doc, 'README.md'));
   copy(join(ROOT, 'CHANGELOG.md'), join(doc, 'CHANGELOG.md'));
-  for (const d of ['design.md', 'etcd-auth.md']) copy(join(ROOT, 'docs', d), join(doc, d));
+  for (const d of ['design.md', 'etcd-auth.md', 'migration.md']) copy(join(ROOT, 'docs', d), join(doc, d));
 
   // 7. Control files.
   const all = files(stage);

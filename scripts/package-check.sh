@@ -26,10 +26,15 @@ log "$deb: $(du -h "$deb" | cut -f1)"
 log "lintian (errors fail)"
 lintian --allow-root --tag-display-limit 0 --fail-on error "$deb"
 
+# The postinst applies the non-local bind setting to this host, and a purge leaves the running value (Debian's
+# way: the drop-in goes, the value lasts until reboot). This host is not a load balancer: put them back after.
+nonlocal4=$(sysctl -n net.ipv4.ip_nonlocal_bind)
+nonlocal6=$(sysctl -n net.ipv6.ip_nonlocal_bind)
 cleanup() {
   if dpkg -s coord >/dev/null 2>&1 || dpkg -l coord 2>/dev/null | grep -q '^rc'; then
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq coord >/dev/null 2>&1 || true
   fi
+  sysctl -q -w "net.ipv4.ip_nonlocal_bind=$nonlocal4" "net.ipv6.ip_nonlocal_bind=$nonlocal6" || true
 }
 trap cleanup EXIT
 
@@ -50,6 +55,12 @@ done
 man -l /usr/share/man/man8/coord.8.gz >/dev/null 2>&1 || fail "man coord does not render"
 [[ $(sysctl -n net.ipv4.ip_nonlocal_bind) == 1 ]] || fail "postinst did not apply net.ipv4.ip_nonlocal_bind"
 log "installed files check out"
+# As an operator would once the config is this node's (no systemd needed here: enable only makes the links).
+systemctl enable coord.service >/dev/null 2>&1 || fail "systemctl enable coord.service"
+wants=/etc/systemd/system/multi-user.target.wants/coord.service
+[[ -L $wants ]] || fail "systemctl enable made no $wants"
+# What coord renders at the default path (a purge takes it, and its last good copy).
+touch /etc/haproxy/coord.cfg /etc/haproxy/coord.cfg.last-good
 
 log "lab failover with the installed /usr/bin/coord (crash, graceful stop)"
 COORD_COMMAND=/usr/bin/coord pnpm exec vitest run --project lab test/election.test.ts \
@@ -68,8 +79,10 @@ done
 log "purge: nothing stays"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq coord >/dev/null
 ! dpkg -l coord 2>/dev/null | grep -q '^[a-z][a-z] *coord' || fail "dpkg still knows coord after purge"
-for f in /etc/coord /var/lib/coord /usr/lib/coord /usr/bin/coord; do
-  [[ ! -e $f ]] || fail "$f is still there after purge"
+for f in /etc/coord /var/lib/coord /usr/lib/coord /usr/bin/coord /etc/haproxy/coord.cfg \
+  /etc/haproxy/coord.cfg.last-good "$wants"; do
+  [[ ! -e $f && ! -L $f ]] || fail "$f is still there after purge"
 done
+cleanup
 trap - EXIT
 log "ok"

@@ -41,7 +41,9 @@ export async function checkNonlocalBind(options: {
           'ERR_COORD_CONFIG',
           'net.ipv4.ip_nonlocal_bind is 0: HAProxy cannot bind VIPs this node does not hold',
           {
-            hint: 'set net.ipv4.ip_nonlocal_bind=1 (sysctl.d) or use haproxy.nonlocalBind: set',
+            hint:
+              'apply the sysctl drop-in (the coord package installs it: sysctl -p /usr/lib/sysctl.d/99-coord.conf), ' +
+              'or use haproxy.nonlocalBind: set where coord runs outside its systemd unit (the unit keeps /proc/sys read-only)',
             details: { path },
           },
         );
@@ -54,7 +56,9 @@ export async function checkNonlocalBind(options: {
       } catch (e) {
         throw new CoordError('ERR_COORD_PERMISSION', `cannot enable net.ipv4.ip_nonlocal_bind`, {
           cause: e,
-          hint: 'run coord as root (or with CAP_NET_ADMIN and a writable /proc/sys), or set it yourself in sysctl.d',
+          hint:
+            'set it in sysctl.d (the coord package installs /usr/lib/sysctl.d/99-coord.conf: sysctl -p it); coord ' +
+            'can only write it as root with a writable /proc/sys, which its systemd unit does not give (ProtectKernelTunables)',
           details: { path },
         });
       }
