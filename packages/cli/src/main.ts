@@ -146,6 +146,22 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   let code = 0;
   // `coord -v` is `coord version` (version, runtime, build); `--version` / `-V` stay the bare version for scripts.
   if (argv.length === 1 && argv[0] === '-v') argv = ['version'];
+  // yargs answers `completion` with a script whatever follows: help and a shell it has no script for are ours.
+  if (argv[0] === 'completion') {
+    const doc = COMMANDS.completion;
+    if (argv.includes('--help') || argv.includes('-h')) {
+      const examples = doc.examples.map(([cmd, what]) => `  ${cmd}${what === '' ? '' : `  # ${what}`}`);
+      process.stdout.write(`coord ${doc.command}\n\n${doc.summary}\n\nExamples:\n${examples.join('\n')}\n`);
+      return 0;
+    }
+    const wanted = argv[1];
+    if (argv.length > 2 || (wanted !== undefined && wanted !== 'bash' && wanted !== 'zsh')) {
+      process.stderr.write(
+        `coord: completion: no script for ${argv.slice(1).join(' ')}\nhint: coord completion bash, or coord completion zsh\n`,
+      );
+      return 2;
+    }
+  }
   // `coord completion zsh|bash`: yargs picks the script by the shell it finds in the environment when it is
   // created, so that environment is set for that moment only.
   const shell = argv[0] === 'completion' && (argv[1] === 'zsh' || argv[1] === 'bash') ? argv[1] : undefined;
@@ -170,7 +186,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .recommendCommands()
     .demandCommand(
       1,
-      'name a command: join | status | service | server | maintenance | move | drill | events | import | reload-config | check-config | doctor | fence | etcd-roles | version (see coord --help)',
+      'name a command: join | status | service | server | maintenance | move | drill | events | import | reload-config | check-config | doctor | fence | etcd-roles | completion | version (see coord --help)',
     )
     .usage(
       'coord: cluster coordinator for HAProxy front ends (etcd-lease election, fenced VIPs, gratuitous ARP)',
@@ -418,7 +434,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
             );
           },
         )
-        .demandCommand(1, 'name a subcommand: set | rm | enable | disable'),
+        .demandCommand(1, 'name a subcommand: set | rm | enable | disable | drain'),
     )
     .command(
       COMMANDS['reload-config'].command,

@@ -7,6 +7,11 @@ import { ERROR_CODES, type CoordErrorCode } from '@coord/core';
 import type { Options } from 'yargs';
 import { COMMANDS, CONNECTION_OPTIONS, envName, type CommandDoc, type OptionTable } from './options.js';
 
+/** Where the docs/ files cited in help and descriptions are on an installed system. */
+const DOCS_NOTE = roff(
+  'The docs/ files named in this page (design.md, etcd-auth.md, migration.md) and the README are installed in ' +
+    '/usr/share/doc/coord/.',
+);
 /** Escape text for roff: backslashes, hyphens (so they stay minus signs), and a leading dot or quote. */
 export function roff(text: string): string {
   const t = text.replace(/\\/g, '\\e').replace(/-/g, '\\-');
@@ -142,6 +147,12 @@ export function coordPage(version: string): string {
     '.TP',
     bold('0'),
     'success.',
+    '.TP',
+    bold('1'),
+    roff(
+      'the command ran but the answer is no: drill found a gap over --max-gap, move --wait saw no new holder in ' +
+        'time, doctor has a warning.',
+    ),
   );
   const byCode = new Map<number, CoordErrorCode[]>();
   for (const [code, status] of Object.entries(ERROR_CODES) as [CoordErrorCode, number][])
@@ -149,7 +160,14 @@ export function coordPage(version: string): string {
   for (const [status, codes] of [...byCode].sort((a, b) => a[0] - b[0])) {
     lines.push('.TP', bold(String(status)), roff(`${codes.map(codeMeaning).join('; ')}.`));
     if (status === 2)
-      lines.push('.TP', bold('3'), roff('reload-config: a change needs a restart (it is named).'));
+      lines.push(
+        '.TP',
+        bold('3'),
+        roff(
+          'reload-config: a change needs a restart (it is named, and nothing of that reload applied); import: ' +
+            'some of keepalived.conf did not convert (listed with file:line and why).',
+        ),
+      );
   }
   lines.push('.SH EXAMPLES');
   for (const doc of Object.values(COMMANDS) as CommandDoc[])
@@ -164,7 +182,7 @@ export function coordPage(version: string): string {
         '.RE',
       );
     }
-  lines.push('.SH SEE ALSO', 'coord.yaml(5), haproxy(1), keepalived(8), etcdctl(1)');
+  lines.push('.SH SEE ALSO', 'coord.yaml(5), haproxy(1), keepalived(8), etcdctl(1)', '.PP', DOCS_NOTE);
   return `${lines.join('\n')}\n`;
 }
 
@@ -295,6 +313,8 @@ export async function configPage(version: string): Promise<string> {
     '.fi',
     '.SH SEE ALSO',
     'coord(8)',
+    '.PP',
+    DOCS_NOTE,
   );
   return `${lines.join('\n')}\n`;
 }
