@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { isCoordError, type CoordError } from '@coord/core';
 import { checkConfigFile, missingFileWarnings, summarize } from '../src/check.js';
 import { buildJoinConfig } from '../src/join.js';
 import { envArgs, unknownArguments } from '../src/options.js';
@@ -419,6 +420,16 @@ describe('config errors speak in flag and field names', () => {
     await expect(buildJoinConfig({ ...flags, vip: ['10.0.0.50/24', 'nonsense'] })).rejects.toThrow(
       /^--vip: /,
     );
+  });
+
+  it('every issue of a config from flags names its flag, not only the first', async () => {
+    const e = await buildJoinConfig({ ...flags, priority: 0, peerPort: 70000, fastFailover: true }).catch(
+      (x: unknown) => x,
+    );
+    expect(isCoordError(e)).toBe(true);
+    const issues = (e as CoordError).details?.issues as { path: string }[];
+    expect(issues.map((i) => i.path).sort()).toEqual(['--peer-port', '--priority']);
+    expect((e as CoordError).message).toMatch(/^--\S+: .* \(and 1 more\)$/);
   });
 
   it('a config file keeps its YAML paths, with the same plain words', async () => {

@@ -937,14 +937,15 @@ export function validateConnectionSettings(
 export function requireNodeConfig(input: unknown, source: string): NodeConfig {
   const r = validateNodeConfig(input);
   if (r.ok) return r.config;
-  const first = r.issues[0];
-  const more = r.issues.length > 1 ? ` (and ${r.issues.length - 1} more)` : '';
-  // A config made from flags alone: name the flag the operator typed.
-  const flag = source === 'flags' && first !== undefined ? flagOf(first.path) : undefined;
-  const where = flag === undefined ? `${source}: ${first?.path}` : flag;
+  // A config made from flags alone: name the flag the operator typed, in every issue.
+  const issues =
+    source === 'flags' ? r.issues.map((i) => ({ ...i, path: flagOf(i.path) ?? i.path })) : r.issues;
+  const first = issues[0];
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
+  const where = source === 'flags' && first?.path.startsWith('--') ? first.path : `${source}: ${first?.path}`;
   throw new CoordError('ERR_COORD_CONFIG', `${where}: ${first?.message}${more}`, {
     hint: first?.hint ?? 'fix the field named above and run again',
-    details: { issues: r.issues },
+    details: { issues },
   });
 }
 
