@@ -239,6 +239,20 @@ export interface ServiceSetArgs extends EtcdTarget {
  * needs a reload starts a rolling rollout unless the service says `parallel`.
  */
 export async function serviceSet(a: ServiceSetArgs): Promise<ServiceWrite> {
+  // The flags alone first (what is not given takes a default any service accepts): a bad value is named before
+  // etcd is asked anything, reachable or not.
+  const flagsOnly = parseService({
+    name: a.name,
+    binds: a.bind.map((b) => parseAddrPort(b, '--bind')),
+    mode: (a.mode ?? 'http') as ServiceInput['mode'],
+    balance: (a.balance ?? 'roundrobin') as ServiceInput['balance'],
+    check: a.check ?? false,
+    servers: [],
+    ...(a.maxconn === undefined ? {} : { maxconn: a.maxconn }),
+    ...(a.rollout === undefined ? {} : { rollout: a.rollout as Service['rollout'] }),
+    ...(a.rolloutCheck === undefined ? {} : { rolloutCheck: a.rolloutCheck }),
+  });
+  if (!flagsOnly.ok) refuse(`service ${a.name}`, flagsOnly.errors);
   return withClient(a, true, async (client, cluster) =>
     changeService(client, cluster, a.name, 'structural', (before) => {
       const keep = <K extends keyof Service>(k: K, v: Service[K] | undefined) =>
@@ -301,6 +315,13 @@ function noService(service: string, cluster: string): never {
 /** Add or update one server of a service. */
 export async function serverSet(a: ServerSetArgs): Promise<number> {
   const { address, port } = parseAddrPort(a.address, 'server address');
+  // The flags alone first, in a placeholder service: a bad weight or name is named before etcd is asked.
+  const flagsOnly = parseService({
+    name: a.service,
+    binds: [{ address: '127.0.0.1', port: 80 }],
+    servers: [{ name: a.name, address, port, weight: a.weight ?? 1, backup: a.backup ?? false }],
+  });
+  if (!flagsOnly.ok) refuse(`server ${a.name}`, flagsOnly.errors);
   return withClient(a, true, async (client, cluster) => {
     const r = await changeService(client, cluster, a.service, 'servers', (svc) => {
       if (svc === undefined) noService(a.service, cluster);
