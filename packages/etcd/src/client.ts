@@ -217,12 +217,23 @@ function classify(e: unknown): { kind: string; hint: string } {
   return { kind: 'other', hint: REACH };
 }
 
+/**
+ * grpc-js's text for people: without its status prefix ("14 UNAVAILABLE: ") and its empty "Resolution note:"
+ * tail, which say nothing an operator can act on (the kind and the hint do).
+ */
+export function grpcText(message: string): string {
+  return message
+    .replace(/^\d+ [A-Z_]+: /, '')
+    .replace(/\s*Resolution note:\s*$/, '')
+    .trim();
+}
+
 /** Translate any etcd3/gRPC failure into a CoordError once, at this boundary. */
 export function etcdError(action: string, e: unknown): CoordError {
   if (e instanceof CoordError) return e;
   const { kind, hint } = classify(e);
   const name = e instanceof Error ? e.constructor.name : 'Error';
-  return new CoordError('ERR_COORD_ETCD', `etcd: ${action} failed: ${errorMessage(e)}`, {
+  return new CoordError('ERR_COORD_ETCD', `etcd: ${action} failed: ${grpcText(errorMessage(e))}`, {
     cause: e,
     hint,
     details: { errorName: name, kind },

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { EtcdSettings } from '@coord/core';
-import { loadConnection, readTls } from '../src/index.js';
+import { grpcText, loadConnection, readTls } from '../src/index.js';
 import { createTestPki } from '../src/testing.js';
 
 const pki = createTestPki(mkdtempSync(join(tmpdir(), 'coord-pki-')));
@@ -75,5 +75,18 @@ describe('loadConnection', () => {
     writeFileSync(node.cert, readFileSync(next.cert));
     writeFileSync(node.key, readFileSync(next.key));
     expect(readTls(files)?.digest).not.toBe(a?.digest);
+  });
+});
+
+describe('grpcText', () => {
+  it('drops the gRPC status prefix and the empty resolution note, keeps the reason', () => {
+    expect(
+      grpcText(
+        '14 UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: ',
+      ),
+    ).toBe('No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1.');
+    expect(grpcText('4 DEADLINE_EXCEEDED: Deadline exceeded')).toBe('Deadline exceeded');
+    // Anything else is left as it is.
+    expect(grpcText('etcdserver: requested lease not found')).toBe('etcdserver: requested lease not found');
   });
 });
