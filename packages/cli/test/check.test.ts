@@ -99,6 +99,23 @@ describe('coord check-config', () => {
     expect(issue?.message).toMatch(message);
   });
 
+  it('an unknown key gets the nearest real key as its hint, at its own level', async () => {
+    const r = await checkConfigFile(
+      file(
+        GOOD.replace('cluster: prod', 'cluster: prod\netcd_outage: hold').replace(
+          'priority: 100',
+          'priority: 100\n    preemt: true\n    zzzzzzz: 1',
+        ),
+      ),
+    );
+    const top = r.issues.find((i) => i.path === '(top)');
+    expect(top?.hint).toMatch(/did you mean etcdOutage \(not etcd_outage\)/);
+    const group = r.issues.find((i) => i.path === 'groups[0]');
+    expect(group?.hint).toMatch(/did you mean preempt \(not preemt\)/);
+    // Nothing close: no guess.
+    expect(group?.hint).not.toMatch(/zzzzzzz\)/);
+  });
+
   it('checks VRRP settings too (v2 whole-second adverts, 8-byte passwords)', async () => {
     const vrrp = `mode: vrrp\nnode: lb1\ngroups:\n  - name: web\n    interface: eth0\n    vips: [10.0.0.50/24]\n    vrid: 51\n    vrrpVersion: 2\n    advertInt: 0.5\n    authPass: "far-too-long"\n`;
     const r = await checkConfigFile(file(vrrp));

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import * as z from 'zod';
 import { CoordError } from './errors.js';
+import { configKeys } from './config-keys.js';
 import { formatCidr, parseCidr, type Vip } from './net.js';
 import {
   etcdEndpointRule,
@@ -855,12 +856,56 @@ export function plainMessage(i: z.core.$ZodIssue): string {
   return i.message;
 }
 
+/** Edit distance (insert, delete, substitute, swap two neighbours): how far a typo is from a real key. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  return d[a.length]![b.length]!;
+}
+
+/**
+ * For a key the schema does not know at `parent` (a path such as `groups[0]`): the known key there it was most
+ * likely meant to be (`preemt` → `preempt`, `etcd_outage` → `etcdOutage`), if one is close.
+ */
+export function nearestKey(parent: string, unknown: string): string | undefined {
+  const at = parent.replace(/\[\d+\]/g, '[]');
+  const siblings = configKeys(nodeConfigShape())
+    .map((k) => k.path)
+    .filter((p) =>
+      at === '' ? !p.includes('.') : p.startsWith(`${at}.`) && !p.slice(at.length + 1).includes('.'),
+    )
+    .map((p) => (at === '' ? p : p.slice(at.length + 1)));
+  const norm = (k: string) => k.toLowerCase().replace(/[_-]/g, '');
+  let best: { key: string; d: number } | undefined;
+  for (const k of siblings) {
+    const d = editDistance(norm(unknown), norm(k));
+    if (best === undefined || d < best.d) best = { key: k, d };
+  }
+  return best !== undefined && best.d <= Math.max(2, Math.floor(unknown.length / 4)) ? best.key : undefined;
+}
+
 function issuesOf(error: z.ZodError): ConfigIssue[] {
   return error.issues.map((i) => {
     const path = pathText(i.path);
     const keys = i.path.filter((p): p is string => typeof p === 'string');
     const key = [...keys].reverse().find((p) => p in HINTS);
-    const hint = key === undefined ? undefined : HINTS[key];
+    let hint = key === undefined ? undefined : HINTS[key];
+    if (i.code === 'unrecognized_keys') {
+      const meant = i.keys.map((k) => [k, nearestKey(path, k)] as const).filter(([, m]) => m !== undefined);
+      hint =
+        meant.length > 0
+          ? `${meant.map(([k, m]) => `did you mean ${m} (not ${k})?`).join(' ')} Every key: man coord.yaml`
+          : 'remove it, or see man coord.yaml for every key';
+    }
     const message = plainMessage(i);
     return hint === undefined ? { path: path || '(top)', message } : { path: path || '(top)', message, hint };
   });

@@ -6,3 +6,4 @@ export * from './types.js';
 export * from './config.js';
 export * from './rules.js';
 export * from './paths.js';
+export * from './config-keys.js';
