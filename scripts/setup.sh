@@ -15,6 +15,18 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
+# Node: the version package.json asks for, with its headers where the native addons' build looks (nodedir=/usr,
+# as Debian's and NodeSource's nodejs packages install them). Said now rather than deep inside node-gyp.
+node_ok=$(node -e 'const [a, b] = process.versions.node.split(".").map(Number); console.log(a > 20 || (a === 20 && b >= 19) ? 1 : 0)' 2>/dev/null || echo 0)
+if [[ $node_ok != 1 ]]; then
+  echo "setup.sh: needs Node >= 20.19 on PATH (found: $(node --version 2>/dev/null || echo none)); install nodejs 20 from NodeSource's Debian package" >&2
+  exit 1
+fi
+if [[ ! -f /usr/include/node/node_api.h ]]; then
+  echo "setup.sh: Node's headers are not in /usr/include/node (the native addons build against them); install Node as a Debian package (NodeSource's nodejs ships them)" >&2
+  exit 1
+fi
+
 # Every tool the lab, the tests and the build run → the Debian package that provides it. Each tool is probed
 # itself (on PATH), so a package that is installed but incomplete, or a tool from elsewhere, is judged correctly.
 declare -A tool_package=(
@@ -62,7 +74,7 @@ if ((${#wanted[@]} > 0)); then
   policy=/usr/sbin/policy-rc.d
   ours=0
   if [[ -e $policy ]]; then
-    log "keeping the existing $policy as it is (daemons the installation starts are dealt with below)"
+    log "keeping the existing $policy as it is (the packages installed now may start their daemons)"
   else
     printf '#!/bin/sh\n# coord scripts/setup.sh, for the duration of apt-get install\nexit 101\n' >"$policy"
     chmod +x "$policy"
