@@ -1,5 +1,5 @@
 /**
- * One way to connect for every command (issue #9), with the real binary: a node's config file gives `status`,
+ * One way to connect for every command, with the real binary: a node's config file gives `status`,
  * `status --local` and `reload-config` everything they need; a cut-off etcd fails a command within --timeout;
  * `join` says "waiting for etcd" once and "connected to etcd" when it is.
  */

@@ -1,5 +1,5 @@
 /**
- * coord against a production-like etcd (issue #9): three members with TLS, --client-cert-auth and
+ * coord against a production-like etcd: three members with TLS, --client-cert-auth and
  * authentication enabled, a throw-away CA made here. Nodes join with their own certificates and users bound to
  * the node role; they fail over with zero overlap; node credentials cannot change services, an admin's can; every
  * way of getting the connection wrong exits non-zero naming the problem; a certificate rotated in place is

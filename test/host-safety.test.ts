@@ -1,5 +1,5 @@
 /**
- * Bad input that could hurt the host (issue #16, finding 9), with the real binary in the lab: a VIP that is the
+ * Bad input that could hurt the host, with the real binary in the lab: a VIP that is the
  * host's own address is refused before anything changes; a leftover VIP with another prefix length is still
  * removed; a track script that cannot run puts the node in FAULT and says why. And a coord process that dies
  * alone (kill -9 of its PID, the OOM killer's way) leaves no VIP behind: its dead-man helper removes it; killed

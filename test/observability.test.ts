@@ -1,5 +1,5 @@
 /**
- * What deploy/ ships for monitoring (issue #13): the Prometheus alert rules pass `promtool check rules` and their
+ * What deploy/ ships for monitoring: the Prometheus alert rules pass `promtool check rules` and their
  * own unit tests (`promtool test rules`: each alert fires on the series it is about, and not before its `for:`),
  * and the rules and the Grafana dashboard use only metrics coord exports — a renamed metric would silently
  * leave an alert that never fires.

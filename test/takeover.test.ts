@@ -1,5 +1,5 @@
 /**
- * The takeover after an unclean vacancy, with the real binary, real etcd and real kernels (issue #16, finding 3):
+ * The takeover after an unclean vacancy, with the real binary, real etcd and real kernels:
  * the successor does not trust a constant for how long the old holder's kernel keeps the VIP — it waits while the
  * VIP is still answered on the wire, and claims as soon as it is not.
  */

@@ -280,7 +280,7 @@ describe('coord VRRP ⇄ keepalived 2.2.7', () => {
     [150, 100],
     [100, 150],
   ] as const) {
-    it(`fault #12: VRRP blocked, then restored → one Master within 3 × advert + skew (coord ${coordPriority}, keepalived ${keepalivedPriority})`, async () => {
+    it(`VRRP blocked, then restored → one Master within 3 × advert + skew (coord ${coordPriority}, keepalived ${keepalivedPriority})`, async () => {
       const { h1, h2 } = lab;
       const winner = coordPriority > keepalivedPriority ? h1 : h2;
       const vrid = coordPriority > keepalivedPriority ? 67 : 68;
