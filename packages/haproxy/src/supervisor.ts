@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, truncate } from 'node:fs/promises';
 import type { Clock, Logger } from '@coord/core';
 import { execa } from 'execa';
 import { summarizeHaproxyOutput } from './files.js';
@@ -89,13 +89,27 @@ async function sizeOf(path: string): Promise<number> {
   }
 }
 
+/** HAProxy's output file (under runDir: in RAM on /run) is emptied before a start or reload once it is this big. */
+export const LOG_CAP_BYTES = 1024 * 1024;
+
+/**
+ * Where this start's or reload's output will begin in the log file. A file over LOG_CAP_BYTES is emptied first:
+ * the master writes to it in append mode for as long as it lives, so its next lines land at the new end.
+ */
+export async function logStart(path: string, cap = LOG_CAP_BYTES): Promise<number> {
+  const size = await sizeOf(path);
+  if (size <= cap) return size;
+  await truncate(path, 0);
+  return 0;
+}
+
 /** Start a master in daemon mode and wait (bounded) until its socket reports a worker. */
 export async function startMaster(
   paths: MasterPaths,
   options: { clock: Clock; logger: Logger; timeoutMs?: number },
 ): Promise<MasterResult> {
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const from = await sizeOf(paths.logFile);
+  const from = await logStart(paths.logFile);
   const args = ['-W', '-S', `${paths.masterSocket},mode,600`, '-f', paths.configPath, '-p', paths.pidFile];
   // Not `-D`: a daemonized master closes stderr, and then a failed reload leaves no reason anywhere. Instead the
   // master runs in its own session (detached, not killed with us, not waited for) with stdout/stderr appended to
@@ -145,7 +159,7 @@ export async function reloadMaster(
   const timeoutMs = options.timeoutMs ?? 10_000;
   const before = await showProc(paths.masterSocket);
   if (!before.ok) return { ok: false, error: `master socket before reload: ${before.reason}` };
-  const from = await sizeOf(paths.logFile);
+  const from = await logStart(paths.logFile);
   try {
     await socketCommand(paths.masterSocket, 'reload');
   } catch (e) {
