@@ -241,7 +241,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('service', 'set').summary,
           (z) =>
             documented(
-              z.positional('name', { type: 'string', demandOption: true }).options(SERVICE_SET_OPTIONS),
+              z
+                .positional('name', {
+                  type: 'string',
+                  demandOption: true,
+                  describe: 'the service (letters, digits, -, _)',
+                })
+                .options(SERVICE_SET_OPTIONS),
               sub('service', 'set'),
             ),
           async (a) => {
@@ -301,7 +307,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         .command(
           sub('service', 'rm').command,
           sub('service', 'rm').summary,
-          (z) => z.positional('name', { type: 'string', demandOption: true }),
+          (z) =>
+            z.positional('name', { type: 'string', demandOption: true, describe: 'the service to remove' }),
           async (a) => {
             if (!(await (await load.services()).serviceRm(a)))
               throw new CoordError('ERR_COORD_USAGE', `no service ${a.name}: nothing removed`, {
@@ -331,8 +338,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           (z) =>
             documented(
               z
-                .positional('service', { type: 'string', demandOption: true })
-                .positional('name', { type: 'string', demandOption: true })
+                .positional('service', {
+                  type: 'string',
+                  demandOption: true,
+                  describe: 'the service the server belongs to',
+                })
+                .positional('name', {
+                  type: 'string',
+                  demandOption: true,
+                  describe: 'the server, unique in its service',
+                })
                 .positional('address', { type: 'string', demandOption: true, describe: 'ADDR:PORT' })
                 .options(SERVER_SET_OPTIONS),
               sub('server', 'set'),
@@ -351,8 +366,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('server', 'rm').summary,
           (z) =>
             z
-              .positional('service', { type: 'string', demandOption: true })
-              .positional('name', { type: 'string', demandOption: true }),
+              .positional('service', {
+                type: 'string',
+                demandOption: true,
+                describe: 'the service the server belongs to',
+              })
+              .positional('name', {
+                type: 'string',
+                demandOption: true,
+                describe: 'the server, unique in its service',
+              }),
           async (a) => {
             if (!(await (await load.services()).serverRm(a)))
               throw new CoordError('ERR_COORD_USAGE', `no server ${a.service}/${a.name}: nothing removed`, {
@@ -366,8 +389,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('server', 'enable').summary,
           (z) =>
             z
-              .positional('service', { type: 'string', demandOption: true })
-              .positional('name', { type: 'string', demandOption: true }),
+              .positional('service', {
+                type: 'string',
+                demandOption: true,
+                describe: 'the service the server belongs to',
+              })
+              .positional('name', {
+                type: 'string',
+                demandOption: true,
+                describe: 'the server, unique in its service',
+              }),
           async (a) => {
             const rev = await (await load.services()).serverEnable(a, true);
             process.stdout.write(
@@ -383,8 +414,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           (z) =>
             documented(
               z
-                .positional('service', { type: 'string', demandOption: true })
-                .positional('name', { type: 'string', demandOption: true })
+                .positional('service', {
+                  type: 'string',
+                  demandOption: true,
+                  describe: 'the service the server belongs to',
+                })
+                .positional('name', {
+                  type: 'string',
+                  demandOption: true,
+                  describe: 'the server, unique in its service',
+                })
                 .options(DRAIN_OPTIONS),
               sub('server', 'drain'),
             ),
@@ -423,8 +462,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('server', 'disable').summary,
           (z) =>
             z
-              .positional('service', { type: 'string', demandOption: true })
-              .positional('name', { type: 'string', demandOption: true }),
+              .positional('service', {
+                type: 'string',
+                demandOption: true,
+                describe: 'the service the server belongs to',
+              })
+              .positional('name', {
+                type: 'string',
+                demandOption: true,
+                describe: 'the server, unique in its service',
+              }),
           async (a) => {
             const rev = await (await load.services()).serverEnable(a, false);
             process.stdout.write(
@@ -498,7 +545,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       (y) =>
         documented(
           y
-            .positional('state', { type: 'string', choices: ['on', 'off'] as const, demandOption: true })
+            .positional('state', {
+              type: 'string',
+              choices: ['on', 'off'] as const,
+              demandOption: true,
+              describe: 'on: out of the election; off: back in',
+            })
             .options(MAINTENANCE_OPTIONS),
           COMMANDS.maintenance,
         ),
@@ -514,7 +566,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       COMMANDS.move.summary,
       (y) =>
         documented(
-          y.positional('group', { type: 'string', demandOption: true }).options(MOVE_OPTIONS),
+          y
+            .positional('group', { type: 'string', demandOption: true, describe: 'the VIP group to move' })
+            .options(MOVE_OPTIONS),
           COMMANDS.move,
         ),
       async (a) => {
@@ -529,7 +583,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       COMMANDS.drill.summary,
       (y) =>
         documented(
-          y.positional('group', { type: 'string', demandOption: true }).options(DRILL_OPTIONS),
+          y
+            .positional('group', { type: 'string', demandOption: true, describe: 'the VIP group to drill' })
+            .options(DRILL_OPTIONS),
           COMMANDS.drill,
         ),
       async (a) => {
@@ -609,7 +665,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       (y) =>
         documented(
           y
-            .positional('kind', { type: 'string', choices: ['keepalived'] as const, demandOption: true })
+            .positional('kind', {
+              type: 'string',
+              choices: ['keepalived'] as const,
+              demandOption: true,
+              describe: 'the configuration language to read',
+            })
             .positional('file', {
               type: 'string',
               demandOption: true,

@@ -117,9 +117,12 @@ export async function resolveTarget(a: ConnectionArgs): Promise<Target> {
     });
   const timeoutSec = a.timeout ?? DEFAULT_TIMEOUT_SEC;
   if (!(timeoutSec > 0 && timeoutSec <= 600))
-    throw new CoordError('ERR_COORD_USAGE', `--timeout must be 0-600 seconds, got ${String(a.timeout)}`, {
-      hint: 'e.g. --timeout 5',
-    });
+    throw new CoordError(
+      'ERR_COORD_USAGE',
+      // yargs turns a value that is not a number into NaN before we see it: say so rather than "got NaN".
+      `--timeout must be 0-600 seconds, got ${Number.isNaN(a.timeout) ? 'a value that is not a number' : String(a.timeout)}`,
+      { hint: 'e.g. --timeout 5 (or COORD_TIMEOUT=5, which sets the same option)' },
+    );
   const timeoutMs = Math.round(timeoutSec * 1000);
   return {
     connection: loadConnection(settings.etcd, { callTimeoutMs: timeoutMs }),
