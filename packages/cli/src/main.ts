@@ -92,7 +92,9 @@ async function releaseNodeLease(
 function documented<T>(y: Argv<T>, doc: CommandDoc): Argv<T> {
   let out = y;
   for (const [cmd, what] of doc.examples) out = out.example(cmd, what);
-  return out;
+  return out.epilogue(
+    'Exit status, COORD_* variables and every command: man coord. The config file: man coord.yaml.',
+  );
 }
 
 const sub = (parent: 'service' | 'server', name: string): CommandDoc => subcommand(COMMANDS[parent], name);
