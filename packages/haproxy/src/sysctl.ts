@@ -42,7 +42,7 @@ export async function checkNonlocalBind(options: {
           'net.ipv4.ip_nonlocal_bind is 0: HAProxy cannot bind VIPs this node does not hold',
           {
             hint:
-              'apply the sysctl drop-in (the coord package installs it: sysctl -p /usr/lib/sysctl.d/99-coord.conf), ' +
+              'set net.ipv4.ip_nonlocal_bind=1 in sysctl.d (the coord package installs /usr/lib/sysctl.d/99-coord.conf: sysctl -p it), ' +
               'or use haproxy.nonlocalBind: set where coord runs outside its systemd unit (the unit keeps /proc/sys read-only)',
             details: { path },
           },
@@ -57,7 +57,7 @@ export async function checkNonlocalBind(options: {
         throw new CoordError('ERR_COORD_PERMISSION', `cannot enable net.ipv4.ip_nonlocal_bind`, {
           cause: e,
           hint:
-            'set it in sysctl.d (the coord package installs /usr/lib/sysctl.d/99-coord.conf: sysctl -p it); coord ' +
+            'set net.ipv4.ip_nonlocal_bind=1 in sysctl.d (the coord package installs /usr/lib/sysctl.d/99-coord.conf: sysctl -p it); coord ' +
             'can only write it as root with a writable /proc/sys, which its systemd unit does not give (ProtectKernelTunables)',
           details: { path },
         });
