@@ -82,24 +82,30 @@ describe('EtcdSession (memory etcd, fake clock)', () => {
     expect(ups[1]?.previousLeaseId).toBe(first);
   });
 
-  it('after etcd lost quorum for long, a new lease is asked for within one keepalive interval of its return', async () => {
-    const s = setup();
-    s.session.start();
-    await until(s.clock, () => s.seen.some((e) => e.type === 'acked'));
-    s.server.loseQuorum();
-    // Long enough for the retries (each refused at once) to back off as far as they go.
-    await elapse(s.clock, 6000);
-    s.server.restore();
-    const healedAt = s.clock.now();
-    await until(s.clock, () => s.seen.filter((e) => e.type === 'up').length === 2, 3000);
-    // Retries never wait longer than one interval (250 ms at TTL 1 s), not the 1 s a doubling backoff reached before.
-    const waits = s.logger.records
-      .filter((l) => l.message === 'lease grant failed')
-      .map((l) => (l.fields as { retryInMs: number }).retryInMs);
-    expect(waits.length).toBeGreaterThan(12);
-    expect(Math.max(...waits)).toBe(250);
-    expect(s.clock.now() - healedAt).toBeLessThanOrEqual(260);
-  });
+  it.each([
+    [1, 250],
+    [10, 1000],
+  ])(
+    'after etcd lost quorum for long, TTL %i s: grants are retried at least every %i ms',
+    async (ttlSec, capMs) => {
+      const s = setup({ ttlSec });
+      s.session.start();
+      await until(s.clock, () => s.seen.some((e) => e.type === 'acked'));
+      s.server.loseQuorum();
+      // Long enough for the session to be lost and the retries (each refused at once) to back off as far as they go.
+      await elapse(s.clock, ttlSec * 1000 + 6000);
+      s.server.restore();
+      const healedAt = s.clock.now();
+      await until(s.clock, () => s.seen.filter((e) => e.type === 'up').length === 2, 3000);
+      // Retries wait at most one keepalive interval (250 ms at TTL 1 s), and never more than 1 s.
+      const waits = s.logger.records
+        .filter((l) => l.message === 'lease grant failed')
+        .map((l) => (l.fields as { retryInMs: number }).retryInMs);
+      expect(waits.length).toBeGreaterThan(5);
+      expect(Math.max(...waits)).toBe(capMs);
+      expect(s.clock.now() - healedAt).toBeLessThanOrEqual(capMs + 10);
+    },
+  );
 
   it('reopen keeps the lease on one fresh stream, however many reopens overlap (two groups fencing at once)', async () => {
     const s = setup();
