@@ -924,6 +924,14 @@ export class CoordNode {
    * Pick up rotated TLS files (same paths, new content): the client reconnects with them, the keepalive stream
    * and the watch re-open, the lease and the VIP stay. A bad new file is refused and the old material kept.
    */
+  /**
+   * Re-read the etcd TLS files now (a reload asked for it), whatever else the reload could apply: certificates are
+   * rotated under the same names without a restart.
+   */
+  recheckTls(): void {
+    this.rotateTls('config reload');
+  }
+
   private rotateTls(why: string): void {
     const client = this.tlsClient;
     if (client === undefined || this.stopped) return;

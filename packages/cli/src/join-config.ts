@@ -172,16 +172,28 @@ export async function buildJoinConfig(args: JoinArgs): Promise<NodeConfig> {
   return requireNodeConfig(raw, file.path ?? 'flags');
 }
 
-/** What a reload applies to a running node: each group's priority, preemption and preemption delay. */
+/** What a reload applies to a running node (etcd mode): each group's priority, preemption and preemption delay. */
 const LIVE_GROUP_KEYS: ReadonlySet<string> = new Set(['priority', 'preempt', 'preemptDelayMs']);
+/** Derived from other keys, which are compared themselves: `follows` comes from `syncGroup`. */
+const DERIVED_GROUP_KEYS: ReadonlySet<string> = new Set(['follows']);
 /** Settings named as in the YAML file where the running config calls them otherwise. */
 const YAML_NAMES: Readonly<Record<string, string>> = {
   ttlSec: 'ttl',
   etcdOutageMaxMs: 'etcdOutageMax',
-  preemptDelayMs: 'preemptDelay',
   advertise: 'vrrp',
-  follows: 'syncGroup',
+  // VRRP mode: the group's own vrid, advertInt, vrrpVersion, unicastPeers, unicastSrc and authPass.
+  vrrp: 'vrid/advertInt/vrrpVersion/unicastPeers/unicastSrc/authPass',
 };
+
+/** The tracked interfaces the operator listed: fast failover adds each VIP interface itself (config.ts). */
+function listedTrack(c: NodeConfig): unknown {
+  if (!c.fastFailover) return c.track;
+  const added = new Set(c.groups.map((g) => g.interface));
+  return {
+    ...c.track,
+    interfaces: c.track.interfaces.filter((x) => !(x.weight === undefined && added.has(x.name))),
+  };
+}
 
 /**
  * What differs between the running config and a re-read one that a reload cannot apply, by YAML name (`track`,
@@ -189,13 +201,14 @@ const YAML_NAMES: Readonly<Record<string, string>> = {
  * reload never reports "no change" while the file says otherwise.
  */
 export function changesNeedingRestart(cur: NodeConfig, next: NodeConfig): string[] {
-  const out: string[] = [];
+  const out = new Set<string>();
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   const named = (k: string) => YAML_NAMES[k] ?? k;
   const keys = new Set([...Object.keys(cur), ...Object.keys(next)]) as Set<keyof NodeConfig>;
   for (const k of keys) {
     if (k === 'groups') continue;
-    if (!same(cur[k], next[k])) out.push(named(k));
+    if (k === 'track' ? !same(listedTrack(cur), listedTrack(next)) : !same(cur[k], next[k]))
+      out.add(named(k));
   }
   const byName = (c: NodeConfig) => new Map(c.groups.map((g) => [g.name, g]));
   const before = byName(cur);
@@ -204,12 +217,16 @@ export function changesNeedingRestart(cur: NodeConfig, next: NodeConfig): string
     const a = before.get(name);
     const b = after.get(name);
     if (a === undefined || b === undefined) {
-      out.push(`groups.${name} (${a === undefined ? 'added' : 'removed'})`);
+      out.add(`groups.${name} (${a === undefined ? 'added' : 'removed'})`);
       continue;
     }
     const fields = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof typeof a>;
     for (const f of fields)
-      if (!LIVE_GROUP_KEYS.has(f) && !same(a[f], b[f])) out.push(`groups.${name}.${named(f)}`);
+      if (!LIVE_GROUP_KEYS.has(f) && !DERIVED_GROUP_KEYS.has(f) && !same(a[f], b[f]))
+        out.add(`groups.${name}.${named(f)}`);
   }
-  return out;
+  // The same groups in another order: the first one's interface gives the peer channel its address.
+  const order = (c: NodeConfig) => c.groups.map((g) => g.name).join(',');
+  if (out.size === 0 && order(cur) !== order(next)) out.add('groups (their order)');
+  return [...out];
 }

@@ -138,14 +138,16 @@ export async function runJoin(args: JoinArgs): Promise<number> {
     }
     const next = await buildJoinConfig(args);
     // Only priorities and preemption change live; anything else is refused as a whole (nothing half-applied).
+    // Rotated certificate files are picked up either way (applyConfig does it too; a second look is a no-op).
     const pending = changesNeedingRestart(current, next);
+    if (pending.length > 0 && node instanceof CoordNode) node.recheckTls();
     const result = pending.length > 0 ? { applied: [], restartRequired: pending } : node.applyConfig(next);
     if (result.restartRequired.length === 0) {
       current = next;
       // Health verdicts are relative to the base priorities: recompute them from the new ones.
       tracker?.recompute();
     } else {
-      // `coord reload-config` prints this and exits 3; a SIGHUP (`systemctl reload`) has only the log to say it.
+      // `coord reload-config` (and so `systemctl reload`) prints this and exits 3; a SIGHUP has only the log.
       logger.warn('config reload not applied: these changes need a restart', {
         restartRequired: result.restartRequired,
         hint: 'restart coord to apply them (its VIPs move to another node meanwhile)',

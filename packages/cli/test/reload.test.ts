@@ -64,4 +64,26 @@ describe('changesNeedingRestart', () => {
     ]);
     expect(changesNeedingRestart(next, cur)).toContain('groups.db (removed)');
   });
+
+  it('names each changed key once, and not what is derived from another (sync leaders, tracked VIP links)', () => {
+    const two = (sync: string | undefined) => [
+      group({ name: 'web', ...(sync === undefined ? {} : { syncGroup: sync }) }),
+      group({ name: 'zz', vips: ['10.0.0.60/24'], syncGroup: 'pair' }),
+    ];
+    // web joins zz's sync group: zz's sync leader changes too, but its YAML did not.
+    expect(changesNeedingRestart(config({}, two(undefined)), config({}, two('pair')))).toEqual([
+      'groups.web.syncGroup',
+    ]);
+    // Fast failover tracks the VIP interface by itself: turning it on is not a change of track.
+    expect(changesNeedingRestart(config(), config({ fastFailover: true })).sort()).toEqual([
+      'fastFailover',
+      'peer',
+    ]);
+  });
+
+  it('the same groups in another order need a restart, and say so', () => {
+    const a = group();
+    const b = group({ name: 'db', vips: ['10.0.0.60/24'] });
+    expect(changesNeedingRestart(config({}, [a, b]), config({}, [b, a]))).toEqual(['groups (their order)']);
+  });
 });
