@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { isCoordError, type CoordError } from '@coord/core';
+import { isCoordError, nearestKey, type CoordError } from '@coord/core';
 import { checkConfigFile, missingFileWarnings, summarize } from '../src/check.js';
 import { buildJoinConfig } from '../src/join.js';
 import { envArgs, unknownArguments } from '../src/options.js';
@@ -114,6 +114,14 @@ describe('coord check-config', () => {
     expect(group?.hint).toMatch(/did you mean preempt \(not preemt\)/);
     // Nothing close: no guess.
     expect(group?.hint).not.toMatch(/zzzzzzz\)/);
+  });
+
+  it('a short or cut-short key: one slip at most, else the keys it begins', () => {
+    expect(nearestKey('groups[0]', 'prio')).toBe('priority');
+    expect(nearestKey('', 'tls')).toBeUndefined();
+    expect(nearestKey('', 'ttk')).toBe('ttl');
+    expect(nearestKey('', 'log')).toBe('logLevel or logFormat');
+    expect(nearestKey('groups[0]', 'preemtDelay')).toBe('preemptDelay');
   });
 
   it('checks VRRP settings too (v2 whole-second adverts, 8-byte passwords)', async () => {

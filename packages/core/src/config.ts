@@ -885,12 +885,18 @@ export function nearestKey(parent: string, unknown: string): string | undefined 
     )
     .map((p) => (at === '' ? p : p.slice(at.length + 1)));
   const norm = (k: string) => k.toLowerCase().replace(/[_-]/g, '');
+  const typed = norm(unknown);
   let best: { key: string; d: number } | undefined;
   for (const k of siblings) {
-    const d = editDistance(norm(unknown), norm(k));
+    const d = editDistance(typed, norm(k));
     if (best === undefined || d < best.d) best = { key: k, d };
   }
-  return best !== undefined && best.d <= Math.max(2, Math.floor(unknown.length / 4)) ? best.key : undefined;
+  // Short keys allow one slip (`tls` is not `ttl`), longer ones a slip per four letters.
+  const allowed = typed.length <= 4 ? 1 : Math.max(2, Math.floor(typed.length / 4));
+  if (best !== undefined && best.d <= allowed) return best.key;
+  // A key cut short (`prio`, `log`): the keys it begins, when there are few.
+  const begun = typed.length >= 3 ? siblings.filter((k) => norm(k).startsWith(typed)) : [];
+  return begun.length > 0 && begun.length <= 3 ? begun.join(' or ') : undefined;
 }
 
 function issuesOf(error: z.ZodError): ConfigIssue[] {
