@@ -29,12 +29,13 @@ lintian --allow-root --tag-display-limit 0 --fail-on error "$deb"
 # The postinst applies the non-local bind setting to this host, and a purge leaves the running value (Debian's
 # way: the drop-in goes, the value lasts until reboot). This host is not a load balancer: put them back after.
 nonlocal4=$(sysctl -n net.ipv4.ip_nonlocal_bind)
-nonlocal6=$(sysctl -n net.ipv6.ip_nonlocal_bind)
+nonlocal6=$(sysctl -n net.ipv6.ip_nonlocal_bind 2>/dev/null || true) # empty: IPv6 is off here
 cleanup() {
   if dpkg -s coord >/dev/null 2>&1 || dpkg -l coord 2>/dev/null | grep -q '^rc'; then
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq coord >/dev/null 2>&1 || true
   fi
-  sysctl -q -w "net.ipv4.ip_nonlocal_bind=$nonlocal4" "net.ipv6.ip_nonlocal_bind=$nonlocal6" || true
+  sysctl -q -w "net.ipv4.ip_nonlocal_bind=$nonlocal4" || true
+  [[ -z $nonlocal6 ]] || sysctl -q -w "net.ipv6.ip_nonlocal_bind=$nonlocal6" || true
 }
 trap cleanup EXIT
 
