@@ -92,7 +92,12 @@ async function releaseNodeLease(
 function documented<T>(y: Argv<T>, doc: CommandDoc): Argv<T> {
   let out = y;
   for (const [cmd, what] of doc.examples) out = out.example(cmd, what);
-  return out.epilogue(
+  return withManPointer(out);
+}
+
+/** Every command's help ends by saying where the rest is (exit codes and variables are not in --help). */
+function withManPointer<T>(y: Argv<T>): Argv<T> {
+  return y.epilogue(
     'Exit status, COORD_* variables and every command: man coord. The config file: man coord.yaml.',
   );
 }
@@ -104,11 +109,15 @@ async function controlSocketOf(a: {
   config?: string | undefined;
   controlSocket?: string | undefined;
 }): Promise<string> {
-  if (a.controlSocket !== undefined) return a.controlSocket;
-  const { raw } = await (await load.target()).readNodeFile(a);
-  return typeof raw.controlSocket === 'string' && raw.controlSocket !== ''
-    ? raw.controlSocket
-    : DEFAULT_CONTROL_SOCKET;
+  const path = a.controlSocket ?? (await (await load.target()).readNodeFile(a)).raw.controlSocket;
+  // '' turns the socket off (controlSocket: '' in the config): say so instead of trying the default path.
+  if (path === '')
+    throw new CoordError('ERR_COORD_USAGE', "this node's control socket is off (controlSocket: '')", {
+      hint:
+        'give it a path to use status --local and reload-config; meanwhile SIGHUP re-reads the config ' +
+        '(systemctl kill -s HUP coord; the outcome is only in its log)',
+    });
+  return typeof path === 'string' ? path : DEFAULT_CONTROL_SOCKET;
 }
 
 /**
@@ -153,7 +162,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     const doc = COMMANDS.completion;
     if (argv.includes('--help') || argv.includes('-h')) {
       const examples = doc.examples.map(([cmd, what]) => `  ${cmd}${what === '' ? '' : `  # ${what}`}`);
-      process.stdout.write(`coord ${doc.command}\n\n${doc.summary}\n\nExamples:\n${examples.join('\n')}\n`);
+      process.stdout.write(
+        `coord ${doc.command}\n\n${doc.summary}\n\nExamples:\n${examples.join('\n')}\n\nEvery command: man coord.\n`,
+      );
       return 0;
     }
     const wanted = argv[1];
@@ -310,7 +321,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('service', 'rm').command,
           sub('service', 'rm').summary,
           (z) =>
-            z.positional('name', { type: 'string', demandOption: true, describe: 'the service to remove' }),
+            withManPointer(z).positional('name', {
+              type: 'string',
+              demandOption: true,
+              describe: 'the service to remove',
+            }),
           async (a) => {
             if (!(await (await load.services()).serviceRm(a)))
               throw new CoordError('ERR_COORD_USAGE', `no service ${a.name}: nothing removed`, {
@@ -367,7 +382,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('server', 'rm').command,
           sub('server', 'rm').summary,
           (z) =>
-            z
+            withManPointer(z)
               .positional('service', {
                 type: 'string',
                 demandOption: true,
@@ -390,7 +405,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('server', 'enable').command,
           sub('server', 'enable').summary,
           (z) =>
-            z
+            withManPointer(z)
               .positional('service', {
                 type: 'string',
                 demandOption: true,
@@ -463,7 +478,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('server', 'disable').command,
           sub('server', 'disable').summary,
           (z) =>
-            z
+            withManPointer(z)
               .positional('service', {
                 type: 'string',
                 demandOption: true,
@@ -488,7 +503,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .command(
       COMMANDS['reload-config'].command,
       COMMANDS['reload-config'].summary,
-      (y) => y.options(CONTROL_OPTIONS),
+      (y) => withManPointer(y).options(CONTROL_OPTIONS),
       async (a) => {
         const res = await controlRequest(await controlSocketOf(a), { cmd: 'reload-config' });
         if (!res.ok)
@@ -510,7 +525,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       COMMANDS['check-config'].command,
       COMMANDS['check-config'].summary,
       (y) =>
-        y
+        withManPointer(y)
           .positional('file', {
             type: 'string',
             describe: 'the YAML config file [default: --config, else /etc/coord/coord.yaml]',
@@ -784,7 +799,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .command(
       COMMANDS.version.command,
       COMMANDS.version.summary,
-      (y) => y,
+      (y) => withManPointer(y),
       () => {
         process.stdout.write(`${versionText()}\n`);
       },
