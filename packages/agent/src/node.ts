@@ -921,10 +921,6 @@ export class CoordNode {
   // ── TLS ──────────────────────────────────────────────────────────────────────────────────────────────────
 
   /**
-   * Pick up rotated TLS files (same paths, new content): the client reconnects with them, the keepalive stream
-   * and the watch re-open, the lease and the VIP stay. A bad new file is refused and the old material kept.
-   */
-  /**
    * Re-read the etcd TLS files now (a reload asked for it), whatever else the reload could apply: certificates are
    * rotated under the same names without a restart.
    */
@@ -932,6 +928,10 @@ export class CoordNode {
     this.rotateTls('config reload');
   }
 
+  /**
+   * Pick up rotated TLS files (same paths, new content): the client reconnects with them, the keepalive stream
+   * and the watch re-open, the lease and the VIP stay. A bad new file is refused and the old material kept.
+   */
   private rotateTls(why: string): void {
     const client = this.tlsClient;
     if (client === undefined || this.stopped) return;

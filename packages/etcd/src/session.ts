@@ -160,8 +160,9 @@ export class EtcdSession {
 
   /**
    * The longest wait between two lease grants: one keepalive interval (250 ms at TTL 1 s), the rate a live session
-   * talks to etcd anyway, and never more than the 1 s it always was (a long TTL's interval would be longer). A longer cap cost a whole backoff step after etcd came back: in a 30-minute soak
-   * (seed 125, quorum lost for 1.4 s) one node got its lease 0.75 s after the others, and the group waited for it.
+   * talks to etcd anyway, and never more than the 1 s it always was (a long TTL's interval is longer). A 1 s cap
+   * cost a whole backoff step after etcd came back: in a 30-minute soak (seed 125, quorum lost for 1.4 s) one node
+   * got its lease 0.75 s after the others, and the group waited for it.
    */
   private grantRetryCapMs(): number {
     return Math.min(1000, Math.max(100, this.opts.intervalMs(this.opts.ttlSec * 1000)));
