@@ -122,7 +122,9 @@ export function controlRequest(
       reject(
         new CoordError('ERR_COORD_USAGE', `cannot reach coord at ${path}: ${e.code ?? e.message}`, {
           cause: e,
-          hint: 'is coord join running on this host? pass --control-socket if it uses another path',
+          hint:
+            'is coord join running on this host? pass --control-socket if it uses another path (a controlSocket ' +
+            'changed in the file applies at the next restart: until then coord listens on the old one)',
         }),
       );
     });
