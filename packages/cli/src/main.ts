@@ -104,6 +104,21 @@ function withManPointer<T>(y: Argv<T>): Argv<T> {
 
 const sub = (parent: 'service' | 'server', name: string): CommandDoc => subcommand(COMMANDS[parent], name);
 
+/** The two positionals every `coord server` subcommand starts with. */
+function serverPositionals<T>(y: Argv<T>) {
+  return y
+    .positional('service', {
+      type: 'string',
+      demandOption: true,
+      describe: 'the service the server belongs to',
+    })
+    .positional('name', {
+      type: 'string',
+      demandOption: true,
+      describe: 'the server, unique in its service',
+    });
+}
+
 /** The control socket of the local coord: --control-socket, else the config's controlSocket, else the default. */
 async function controlSocketOf(a: {
   config?: string | undefined;
@@ -354,17 +369,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           sub('server', 'set').summary,
           (z) =>
             documented(
-              z
-                .positional('service', {
-                  type: 'string',
-                  demandOption: true,
-                  describe: 'the service the server belongs to',
-                })
-                .positional('name', {
-                  type: 'string',
-                  demandOption: true,
-                  describe: 'the server, unique in its service',
-                })
+              serverPositionals(z)
                 .positional('address', { type: 'string', demandOption: true, describe: 'ADDR:PORT' })
                 .options(SERVER_SET_OPTIONS),
               sub('server', 'set'),
@@ -381,18 +386,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         .command(
           sub('server', 'rm').command,
           sub('server', 'rm').summary,
-          (z) =>
-            withManPointer(z)
-              .positional('service', {
-                type: 'string',
-                demandOption: true,
-                describe: 'the service the server belongs to',
-              })
-              .positional('name', {
-                type: 'string',
-                demandOption: true,
-                describe: 'the server, unique in its service',
-              }),
+          (z) => serverPositionals(withManPointer(z)),
           async (a) => {
             if (!(await (await load.services()).serverRm(a)))
               throw new CoordError('ERR_COORD_USAGE', `no server ${a.service}/${a.name}: nothing removed`, {
@@ -404,18 +398,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         .command(
           sub('server', 'enable').command,
           sub('server', 'enable').summary,
-          (z) =>
-            withManPointer(z)
-              .positional('service', {
-                type: 'string',
-                demandOption: true,
-                describe: 'the service the server belongs to',
-              })
-              .positional('name', {
-                type: 'string',
-                demandOption: true,
-                describe: 'the server, unique in its service',
-              }),
+          (z) => serverPositionals(withManPointer(z)),
           async (a) => {
             const rev = await (await load.services()).serverEnable(a, true);
             process.stdout.write(
@@ -428,22 +411,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         .command(
           sub('server', 'drain').command,
           sub('server', 'drain').summary,
-          (z) =>
-            documented(
-              z
-                .positional('service', {
-                  type: 'string',
-                  demandOption: true,
-                  describe: 'the service the server belongs to',
-                })
-                .positional('name', {
-                  type: 'string',
-                  demandOption: true,
-                  describe: 'the server, unique in its service',
-                })
-                .options(DRAIN_OPTIONS),
-              sub('server', 'drain'),
-            ),
+          (z) => documented(serverPositionals(z).options(DRAIN_OPTIONS), sub('server', 'drain')),
           async (a) => {
             const waitMs = a.wait === undefined ? undefined : parseDurationMs(a.wait);
             if (waitMs === undefined && a.wait !== undefined)
@@ -477,18 +445,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         .command(
           sub('server', 'disable').command,
           sub('server', 'disable').summary,
-          (z) =>
-            withManPointer(z)
-              .positional('service', {
-                type: 'string',
-                demandOption: true,
-                describe: 'the service the server belongs to',
-              })
-              .positional('name', {
-                type: 'string',
-                demandOption: true,
-                describe: 'the server, unique in its service',
-              }),
+          (z) => serverPositionals(withManPointer(z)),
           async (a) => {
             const rev = await (await load.services()).serverEnable(a, false);
             process.stdout.write(
