@@ -17,6 +17,7 @@ import {
   createAnnouncer,
   createNetlinkVipPort,
   createWireProber,
+  releaseFilePagesLater,
   watchAddresses,
   withDeadManSwitch,
 } from '@coord/vip';
@@ -203,7 +204,11 @@ export async function runJoin(args: JoinArgs): Promise<number> {
   for (const g of config.groups) hooks?.notify(g.name, 'follower', 'started', null);
   tracker?.start();
   await node.start();
+  // Most of an idle agent's memory is pages of the runtime that start-up touched once: they go back to the page
+  // cache once the node runs, and again every 10 minutes (docs/design.md, "Footprint: the runtime's file pages").
+  const release = releaseFilePagesLater({ clock, logger });
   const code = await done;
+  release.stop();
   // HAProxy itself keeps running: a coord restart must not interrupt traffic.
   await haproxyDriver?.stop();
   for (const g of config.groups) hooks?.notify(g.name, 'stop', 'stopping', null);

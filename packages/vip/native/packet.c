@@ -2,7 +2,9 @@
  * coord_packet: the smallest native piece coord needs to announce a VIP without waiting for a
  * process (arping takes ~1 s to exit), and to probe whether anyone still answers for it. It opens
  * AF_PACKET/SOCK_RAW sockets bound to one interface, sends complete Ethernet frames built in
- * TypeScript, receives frames of one ethertype, and reads an interface's MAC.
+ * TypeScript, receives frames of one ethertype, and reads an interface's MAC. One more call, unrelated to
+ * packets, lives here so that coord has one addon to build: dropPages, which lets a long-running agent give
+ * back the runtime's start-up pages (memory.ts).
  * Everything about frame layout and checksums lives in TypeScript, where it is unit-tested.
  *
  * Exports:
@@ -20,6 +22,11 @@
  *                                           send one rtnetlink request (NLM_F_ACK, its seq set) and wait for
  *                                           the kernel's answer to that seq, in this one call: 0 (done) or the
  *                                           errno the kernel refused it with (EEXIST, ...)
+ *   dropPages(start: number, length: number): number
+ *                                           madvise(MADV_DONTNEED) on a page-aligned range: 0 or the errno.
+ *                                           Only for read-only private file mappings with no anonymous page
+ *                                           (memory.ts chooses them): their pages come back from the page
+ *                                           cache on the next touch. On any other mapping it loses data.
  * Errors are thrown as Error with `code` set to the errno name (EPERM, ENODEV, ...).
  *
  * Why a synchronous netlink request next to the netlink library: a VIP add or refresh must reach the kernel
@@ -38,6 +45,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -317,6 +325,31 @@ static napi_value js_nl_request(napi_env env, napi_callback_info info) {
   }
 }
 
+/*
+ * Unmaps the pages of [start, start + length) from this process (memory.ts, releaseFilePages). Numbers, not
+ * BigInts: user-space addresses on x86-64 and arm64 fit in 2^53.
+ */
+static napi_value js_drop_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  double start, length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_double(env, argv[0], &start) != napi_ok ||
+      napi_get_value_double(env, argv[1], &length) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "dropPages(start, length): two numbers");
+    return NULL;
+  }
+  long page = sysconf(_SC_PAGESIZE);
+  if (start <= 0 || length <= 0 || start + length > 9007199254740992.0 || (unsigned long)start % page != 0 ||
+      (unsigned long)length % page != 0) {
+    napi_throw_range_error(env, "EINVAL", "dropPages(start, length): a non-empty page-aligned range");
+    return NULL;
+  }
+  int r = madvise((void *)(unsigned long)start, (size_t)length, MADV_DONTNEED);
+  napi_create_int32(env, r == 0 ? 0 : errno, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
@@ -328,6 +361,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"recv", NULL, js_recv, NULL, NULL, NULL, napi_default, NULL},
     {"nlOpen", NULL, js_nl_open, NULL, NULL, NULL, napi_default, NULL},
     {"nlRequest", NULL, js_nl_request, NULL, NULL, NULL, napi_default, NULL},
+    {"dropPages", NULL, js_drop_pages, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

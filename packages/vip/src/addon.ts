@@ -41,6 +41,12 @@ export interface PacketAddon {
    * (native/packet.c says why the netlink library cannot promise that).
    */
   nlRequest(fd: number, message: Buffer): number;
+  /**
+   * madvise(MADV_DONTNEED) on a page-aligned range: 0 when done, else the errno. Only for what
+   * `cleanFileMappings` (memory.ts) chooses — read-only private file mappings without anonymous pages, whose
+   * pages the kernel brings back from the page cache on the next touch. On any other mapping it loses data.
+   */
+  dropPages(start: number, length: number): number;
 }
 
 /** Relative to this module: the addon node-gyp builds. */

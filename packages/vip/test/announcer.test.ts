@@ -44,6 +44,9 @@ function fakeAddon(): PacketAddon & {
     nlRequest(): number {
       throw new Error('the announcer must not touch addresses');
     },
+    dropPages(): number {
+      throw new Error('the announcer must not touch memory');
+    },
   };
   return self;
 }

@@ -97,6 +97,9 @@ function fakeAddon(opts: { echo?: boolean } = {}) {
     nlRequest: (): number => {
       throw new Error('the prober must not touch addresses');
     },
+    dropPages: (): number => {
+      throw new Error('the prober must not touch memory');
+    },
   } satisfies PacketAddon & Record<string, unknown>;
   return addon;
 }
