@@ -29,14 +29,13 @@ const NOT_FILES = ['/dev/', '/memfd:', '/SYSV', '/dmabuf:'];
  */
 export function cleanFileMappings(smaps: string): CleanMapping[] {
   const out: CleanMapping[] = [];
-  let cur: { start: number; end: number; perms: string; path: string; fields: Map<string, number> } | null =
-    null;
+  // The mapping being read, while it can still qualify (most of an agent's mappings are the V8 heap's: they are
+  // ruled out by their header, and their lines skipped unparsed; this runs on the event loop).
+  let cur: { start: number; end: number; path: string; fields: Map<string, number> } | null = null;
   const finish = (flags: readonly string[]) => {
     if (cur === null) return;
-    const { start, end, perms, path, fields } = cur;
+    const { start, end, path, fields } = cur;
     cur = null;
-    if (perms !== 'r--p' && perms !== 'r-xp') return;
-    if (!path.startsWith('/') || NOT_FILES.some((p) => path.startsWith(p))) return;
     if (fields.get('Anonymous') !== 0 || fields.get('Private_Dirty') !== 0) return;
     if (flags.includes('lo')) return;
     const rssKb = fields.get('Rss') ?? 0;
@@ -44,15 +43,20 @@ export function cleanFileMappings(smaps: string): CleanMapping[] {
     out.push({ start, length: end - start, path, rssKb });
   };
   for (const line of smaps.split('\n')) {
-    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ \S+ \d+ *(.*)$/.exec(line);
-    if (head !== null) {
+    // Field names start with a capital letter; a mapping's header with its address, in lower-case hex.
+    const c = line.charCodeAt(0);
+    if ((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66)) {
       // A mapping without a VmFlags line (kernels before 3.8) is judged without its flags.
       finish([]);
+      const head = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ \S+ \d+ *(.*)$/.exec(line);
+      const perms = head?.[3];
+      const path = head?.[4] ?? '';
+      if (perms !== 'r--p' && perms !== 'r-xp') continue;
+      if (!path.startsWith('/') || NOT_FILES.some((p) => path.startsWith(p))) continue;
       cur = {
-        start: parseInt(head[1] ?? '', 16),
-        end: parseInt(head[2] ?? '', 16),
-        perms: head[3] ?? '',
-        path: head[4] ?? '',
+        start: parseInt(head?.[1] ?? '', 16),
+        end: parseInt(head?.[2] ?? '', 16),
+        path,
         fields: new Map(),
       };
       continue;
@@ -62,6 +66,8 @@ export function cleanFileMappings(smaps: string): CleanMapping[] {
       finish(line.slice('VmFlags:'.length).trim().split(/\s+/));
       continue;
     }
+    if (!line.startsWith('Rss:') && !line.startsWith('Anonymous:') && !line.startsWith('Private_Dirty:'))
+      continue;
     const field = /^(\w+):\s+(\d+) kB$/.exec(line);
     if (field !== null) cur.fields.set(field[1] ?? '', Number(field[2]));
   }
