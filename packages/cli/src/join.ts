@@ -17,7 +17,7 @@ import {
   createAnnouncer,
   createNetlinkVipPort,
   createWireProber,
-  releaseFilePagesLater,
+  releaseStartupPagesLater,
   watchAddresses,
   withDeadManSwitch,
 } from '@coord/vip';
@@ -176,10 +176,12 @@ export async function runJoin(args: JoinArgs): Promise<number> {
   }
 
   let stopping: Promise<void> | null = null;
+  let release: { stop(): void } | undefined;
   const done = new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       if (stopping !== null) return;
       logger.info('stopping', { signal });
+      release?.stop();
       // No health verdict may act on the node while (or after) it stops.
       tracker?.stop();
       stopping = node.stop().then(
@@ -205,10 +207,9 @@ export async function runJoin(args: JoinArgs): Promise<number> {
   tracker?.start();
   await node.start();
   // Most of an idle agent's memory is pages of the runtime that start-up touched once: they go back to the page
-  // cache once the node runs, and again every 10 minutes (docs/design.md, "Footprint: the runtime's file pages").
-  const release = releaseFilePagesLater({ clock, logger });
+  // cache once the node runs (docs/design.md, "Footprint: the runtime's file pages"). Not once it is stopping.
+  if (stopping === null) release = releaseStartupPagesLater({ clock, logger });
   const code = await done;
-  release.stop();
   // HAProxy itself keeps running: a coord restart must not interrupt traffic.
   await haproxyDriver?.stop();
   for (const g of config.groups) hooks?.notify(g.name, 'stop', 'stopping', null);

@@ -24,9 +24,10 @@
  *                                           errno the kernel refused it with (EEXIST, ...)
  *   dropPages(start: number, length: number): number
  *                                           madvise(MADV_DONTNEED) on a page-aligned range: 0 or the errno.
- *                                           Only for read-only private file mappings with no anonymous page
- *                                           (memory.ts chooses them): their pages come back from the page
- *                                           cache on the next touch. On any other mapping it loses data.
+ *                                           Only for read-only private mappings of the executable that hold
+ *                                           no page of their own (memory.ts chooses them): their pages come
+ *                                           back from the page cache on the next touch. On any other mapping
+ *                                           it loses data.
  * Errors are thrown as Error with `code` set to the errno name (EPERM, ENODEV, ...).
  *
  * Why a synchronous netlink request next to the netlink library: a VIP add or refresh must reach the kernel
@@ -38,6 +39,7 @@
 #include <arpa/inet.h>
 #include <linux/netlink.h>
 #include <errno.h>
+#include <math.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netpacket/packet.h>
@@ -340,8 +342,9 @@ static napi_value js_drop_pages(napi_env env, napi_callback_info info) {
     return NULL;
   }
   long page = sysconf(_SC_PAGESIZE);
-  if (start <= 0 || length <= 0 || start + length > 9007199254740992.0 || (unsigned long)start % page != 0 ||
-      (unsigned long)length % page != 0) {
+  /* Written so that NaN fails too; whole numbers only, below 2^53, then page-aligned. */
+  if (!(start > 0) || !(length > 0) || !(start + length <= 9007199254740992.0) || start != floor(start) ||
+      length != floor(length) || (unsigned long)start % page != 0 || (unsigned long)length % page != 0) {
     napi_throw_range_error(env, "EINVAL", "dropPages(start, length): a non-empty page-aligned range");
     return NULL;
   }

@@ -33,5 +33,5 @@ export type { ProbeSession, WireAnswer, WireProber, WireProberOptions } from './
 export { netlinkErrno, toCoordError } from './errors.js';
 export * from './addresses.js';
 export { hostOwnAddress } from './own-address.js';
-export { cleanFileMappings, releaseFilePages, releaseFilePagesLater } from './memory.js';
+export { cleanFileMappings, releaseFilePages, releaseStartupPagesLater } from './memory.js';
 export type { CleanMapping, ReleaseDeps, ReleaseResult } from './memory.js';

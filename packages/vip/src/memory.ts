@@ -1,14 +1,17 @@
 /**
  * Giving back the runtime's start-up pages. Most of an idle agent's resident memory is not its own data but
- * pages of the Node binary (and its libraries) that start-up touched once: built-in modules' sources and code
- * cache, the V8 snapshot, initialisation code (docs/design.md, "Footprint: the runtime's file pages"). They are
- * read-only private file mappings, so the kernel can drop them from this process and bring back from the page
- * cache, on the next touch, exactly what the agent still uses. Only such mappings qualify, and only those with no
- * anonymous page: a private file mapping that was ever written (the dynamic linker's relocations, made read-only
- * afterwards) holds its own copies, and dropping them would bring back the file's unrelocated bytes.
+ * pages of the Node binary that start-up touched once: built-in modules' sources and code cache, the V8
+ * snapshot, initialisation code (docs/design.md, "Footprint: the runtime's file pages"). They are read-only
+ * private file mappings, so the kernel can drop them from this process and bring back from the page cache, on
+ * the next touch, what the agent still uses. Only the executable's own mappings are considered — they stay
+ * where they are for the life of the process, while a library's could be unmapped and the range reused by
+ * another thread between reading the list and dropping — and of those only the ones that hold no page of their
+ * own, in memory or in swap: a private file mapping that was ever written (the dynamic linker's relocations,
+ * made read-only afterwards) holds its own copies, and dropping them would bring back the file's unrelocated
+ * bytes.
  */
-import { readFileSync } from 'node:fs';
-import { every, type Clock, type Logger, type Repeating } from '@coord/core';
+import { readFileSync, readlinkSync } from 'node:fs';
+import type { Clock, Logger } from '@coord/core';
 import { loadPacketAddon } from './addon.js';
 
 /** A mapping whose resident pages may be dropped (see the module comment). */
@@ -24,11 +27,13 @@ export interface CleanMapping {
 const NOT_FILES = ['/dev/', '/memfd:', '/SYSV', '/dmabuf:'];
 
 /**
- * The mappings of `/proc/PID/smaps` text whose resident pages can be dropped safely: private (`p`), not
- * writable, backed by a regular file, no anonymous or privately dirtied page, not locked, something resident.
+ * The mappings of `exe` (the path as `/proc/PID/smaps` shows it) whose resident pages can be dropped safely:
+ * private (`p`) and not writable, no page of their own (anonymous, privately dirtied or swapped out: each field
+ * must be there and 0), not locked, something resident.
  */
-export function cleanFileMappings(smaps: string): CleanMapping[] {
+export function cleanFileMappings(smaps: string, exe: string): CleanMapping[] {
   const out: CleanMapping[] = [];
+  if (!exe.startsWith('/') || NOT_FILES.some((p) => exe.startsWith(p))) return out;
   // The mapping being read, while it can still qualify (most of an agent's mappings are the V8 heap's: they are
   // ruled out by their header, and their lines skipped unparsed; this runs on the event loop).
   let cur: { start: number; end: number; path: string; fields: Map<string, number> } | null = null;
@@ -36,7 +41,9 @@ export function cleanFileMappings(smaps: string): CleanMapping[] {
     if (cur === null) return;
     const { start, end, path, fields } = cur;
     cur = null;
-    if (fields.get('Anonymous') !== 0 || fields.get('Private_Dirty') !== 0) return;
+    for (const own of OWN_PAGES) if (fields.get(own) !== 0) return;
+    // SwapPss arrived in Linux 4.3; where it is shown it must agree with Swap.
+    if ((fields.get('SwapPss') ?? 0) !== 0) return;
     if (flags.includes('lo')) return;
     const rssKb = fields.get('Rss') ?? 0;
     if (rssKb === 0) return;
@@ -51,8 +58,7 @@ export function cleanFileMappings(smaps: string): CleanMapping[] {
       const head = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ \S+ \d+ *(.*)$/.exec(line);
       const perms = head?.[3];
       const path = head?.[4] ?? '';
-      if (perms !== 'r--p' && perms !== 'r-xp') continue;
-      if (!path.startsWith('/') || NOT_FILES.some((p) => path.startsWith(p))) continue;
+      if ((perms !== 'r--p' && perms !== 'r-xp') || path !== exe) continue;
       cur = {
         start: parseInt(head?.[1] ?? '', 16),
         end: parseInt(head?.[2] ?? '', 16),
@@ -66,14 +72,16 @@ export function cleanFileMappings(smaps: string): CleanMapping[] {
       finish(line.slice('VmFlags:'.length).trim().split(/\s+/));
       continue;
     }
-    if (!line.startsWith('Rss:') && !line.startsWith('Anonymous:') && !line.startsWith('Private_Dirty:'))
-      continue;
     const field = /^(\w+):\s+(\d+) kB$/.exec(line);
-    if (field !== null) cur.fields.set(field[1] ?? '', Number(field[2]));
+    if (field !== null && READ.has(field[1] ?? '')) cur.fields.set(field[1] ?? '', Number(field[2]));
   }
   finish([]);
   return out;
 }
+
+/** The smaps fields that count a mapping's own pages: each must be present and 0. */
+const OWN_PAGES = ['Anonymous', 'Private_Dirty', 'Swap'];
+const READ = new Set(['Rss', 'SwapPss', ...OWN_PAGES]);
 
 export type ReleaseResult =
   | {
@@ -90,6 +98,7 @@ export type ReleaseResult =
 /** What {@link releaseFilePages} needs of the host (tests give a process of their own). */
 export interface ReleaseDeps {
   readonly readSmaps?: () => string;
+  readonly readExe?: () => string;
   readonly readStatus?: () => string;
   readonly dropPages?: (start: number, length: number) => number;
 }
@@ -99,8 +108,8 @@ function vmRssKb(status: string): number {
 }
 
 /**
- * Drop this process's resident pages of clean file mappings (see the module comment). Synchronous: nothing
- * else runs on this thread between reading the mappings and dropping them. Never throws.
+ * Drop the resident pages of this process's clean executable mappings (see the module comment). Synchronous, and
+ * the executable's mappings are not moved by any thread, so the list read is the list dropped. Never throws.
  */
 export function releaseFilePages(deps: ReleaseDeps = {}): ReleaseResult {
   try {
@@ -112,8 +121,10 @@ export function releaseFilePages(deps: ReleaseDeps = {}): ReleaseResult {
     }
     const readStatus = deps.readStatus ?? (() => readFileSync('/proc/self/status', 'utf8'));
     const rssBeforeKb = vmRssKb(readStatus());
+    const exe = (deps.readExe ?? (() => readlinkSync('/proc/self/exe')))();
     const mappings = cleanFileMappings(
       (deps.readSmaps ?? (() => readFileSync('/proc/self/smaps', 'utf8')))(),
+      exe,
     );
     let done = 0;
     let refused = 0;
@@ -133,57 +144,41 @@ export function releaseFilePages(deps: ReleaseDeps = {}): ReleaseResult {
   }
 }
 
-/** When an agent gives its start-up pages back: once it runs, and again now and then (pages of rare work). */
-export const RELEASE_FIRST_MS = 5_000;
-export const RELEASE_EVERY_MS = 10 * 60_000;
+/** When an agent gives its start-up pages back: once it runs (docs/design.md says why only once). */
+export const RELEASE_AFTER_MS = 5_000;
 
 /**
- * Release the start-up pages `firstMs` after the call, then every `everyMs`: the first result is logged at info
- * (what an operator comparing memory wants to see once), later ones at debug. `stop()` before the process ends.
+ * Release the start-up pages once, `afterMs` after the call: logged at info with what it gave back, or at warn
+ * with why not. `stop()` cancels it (at shutdown).
  */
-export function releaseFilePagesLater(opts: {
+export function releaseStartupPagesLater(opts: {
   clock: Clock;
   logger: Logger;
   release?: () => ReleaseResult;
-  firstMs?: number;
-  everyMs?: number;
-}): Repeating {
+  afterMs?: number;
+}): { stop(): void } {
   const { clock } = opts;
   const log = opts.logger.child({ component: 'memory' });
   const release = opts.release ?? (() => releaseFilePages());
-  let first = true;
-  let repeating: Repeating | null = null;
-  let stopped = false;
-  const run = () => {
+  const handle = clock.setTimeout(() => {
     const t0 = clock.now();
     const r = release();
-    const fields = r.ok
-      ? {
-          mappings: r.mappings,
-          ...(r.refused === 0 ? {} : { refused: r.refused }),
-          droppedMiB: mib(r.droppedKb),
-          rssBeforeMiB: mib(r.rssBeforeKb),
-          rssAfterMiB: mib(r.rssAfterKb),
-          tookMs: Math.round(clock.now() - t0),
-        }
-      : { reason: r.reason };
-    if (first && r.ok) log.info('released start-up pages of the runtime', fields);
-    else if (r.ok) log.debug('released file pages', fields);
-    else log.debug('file pages not released', fields);
-    first = false;
-  };
-  const handle = clock.setTimeout(() => {
-    if (stopped) return;
-    run();
-    repeating = every(clock, opts.everyMs ?? RELEASE_EVERY_MS, run);
-  }, opts.firstMs ?? RELEASE_FIRST_MS);
-  return {
-    stop() {
-      stopped = true;
-      clock.clearTimeout(handle);
-      repeating?.stop();
-    },
-  };
+    if (r.ok)
+      log.info('released start-up pages of the runtime', {
+        mappings: r.mappings,
+        ...(r.refused === 0 ? {} : { refused: r.refused }),
+        droppedMiB: mib(r.droppedKb),
+        rssBeforeMiB: mib(r.rssBeforeKb),
+        rssAfterMiB: mib(r.rssAfterKb),
+        tookMs: Math.round(clock.now() - t0),
+      });
+    else
+      log.warn('start-up pages not released', {
+        reason: r.reason,
+        hint: 'harmless: the agent keeps them (about 25 MiB more RSS); reinstall coord if its addon is missing',
+      });
+  }, opts.afterMs ?? RELEASE_AFTER_MS);
+  return { stop: () => clock.clearTimeout(handle) };
 }
 
 function mib(kb: number): number {
