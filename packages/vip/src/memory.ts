@@ -23,7 +23,7 @@ export interface CleanMapping {
   readonly rssKb: number;
 }
 
-/** Files a process maps that are not files on a disk: their pages have no page cache to come back from. */
+/** Paths of mappings that are not files on a disk (devices, memfd, SysV and DMA buffers): never dropped. */
 const NOT_FILES = ['/dev/', '/memfd:', '/SYSV', '/dmabuf:'];
 
 /**
