@@ -92,6 +92,11 @@ describe('coord join (etcd mode)', () => {
     // The takeover runs on agents that gave back their start-up pages (5 s after start): the code it needs comes
     // back from the page cache (docs/design.md, "Footprint: the runtime's file pages").
     await Promise.all([...procs.values()].map((p) => logged(p, 'released start-up pages of the runtime')));
+    // …and that do not wake for the notifications of their own address writes (docs/design.md, "Footprint:
+    // the holder's own notifications"); the takeover below must not need them.
+    await Promise.all(
+      [...procs.values()].map((p) => logged(p, 'own address notifications filtered in the kernel')),
+    );
     await touchFromClient(s.vip);
     expect(await lab.clientNeighbourMac(s.vip)).toBe(byName(first).mac);
     const watch = await watchVip(lab, s.vip, { arp: true, icmp: true });

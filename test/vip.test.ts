@@ -466,3 +466,33 @@ describe('link watcher', () => {
     );
   });
 });
+
+describe('address watcher', () => {
+  it("filters the notifications of the port's own writes in the kernel, and nothing else", async () => {
+    type Seen = { op: 'add' | 'del'; address: { address: string } };
+    const { echoPort } = (await d().ok({ op: 'watchAddresses' })) as { echoPort: number | null };
+    expect(echoPort).toEqual(expect.any(Number));
+    const own = '192.0.2.140';
+    const foreign = '192.0.2.141';
+    const lifetime = { validSec: 30, preferredSec: 30 };
+    expect(await d().ok({ op: 'add', iface: IF_A, cidr: `${own}/24`, lifetime })).toBe('added');
+    for (let i = 0; i < 3; i++)
+      expect(await d().ok({ op: 'refresh', iface: IF_A, cidr: `${own}/24`, lifetime })).toBe('refreshed');
+    await sh('ip', ['-n', NS_A, 'addr', 'add', `${foreign}/24`, 'dev', IF_A]);
+    expect(await d().ok({ op: 'remove', iface: IF_A, cidr: `${own}/24` })).toBe('removed');
+    await sh('ip', ['-n', NS_A, 'addr', 'del', `${foreign}/24`, 'dev', IF_A]);
+    const seen = async () => (await d().ok({ op: 'addressEvents' })) as { filtered: Seen[]; all: Seen[] };
+    const of = (events: Seen[], address: string) =>
+      events.filter((e) => e.address.address === address).map((e) => e.op);
+    // Each socket's notifications arrive in order: once both saw the last change, they saw all before it.
+    const done = await poll('the foreign removal', 2000, async () => {
+      const s = await seen();
+      return of(s.all, foreign).includes('del') && of(s.filtered, foreign).includes('del') ? s : undefined;
+    });
+    // The unfiltered watcher saw our add and each refresh (RTM_NEWADDR with our port) and our removal.
+    expect(of(done.all, own)).toEqual(['add', 'add', 'add', 'add', 'del']);
+    // The filtered one: only our removal; somebody else's add and removal both.
+    expect(of(done.filtered, own)).toEqual(['del']);
+    expect(of(done.filtered, foreign)).toEqual(['add', 'del']);
+  });
+});

@@ -792,13 +792,17 @@ export class CoordNode {
     if (group === undefined) return;
     const runner = this.groups.find((g) => g.name === group.name);
     const holding = runner?.current.role === 'leader' && runner.current.vipHeld;
-    // Our own refreshes (four a second) say nothing new; our first add does: list once, so status and the
-    // coord_vip_present gauge show it now rather than at the next periodic comparison.
+    // Our own refreshes (four a second, where the kernel does not filter them) say nothing new; an address we
+    // do not know of yet does: list once.
     const known = this.present.get(group.interface)?.has(e.address.address) === true;
     if (e.op === 'add' && holding && known) return;
-    if (this.reconcilePending) return;
+    this.reconcileSoon();
+  }
+
+  /** One comparison of the interfaces with the groups, 5 ms from now (a burst of reasons becomes one). */
+  private reconcileSoon(): void {
+    if (this.reconcilePending || this.stopped) return;
     this.reconcilePending = true;
-    // A burst of notifications (several VIPs of a group) becomes one comparison.
     this.deps.clock.setTimeout(() => {
       this.reconcilePending = false;
       void this.reconcile();
@@ -1223,6 +1227,9 @@ export class CoordNode {
 
   private onFact(fact: GroupFact): void {
     this.recordEvent(fact);
+    // Our own add: list once, so status and the coord_vip_present gauge show it now. Its notification may never
+    // come (the address watcher filters the echoes of our writes in the kernel).
+    if (fact.type === 'vipClaimed') this.reconcileSoon();
     // A sync group's leading group changed hands here: its followers stand again (priority 255 or 0).
     if (fact.type === 'transitioned' && (fact.to === 'leader' || fact.from === 'leader'))
       this.restand(this.followersOf(fact.group));

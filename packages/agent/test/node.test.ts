@@ -34,6 +34,21 @@ describe('CoordNode in a simulated cluster', () => {
     expect(s.node('a').announcements).toBeGreaterThan(0);
   });
 
+  it('lists the interface right after its own add: status shows the VIP without waiting for a period', async () => {
+    // The address watcher filters the notifications of our own writes, so the add itself must trigger the
+    // listing; the periodic comparison (500 ms here, 5 s with a watcher) is only the backstop.
+    const s = three();
+    await s.startAll();
+    await s.until('a holds', () => s.holder() === 'a', 3000, 1);
+    const shown = await s.until(
+      'a shows its VIP present',
+      () => s.node('a').node.status().groups[0]?.vipsPresent.length === 1,
+      100,
+      1,
+    );
+    expect(shown).toBeLessThanOrEqual(10);
+  });
+
   it('kill -9 of the holder: the next best takes over after the lease expires, never two holders', async () => {
     const s = three();
     await s.startAll();

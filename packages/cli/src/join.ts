@@ -95,7 +95,9 @@ export async function runJoin(args: JoinArgs): Promise<number> {
           vipPort,
           announcer,
           prober: createWireProber({ logger }),
-          watchAddresses: (onEvent) => watchAddresses(onEvent, { logger }),
+          // Its own address writes come from the VIP port's socket: their notifications are filtered out.
+          watchAddresses: (onEvent) =>
+            watchAddresses(onEvent, { logger, ignoreEchoesOf: vipPort.echoPort?.() ?? null }),
           version: VERSION,
           metrics,
           failingChecks: () => failingChecks(),

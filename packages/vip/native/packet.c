@@ -22,6 +22,10 @@
  *                                           send one rtnetlink request (NLM_F_ACK, its seq set) and wait for
  *                                           the kernel's answer to that seq, in this one call: 0 (done) or the
  *                                           errno the kernel refused it with (EEXIST, ...)
+ *   nlPort(fd: number): number              the port id of a NETLINK_ROUTE socket, -1 when fd is no such socket
+ *   nlIgnoreEchoes(fd: number, port: number): number
+ *                                           attach a socket filter to a NETLINK_ROUTE socket that drops the
+ *                                           RTM_NEWADDR notifications of requests sent from `port`: 0 or errno
  *   dropPages(start: number, length: number): number
  *                                           madvise(MADV_DONTNEED) on a page-aligned range: 0 or the errno.
  *                                           Only for read-only private mappings of the executable that hold
@@ -37,9 +41,12 @@
  * the send and the answer happen in one synchronous call (docs/design.md, "Leaving leadership").
  */
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netpacket/packet.h>
@@ -327,6 +334,56 @@ static napi_value js_nl_request(napi_env env, napi_callback_info info) {
   }
 }
 
+/* The port id (nl_pid) a NETLINK_ROUTE socket is bound to; -1 for any other fd (or none). Never throws on the fd. */
+static napi_value js_nl_port(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int32_t fd;
+  if (arg_int(env, info, 1, argv, &fd) != 0) return NULL;
+  struct sockaddr_nl local;
+  socklen_t len = sizeof local;
+  int protocol = -1;
+  socklen_t plen = sizeof protocol;
+  double port = -1;
+  memset(&local, 0, sizeof local);
+  if (getsockname(fd, (struct sockaddr *)&local, &len) == 0 && len >= sizeof local &&
+      local.nl_family == AF_NETLINK && getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &plen) == 0 &&
+      protocol == NETLINK_ROUTE)
+    port = (double)local.nl_pid;
+  napi_create_double(env, port, &result);
+  return result;
+}
+
+/*
+ * A notification socket's filter: drop RTM_NEWADDR messages whose nlmsg_pid is `port` (the kernel puts the
+ * requesting socket's port there), accept everything else. rtnetlink sends one message per notification, so
+ * the header at offset 0 is the message's own. Classic BPF loads are big-endian, the header is in host order:
+ * hence htons/htonl on the constants. A holder refreshes its VIP's lifetime four times a second at TTL 1 s;
+ * without this each refresh woke the agent to parse an address it had just written (docs/design.md,
+ * "Footprint: the holder's own notifications").
+ */
+static napi_value js_nl_ignore_echoes(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  int32_t fd;
+  uint32_t port;
+  if (arg_int(env, info, 2, argv, &fd) != 0) return NULL;
+  if (napi_get_value_uint32(env, argv[1], &port) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "nlIgnoreEchoes(fd, port): port must be a number");
+    return NULL;
+  }
+  struct sock_filter code[] = {
+    BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_type)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_NEWADDR), 0, 3),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_pid)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htonl(port), 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, 0),
+    BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+  };
+  struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+  int r = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+  napi_create_int32(env, r == 0 ? 0 : errno, &result);
+  return result;
+}
+
 /*
  * Unmaps the pages of [start, start + length) from this process (memory.ts, releaseFilePages). Numbers, not
  * BigInts: user-space addresses on x86-64 and arm64 fit in 2^53.
@@ -364,6 +421,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"recv", NULL, js_recv, NULL, NULL, NULL, napi_default, NULL},
     {"nlOpen", NULL, js_nl_open, NULL, NULL, NULL, napi_default, NULL},
     {"nlRequest", NULL, js_nl_request, NULL, NULL, NULL, napi_default, NULL},
+    {"nlPort", NULL, js_nl_port, NULL, NULL, NULL, napi_default, NULL},
+    {"nlIgnoreEchoes", NULL, js_nl_ignore_echoes, NULL, NULL, NULL, napi_default, NULL},
     {"dropPages", NULL, js_drop_pages, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

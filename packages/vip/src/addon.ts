@@ -41,6 +41,14 @@ export interface PacketAddon {
    * (native/packet.c says why the netlink library cannot promise that).
    */
   nlRequest(fd: number, message: Buffer): number;
+  /** The port id a NETLINK_ROUTE socket is bound to (what the kernel writes into notifications its requests
+   * cause, as nlmsg_pid); -1 when `fd` is not such a socket. */
+  nlPort(fd: number): number;
+  /**
+   * Attach a kernel socket filter to the NETLINK_ROUTE socket `fd` that drops RTM_NEWADDR notifications caused
+   * by requests sent from `port` (everything else passes): 0 when attached, else the errno.
+   */
+  nlIgnoreEchoes(fd: number, port: number): number;
   /**
    * madvise(MADV_DONTNEED) on a page-aligned range: 0 when done, else the errno. Only for what
    * `cleanFileMappings` (memory.ts) chooses — read-only private file mappings without anonymous pages, whose

@@ -93,6 +93,7 @@ export function withDeadManSwitch(port: VipPort, opts: DeadManOptions = {}): Vip
   };
   return {
     list: (iface) => port.list(iface),
+    echoPort: () => port.echoPort?.() ?? null,
     add: (iface, vip, lifetime) => {
       holding(iface, vip);
       return port.add(iface, vip, lifetime);

@@ -77,7 +77,8 @@ export interface NetlinkVipPortOptions {
 }
 
 /** What the port needs of the packet addon for its synchronous address writes. */
-export type SyncNetlink = Pick<PacketAddon, 'nlOpen' | 'nlRequest' | 'close'>;
+export type SyncNetlink = Pick<PacketAddon, 'nlOpen' | 'nlRequest' | 'close'> &
+  Partial<Pick<PacketAddon, 'nlPort'>>;
 
 const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
@@ -345,6 +346,11 @@ export function createNetlinkVipPort(opts: NetlinkVipPortOptions = {}): VipPort 
         }),
       ),
     remove: (iface, vip) => serial(() => remove(iface, vip)),
+    echoPort() {
+      const d = directNetlink();
+      const port = d?.addon.nlPort?.(d.fd) ?? -1;
+      return port >= 0 ? port : null;
+    },
     close() {
       sock?.socket.close();
       sock = undefined;

@@ -57,6 +57,11 @@ export interface VipPort {
    * still the VIP); 'absent' when it was not there (removal is idempotent).
    */
   remove(iface: string, vip: Vip): Promise<'removed' | 'absent'>;
+  /**
+   * The netlink port id this port's address writes are sent from (the kernel names it as `nlmsg_pid` in the
+   * notifications they cause), opening its socket if need be; null when it cannot say.
+   */
+  echoPort?(): number | null;
   /** Close the netlink socket. */
   close(): void;
 }

@@ -44,6 +44,12 @@ function fakeAddon(): PacketAddon & {
     nlRequest(): number {
       throw new Error('the announcer must not touch addresses');
     },
+    nlPort(): number {
+      throw new Error('the announcer must not touch addresses');
+    },
+    nlIgnoreEchoes(): number {
+      throw new Error('the announcer must not touch addresses');
+    },
     dropPages(): number {
       throw new Error('the announcer must not touch memory');
     },

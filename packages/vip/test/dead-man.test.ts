@@ -41,6 +41,14 @@ function capture(): { spawn: DeadManSpawn; lines: string[] } {
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('dead-man switch: what coord tells the helper', () => {
+  it("passes the port's echo port through (the address watcher filters by it)", () => {
+    const c = capture();
+    expect(withDeadManSwitch({ ...fakePort(), echoPort: () => 4242 }, { spawn: c.spawn }).echoPort?.()).toBe(
+      4242,
+    );
+    expect(withDeadManSwitch(fakePort(), { spawn: c.spawn }).echoPort?.()).toBeNull();
+  });
+
   it('lists an address before the add reaches the port, and drops it only after a removal', async () => {
     const c = capture();
     const order: string[] = [];

@@ -97,6 +97,12 @@ function fakeAddon(opts: { echo?: boolean } = {}) {
     nlRequest: (): number => {
       throw new Error('the prober must not touch addresses');
     },
+    nlPort: (): number => {
+      throw new Error('the prober must not touch addresses');
+    },
+    nlIgnoreEchoes: (): number => {
+      throw new Error('the prober must not touch addresses');
+    },
     dropPages: (): number => {
       throw new Error('the prober must not touch memory');
     },

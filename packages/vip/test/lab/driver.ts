@@ -14,9 +14,10 @@ import {
   createNetlinkVipPort,
   createWireProber,
   loadPacketAddon,
+  watchAddresses,
   watchLinks,
 } from '../../src/index.js';
-import type { AddressLifetime, LinkEvent, ProbeSession, WireAnswer } from '../../src/index.js';
+import type { AddressEvent, AddressLifetime, LinkEvent, ProbeSession, WireAnswer } from '../../src/index.js';
 
 export type Command =
   | { op: 'add'; iface: string; cidr: string; lifetime?: AddressLifetime }
@@ -32,6 +33,8 @@ export type Command =
   | { op: 'mac'; iface: string }
   | { op: 'watch' }
   | { op: 'events' }
+  | { op: 'watchAddresses' }
+  | { op: 'addressEvents' }
   | { op: 'probe'; iface: string; cidrs: string[]; rounds: number; intervalMs: number }
   | { op: 'probeStart'; iface: string; cidrs: string[]; intervalMs: number }
   | { op: 'probeRounds' }
@@ -59,6 +62,8 @@ interface Probing {
 const port = createNetlinkVipPort();
 const announcer = createAnnouncer();
 const linkEvents: LinkEvent[] = [];
+/** What two address watchers saw: one that filters the echoes of this port's writes, one that does not. */
+const addressEvents: { filtered: AddressEvent[]; all: AddressEvent[] } = { filtered: [], all: [] };
 let fallback: ReturnType<typeof createAnnouncer> | undefined;
 const prober = createWireProber();
 let probing: Probing | undefined;
@@ -224,6 +229,14 @@ async function run(cmd: Command): Promise<unknown> {
       return 'watching';
     case 'events':
       return linkEvents;
+    case 'watchAddresses': {
+      const echoPort = port.echoPort?.() ?? null;
+      watchAddresses((e) => addressEvents.filtered.push(e), { ignoreEchoesOf: echoPort });
+      watchAddresses((e) => addressEvents.all.push(e));
+      return { echoPort };
+    }
+    case 'addressEvents':
+      return addressEvents;
     case 'probe': {
       const rounds: ProbeRound[] = [];
       await probeLoop(
