@@ -6,8 +6,9 @@
  *
  * The notifications of our own address writes (a holder restarts its VIP's lifetime four times a second at TTL
  * 1 s) tell the agent nothing: with `ignoreEchoesOf` (the port those writes are sent from), a kernel socket filter
- * drops their RTM_NEWADDR notifications before they wake the process (docs/design.md, "Footprint: the holder's
- * own notifications"). The agent lists the interface after its own add instead.
+ * drops their RTM_NEWADDR notifications before they wake the process. IPv4 only: IPv6 notifications name no port.
+ * The agent lists the interface after its own add instead (docs/design.md, "Footprint: the holder's own
+ * notifications").
  */
 import { readdirSync } from 'node:fs';
 import netlink from 'netlink';
