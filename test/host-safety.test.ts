@@ -185,6 +185,43 @@ describe('host safety', () => {
     ).toBe(true);
   });
 
+  it('a VIP removed behind the holder’s back is put back at once, its own refreshes filtered out meanwhile', async () => {
+    const vip = lab.freeAddress(9);
+    const cidr = `${vip}/${lab.subnet.prefix}`;
+    const holder = startCoord(lab, h(0), { cluster: 'removed', vips: [cidr], priority: 200 });
+    running.push(holder);
+    await waitFor(
+      'h1 to hold the VIP',
+      async () => ((await holdersOf(lab, vip)).join() === 'h1' ? true : undefined),
+      { timeoutMs: 15_000 },
+    );
+    // The kernel filter drops the notifications of the holder's own writes (four refreshes a second), never
+    // a removal: the one below must still wake it (docs/design.md, "Footprint: the holder's own notifications").
+    await waitFor('the echo filter', async () =>
+      (await coordLog(holder)).some((l) => l.message === 'own address notifications filtered in the kernel')
+        ? true
+        : undefined,
+    );
+    const sampler = await lab.sampler(vip, { intervalMs: 20 });
+    await lab.exec(h(0), 'ip', ['addr', 'del', cidr, 'dev', 'eth0']);
+    await waitFor(
+      'the VIP back on h1',
+      async () => ((await holdersOf(lab, vip)).join() === 'h1' ? true : undefined),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+      },
+    );
+    const timeline = await sampler.stop();
+    const del = timeline.events.find((e) => e.host === 'h1' && e.op === 'del');
+    const back = timeline.events.find((e) => e.host === 'h1' && e.op === 'add' && e.t > (del?.t ?? Infinity));
+    expect(del).toBeDefined();
+    expect(back).toBeDefined();
+    // The periodic comparison runs every 5 s: well under that means the removal's notification did it.
+    expect(back!.t - del!.t).toBeLessThan(1000);
+    expect((await coordLog(holder)).some((l) => l.message === 'vip missing on holder; restoring')).toBe(true);
+  });
+
   /** The VIP's remaining valid lifetime on `host` in seconds (undefined: not there). */
   async function validLeft(host: LabHost, vip: string): Promise<number | undefined> {
     const r = await lab.exec(host, 'ip', ['-j', 'addr', 'show', 'dev', 'eth0']);
