@@ -334,7 +334,7 @@ static napi_value js_nl_request(napi_env env, napi_callback_info info) {
   }
 }
 
-/* The port id (nl_pid) a NETLINK_ROUTE socket is bound to; -1 for any other fd (or none). Never throws on the fd. */
+/* The port id (nl_pid) a NETLINK_ROUTE socket is bound to; -1 for any other fd (or none): never throws on it. */
 static napi_value js_nl_port(napi_env env, napi_callback_info info) {
   napi_value argv[1], result;
   int32_t fd;
@@ -355,11 +355,11 @@ static napi_value js_nl_port(napi_env env, napi_callback_info info) {
 
 /*
  * A notification socket's filter: drop RTM_NEWADDR messages whose nlmsg_pid is `port` (for IPv4 the kernel puts
- * the requesting socket's port there; IPv6 notifications carry 0 and pass), accept everything else. rtnetlink sends one message per notification, so
- * the header at offset 0 is the message's own. Classic BPF loads are big-endian, the header is in host order:
- * hence htons/htonl on the constants. A holder refreshes its VIP's lifetime four times a second at TTL 1 s;
- * without this each refresh woke the agent to parse an address it had just written (docs/design.md,
- * "Footprint: the holder's own notifications").
+ * the requesting socket's port there; IPv6 notifications carry 0 and pass), accept everything else. rtnetlink
+ * sends one message per notification, so the header at offset 0 is the message's own. Classic BPF loads are
+ * big-endian, the header is in host order: hence htons/htonl on the constants. A holder refreshes its VIP's
+ * lifetime four times a second at TTL 1 s; without this each refresh woke the agent to parse an address it had
+ * just written (docs/design.md, "Footprint: the holder's own notifications").
  */
 static napi_value js_nl_ignore_echoes(napi_env env, napi_callback_info info) {
   napi_value argv[2], result;

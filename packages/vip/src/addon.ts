@@ -41,8 +41,10 @@ export interface PacketAddon {
    * (native/packet.c says why the netlink library cannot promise that).
    */
   nlRequest(fd: number, message: Buffer): number;
-  /** The port id a NETLINK_ROUTE socket is bound to (what the kernel writes into notifications its requests
-   * cause, as nlmsg_pid); -1 when `fd` is not such a socket. */
+  /**
+   * The port id a NETLINK_ROUTE socket is bound to (what the kernel writes, as nlmsg_pid, into the IPv4 address
+   * notifications its requests cause); -1 when `fd` is not such a socket.
+   */
   nlPort(fd: number): number;
   /**
    * Attach a kernel socket filter to the NETLINK_ROUTE socket `fd` that drops RTM_NEWADDR notifications caused
