@@ -38,8 +38,6 @@ export interface WatchAddressesOptions {
   ignoreEchoesOf?: number | null;
   /** The calls that attach the filter (default: the packet addon; null: never filter). */
   echoFilter?: EchoFilter | null;
-  /** Where the process's open descriptors are listed (default /proc/self/fd). */
-  fdDir?: string;
 }
 
 /**
@@ -103,7 +101,7 @@ export function watchAddresses(
     const why =
       filter === null
         ? 'the packet addon did not load'
-        : ignoreEchoes(filter, events.socket.address().port, echoPort, opts.fdDir ?? '/proc/self/fd');
+        : ignoreEchoes(filter, events.socket.address().port, echoPort, '/proc/self/fd');
     if (why === null) log.info('own address notifications filtered in the kernel', { port: echoPort });
     else log.info('own address notifications are read and ignored', { reason: why });
   }
