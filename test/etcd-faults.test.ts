@@ -16,11 +16,13 @@ import {
   waitFor,
   watchVip,
   type Evidence,
+  type LabHost,
   type LabProcess,
 } from './lab/index.js';
 import { assertBuilt, coordLog, holdersOf, startCoord, waitForSingleHolder } from './coord.js';
 
 const SILENT_MEMBER = fileURLToPath(new URL('./fixtures/etcd/silent-member.ts', import.meta.url));
+const STALLED_WRITE = fileURLToPath(new URL('./fixtures/etcd/stalled-member-write.ts', import.meta.url));
 
 let lab: Lab;
 let running = new Map<string, LabProcess>();
@@ -226,6 +228,48 @@ describe('etcd faults (3-member etcd)', () => {
       `50 % loss for 6 s: ${holderIntervals(ev.timeline).length - 1} holder change(s), ` +
         `${blips(ev).length} blip(s) of the holder's own copy (expired without a prompt ack, put back by itself)`,
     );
+  });
+
+  // Under a cut of etcd's replies a holder's requests still reach etcd, but only over a connection with nothing
+  // unanswered in flight: the member in use has its keepalives, a new connection never completes its handshake. So a
+  // resign is broadcast through a standby connection to every member too (docs/design.md, "Fencing").
+  it("a broadcast write lands while etcd's replies to the host are cut; through the member in use alone it does not", async () => {
+    const [host, other] = lab.hosts as [LabHost, LabHost];
+    const prefix = `/stalled-write/${Date.now()}/`;
+    const args = { endpoints: lab.etcd.endpoints, prefix, callTimeoutMs: 3000, stallMs: 500 };
+    const proc = lab.spawn(
+      host,
+      process.execPath,
+      ['--conditions=source', '--import', 'tsx', STALLED_WRITE, JSON.stringify(args)],
+      { name: 'stalled-write' },
+    );
+    const keys = async (): Promise<string[]> => {
+      const r = await lab.etcdctl(other, ['get', prefix, '--prefix', '--keys-only']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      return r.stdout.split('\n').filter((l) => l.startsWith(prefix));
+    };
+    try {
+      await waitFor('the standby connections', async () => (await proc.output()).includes('"ready"'), {
+        timeoutMs: 20_000,
+      });
+      expect((await keys()).sort()).toEqual([`${prefix}every`, `${prefix}plain`]);
+      await lab.faults.cutFromEtcdOneWay(host, 'from-etcd');
+      proc.signal('SIGUSR1');
+      await waitFor('the writes sent', async () => (await proc.output()).includes('"sent"'), {
+        timeoutMs: 5000,
+      });
+      // Read from another host: the broadcast delete has landed, the other has not.
+      await waitFor('the broadcast delete', async () => !(await keys()).includes(`${prefix}every`), {
+        timeoutMs: 2000,
+        intervalMs: 50,
+      });
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await keys()).toEqual([`${prefix}plain`]);
+    } finally {
+      await lab.faults.healEtcd(host);
+      await proc.stop(3000);
+    }
+    console.log(`stalled-member write: ${await proc.output()}`);
   });
 
   /** One call through a node's backend, begun on member 0 while `host` is cut off from it (fixtures/etcd). */

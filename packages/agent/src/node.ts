@@ -214,6 +214,8 @@ export class CoordNode {
    * should have it (soak seed 50 with fast failover, round 47).
    */
   private memberWrite: 'idle' | 'busy' | 'again' = 'idle';
+  /** The revision of our last member record etcd confirmed, and the lease it was written under. */
+  private memberRevision: { leaseId: string; revision: number } | undefined;
 
   /**
    * `--etcd-outage hold`. Follower: group → our promise to its holder. Holder: group → the sequence number of our
@@ -246,6 +248,8 @@ export class CoordNode {
       let loudAgainAt = -Infinity;
       const client = createEtcdBackend(loadConnection(config.etcd), {
         readWaitMs: config.ttlSec * 1000,
+        // A resign must reach etcd when the path to the member in use stalls (docs/design.md, "Fencing").
+        standby: true,
         onSwitch: (s) => {
           const now = deps.clock.now();
           const loud = now >= loudAgainAt;
@@ -1378,8 +1382,15 @@ export class CoordNode {
         ]),
       ),
     };
-    this.store.putMember(leaseId, record).then(
-      () => this.memberWritten(),
+    // Guarded by our last confirmed write under this lease, the record goes out through every standby
+    // connection too (EtcdStore.putMember): a fenced node's "not a candidate" must reach the others although its
+    // path to etcd stalled, or they keep waiting for it, the best candidate, to take the group it gave up.
+    const after = this.memberRevision?.leaseId === leaseId ? this.memberRevision.revision : undefined;
+    this.store.putMember(leaseId, record, after).then(
+      (revision) => {
+        this.memberRevision = { leaseId, revision };
+        this.memberWritten();
+      },
       (e: unknown) => {
         this.log.warn('member registration failed', { error: errorMessage(e) });
         this.memberWritten();

@@ -4,11 +4,21 @@
  */
 import type { Etcd3, IKeyValue, IOptions, IRequestOp, IWatchResponse, Watcher } from 'etcd3';
 import { commonJs, CoordError, errorMessage, etcdEndpointRule, splitList } from '@coord/core';
-import type { EtcdBackend, Entry, KeepaliveHandlers, KeepaliveStream, TxnOp, WatchEvent } from './backend.js';
+import type {
+  Compare,
+  EtcdBackend,
+  Entry,
+  KeepaliveHandlers,
+  KeepaliveStream,
+  TxnOp,
+  TxnResult,
+  WatchEvent,
+} from './backend.js';
 import { readTls, type EtcdConnection } from './connection.js';
 import type { KeepaliveAnswer } from './keepalive-codec.js';
 import { MemberChoice, type MemberSwitch } from './members.js';
 import type { RoleSpec } from './roles.js';
+import { StandbyStreams, type IdleStream } from './standby.js';
 
 /** Split and check endpoint arguments (`--etcd a,b --etcd c`); credentials in a URL are refused unechoed. */
 export function parseEndpoints(text: string | readonly string[]): string[] {
@@ -75,12 +85,15 @@ function grantWaitMs(ttlSec: number): number {
 
 /**
  * Build the etcd3 client the way a coordinator needs it (see {@link HOST_HALF_OPEN_MS}), for `hosts` (default:
- * every endpoint; a node's backend builds one client per member, members.ts).
+ * every endpoint; a node's backend builds one client per member, members.ts). `standby`: a standby client
+ * (standby.ts), whose connection must have nothing in flight when it is needed: no HTTP/2 keepalive pings (and so
+ * a connection of its own: grpc-js shares one only among channels with the same options).
  */
 function buildClient(
   { etcd3, cockatiel }: Libs,
   opts: EtcdConnection,
   hosts: readonly string[] = opts.endpoints,
+  { standby = false }: { standby?: boolean } = {},
 ): Etcd3 {
   const { Etcd3, isRecoverableError } = etcd3;
   const { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff, handleWhen, retry } =
@@ -128,7 +141,7 @@ function buildClient(
     },
     grpcOptions: {
       // Detect a silently dead connection (etcd allows pings every 5 s by default).
-      'grpc.keepalive_time_ms': 5000,
+      'grpc.keepalive_time_ms': standby ? -1 : 5000,
       'grpc.keepalive_timeout_ms': 2000,
       'grpc.keepalive_permit_without_calls': 1,
       // grpc-js waits up to 120 s between reconnects by default; a healed link must be used at once.
@@ -140,9 +153,15 @@ function buildClient(
   });
 }
 
-/** One client per member: calls go to the member in use and move when it fails (members.ts). */
-function createClients(opts: EtcdConnection): Promise<Etcd3>[] {
-  return opts.endpoints.map(async (e) => buildClient(libs ?? (await loadLibs()), opts, [e]));
+/**
+ * One client per member: calls go to the member in use and move when it fails (members.ts). `standby`: the
+ * standby clients (standby.ts).
+ */
+function createClients(opts: EtcdConnection, o: { standby?: boolean } = {}): Promise<Etcd3>[] {
+  const made = opts.endpoints.map(async (e) => buildClient(libs ?? (await loadLibs()), opts, [e], o));
+  // A client that could not be built fails each call with the reason, as etcd3 would have at construction.
+  for (const c of made) c.catch(() => undefined);
+  return made;
 }
 
 const REACH = 'check that the etcd endpoints are reachable from this node and the etcd cluster has quorum';
@@ -280,21 +299,26 @@ async function call<T>(action: string, fn: () => Promise<T>): Promise<T> {
 
 /** The part of etcd3's connection pool the keepalive stream uses (ICallable in etcd3's rpc.ts; `pool` is protected). */
 interface Pool {
-  withConnection<R>(service: 'Lease', fn: (args: { client: GrpcClient; metadata: unknown }) => R): Promise<R>;
+  withConnection<R>(
+    service: 'Lease' | 'KV',
+    fn: (args: { client: GrpcClient; metadata: unknown }) => R,
+  ): Promise<R>;
 }
 
 /** grpc-js's Client, as far as the keepalive stream uses it. */
 interface GrpcClient {
-  makeBidiStreamRequest(
+  makeBidiStreamRequest<T>(
     method: string,
     serialize: (value: Buffer) => Buffer,
-    deserialize: (value: Buffer) => KeepaliveAnswer,
+    deserialize: (value: Buffer) => T,
     metadata: unknown,
     options: object,
-  ): RawKeepaliveStream;
+  ): RawStream;
+  /** The KV service's generated method (KV clients only), with etcd3's request object. */
+  txn?(request: unknown, metadata: unknown, options: object, done: (err: unknown) => void): unknown;
 }
 
-interface RawKeepaliveStream {
+interface RawStream {
   write(req: Buffer): unknown;
   on(event: string, fn: (...args: never[]) => void): unknown;
   end(): unknown;
@@ -310,10 +334,7 @@ interface RawKeepaliveStream {
  * node lost its streams every 5 s (docs/design.md, "A cancelled watch dropped every stream, every 5 s"). The
  * session reopens this stream itself, and members.ts moves a node off a failing member.
  */
-async function openKeepalive(
-  c: Etcd3,
-  { decodeKeepaliveAnswer }: Libs['codec'],
-): Promise<RawKeepaliveStream> {
+async function openKeepalive(c: Etcd3, { decodeKeepaliveAnswer }: Libs['codec']): Promise<RawStream> {
   const pool = (c as unknown as { pool: Pool }).pool;
   return pool.withConnection('Lease', ({ client, metadata }) =>
     client.makeBidiStreamRequest(
@@ -326,6 +347,49 @@ async function openKeepalive(
   );
 }
 
+/**
+ * A standby client's calls, all on its KV channel, so that the idle stream and the copies sent later share one
+ * connection (a grpc-js client calls any method path), and all made so that they never fail inside etcd3's pool:
+ * the pool closes every channel of a host when a call on it fails for a reason it deems recoverable — a passed
+ * deadline, as every copy's under a cut of replies — and a new channel needs a new connection, which a cut does
+ * not let complete. Seen in the soak: after one failed copy the next round's copies all waited for a connection.
+ */
+function standbyPool(c: Etcd3): Pool {
+  return (c as unknown as { pool: Pool }).pool;
+}
+
+/**
+ * Open a stream on a standby client's connection that carries nothing: the Lease service's keepalive stream,
+ * never written to (etcd waits for its first request). It keeps the connection open (standby.ts). Its failure
+ * marks nothing failed and moves nothing: it is opened again.
+ */
+async function openIdle(c: Etcd3, onEnd: () => void): Promise<IdleStream> {
+  const raw = await standbyPool(c).withConnection('KV', ({ client, metadata }) =>
+    client.makeBidiStreamRequest(
+      '/etcdserverpb.Lease/LeaseKeepAlive',
+      (b) => b,
+      // Nothing is asked, so nothing is answered; a stray message is dropped unread.
+      () => undefined,
+      metadata,
+      {},
+    ),
+  );
+  raw.on('error', onEnd);
+  raw.on('end', onEnd);
+  return { close: () => closeStream(raw) };
+}
+
+/** End a stream we no longer read, whatever state it is in. */
+function closeStream(raw: RawStream): void {
+  raw.removeAllListeners();
+  raw.on('error', () => {});
+  try {
+    raw.end();
+  } catch {
+    // already closed
+  }
+}
+
 /** The production backend, plus TLS rotation. */
 export interface EtcdClientBackend extends EtcdBackend {
   /**
@@ -336,6 +400,8 @@ export interface EtcdClientBackend extends EtcdBackend {
   reloadTls(): { changed: boolean };
   /** When the client certificate in use expires (undefined without one). */
   readonly certExpiresAt: Date | undefined;
+  /** The members (indices into the endpoints) with a standby connection open now (`standby`; else none). */
+  standbyMembers(): number[];
 }
 
 export interface BackendOptions {
@@ -348,6 +414,70 @@ export interface BackendOptions {
    * in turn and no node stood for election meanwhile (test/soak/README.md, seventeenth session).
    */
   readonly readWaitMs?: number;
+  /**
+   * Keep a standby connection to every member, for `broadcast` (standby.ts): an agent's
+   * resign reaches etcd when the path to the member in use has stalled. Default false.
+   */
+  readonly standby?: boolean;
+  /** The member used first (an index into the endpoints); default: one drawn at random, to spread the nodes. */
+  readonly firstMember?: number;
+}
+
+/** etcd3's builder for a transaction on `c`. */
+function txnBuilder(
+  c: Etcd3,
+  compares: readonly Compare[],
+  success: readonly TxnOp[],
+  failure: readonly TxnOp[],
+): ReturnType<Etcd3['if']> {
+  const first = compares[0];
+  if (first === undefined) throw new Error('a transaction needs a comparison');
+  const target = (x: { target: 'create' | 'mod' }) => (x.target === 'create' ? 'Create' : 'Mod');
+  let builder = c.if(first.key, target(first), '==', first.value);
+  for (const x of compares.slice(1)) builder = builder.and(x.key, target(x), '==', x.value);
+  return builder.then(...success.map(requestOp)).else(...failure.map(requestOp));
+}
+
+/**
+ * Send a transaction through a standby client (see {@link standbyPool}) and forget it: nothing waits for its
+ * answer, and no failure of it closes the connection inside etcd3. etcd3's builder makes the request, our `kv`
+ * sends it.
+ */
+function sendCopy(c: Etcd3, compares: readonly Compare[], success: readonly TxnOp[], deadline: number): void {
+  const pool = standbyPool(c);
+  const builder = txnBuilder(c, compares, success, []);
+  (builder as unknown as { kv: { txn(request: unknown): Promise<unknown> } }).kv = {
+    txn: (request) =>
+      pool.withConnection(
+        'KV',
+        ({ client, metadata }) =>
+          new Promise<void>((resolve) => {
+            client.txn?.(request, metadata, { deadline }, () => resolve());
+          }),
+      ),
+  };
+  void builder.commit().catch(() => undefined);
+}
+
+/** One transaction on `c`: the entries the `put` (previous value) and `get` operations of the branch taken return. */
+async function commitTxn(
+  c: Etcd3,
+  compares: readonly Compare[],
+  success: readonly TxnOp[],
+  failure: readonly TxnOp[],
+): Promise<TxnResult> {
+  const res = await txnBuilder(c, compares, success, failure).commit();
+  const ops = res.succeeded ? success : failure;
+  const results = ops.map((op, i): Entry | undefined => {
+    const r = res.responses[i];
+    if (op.type === 'put' && r?.response_put?.prev_kv != null) return toEntry(r.response_put.prev_kv);
+    if (op.type === 'get') {
+      const kv = r?.response_range?.kvs?.[0];
+      return kv === undefined ? undefined : toEntry(kv);
+    }
+    return undefined;
+  });
+  return { succeeded: res.succeeded, revision: Number(res.header.revision), results };
 }
 
 /** A call or stream failure that says the member (or the path to it) is the trouble, not the request. */
@@ -364,11 +494,17 @@ function memberTrouble(e: unknown): boolean {
 export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}): EtcdClientBackend {
   let conn = opts;
   let clients = createClients(conn);
-  // A client that could not be built fails each call with the reason, as etcd3 would have at construction.
-  for (const c of clients) c.catch(() => undefined);
+  const withStandby = o.standby === true;
+  let standbyClients = withStandby ? createClients(conn, { standby: true }) : [];
+  const standby = withStandby
+    ? new StandbyStreams(conn.endpoints.length, async (m, onEnd) =>
+        openIdle(await (standbyClients[m] as Promise<Etcd3>), onEnd),
+      )
+    : undefined;
+  standby?.start();
   const members = new MemberChoice(conn.endpoints, {
     now: () => performance.now(),
-    first: Math.floor(Math.random() * conn.endpoints.length),
+    first: o.firstMember ?? Math.floor(Math.random() * conn.endpoints.length),
     ...(o.onSwitch === undefined ? {} : { onSwitch: o.onSwitch }),
   });
   const client = (m: number): Promise<Etcd3> => clients[m] as Promise<Etcd3>;
@@ -401,20 +537,24 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
     get certExpiresAt() {
       return conn.tls?.certExpiresAt;
     },
+    standbyMembers: () => standby?.openMembers ?? [],
     reloadTls() {
       const tls = readTls(conn.files);
       if (tls === undefined || tls.digest === conn.tls?.digest) return { changed: false };
       const next = { ...conn, tls };
       // Built here when etcd3 is loaded (it is once a client connected), so a client the new files cannot make
       // throws now and the old ones stay in use.
-      const made =
+      const build = (o: { standby?: boolean } = {}) =>
         libs === undefined
-          ? createClients(next)
-          : next.endpoints.map((e) => Promise.resolve(buildClient(libs as Libs, next, [e])));
-      for (const c of made) c.catch(() => undefined);
-      const old = clients;
+          ? createClients(next, o)
+          : next.endpoints.map((e) => Promise.resolve(buildClient(libs as Libs, next, [e], o)));
+      const made = build();
+      // Standby streams end with their old clients and are opened again on the new ones.
+      const madeStandby = withStandby ? build({ standby: true }) : [];
+      const old = [...clients, ...standbyClients];
       conn = next;
       clients = made;
+      standbyClients = madeStandby;
       for (const c of old) void c.then((x) => x.close()).catch(() => undefined);
       return { changed: true };
     },
@@ -470,13 +610,7 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
           },
           close() {
             open = false;
-            raw.removeAllListeners();
-            raw.on('error', () => {});
-            try {
-              raw.end();
-            } catch {
-              // already closed
-            }
+            closeStream(raw);
           },
         };
         return stream;
@@ -498,29 +632,17 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
         const res = await (lease === undefined ? b : b.lease(lease)).exec();
         return { revision: Number(res.header.revision) };
       }),
+    broadcast(compares, success) {
+      if (standby === undefined) return;
+      const deadline = Date.now() + (conn.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
+      for (const m of standby.openMembers) {
+        void (standbyClients[m] as Promise<Etcd3>)
+          .then((c) => sendCopy(c, compares, success, deadline))
+          .catch(() => undefined);
+      }
+    },
     txn: (compares, success, failure = []) =>
-      unary('transaction', async (c) => {
-        const first = compares[0];
-        if (first === undefined) throw new Error('a transaction needs a comparison');
-        const target = (x: { target: 'create' | 'mod' }) => (x.target === 'create' ? 'Create' : 'Mod');
-        let builder = c.if(first.key, target(first), '==', first.value);
-        for (const x of compares.slice(1)) builder = builder.and(x.key, target(x), '==', x.value);
-        const res = await builder
-          .then(...success.map(requestOp))
-          .else(...failure.map(requestOp))
-          .commit();
-        const ops = res.succeeded ? success : failure;
-        const results = ops.map((op, i): Entry | undefined => {
-          const r = res.responses[i];
-          if (op.type === 'put' && r?.response_put?.prev_kv != null) return toEntry(r.response_put.prev_kv);
-          if (op.type === 'get') {
-            const kv = r?.response_range?.kvs?.[0];
-            return kv === undefined ? undefined : toEntry(kv);
-          }
-          return undefined;
-        });
-        return { succeeded: res.succeeded, revision: Number(res.header.revision), results };
-      }),
+      unary('transaction', (c) => commitTxn(c, compares, success, failure)),
     watch: (prefix, fromRevision, handlers) =>
       call(`watching ${prefix}`, async () => {
         const m = members.current;
@@ -562,7 +684,8 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
         };
       }),
     close: () => {
-      for (const c of clients) void c.then((x) => x.close()).catch(() => undefined);
+      standby?.close();
+      for (const c of [...clients, ...standbyClients]) void c.then((x) => x.close()).catch(() => undefined);
     },
   };
 }

@@ -1,5 +1,5 @@
 import { CoordError } from '@coord/core';
-import type { EtcdBackend, EtcdReader, Entry } from './backend.js';
+import type { Compare, EtcdBackend, EtcdReader, Entry, TxnOp } from './backend.js';
 import type { ClusterKeys } from './keys.js';
 import {
   decodeLastHolder,
@@ -72,8 +72,21 @@ export class ElectionStore {
     readonly keys: ClusterKeys,
   ) {}
 
-  async putMember(leaseId: string, record: MemberRecord): Promise<void> {
-    await this.etcd.put(this.keys.member(record.node), encodeMember(record), leaseId);
+  /**
+   * Write our member record; returns its revision. `after`: the revision of our last write that etcd confirmed —
+   * the record is then also broadcast (EtcdBackend.broadcast), guarded by that revision, so a node whose path to
+   * the member in use stalled still tells the others it stopped being a candidate, and a copy that lands late
+   * cannot overwrite anything written after it.
+   */
+  async putMember(leaseId: string, record: MemberRecord, after?: number): Promise<number> {
+    const key = this.keys.member(record.node);
+    const value = encodeMember(record);
+    if (after !== undefined)
+      this.etcd.broadcast?.(
+        [{ key, target: 'mod', value: after }],
+        [{ type: 'put', key, value, lease: leaseId }],
+      );
+    return (await this.etcd.put(key, value, leaseId)).revision;
   }
 
   /** Publish this node's status (bound to its lease, so it disappears with the node). */
@@ -113,15 +126,17 @@ export class ElectionStore {
   async resign(group: string, epoch: number, facts: HolderFacts, clean: boolean): Promise<boolean> {
     const key = this.keys.leader(group);
     const record: LastHolderRecord = { ...facts, epoch, released: true };
-    const res = await this.etcd.txn(
-      [{ key, target: 'mod', value: epoch }],
-      clean
-        ? [
-            { type: 'put', key: this.keys.lastHolder(group), value: encodeLastHolder(record) },
-            { type: 'delete', key },
-          ]
-        : [{ type: 'delete', key }],
-    );
+    const compares: Compare[] = [{ key, target: 'mod', value: epoch }];
+    const ops: TxnOp[] = clean
+      ? [
+          { type: 'put', key: this.keys.lastHolder(group), value: encodeLastHolder(record) },
+          { type: 'delete', key },
+        ]
+      : [{ type: 'delete', key }];
+    // Also through the standby connections: under a cut of etcd's replies the member in use can no longer be
+    // sent anything, and the successor would wait for our lease to expire (docs/design.md, "Fencing").
+    this.etcd.broadcast?.(compares, ops);
+    const res = await this.etcd.txn(compares, ops);
     return res.succeeded;
   }
 
@@ -147,25 +162,25 @@ export class ElectionStore {
       ...(to.holdMaxMs === undefined ? {} : { holdMaxMs: to.holdMaxMs }),
       released: false,
     };
-    const res = await this.etcd.txn(
-      [
-        { key, target: 'mod', value: epoch },
-        { key: this.keys.member(to.node), target: 'mod', value: to.memberRevision },
-      ],
-      [
-        { type: 'put', key: this.keys.lastHolder(group), value: encodeLastHolder(record) },
-        {
-          type: 'put',
-          key,
-          value: encodeLeader({
-            node: to.node,
-            leaseId: to.leaseId,
-            handover: { from, epoch, ...(reason === undefined ? {} : { reason }) },
-          }),
-          lease: to.leaseId,
-        },
-      ],
-    );
+    const compares: Compare[] = [
+      { key, target: 'mod', value: epoch },
+      { key: this.keys.member(to.node), target: 'mod', value: to.memberRevision },
+    ];
+    const ops: TxnOp[] = [
+      { type: 'put', key: this.keys.lastHolder(group), value: encodeLastHolder(record) },
+      {
+        type: 'put',
+        key,
+        value: encodeLeader({
+          node: to.node,
+          leaseId: to.leaseId,
+          handover: { from, epoch, ...(reason === undefined ? {} : { reason }) },
+        }),
+        lease: to.leaseId,
+      },
+    ];
+    this.etcd.broadcast?.(compares, ops);
+    const res = await this.etcd.txn(compares, ops);
     return res.succeeded;
   }
 }
