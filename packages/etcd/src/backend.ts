@@ -93,12 +93,14 @@ export interface EtcdBackend {
     failure?: readonly TxnOp[],
   ): Promise<TxnResult>;
   /**
-   * Send a transaction, unanswered, through every standby connection the backend keeps (a backend built with
-   * `standby`: client.ts, standby.ts), so that it lands although the path to the member in use has stalled.
-   * Only for a transaction whose comparisons make a late or second copy a no-op (a resign guarded by the epoch,
-   * a record guarded by its revision). Optional: a backend without standby connections has nothing to add.
+   * Unless `answered` settles first (the same write, sent the ordinary way), send a transaction, unanswered,
+   * through every standby connection the backend keeps (a backend built with `standby`: client.ts, standby.ts),
+   * so that it lands although the path to the member in use has stalled. Only for a transaction whose comparisons
+   * make a late or second copy a no-op (a resign guarded by the epoch, a record guarded by its revision): a copy
+   * can still land first when etcd answers slowly, and the ordinary write then finds its comparison false.
+   * Optional: a backend without standby connections has nothing to add.
    */
-  broadcast?(compares: readonly Compare[], success: readonly TxnOp[]): void;
+  broadcast?(compares: readonly Compare[], success: readonly TxnOp[], answered: Promise<unknown>): void;
   /**
    * The member in use did not answer in time (a fence, a session lost to silence): send what comes next, and
    * move open watches, to another member (members.ts). Optional: a backend with one member has nowhere to go.

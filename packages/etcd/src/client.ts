@@ -69,6 +69,13 @@ async function loadLibs(): Promise<Libs> {
   return libs;
 }
 
+/**
+ * A broadcast goes out only when the ordinary write has not been answered this long: otherwise its copies raced
+ * the write on a healthy path, and the write found its comparison false (a handover logged as "did not apply").
+ * Above the 125 ms ack window, the round trip a loaded machine is expected to manage.
+ */
+const BROADCAST_AFTER_MS = 200;
+
 /** How long a unary call waits for its answer when the connection does not say (`EtcdConnection.callTimeoutMs`). */
 const DEFAULT_CALL_TIMEOUT_MS = 2000;
 
@@ -632,14 +639,18 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
         const res = await (lease === undefined ? b : b.lease(lease)).exec();
         return { revision: Number(res.header.revision) };
       }),
-    broadcast(compares, success) {
+    broadcast(compares, success, answered) {
       if (standby === undefined) return;
-      const deadline = Date.now() + (conn.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
-      for (const m of standby.openMembers) {
-        void (standbyClients[m] as Promise<Etcd3>)
-          .then((c) => sendCopy(c, compares, success, deadline))
-          .catch(() => undefined);
-      }
+      const send = (): void => {
+        const deadline = Date.now() + (conn.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
+        for (const m of standby.openMembers)
+          void (standbyClients[m] as Promise<Etcd3>)
+            .then((c) => sendCopy(c, compares, success, deadline))
+            .catch(() => undefined);
+      };
+      const t = setTimeout(send, BROADCAST_AFTER_MS);
+      const settled = (): void => clearTimeout(t);
+      answered.then(settled, settled);
     },
     txn: (compares, success, failure = []) =>
       unary('transaction', (c) => commitTxn(c, compares, success, failure)),

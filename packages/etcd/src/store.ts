@@ -81,12 +81,14 @@ export class ElectionStore {
   async putMember(leaseId: string, record: MemberRecord, after?: number): Promise<number> {
     const key = this.keys.member(record.node);
     const value = encodeMember(record);
+    const put = this.etcd.put(key, value, leaseId);
     if (after !== undefined)
       this.etcd.broadcast?.(
         [{ key, target: 'mod', value: after }],
         [{ type: 'put', key, value, lease: leaseId }],
+        put,
       );
-    return (await this.etcd.put(key, value, leaseId)).revision;
+    return (await put).revision;
   }
 
   /** Publish this node's status (bound to its lease, so it disappears with the node). */
@@ -133,11 +135,12 @@ export class ElectionStore {
           { type: 'delete', key },
         ]
       : [{ type: 'delete', key }];
-    // Also through the standby connections: under a cut of etcd's replies the member in use can no longer be
-    // sent anything, and the successor would wait for our lease to expire (docs/design.md, "Fencing").
-    this.etcd.broadcast?.(compares, ops);
-    const res = await this.etcd.txn(compares, ops);
-    return res.succeeded;
+    // Also through the standby connections when etcd has not answered in a moment: under a cut of etcd's replies
+    // the member in use can no longer be sent anything, and the successor would wait for our lease to expire
+    // (docs/design.md, "Fencing").
+    const txn = this.etcd.txn(compares, ops);
+    this.etcd.broadcast?.(compares, ops, txn);
+    return (await txn).succeeded;
   }
 
   /**
@@ -179,8 +182,9 @@ export class ElectionStore {
         lease: to.leaseId,
       },
     ];
-    this.etcd.broadcast?.(compares, ops);
-    const res = await this.etcd.txn(compares, ops);
+    const txn = this.etcd.txn(compares, ops);
+    this.etcd.broadcast?.(compares, ops, txn);
+    const res = await txn;
     return res.succeeded;
   }
 }
