@@ -422,8 +422,8 @@ export interface BackendOptions {
    */
   readonly readWaitMs?: number;
   /**
-   * Keep a standby connection to every member, for `broadcast` (standby.ts): an agent's
-   * resign reaches etcd when the path to the member in use has stalled. Default false.
+   * Keep a standby connection to every member, for `broadcast` (standby.ts): an agent's resign reaches etcd when
+   * the path to the member in use has stalled. Default false.
    */
   readonly standby?: boolean;
   /** The member used first (an index into the endpoints); default: one drawn at random, to spread the nodes. */
@@ -556,12 +556,12 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
           ? createClients(next, o)
           : next.endpoints.map((e) => Promise.resolve(buildClient(libs as Libs, next, [e], o)));
       const made = build();
-      // Standby streams end with their old clients and are opened again on the new ones.
       const madeStandby = withStandby ? build({ standby: true }) : [];
       const old = [...clients, ...standbyClients];
       conn = next;
       clients = made;
       standbyClients = madeStandby;
+      standby?.reopen();
       for (const c of old) void c.then((x) => x.close()).catch(() => undefined);
       return { changed: true };
     },

@@ -46,14 +46,22 @@ export class StandbyStreams {
     for (let m = 0; m < this.members; m++) this.connect(m);
   }
 
-  /** Whether `member`'s idle stream is open now (a write sent to it goes out on a warm connection). */
-  isOpen(member: number): boolean {
-    return this.live.has(member);
-  }
-
   /** The members with an open idle stream. */
   get openMembers(): number[] {
     return [...this.live.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * End every stream and open it again at once, through whatever `open` now uses (new clients after a TLS
+   * rotation): closing a gRPC client does not end the calls still open on it.
+   */
+  reopen(): void {
+    for (const [m, a] of [...this.live]) {
+      a.ended = true;
+      this.live.delete(m);
+      a.stream?.close();
+      this.connect(m);
+    }
   }
 
   close(): void {
