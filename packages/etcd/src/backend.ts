@@ -68,6 +68,15 @@ export interface KeepaliveHandlers {
   onError(error: Error): void;
 }
 
+/**
+ * The standby connections a broadcast goes through. Under a cut of etcd's replies a connection carries one write:
+ * once TCP has timed out that write's unacknowledged copy it sends nothing new until an acknowledgement comes,
+ * so a second write queued behind it lands seconds late, if at all (docs/design.md, "Standby connections").
+ * A write that ends a holder's claim (a resign, a handover) therefore never shares its connections with a member
+ * record, which a fenced node writes first.
+ */
+export type BroadcastLane = 'member' | 'leadership';
+
 export interface KeepaliveStream {
   /** Send one keepalive; throws when the stream is already closed. */
   send(leaseId: string): void;
@@ -98,9 +107,15 @@ export interface EtcdBackend {
    * so that it lands although the path to the member in use has stalled. Only for a transaction whose comparisons
    * make a late or second copy a no-op (a resign guarded by the epoch, a record guarded by its revision): a copy
    * can still land first when etcd answers slowly, and the ordinary write then finds its comparison false.
+   * `lane`: which set of standby connections carries it (see {@link BroadcastLane}).
    * Optional: a backend without standby connections has nothing to add.
    */
-  broadcast?(compares: readonly Compare[], success: readonly TxnOp[], answered: Promise<unknown>): void;
+  broadcast?(
+    compares: readonly Compare[],
+    success: readonly TxnOp[],
+    answered: Promise<unknown>,
+    lane: BroadcastLane,
+  ): void;
   /**
    * The member in use did not answer in time (a fence, a session lost to silence): send what comes next, and
    * move open watches, to another member (members.ts). Optional: a backend with one member has nowhere to go.

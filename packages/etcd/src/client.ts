@@ -5,6 +5,7 @@
 import type { Etcd3, IKeyValue, IOptions, IRequestOp, IWatchResponse, Watcher } from 'etcd3';
 import { commonJs, CoordError, errorMessage, etcdEndpointRule, splitList } from '@coord/core';
 import type {
+  BroadcastLane,
   Compare,
   EtcdBackend,
   Entry,
@@ -93,8 +94,9 @@ function grantWaitMs(ttlSec: number): number {
 /**
  * Build the etcd3 client the way a coordinator needs it (see {@link HOST_HALF_OPEN_MS}), for `hosts` (default:
  * every endpoint; a node's backend builds one client per member, members.ts). `standby`: a standby client
- * (standby.ts), whose connection must have nothing in flight when it is needed: no HTTP/2 keepalive pings (and so
- * a connection of its own: grpc-js shares one only among channels with the same options).
+ * (standby.ts), whose connection must have nothing in flight when it is needed: no HTTP/2 keepalive pings, and a
+ * connection of its own (grpc-js otherwise shares one among channels with the same options: the two lanes'
+ * clients, see {@link BroadcastLane}).
  */
 function buildClient(
   { etcd3, cockatiel }: Libs,
@@ -156,6 +158,7 @@ function buildClient(
       // At most half a second between reconnects: after an etcd outage every node is back within that (a lease
       // kept through it lives TTL + an election timeout after etcd's return).
       'grpc.max_reconnect_backoff_ms': 500,
+      ...(standby ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
     },
   });
 }
@@ -169,6 +172,13 @@ function createClients(opts: EtcdConnection, o: { standby?: boolean } = {}): Pro
   // A client that could not be built fails each call with the reason, as etcd3 would have at construction.
   for (const c of made) c.catch(() => undefined);
   return made;
+}
+
+/** The lanes of standby connections (backend.ts, {@link BroadcastLane}): a set of connections each. */
+const LANES: readonly BroadcastLane[] = ['member', 'leadership'];
+
+function standbyLanes<T>(make: (lane: BroadcastLane) => T): Record<BroadcastLane, T> {
+  return { member: make('member'), leadership: make('leadership') };
 }
 
 const REACH = 'check that the etcd endpoints are reachable from this node and the etcd cluster has quorum';
@@ -407,7 +417,7 @@ export interface EtcdClientBackend extends EtcdBackend {
   reloadTls(): { changed: boolean };
   /** When the client certificate in use expires (undefined without one). */
   readonly certExpiresAt: Date | undefined;
-  /** The members (indices into the endpoints) with a standby connection open now (`standby`; else none). */
+  /** The members (indices into the endpoints) with a standby connection open now in both lanes (`standby`; else none). */
   standbyMembers(): number[];
 }
 
@@ -502,13 +512,16 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
   let conn = opts;
   let clients = createClients(conn);
   const withStandby = o.standby === true;
-  let standbyClients = withStandby ? createClients(conn, { standby: true }) : [];
+  let standbyClients = withStandby ? standbyLanes(() => createClients(conn, { standby: true })) : undefined;
   const standby = withStandby
-    ? new StandbyStreams(conn.endpoints.length, async (m, onEnd) =>
-        openIdle(await (standbyClients[m] as Promise<Etcd3>), onEnd),
+    ? standbyLanes(
+        (lane) =>
+          new StandbyStreams(conn.endpoints.length, async (m, onEnd) =>
+            openIdle(await (standbyClients?.[lane][m] as Promise<Etcd3>), onEnd),
+          ),
       )
     : undefined;
-  standby?.start();
+  for (const lane of LANES) standby?.[lane].start();
   const members = new MemberChoice(conn.endpoints, {
     now: () => performance.now(),
     first: o.firstMember ?? Math.floor(Math.random() * conn.endpoints.length),
@@ -544,7 +557,10 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
     get certExpiresAt() {
       return conn.tls?.certExpiresAt;
     },
-    standbyMembers: () => standby?.openMembers ?? [],
+    standbyMembers: () =>
+      standby === undefined
+        ? []
+        : standby.member.openMembers.filter((m) => standby.leadership.openMembers.includes(m)),
     reloadTls() {
       const tls = readTls(conn.files);
       if (tls === undefined || tls.digest === conn.tls?.digest) return { changed: false };
@@ -556,12 +572,12 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
           ? createClients(next, o)
           : next.endpoints.map((e) => Promise.resolve(buildClient(libs as Libs, next, [e], o)));
       const made = build();
-      const madeStandby = withStandby ? build({ standby: true }) : [];
-      const old = [...clients, ...standbyClients];
+      const madeStandby = withStandby ? standbyLanes(() => build({ standby: true })) : undefined;
+      const old = [...clients, ...LANES.flatMap((lane) => standbyClients?.[lane] ?? [])];
       conn = next;
       clients = made;
       standbyClients = madeStandby;
-      standby?.reopen();
+      for (const lane of LANES) standby?.[lane].reopen();
       for (const c of old) void c.then((x) => x.close()).catch(() => undefined);
       return { changed: true };
     },
@@ -639,12 +655,12 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
         const res = await (lease === undefined ? b : b.lease(lease)).exec();
         return { revision: Number(res.header.revision) };
       }),
-    broadcast(compares, success, answered) {
+    broadcast(compares, success, answered, lane) {
       if (standby === undefined) return;
       const send = (): void => {
         const deadline = Date.now() + (conn.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
-        for (const m of standby.openMembers)
-          void (standbyClients[m] as Promise<Etcd3>)
+        for (const m of standby[lane].openMembers)
+          void (standbyClients?.[lane][m] as Promise<Etcd3>)
             .then((c) => sendCopy(c, compares, success, deadline))
             .catch(() => undefined);
       };
@@ -695,8 +711,9 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
         };
       }),
     close: () => {
-      standby?.close();
-      for (const c of [...clients, ...standbyClients]) void c.then((x) => x.close()).catch(() => undefined);
+      for (const lane of LANES) standby?.[lane].close();
+      for (const c of [...clients, ...LANES.flatMap((lane) => standbyClients?.[lane] ?? [])])
+        void c.then((x) => x.close()).catch(() => undefined);
     },
   };
 }

@@ -8,7 +8,8 @@
  * flight, and any connection with HTTP/2 keepalive pings may have one in flight; so the standby connections are
  * their own (grpc-js gives channels with other options other connections) and send no pings. Each carries one
  * idle stream: it opens the connection, keeps grpc-js from closing it as idle, and ends when the connection
- * does, which is how a dropped one is noticed and opened again.
+ * does, which is how a dropped one is noticed and opened again. A backend keeps two such sets, one per
+ * `BroadcastLane` (backend.ts): a connection under a cut carries one write.
  */
 
 /** How long after a standby stream ended (its member down, the connection dropped) it is opened again. */

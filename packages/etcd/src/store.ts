@@ -87,6 +87,7 @@ export class ElectionStore {
         [{ key, target: 'mod', value: after }],
         [{ type: 'put', key, value, lease: leaseId }],
         put,
+        'member',
       );
     return (await put).revision;
   }
@@ -139,7 +140,7 @@ export class ElectionStore {
     // the member in use can no longer be sent anything, and the successor would wait for our lease to expire
     // (docs/design.md, "Fencing").
     const txn = this.etcd.txn(compares, ops);
-    this.etcd.broadcast?.(compares, ops, txn);
+    this.etcd.broadcast?.(compares, ops, txn, 'leadership');
     return (await txn).succeeded;
   }
 
@@ -183,7 +184,7 @@ export class ElectionStore {
       },
     ];
     const txn = this.etcd.txn(compares, ops);
-    this.etcd.broadcast?.(compares, ops, txn);
+    this.etcd.broadcast?.(compares, ops, txn, 'leadership');
     const res = await txn;
     return res.succeeded;
   }
