@@ -174,11 +174,21 @@ function createClients(opts: EtcdConnection, o: { standby?: boolean } = {}): Pro
   return made;
 }
 
-/** The lanes of standby connections (backend.ts, {@link BroadcastLane}): a set of connections each. */
-const LANES: readonly BroadcastLane[] = ['member', 'leadership'];
+/** One lane of standby connections (backend.ts, {@link BroadcastLane}): a client per member, an idle stream on each. */
+interface StandbyLane {
+  /** Replaced by a TLS rotation; the streams reopen on the new ones. */
+  clients: Promise<Etcd3>[];
+  readonly streams: StandbyStreams;
+}
 
-function standbyLanes<T>(make: (lane: BroadcastLane) => T): Record<BroadcastLane, T> {
-  return { member: make('member'), leadership: make('leadership') };
+function standbyLane(conn: EtcdConnection): StandbyLane {
+  const lane: StandbyLane = {
+    clients: createClients(conn, { standby: true }),
+    streams: new StandbyStreams(conn.endpoints.length, async (m, onEnd) =>
+      openIdle(await (lane.clients[m] as Promise<Etcd3>), onEnd),
+    ),
+  };
+  return lane;
 }
 
 const REACH = 'check that the etcd endpoints are reachable from this node and the etcd cluster has quorum';
@@ -511,17 +521,10 @@ function memberTrouble(e: unknown): boolean {
 export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}): EtcdClientBackend {
   let conn = opts;
   let clients = createClients(conn);
-  const withStandby = o.standby === true;
-  let standbyClients = withStandby ? standbyLanes(() => createClients(conn, { standby: true })) : undefined;
-  const standby = withStandby
-    ? standbyLanes(
-        (lane) =>
-          new StandbyStreams(conn.endpoints.length, async (m, onEnd) =>
-            openIdle(await (standbyClients?.[lane][m] as Promise<Etcd3>), onEnd),
-          ),
-      )
-    : undefined;
-  for (const lane of LANES) standby?.[lane].start();
+  const lanes: Record<BroadcastLane, StandbyLane> | undefined =
+    o.standby === true ? { member: standbyLane(conn), leadership: standbyLane(conn) } : undefined;
+  const eachLane = lanes === undefined ? [] : Object.values(lanes);
+  for (const lane of eachLane) lane.streams.start();
   const members = new MemberChoice(conn.endpoints, {
     now: () => performance.now(),
     first: o.firstMember ?? Math.floor(Math.random() * conn.endpoints.length),
@@ -558,9 +561,9 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
       return conn.tls?.certExpiresAt;
     },
     standbyMembers: () =>
-      standby === undefined
+      lanes === undefined
         ? []
-        : standby.member.openMembers.filter((m) => standby.leadership.openMembers.includes(m)),
+        : lanes.member.streams.openMembers.filter((m) => lanes.leadership.streams.openMembers.includes(m)),
     reloadTls() {
       const tls = readTls(conn.files);
       if (tls === undefined || tls.digest === conn.tls?.digest) return { changed: false };
@@ -572,12 +575,14 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
           ? createClients(next, o)
           : next.endpoints.map((e) => Promise.resolve(buildClient(libs as Libs, next, [e], o)));
       const made = build();
-      const madeStandby = withStandby ? standbyLanes(() => build({ standby: true })) : undefined;
-      const old = [...clients, ...LANES.flatMap((lane) => standbyClients?.[lane] ?? [])];
+      const madeStandby = eachLane.map(() => build({ standby: true }));
+      const old = [...clients, ...eachLane.flatMap((lane) => lane.clients)];
       conn = next;
       clients = made;
-      standbyClients = madeStandby;
-      for (const lane of LANES) standby?.[lane].reopen();
+      eachLane.forEach((lane, i) => {
+        lane.clients = madeStandby[i] ?? [];
+        lane.streams.reopen();
+      });
       for (const c of old) void c.then((x) => x.close()).catch(() => undefined);
       return { changed: true };
     },
@@ -656,11 +661,12 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
         return { revision: Number(res.header.revision) };
       }),
     broadcast(compares, success, answered, lane) {
-      if (standby === undefined) return;
+      if (lanes === undefined) return;
+      const via = lanes[lane];
       const send = (): void => {
         const deadline = Date.now() + (conn.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
-        for (const m of standby[lane].openMembers)
-          void (standbyClients?.[lane][m] as Promise<Etcd3>)
+        for (const m of via.streams.openMembers)
+          void (via.clients[m] as Promise<Etcd3>)
             .then((c) => sendCopy(c, compares, success, deadline))
             .catch(() => undefined);
       };
@@ -711,8 +717,8 @@ export function createEtcdBackend(opts: EtcdConnection, o: BackendOptions = {}):
         };
       }),
     close: () => {
-      for (const lane of LANES) standby?.[lane].close();
-      for (const c of [...clients, ...LANES.flatMap((lane) => standbyClients?.[lane] ?? [])])
+      for (const lane of eachLane) lane.streams.close();
+      for (const c of [...clients, ...eachLane.flatMap((lane) => lane.clients)])
         void c.then((x) => x.close()).catch(() => undefined);
     },
   };
